@@ -1,0 +1,4 @@
+pub mod bench;
+pub mod eval;
+pub mod generate;
+pub mod info;

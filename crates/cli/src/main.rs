@@ -1,0 +1,41 @@
+//! `scalpel`: the native command line for Scalpel.
+
+mod commands;
+mod model_source;
+mod progress;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "scalpel", version, about = "Attribution-guided pruning of language models (OPT, Llama)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Generate text from a prompt, streaming tokens as they come.
+    Generate(commands::generate::Args),
+    /// Evaluate a model (perplexity).
+    #[command(subcommand)]
+    Eval(commands::eval::EvalCommand),
+    /// Print a checkpoint's configuration without loading the weights.
+    Info(commands::info::Args),
+    /// Time a long forward and greedy generation (JSON line; see `cargo xtask bench`).
+    Bench(commands::bench::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Generate(args) => commands::generate::run(args),
+        Command::Eval(cmd) => commands::eval::run(cmd),
+        Command::Info(args) => commands::info::run(args),
+        Command::Bench(args) => commands::bench::run(args),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

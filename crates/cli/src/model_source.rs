@@ -1,0 +1,129 @@
+//! Where a model comes from: a local GGUF file, a local Hugging Face folder, or a hub model id.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use scalpel::device::{DevicePreference, SelectedDevice, select};
+use scalpel::io::safetensors::SafetensorsSource;
+use scalpel::loader::is_gguf;
+use scalpel::{LoadedModel, ModelFiles};
+
+use crate::progress::{HubProgress, bar};
+
+/// The default model: the SmolLM2 GGUF fetched by `cargo xtask assets`.
+pub const DEFAULT_MODEL: &str = "assets/SmolLM2-135M-Instruct.Q4_1.gguf";
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A .gguf file, a folder with config.json + *.safetensors + tokenizer.json, or a Hugging Face
+    /// model id (`org/name`, downloaded and cached by hf-hub).
+    #[arg(long, short = 'm', default_value = DEFAULT_MODEL)]
+    pub model: String,
+    /// With a hub id: the GGUF file inside the repository to use instead of safetensors.
+    #[arg(long)]
+    pub gguf_file: Option<String>,
+    /// Hub revision (branch, tag or commit).
+    #[arg(long, default_value = "main")]
+    pub revision: String,
+    /// A tokenizer.json to use instead of the model's own.
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// auto (hardware GPU if present, else CPU), gpu, or cpu.
+    #[arg(long, default_value = "auto")]
+    pub device: DevicePreference,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
+    if path.exists() { read(path).map(Some) } else { Ok(None) }
+}
+
+/// Reads a Hugging Face-layout folder: config.json, the shards (via the index if present), tokenizer.json.
+fn hf_folder(dir: &Path, tokenizer: Option<Vec<u8>>) -> Result<ModelFiles> {
+    let config_json =
+        read(&dir.join("config.json")).context("a model folder needs config.json (or point --model at a .gguf file)")?;
+    let index = dir.join("model.safetensors.index.json");
+    let names = if index.exists() {
+        SafetensorsSource::shard_names_from_index(&read(&index)?)?
+    } else if dir.join("model.safetensors").exists() {
+        vec!["model.safetensors".to_string()]
+    } else {
+        bail!("{} has neither model.safetensors nor model.safetensors.index.json", dir.display());
+    };
+    let shards = names.into_iter().map(|n| read(&dir.join(&n)).map(|b| (n, b))).collect::<Result<_>>()?;
+    let tokenizer_json = match tokenizer {
+        Some(t) => Some(t),
+        None => read_opt(&dir.join("tokenizer.json"))?,
+    };
+    Ok(ModelFiles::HuggingFace { config_json, shards, tokenizer_json })
+}
+
+/// Downloads (or finds in the hf-hub cache) what a hub model id needs.
+fn hub(args: &ModelArgs) -> Result<PathBuf> {
+    use hf_hub::{Repo, RepoType, api::sync::ApiBuilder};
+    let api = ApiBuilder::new().with_progress(false).build().context("setting up the Hugging Face hub client")?;
+    let repo = api.repo(Repo::with_revision(args.model.clone(), RepoType::Model, args.revision.clone()));
+    let get = |file: &str| -> Result<PathBuf> {
+        repo.download_with_progress(file, HubProgress(None))
+            .with_context(|| format!("downloading {file} from {} (revision {})", args.model, args.revision))
+    };
+    if let Some(gguf) = &args.gguf_file {
+        return get(gguf);
+    }
+    let config = get("config.json")?;
+    get("tokenizer.json")?;
+    match get("model.safetensors.index.json") {
+        Ok(index) => {
+            for shard in SafetensorsSource::shard_names_from_index(&read(&index)?)? {
+                get(&shard)?;
+            }
+        }
+        Err(_) => {
+            get("model.safetensors")?;
+        }
+    }
+    Ok(config.parent().context("hub cache path has no parent")?.to_path_buf())
+}
+
+/// Resolves `--model` to files in memory.
+pub fn model_files(args: &ModelArgs) -> Result<ModelFiles> {
+    let tokenizer = args.tokenizer.as_deref().map(read).transpose()?;
+    let mut path = PathBuf::from(&args.model);
+    if !path.exists() {
+        let looks_like_hub_id = args.model.split('/').count() == 2 && !args.model.starts_with('.');
+        if !looks_like_hub_id {
+            if args.model == DEFAULT_MODEL {
+                bail!("the default model {DEFAULT_MODEL} is missing: fetch it with `cargo xtask assets`");
+            }
+            bail!("{} does not exist (and is not a hub id like `HuggingFaceTB/SmolLM2-135M`)", args.model);
+        }
+        path = hub(args)?;
+    }
+    if path.is_dir() {
+        return hf_folder(&path, tokenizer);
+    }
+    let bytes = read(&path)?;
+    if is_gguf(&bytes) {
+        return Ok(ModelFiles::Gguf { gguf: bytes, tokenizer_json: tokenizer });
+    }
+    bail!("{} is not a GGUF file; for safetensors pass the folder holding config.json", path.display())
+}
+
+/// Resolves, reads and loads a model with a progress bar; returns it with the device used.
+pub fn load(args: &ModelArgs) -> Result<(LoadedModel, SelectedDevice)> {
+    let device = select(args.device)?;
+    let files = model_files(args)?;
+    let pb = bar(0, "loading");
+    let loaded = files
+        .load(&device.device, &mut |done, total| {
+            pb.set_length(total as u64);
+            pb.set_position(done as u64);
+        })
+        .with_context(|| format!("loading {}", args.model))?;
+    pb.finish_and_clear();
+    Ok((loaded, device))
+}

@@ -1,0 +1,145 @@
+//! Run-time device choice: a wgpu GPU (WebGPU in the browser, Vulkan/Metal/DX12 natively) when one
+//! exists, else the pure-Rust CPU backend. The wgpu runtime can be initialised only once per
+//! process, so the outcome of the first attempt is cached.
+
+use burn::tensor::Device;
+use burn::tensor::wgpu::{WgpuInitError, WgpuSetup};
+
+/// What the caller asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DevicePreference {
+    /// A hardware GPU if there is one, else the CPU.
+    #[default]
+    Auto,
+    /// wgpu, whatever adapter it finds (including software Vulkan); an error if none.
+    Gpu,
+    /// The CPU backend.
+    Cpu,
+}
+
+impl std::str::FromStr for DevicePreference {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "gpu" | "wgpu" | "webgpu" => Ok(Self::Gpu),
+            "cpu" => Ok(Self::Cpu),
+            other => Err(format!("unknown device `{other}` (auto, gpu, cpu)")),
+        }
+    }
+}
+
+/// The device in use and a human-readable account of why.
+#[derive(Debug, Clone)]
+pub struct SelectedDevice {
+    pub device: Device,
+    /// e.g. "GPU: NVIDIA H200 (Vulkan)" or "CPU".
+    pub label: String,
+    pub is_gpu: bool,
+    /// Why the CPU is used although a GPU was acceptable.
+    pub fallback_reason: Option<String>,
+    /// The adapter's largest storage-buffer binding, in bytes (GPU only).
+    pub max_binding_bytes: Option<u64>,
+}
+
+impl SelectedDevice {
+    pub fn cpu(fallback_reason: Option<String>) -> Self {
+        let label = match &fallback_reason {
+            Some(r) => format!("CPU (no GPU: {r})"),
+            None => "CPU".into(),
+        };
+        Self { device: Device::flex(), label, is_gpu: false, fallback_reason, max_binding_bytes: None }
+    }
+}
+
+/// Outcome of initialising wgpu: the device with its adapter description, or why it failed.
+#[derive(Debug, Clone)]
+struct GpuInit {
+    device: Device,
+    label: String,
+    software: bool,
+    max_binding_bytes: u64,
+}
+
+fn describe(device: Device, setup: &WgpuSetup) -> GpuInit {
+    let info = setup.adapter.get_info();
+    let software = matches!(info.device_type, burn::tensor::wgpu::wgpu::DeviceType::Cpu);
+    let max_binding_bytes = setup.adapter.limits().max_storage_buffer_binding_size as u64;
+    GpuInit { device, label: format!("GPU: {} ({:?})", info.name, info.backend), software, max_binding_bytes }
+}
+
+fn init_error(e: WgpuInitError) -> String {
+    format!("{e}")
+}
+
+/// `allow_software`: natively a software Vulkan (lavapipe) is slower than the CPU backend, so `Auto`
+/// skips it; in a browser WebGPU on a software adapter is still the page's GPU path.
+fn choose(
+    pref: DevicePreference,
+    gpu: Result<GpuInit, String>,
+    allow_software: bool,
+) -> Result<SelectedDevice, crate::Error> {
+    match (pref, gpu) {
+        (DevicePreference::Cpu, _) => Ok(SelectedDevice::cpu(None)),
+        (DevicePreference::Gpu, Err(e)) => Err(crate::Error::Device(format!("no usable GPU adapter: {e}"))),
+        (DevicePreference::Auto, Err(e)) => Ok(SelectedDevice::cpu(Some(e))),
+        (DevicePreference::Auto, Ok(g)) if g.software && !allow_software => {
+            Ok(SelectedDevice::cpu(Some(format!("only a software adapter was found ({})", g.label))))
+        }
+        (_, Ok(g)) => Ok(SelectedDevice {
+            device: g.device,
+            label: g.label,
+            is_gpu: true,
+            fallback_reason: None,
+            max_binding_bytes: Some(g.max_binding_bytes),
+        }),
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
+mod native {
+    use std::sync::OnceLock;
+
+    use super::*;
+
+    static GPU: OnceLock<Result<GpuInit, String>> = OnceLock::new();
+
+    /// Picks a device; GPU initialisation happens at most once per process.
+    pub fn select(pref: DevicePreference) -> Result<SelectedDevice, crate::Error> {
+        if pref == DevicePreference::Cpu {
+            return Ok(SelectedDevice::cpu(None));
+        }
+        let gpu = GPU.get_or_init(|| {
+            Device::wgpu_options().init_with_setup().map(|(d, s)| describe(d, &s)).map_err(init_error)
+        });
+        choose(pref, gpu.clone(), false)
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
+pub use native::select;
+
+/// Picks a device asynchronously (required in the browser, where adapters are promises).
+/// Initialisation is attempted once per page; later calls reuse the outcome.
+pub async fn select_async(pref: DevicePreference) -> Result<SelectedDevice, crate::Error> {
+    thread_local! {
+        static GPU: std::cell::RefCell<Option<Result<GpuInit, String>>> = const { std::cell::RefCell::new(None) };
+    }
+    if pref == DevicePreference::Cpu {
+        return Ok(SelectedDevice::cpu(None));
+    }
+    let cached = GPU.with(|g| g.borrow().clone());
+    let gpu = match cached {
+        Some(g) => g,
+        None => {
+            let g = Device::wgpu_options()
+                .init_with_setup_async()
+                .await
+                .map(|(d, s)| describe(d, &s))
+                .map_err(init_error);
+            GPU.with(|slot| *slot.borrow_mut() = Some(g.clone()));
+            g
+        }
+    };
+    choose(pref, gpu, cfg!(target_family = "wasm"))
+}

@@ -1,0 +1,384 @@
+//! GGUF v2/v3 container parser (llama.cpp's model format).
+//!
+//! The parser never trusts a count or a length read from the file: every string, array, tensor
+//! dimension and data range is checked against the bytes actually present before anything is
+//! allocated, so a truncated or hostile header yields an error, not a panic or a huge allocation.
+
+use std::collections::BTreeMap;
+
+use super::quant::{GgmlType, dequantize};
+use super::HostTensor;
+use crate::error::{Error, Result};
+
+const MAGIC: &[u8; 4] = b"GGUF";
+const DEFAULT_ALIGNMENT: u64 = 32;
+/// ggml tensors have at most 4 dimensions.
+const MAX_DIMS: u32 = 4;
+
+/// A metadata value. Arrays keep their element values (vocabularies are arrays of strings).
+#[derive(Debug, Clone, PartialEq)]
+pub enum MetaValue {
+    U8(u8),
+    I8(i8),
+    U16(u16),
+    I16(i16),
+    U32(u32),
+    I32(i32),
+    U64(u64),
+    I64(i64),
+    F32(f32),
+    F64(f64),
+    Bool(bool),
+    String(String),
+    Array(Vec<MetaValue>),
+}
+
+impl MetaValue {
+    /// Any integer value as u64 (negative values are rejected).
+    pub fn as_u64(&self) -> Option<u64> {
+        match *self {
+            Self::U8(v) => Some(v as u64),
+            Self::U16(v) => Some(v as u64),
+            Self::U32(v) => Some(v as u64),
+            Self::U64(v) => Some(v),
+            Self::I8(v) => u64::try_from(v).ok(),
+            Self::I16(v) => u64::try_from(v).ok(),
+            Self::I32(v) => u64::try_from(v).ok(),
+            Self::I64(v) => u64::try_from(v).ok(),
+            _ => None,
+        }
+    }
+
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Self::F32(v) => Some(v as f64),
+            Self::F64(v) => Some(v),
+            _ => self.as_u64().map(|v| v as f64),
+        }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Self::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_array(&self) -> Option<&[MetaValue]> {
+        match self {
+            Self::Array(a) => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// Where one tensor lives in the file.
+#[derive(Debug, Clone)]
+pub struct TensorInfo {
+    pub name: String,
+    /// Row-major shape, outermost first (GGUF stores it innermost first; we reverse it).
+    pub shape: Vec<usize>,
+    pub ty: GgmlType,
+    /// Absolute byte range in the file.
+    pub start: usize,
+    pub end: usize,
+}
+
+impl TensorInfo {
+    pub fn n_elements(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// A parsed GGUF file that owns its bytes (tensors are dequantized one at a time, on demand).
+#[derive(Debug)]
+pub struct GgufFile {
+    pub version: u32,
+    pub metadata: BTreeMap<String, MetaValue>,
+    pub tensors: Vec<TensorInfo>,
+    bytes: Vec<u8>,
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn remaining(&self) -> usize {
+        self.bytes.len() - self.pos
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if n > self.remaining() {
+            return Err(truncated(self.pos, n));
+        }
+        let s = &self.bytes[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u32(&mut self) -> Result<u32> {
+        Ok(u32::from_le_bytes(self.array()?))
+    }
+
+    fn u64(&mut self) -> Result<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    /// A count that must fit in the remaining bytes at `min_bytes_each` bytes per item.
+    fn count(&mut self, what: &str, min_bytes_each: usize) -> Result<usize> {
+        let n = self.u64()?;
+        let max = (self.remaining() / min_bytes_each.max(1)) as u64;
+        if n > max {
+            return Err(Error::format(
+                "GGUF",
+                format!("{what} count {n} cannot fit in the {} bytes left (file truncated or corrupt)", self.remaining()),
+            ));
+        }
+        Ok(n as usize)
+    }
+
+    fn string(&mut self) -> Result<String> {
+        let len = self.count("string length", 1)?;
+        let raw = self.take(len)?;
+        String::from_utf8(raw.to_vec())
+            .map_err(|_| Error::format("GGUF", format!("string at byte {} is not UTF-8", self.pos - len)))
+    }
+
+    fn value(&mut self, ty: u32, depth: u8) -> Result<MetaValue> {
+        Ok(match ty {
+            0 => MetaValue::U8(self.array::<1>()?[0]),
+            1 => MetaValue::I8(self.array::<1>()?[0] as i8),
+            2 => MetaValue::U16(u16::from_le_bytes(self.array()?)),
+            3 => MetaValue::I16(i16::from_le_bytes(self.array()?)),
+            4 => MetaValue::U32(self.u32()?),
+            5 => MetaValue::I32(i32::from_le_bytes(self.array()?)),
+            6 => MetaValue::F32(f32::from_le_bytes(self.array()?)),
+            7 => match self.array::<1>()?[0] {
+                0 => MetaValue::Bool(false),
+                1 => MetaValue::Bool(true),
+                b => return Err(Error::format("GGUF", format!("invalid bool byte {b}"))),
+            },
+            8 => MetaValue::String(self.string()?),
+            9 => {
+                if depth > 0 {
+                    return Err(Error::format("GGUF", "nested metadata arrays are not allowed"));
+                }
+                let elem_ty = self.u32()?;
+                let n = self.count("array length", min_value_size(elem_ty)?)?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.value(elem_ty, depth + 1)?);
+                }
+                MetaValue::Array(items)
+            }
+            10 => MetaValue::U64(self.u64()?),
+            11 => MetaValue::I64(i64::from_le_bytes(self.array()?)),
+            12 => MetaValue::F64(f64::from_le_bytes(self.array()?)),
+            other => return Err(Error::format("GGUF", format!("unknown metadata value type {other}"))),
+        })
+    }
+}
+
+fn min_value_size(ty: u32) -> Result<usize> {
+    Ok(match ty {
+        0 | 1 | 7 => 1,
+        2 | 3 => 2,
+        4 | 5 | 6 => 4,
+        8 | 9 | 10 | 11 | 12 => 8,
+        other => return Err(Error::format("GGUF", format!("unknown metadata array element type {other}"))),
+    })
+}
+
+fn truncated(at: usize, wanted: usize) -> Error {
+    Error::format("GGUF", format!("file truncated: needed {wanted} more bytes at offset {at}"))
+}
+
+impl GgufFile {
+    /// Parses the header, metadata and tensor table, validating every tensor's byte range.
+    pub fn parse(bytes: Vec<u8>) -> Result<Self> {
+        let mut r = Reader { bytes: &bytes, pos: 0 };
+        if r.take(4).map_err(|_| Error::format("GGUF", "file is shorter than the 4-byte magic"))? != MAGIC {
+            return Err(Error::format("GGUF", "not a GGUF file (bad magic; expected `GGUF`)"));
+        }
+        let version = r.u32()?;
+        if !(2..=3).contains(&version) {
+            return Err(Error::Unsupported { what: "GGUF version", detail: format!("{version} (supported: 2, 3)") });
+        }
+        // A tensor entry takes at least 8 (name length) + 4 (n_dims) + 4 (type) + 8 (offset) bytes.
+        let n_tensors = r.count("tensor", 24)?;
+        // A metadata entry takes at least 8 (key length) + 4 (type) + 1 byte.
+        let n_kv = r.count("metadata entry", 13)?;
+        let mut metadata = BTreeMap::new();
+        for _ in 0..n_kv {
+            let key = r.string()?;
+            let ty = r.u32()?;
+            let value = r.value(ty, 0)?;
+            metadata.insert(key, value);
+        }
+        let mut raw = Vec::with_capacity(n_tensors);
+        for _ in 0..n_tensors {
+            let name = r.string()?;
+            let n_dims = r.u32()?;
+            if n_dims == 0 || n_dims > MAX_DIMS {
+                return Err(Error::format("GGUF", format!("tensor `{name}` has {n_dims} dimensions (1..=4 allowed)")));
+            }
+            let mut dims = Vec::with_capacity(n_dims as usize);
+            for _ in 0..n_dims {
+                dims.push(r.u64()?);
+            }
+            let ty = GgmlType::from_id(r.u32()?)?;
+            let offset = r.u64()?;
+            raw.push((name, dims, ty, offset));
+        }
+        let alignment = match metadata.get("general.alignment") {
+            None => DEFAULT_ALIGNMENT,
+            Some(v) => match v.as_u64() {
+                Some(a) if a > 0 && a.is_power_of_two() && a <= 1 << 16 => a,
+                _ => return Err(Error::format("GGUF", format!("invalid general.alignment {v:?}"))),
+            },
+        };
+        let data_start = (r.pos as u64).div_ceil(alignment) * alignment;
+        let file_len = bytes.len() as u64;
+        let mut tensors = Vec::with_capacity(raw.len());
+        for (name, dims, ty, offset) in raw {
+            let n = dims
+                .iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| Error::format("GGUF", format!("tensor `{name}` dimensions {dims:?} overflow")))?;
+            let size = ty.byte_size(n).map_err(|e| Error::format("GGUF", format!("tensor `{name}`: {e}")))?;
+            let start = data_start
+                .checked_add(offset)
+                .filter(|s| *s <= file_len)
+                .ok_or_else(|| Error::format("GGUF", format!("tensor `{name}` starts past the end of the file")))?;
+            let end = start.checked_add(size).filter(|e| *e <= file_len).ok_or_else(|| {
+                Error::format(
+                    "GGUF",
+                    format!(
+                        "tensor `{name}` ({n} elements of {ty:?}, {size} bytes at offset {start}) runs past the end of the {file_len}-byte file (truncated?)"
+                    ),
+                )
+            })?;
+            let shape = dims.iter().rev().map(|&d| d as usize).collect();
+            tensors.push(TensorInfo { name, shape, ty, start: start as usize, end: end as usize });
+        }
+        drop(r);
+        Ok(Self { version, metadata, tensors, bytes })
+    }
+
+    pub fn get(&self, key: &str) -> Option<&MetaValue> {
+        self.metadata.get(key)
+    }
+
+    /// The architecture named by `general.architecture`.
+    pub fn architecture(&self) -> Result<&str> {
+        self.get("general.architecture")
+            .and_then(MetaValue::as_str)
+            .ok_or_else(|| Error::format("GGUF", "missing `general.architecture` metadata"))
+    }
+
+    /// Dequantizes one tensor to f32.
+    pub fn load(&self, info: &TensorInfo) -> Result<HostTensor> {
+        let data = dequantize(info.ty, &self.bytes[info.start..info.end], info.n_elements())
+            .map_err(|e| Error::format("GGUF", format!("tensor `{}`: {e}", info.name)))?;
+        HostTensor::new(info.shape.clone(), data)
+    }
+}
+
+/// A GGUF file presented under Hugging Face parameter names, with llama.cpp's Q/K row
+/// permutation undone so that the model code sees the Hugging Face layout.
+#[derive(Debug)]
+pub struct GgufSource {
+    file: GgufFile,
+    /// (HF name, index into `file.tensors`)
+    names: BTreeMap<String, usize>,
+    num_heads: usize,
+    num_kv_heads: usize,
+}
+
+impl GgufSource {
+    pub fn new(file: GgufFile, num_heads: usize, num_kv_heads: usize) -> Self {
+        let names = file.tensors.iter().enumerate().map(|(i, t)| (hf_name(&t.name), i)).collect();
+        Self { file, names, num_heads, num_kv_heads }
+    }
+
+    pub fn file(&self) -> &GgufFile {
+        &self.file
+    }
+}
+
+/// llama.cpp tensor names to Hugging Face Llama names; unknown names pass through unchanged.
+fn hf_name(gguf: &str) -> String {
+    match gguf {
+        "token_embd.weight" => return "model.embed_tokens.weight".into(),
+        "output_norm.weight" => return "model.norm.weight".into(),
+        "output.weight" => return "lm_head.weight".into(),
+        _ => {}
+    }
+    let Some(rest) = gguf.strip_prefix("blk.") else { return gguf.into() };
+    let Some((layer, suffix)) = rest.split_once('.') else { return gguf.into() };
+    let hf = match suffix {
+        "attn_norm.weight" => "input_layernorm.weight",
+        "ffn_norm.weight" => "post_attention_layernorm.weight",
+        "attn_q.weight" => "self_attn.q_proj.weight",
+        "attn_k.weight" => "self_attn.k_proj.weight",
+        "attn_v.weight" => "self_attn.v_proj.weight",
+        "attn_output.weight" => "self_attn.o_proj.weight",
+        "ffn_gate.weight" => "mlp.gate_proj.weight",
+        "ffn_up.weight" => "mlp.up_proj.weight",
+        "ffn_down.weight" => "mlp.down_proj.weight",
+        _ => return gguf.into(),
+    };
+    format!("model.layers.{layer}.{hf}")
+}
+
+/// Undoes llama.cpp's interleaving of each head's rows (`convert_hf_to_gguf.py`'s `permute`):
+/// GGUF row `h*d + 2i + j` holds Hugging Face row `h*d + j*d/2 + i`.
+fn unpermute_rows(t: &mut HostTensor, n_heads: usize) -> Result<()> {
+    let (rows, cols) = (t.shape[0], t.shape.get(1).copied().unwrap_or(1));
+    if n_heads == 0 || rows % (2 * n_heads) != 0 {
+        return Err(Error::format("GGUF", format!("{rows} Q/K rows do not split into {n_heads} heads")));
+    }
+    let head_dim = rows / n_heads;
+    let half = head_dim / 2;
+    let mut out = vec![0f32; t.data.len()];
+    for h in 0..n_heads {
+        for i in 0..half {
+            for j in 0..2 {
+                let src = (h * head_dim + 2 * i + j) * cols;
+                let dst = (h * head_dim + j * half + i) * cols;
+                out[dst..dst + cols].copy_from_slice(&t.data[src..src + cols]);
+            }
+        }
+    }
+    t.data = out;
+    Ok(())
+}
+
+impl super::WeightSource for GgufSource {
+    fn names(&self) -> Vec<String> {
+        self.names.keys().cloned().collect()
+    }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.names.get(name).map(|&i| self.file.tensors[i].shape.clone())
+    }
+
+    fn load(&self, name: &str) -> Result<HostTensor> {
+        let &i = self.names.get(name).ok_or_else(|| Error::MissingTensor(name.into()))?;
+        let mut t = self.file.load(&self.file.tensors[i])?;
+        if name.ends_with("self_attn.q_proj.weight") {
+            unpermute_rows(&mut t, self.num_heads)?;
+        } else if name.ends_with("self_attn.k_proj.weight") {
+            unpermute_rows(&mut t, self.num_kv_heads)?;
+        }
+        Ok(t)
+    }
+}

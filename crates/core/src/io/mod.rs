@@ -1,0 +1,69 @@
+//! Reading model files from bytes: GGUF, safetensors (single or sharded), tokenizers.
+//!
+//! Nothing here touches a filesystem or network: callers (the CLI, the page) fetch the bytes.
+
+pub mod gguf;
+pub mod quant;
+pub mod safetensors;
+pub mod tokenizer;
+
+use crate::error::{Error, Result};
+
+/// Largest tensor accepted from any file, in elements (16 Gi elements = 64 GiB of f32). Anything
+/// larger is a corrupt or hostile header; it is rejected before a byte is allocated.
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 34;
+
+/// A dense f32 tensor in host memory, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
+        let n = checked_elements(&shape)?;
+        if n != data.len() {
+            return Err(Error::InvalidInput(format!(
+                "tensor data has {} values but shape {shape:?} needs {n}",
+                data.len()
+            )));
+        }
+        Ok(Self { shape, data })
+    }
+
+    pub fn n_elements(&self) -> usize {
+        self.data.len()
+    }
+}
+
+/// Number of elements of `shape`, rejecting overflow and anything over [`MAX_TENSOR_ELEMENTS`].
+pub fn checked_elements(shape: &[usize]) -> Result<usize> {
+    let n = shape
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::InvalidInput(format!("shape {shape:?} overflows")))?;
+    if n > MAX_TENSOR_ELEMENTS {
+        return Err(Error::TooLarge {
+            what: format!("a tensor of shape {shape:?}"),
+            requested: n as u128 * 4,
+            limit: MAX_TENSOR_ELEMENTS as u128 * 4,
+        });
+    }
+    Ok(n)
+}
+
+/// Named weights that can be loaded one at a time (so peak memory stays at one dequantized tensor
+/// on top of the file bytes). Names are Hugging Face parameter names (`model.layers.0.mlp.up_proj.weight`).
+pub trait WeightSource {
+    /// All tensor names present.
+    fn names(&self) -> Vec<String>;
+    /// Shape of a tensor without loading it.
+    fn shape(&self, name: &str) -> Option<Vec<usize>>;
+    /// Loads and converts a tensor to f32.
+    fn load(&self, name: &str) -> Result<HostTensor>;
+
+    fn contains(&self, name: &str) -> bool {
+        self.shape(name).is_some()
+    }
+}

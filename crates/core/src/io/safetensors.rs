@@ -1,0 +1,121 @@
+//! safetensors checkpoints: one file, or shards listed by `model.safetensors.index.json`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use half::{bf16, f16};
+use safetensors::{Dtype, SafeTensors};
+
+use super::{HostTensor, WeightSource, checked_elements};
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+struct Entry {
+    shard: usize,
+    dtype: Dtype,
+    shape: Vec<usize>,
+    /// Absolute byte range inside the shard.
+    start: usize,
+    end: usize,
+}
+
+/// One or more safetensors shards, indexed by tensor name.
+#[derive(Debug)]
+pub struct SafetensorsSource {
+    shards: Vec<(String, Vec<u8>)>,
+    entries: BTreeMap<String, Entry>,
+}
+
+impl SafetensorsSource {
+    /// Indexes the given shards (`(file name, bytes)`). A tensor present in two shards is an error.
+    pub fn new(shards: Vec<(String, Vec<u8>)>) -> Result<Self> {
+        if shards.is_empty() {
+            return Err(Error::InvalidInput("no safetensors file given".into()));
+        }
+        let mut entries = BTreeMap::new();
+        for (shard, (file, bytes)) in shards.iter().enumerate() {
+            let (header_len, meta) = SafeTensors::read_metadata(bytes)
+                .map_err(|e| Error::format(file.clone(), format!("not a valid safetensors file: {e}")))?;
+            let data_start = 8 + header_len;
+            for (name, info) in meta.tensors() {
+                checked_elements(&info.shape).map_err(|e| Error::format(file.clone(), format!("`{name}`: {e}")))?;
+                let (s, e) = info.data_offsets;
+                let (start, end) = (data_start + s, data_start + e);
+                if end > bytes.len() {
+                    return Err(Error::format(file.clone(), format!("tensor `{name}` runs past the end of the file (truncated?)")));
+                }
+                let entry = Entry { shard, dtype: info.dtype, shape: info.shape.clone(), start, end };
+                if entries.insert(name.clone(), entry).is_some() {
+                    return Err(Error::format(file.clone(), format!("tensor `{name}` appears in more than one shard")));
+                }
+            }
+        }
+        Ok(Self { shards, entries })
+    }
+
+    /// Names of the shard files listed in a `model.safetensors.index.json`, in first-use order.
+    pub fn shard_names_from_index(index_json: &[u8]) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Index {
+            weight_map: HashMap<String, String>,
+        }
+        let index: Index = serde_json::from_slice(index_json)
+            .map_err(|e| Error::format("model.safetensors.index.json", e.to_string()))?;
+        let mut names: Vec<String> = index.weight_map.into_values().collect();
+        names.sort();
+        names.dedup();
+        for n in &names {
+            if n.contains('/') || n.contains('\\') || n.starts_with('.') {
+                return Err(Error::format("model.safetensors.index.json", format!("shard name `{n}` is not a plain file name")));
+            }
+        }
+        Ok(names)
+    }
+}
+
+impl WeightSource for SafetensorsSource {
+    fn names(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
+    fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        self.entries.get(name).map(|e| e.shape.clone())
+    }
+
+    fn load(&self, name: &str) -> Result<HostTensor> {
+        let e = self.entries.get(name).ok_or_else(|| Error::MissingTensor(name.into()))?;
+        let (file, bytes) = &self.shards[e.shard];
+        let raw = &bytes[e.start..e.end];
+        let data: Vec<f32> = match e.dtype {
+            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
+            Dtype::F16 => raw.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::BF16 => raw.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            other => {
+                return Err(Error::Unsupported {
+                    what: "safetensors dtype",
+                    detail: format!("{file}: tensor `{name}` is {other:?} (supported: F32, F16, BF16)"),
+                });
+            }
+        };
+        HostTensor::new(e.shape.clone(), data)
+    }
+}
+
+/// Serializes f32 tensors as one safetensors file (used for exports and fixtures).
+pub fn write_f32(tensors: &BTreeMap<String, HostTensor>, metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let bytes: &[u8] = bytemuck_f32(&t.data);
+            safetensors::tensor::TensorView::new(Dtype::F32, t.shape.clone(), bytes)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::InvalidInput(format!("tensor `{name}`: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    safetensors::serialize(views, metadata).map_err(|e| Error::InvalidInput(e.to_string()))
+}
+
+fn bytemuck_f32(data: &[f32]) -> &[u8] {
+    // SAFETY: f32 has no padding and any byte pattern is a valid u8; the slice covers exactly the
+    // same memory. safetensors is little-endian, as are all targets Scalpel builds for.
+    unsafe { std::slice::from_raw_parts(data.as_ptr() as *const u8, std::mem::size_of_val(data)) }
+}

@@ -1,0 +1,164 @@
+//! Tokenizers: Hugging Face `tokenizer.json`, or one rebuilt from a GGUF vocabulary.
+
+use serde_json::{Value, json};
+use tokenizers::Tokenizer;
+
+use super::gguf::{GgufFile, MetaValue};
+use crate::error::{Error, Result};
+
+/// GPT-2's byte-level split, spelled as llama.cpp's `llama-bpe` (Llama 3) pre-tokenizer.
+const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// A tokenizer plus the special tokens generation needs.
+#[derive(Debug, Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+}
+
+impl TextTokenizer {
+    /// From the bytes of a `tokenizer.json`.
+    pub fn from_json(bytes: &[u8], bos_token_id: Option<u32>, eos_token_ids: Vec<u32>) -> Result<Self> {
+        let inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::format("tokenizer.json", e.to_string()))?;
+        Ok(Self { inner, bos_token_id, eos_token_ids })
+    }
+
+    /// Rebuilds the tokenizer stored in GGUF metadata (`tokenizer.ggml.*`). Byte-level BPE
+    /// (`tokenizer.ggml.model = gpt2`) is supported, with the `pre` variants below.
+    pub fn from_gguf(file: &GgufFile) -> Result<Self> {
+        let model = file.get("tokenizer.ggml.model").and_then(MetaValue::as_str).ok_or_else(|| {
+            Error::Tokenizer("the GGUF has no `tokenizer.ggml.model`: give a tokenizer.json".into())
+        })?;
+        if model != "gpt2" {
+            return Err(Error::Unsupported {
+                what: "GGUF tokenizer",
+                detail: format!(
+                    "`tokenizer.ggml.model = {model}` (only byte-level BPE, `gpt2`, is rebuilt from GGUF); pass the model's tokenizer.json instead"
+                ),
+            });
+        }
+        let tokens = string_array(file, "tokenizer.ggml.tokens")?;
+        let merges = string_array(file, "tokenizer.ggml.merges")?;
+        let types: Vec<u64> = match file.get("tokenizer.ggml.token_type").and_then(MetaValue::as_array) {
+            Some(a) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
+            None => vec![1; tokens.len()],
+        };
+        let pre = file.get("tokenizer.ggml.pre").and_then(MetaValue::as_str).unwrap_or("default");
+        let byte_level = |use_regex: bool| {
+            json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
+        };
+        let (pre_tokenizer, ignore_merges) = match pre {
+            "default" | "gpt2" | "gpt-2" => (byte_level(true), false),
+            // SmolLM splits every digit on its own before the GPT-2 byte-level split.
+            "smollm" => (
+                json!({"type": "Sequence", "pretokenizers": [
+                    {"type": "Digits", "individual_digits": true}, byte_level(true)]}),
+                false,
+            ),
+            "llama-bpe" | "llama3" => (
+                json!({"type": "Sequence", "pretokenizers": [
+                    {"type": "Split", "pattern": {"Regex": LLAMA3_SPLIT}, "behavior": "Isolated", "invert": false},
+                    byte_level(false)]}),
+                true,
+            ),
+            other => {
+                return Err(Error::Unsupported {
+                    what: "GGUF pre-tokenizer",
+                    detail: format!("`tokenizer.ggml.pre = {other}` (supported: default, gpt2, smollm, llama-bpe); pass a tokenizer.json"),
+                });
+            }
+        };
+        let mut vocab = serde_json::Map::with_capacity(tokens.len());
+        let mut added = Vec::new();
+        for (id, tok) in tokens.iter().enumerate() {
+            vocab.insert(tok.clone(), json!(id));
+            // 3 = control (special), 4 = user-defined: both must never be split.
+            let ty = types.get(id).copied().unwrap_or(1);
+            if ty == 3 || ty == 4 {
+                added.push(json!({"id": id, "content": tok, "single_word": false, "lstrip": false,
+                    "rstrip": false, "normalized": false, "special": ty == 3}));
+            }
+        }
+        let doc: Value = json!({
+            "version": "1.0", "truncation": null, "padding": null,
+            "added_tokens": added, "normalizer": null, "pre_tokenizer": pre_tokenizer,
+            "post_processor": null,
+            "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+                "ignore_merges": ignore_merges, "vocab": vocab, "merges": merges},
+        });
+        let bytes = serde_json::to_vec(&doc).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::format("GGUF tokenizer", e.to_string()))?;
+        let id = |key: &str| file.get(key).and_then(MetaValue::as_u64).map(|v| v as u32);
+        Ok(Self {
+            inner,
+            bos_token_id: id("tokenizer.ggml.bos_token_id"),
+            eos_token_ids: id("tokenizer.ggml.eos_token_id").into_iter().collect(),
+        })
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Token ids for `text` (no special tokens added; callers prepend BOS themselves when wanted).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        let enc = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        Ok(enc.get_ids().to_vec())
+    }
+
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.inner.decode(ids, false).map_err(|e| Error::Tokenizer(e.to_string()))
+    }
+
+    /// The id of a token string (as the vocabulary spells it), if present.
+    pub fn token_to_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// The text of one token id, decoded (e.g. `" Paris"`).
+    pub fn id_to_text(&self, id: u32) -> Result<String> {
+        self.decode(&[id])
+    }
+
+    /// Incremental decoder: feed ids one at a time, get text pieces as soon as they are whole UTF-8.
+    pub fn stream(&self) -> TokenStream<'_> {
+        TokenStream { tokenizer: self, ids: Vec::new(), prefix: 0, read: 0 }
+    }
+}
+
+/// Incremental detokenizer. Decoding a token alone loses the spacing and byte-merging context, so
+/// each step decodes a short window (from the previous emission on) and emits only the new suffix,
+/// holding back byte-level tokens that end inside a UTF-8 character.
+pub struct TokenStream<'a> {
+    tokenizer: &'a TextTokenizer,
+    ids: Vec<u32>,
+    prefix: usize,
+    read: usize,
+}
+
+impl TokenStream<'_> {
+    pub fn push(&mut self, id: u32) -> Result<Option<String>> {
+        self.ids.push(id);
+        let before = self.tokenizer.decode(&self.ids[self.prefix..self.read])?;
+        let after = self.tokenizer.decode(&self.ids[self.prefix..])?;
+        if after.len() <= before.len() || after.ends_with('\u{FFFD}') || !after.is_char_boundary(before.len()) {
+            return Ok(None);
+        }
+        self.prefix = self.read;
+        self.read = self.ids.len();
+        Ok(Some(after[before.len()..].to_string()))
+    }
+}
+
+fn string_array(file: &GgufFile, key: &str) -> Result<Vec<String>> {
+    let arr = file
+        .get(key)
+        .and_then(MetaValue::as_array)
+        .ok_or_else(|| Error::Tokenizer(format!("the GGUF has no `{key}` array")))?;
+    arr.iter()
+        .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| Error::Tokenizer(format!("`{key}` holds a non-string"))))
+        .collect()
+}

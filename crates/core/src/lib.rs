@@ -1,0 +1,19 @@
+//! Scalpel's core: load OPT and Llama checkpoints, run them on any burn device, generate text.
+//!
+//! The crate makes no filesystem or network assumptions, so the same code runs natively and in
+//! the browser (wasm32 + WebGPU): callers hand it bytes.
+
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod generate;
+pub mod io;
+pub mod loader;
+pub mod model;
+pub mod readback;
+
+pub use error::{Error, Result};
+pub use generate::{GenerateOptions, Sampling};
+pub use io::tokenizer::TextTokenizer;
+pub use loader::{LoadedModel, ModelFiles};
+pub use model::{Architecture, Logits, Model, ModelConfig};

@@ -1,0 +1,273 @@
+//! Model hyper-parameters, read from a Hugging Face `config.json` or from GGUF metadata.
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::io::gguf::{GgufFile, MetaValue};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Architecture {
+    Llama,
+    Opt,
+}
+
+/// Llama 3's frequency-dependent RoPE rescaling (`rope_scaling.rope_type = "llama3"`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Llama3RopeScaling {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: f64,
+}
+
+/// OPT-only switches.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OptOptions {
+    /// Pre-LN (most OPT sizes) or post-LN (OPT-350m).
+    pub do_layer_norm_before: bool,
+    /// Embedding width; differs from `hidden_size` when `project_in`/`project_out` exist.
+    pub word_embed_proj_dim: usize,
+    pub enable_bias: bool,
+    pub remove_final_layer_norm: bool,
+    /// Learned positions are offset by 2 (a fairseq legacy).
+    pub position_offset: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ModelConfig {
+    pub architecture: Architecture,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_layers: usize,
+    pub num_heads: usize,
+    pub num_kv_heads: usize,
+    pub head_dim: usize,
+    pub max_position_embeddings: usize,
+    pub norm_eps: f64,
+    pub rope_theta: f64,
+    pub rope_scaling: Option<Llama3RopeScaling>,
+    pub tie_word_embeddings: bool,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+    pub opt: Option<OptOptions>,
+}
+
+/// Upper bounds that no real checkpoint reaches; larger values are corrupt or hostile configs.
+const MAX_DIM: usize = 1 << 17;
+const MAX_LAYERS: usize = 1024;
+const MAX_VOCAB: usize = 1 << 22;
+const MAX_CONTEXT: usize = 1 << 22;
+
+impl ModelConfig {
+    /// Parses a Hugging Face `config.json`.
+    pub fn from_hf_json(bytes: &[u8]) -> Result<Self> {
+        let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::format("config.json", e.to_string()))?;
+        let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("<missing>");
+        let usize_of = |key: &str| -> Result<usize> {
+            v.get(key)
+                .and_then(Value::as_u64)
+                .map(|x| x as usize)
+                .ok_or_else(|| Error::Config(format!("config.json: `{key}` is missing or not a non-negative integer")))
+        };
+        let opt_usize = |key: &str| v.get(key).and_then(Value::as_u64).map(|x| x as usize);
+        let f64_or = |key: &str, default: f64| v.get(key).and_then(Value::as_f64).unwrap_or(default);
+        let bool_or = |key: &str, default: bool| v.get(key).and_then(Value::as_bool).unwrap_or(default);
+        let eos_token_ids = match v.get("eos_token_id") {
+            Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|x| x as u32).collect(),
+            _ => Vec::new(),
+        };
+        let bos_token_id = v.get("bos_token_id").and_then(Value::as_u64).map(|x| x as u32);
+        let cfg = match model_type {
+            "llama" | "mistral" => {
+                if model_type == "mistral" && v.get("sliding_window").is_some_and(|w| !w.is_null()) {
+                    return Err(Error::Unsupported {
+                        what: "model",
+                        detail: "Mistral with sliding-window attention".into(),
+                    });
+                }
+                let hidden_size = usize_of("hidden_size")?;
+                let num_heads = usize_of("num_attention_heads")?;
+                let act = v.get("hidden_act").and_then(Value::as_str).unwrap_or("silu");
+                if act != "silu" {
+                    return Err(Error::Unsupported { what: "Llama activation", detail: act.into() });
+                }
+                let rope_scaling = parse_rope_scaling(v.get("rope_scaling"))?;
+                Self {
+                    architecture: Architecture::Llama,
+                    vocab_size: usize_of("vocab_size")?,
+                    hidden_size,
+                    intermediate_size: usize_of("intermediate_size")?,
+                    num_layers: usize_of("num_hidden_layers")?,
+                    num_heads,
+                    num_kv_heads: opt_usize("num_key_value_heads").unwrap_or(num_heads),
+                    head_dim: opt_usize("head_dim").unwrap_or(hidden_size / num_heads.max(1)),
+                    max_position_embeddings: opt_usize("max_position_embeddings").unwrap_or(2048),
+                    norm_eps: f64_or("rms_norm_eps", 1e-6),
+                    rope_theta: f64_or("rope_theta", 10_000.0),
+                    rope_scaling,
+                    tie_word_embeddings: bool_or("tie_word_embeddings", false),
+                    bos_token_id,
+                    eos_token_ids,
+                    opt: None,
+                }
+            }
+            "opt" => {
+                let hidden_size = usize_of("hidden_size")?;
+                let num_heads = usize_of("num_attention_heads")?;
+                let act = v.get("activation_function").and_then(Value::as_str).unwrap_or("relu");
+                if act != "relu" {
+                    return Err(Error::Unsupported { what: "OPT activation", detail: act.into() });
+                }
+                Self {
+                    architecture: Architecture::Opt,
+                    vocab_size: usize_of("vocab_size")?,
+                    hidden_size,
+                    intermediate_size: usize_of("ffn_dim")?,
+                    num_layers: usize_of("num_hidden_layers")?,
+                    num_heads,
+                    num_kv_heads: num_heads,
+                    head_dim: hidden_size / num_heads.max(1),
+                    max_position_embeddings: opt_usize("max_position_embeddings").unwrap_or(2048),
+                    norm_eps: 1e-5,
+                    rope_theta: 0.0,
+                    rope_scaling: None,
+                    tie_word_embeddings: bool_or("tie_word_embeddings", true),
+                    bos_token_id,
+                    eos_token_ids,
+                    opt: Some(OptOptions {
+                        do_layer_norm_before: bool_or("do_layer_norm_before", true),
+                        word_embed_proj_dim: opt_usize("word_embed_proj_dim").unwrap_or(hidden_size),
+                        enable_bias: bool_or("enable_bias", true),
+                        remove_final_layer_norm: bool_or("_remove_final_layer_norm", false),
+                        position_offset: 2,
+                    }),
+                }
+            }
+            other => {
+                return Err(Error::Unsupported {
+                    what: "model_type",
+                    detail: format!("`{other}` (Scalpel runs `llama` and `opt` checkpoints)"),
+                });
+            }
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads `llama.*` GGUF metadata (the `llama` architecture covers Llama 1/2/3, TinyLlama, SmolLM).
+    pub fn from_gguf(file: &GgufFile) -> Result<Self> {
+        let arch = file.architecture()?;
+        if arch != "llama" {
+            return Err(Error::Unsupported {
+                what: "GGUF architecture",
+                detail: format!("`{arch}` (Scalpel reads `llama` GGUF files; OPT loads from safetensors)"),
+            });
+        }
+        let get = |key: &str| file.get(&format!("llama.{key}"));
+        let usize_of = |key: &str| -> Result<usize> {
+            get(key)
+                .and_then(MetaValue::as_u64)
+                .map(|x| x as usize)
+                .ok_or_else(|| Error::Config(format!("GGUF metadata `llama.{key}` is missing")))
+        };
+        let hidden_size = usize_of("embedding_length")?;
+        let num_heads = usize_of("attention.head_count")?;
+        let vocab_size = match get("vocab_size").and_then(MetaValue::as_u64) {
+            Some(v) => v as usize,
+            None => file
+                .get("tokenizer.ggml.tokens")
+                .and_then(MetaValue::as_array)
+                .map(<[MetaValue]>::len)
+                .ok_or_else(|| Error::Config("GGUF has neither `llama.vocab_size` nor a token list".into()))?,
+        };
+        let has_output = file.tensors.iter().any(|t| t.name == "output.weight");
+        let id = |key: &str| file.get(key).and_then(MetaValue::as_u64).map(|v| v as u32);
+        let rope_scaling = match file.get("llama.rope.scaling.type").and_then(MetaValue::as_str) {
+            None | Some("none") => None,
+            Some(other) => {
+                return Err(Error::Unsupported { what: "GGUF RoPE scaling", detail: other.into() });
+            }
+        };
+        let cfg = Self {
+            architecture: Architecture::Llama,
+            vocab_size,
+            hidden_size,
+            intermediate_size: usize_of("feed_forward_length")?,
+            num_layers: usize_of("block_count")?,
+            num_heads,
+            num_kv_heads: get("attention.head_count_kv").and_then(MetaValue::as_u64).map_or(num_heads, |v| v as usize),
+            head_dim: get("attention.key_length")
+                .and_then(MetaValue::as_u64)
+                .map_or(hidden_size / num_heads.max(1), |v| v as usize),
+            max_position_embeddings: usize_of("context_length")?,
+            norm_eps: get("attention.layer_norm_rms_epsilon").and_then(MetaValue::as_f64).unwrap_or(1e-5),
+            rope_theta: get("rope.freq_base").and_then(MetaValue::as_f64).unwrap_or(10_000.0),
+            rope_scaling,
+            tie_word_embeddings: !has_output,
+            bos_token_id: id("tokenizer.ggml.bos_token_id"),
+            eos_token_ids: id("tokenizer.ggml.eos_token_id").into_iter().collect(),
+            opt: None,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Rejects zero, inconsistent or absurd sizes before any allocation depends on them.
+    pub fn validate(&self) -> Result<()> {
+        let dims = [
+            ("vocab_size", self.vocab_size, MAX_VOCAB),
+            ("hidden_size", self.hidden_size, MAX_DIM),
+            ("intermediate_size", self.intermediate_size, MAX_DIM * 8),
+            ("num_layers", self.num_layers, MAX_LAYERS),
+            ("num_heads", self.num_heads, MAX_DIM),
+            ("num_kv_heads", self.num_kv_heads, MAX_DIM),
+            ("head_dim", self.head_dim, MAX_DIM),
+            ("max_position_embeddings", self.max_position_embeddings, MAX_CONTEXT),
+        ];
+        for (name, value, max) in dims {
+            if value == 0 || value > max {
+                return Err(Error::Config(format!("{name} = {value} is outside 1..={max}")));
+            }
+        }
+        if self.num_heads % self.num_kv_heads != 0 {
+            return Err(Error::Config(format!(
+                "num_heads ({}) is not a multiple of num_kv_heads ({})",
+                self.num_heads, self.num_kv_heads
+            )));
+        }
+        if self.architecture == Architecture::Opt && self.hidden_size % self.num_heads != 0 {
+            return Err(Error::Config("hidden_size is not a multiple of num_heads".into()));
+        }
+        if self.architecture == Architecture::Llama && (self.head_dim % 2 != 0 || !(self.rope_theta > 0.0)) {
+            return Err(Error::Config("RoPE needs an even head_dim and a positive rope_theta".into()));
+        }
+        if !(self.norm_eps >= 0.0 && self.norm_eps < 1.0) {
+            return Err(Error::Config(format!("norm epsilon {} is out of range", self.norm_eps)));
+        }
+        Ok(())
+    }
+}
+
+fn parse_rope_scaling(v: Option<&Value>) -> Result<Option<Llama3RopeScaling>> {
+    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(None) };
+    let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "llama3" => {
+            let f = |key: &str| {
+                v.get(key)
+                    .and_then(Value::as_f64)
+                    .ok_or_else(|| Error::Config(format!("rope_scaling.{key} is missing")))
+            };
+            Ok(Some(Llama3RopeScaling {
+                factor: f("factor")?,
+                low_freq_factor: f("low_freq_factor")?,
+                high_freq_factor: f("high_freq_factor")?,
+                original_max_position_embeddings: f("original_max_position_embeddings")?,
+            }))
+        }
+        "default" => Ok(None),
+        other => Err(Error::Unsupported { what: "rope_scaling", detail: format!("`{other}` (supported: llama3)") }),
+    }
+}

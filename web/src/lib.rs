@@ -1,0 +1,15 @@
+//! Scalpel's web app. Two wasm binaries share this library:
+//! - `scalpel-web` (src/main.rs): the Leptos page (UI only, no tensors);
+//! - `worker` (src/bin/worker.rs): a Web Worker that owns the model and runs the core on WebGPU
+//!   or the CPU, so the page never freezes during downloads, loading or generation.
+//!
+//! They talk through the messages in [`protocol`].
+
+pub mod protocol;
+
+#[cfg(target_arch = "wasm32")]
+pub mod app;
+#[cfg(target_arch = "wasm32")]
+pub mod fetch;
+#[cfg(target_arch = "wasm32")]
+pub mod worker;

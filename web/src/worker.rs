@@ -1,0 +1,278 @@
+//! The compute worker: owns the model and the device, answers [`Request`]s with [`Response`]s.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use js_sys::{Promise, Reflect};
+use scalpel::device::{DevicePreference, SelectedDevice, select_async};
+use scalpel::generate::{GenerateOptions, Generator, Sampling};
+use scalpel::readback::to_vec_async;
+use scalpel::io::safetensors::SafetensorsSource;
+use scalpel::{LoadedModel, ModelFiles};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+
+use crate::fetch::{exists, fetch_bytes};
+use crate::protocol::{
+    DEFAULT_MODEL_NAME, DEFAULT_MODEL_URL, DeviceChoice, GenerateRequest, ModelSource, Request, Response,
+};
+
+#[derive(Default)]
+struct State {
+    model: RefCell<Option<Rc<LoadedModel>>>,
+    device: RefCell<Option<SelectedDevice>>,
+    busy: Cell<bool>,
+    cancel: Cell<bool>,
+}
+
+thread_local! {
+    static STATE: Rc<State> = Rc::new(State::default());
+}
+
+fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+fn post(msg: &Response) {
+    match serde_wasm_bindgen::to_value(msg) {
+        Ok(v) => {
+            if let Err(e) = scope().post_message(&v) {
+                web_sys::console::error_2(&"postMessage failed".into(), &e);
+            }
+        }
+        Err(e) => web_sys::console::error_1(&format!("serializing a response: {e}").into()),
+    }
+}
+
+fn progress(stage: &str, done: f64, total: f64) {
+    post(&Response::Progress { stage: stage.into(), done, total });
+}
+
+/// Gives the event loop a turn so queued messages (such as Cancel) are handled.
+async fn yield_now() {
+    let promise = Promise::new(&mut |resolve, _| {
+        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+/// Installs the message handler and announces readiness.
+pub fn start() {
+    let handler = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
+        let request: Request = match serde_wasm_bindgen::from_value(event.data()) {
+            Ok(r) => r,
+            Err(e) => return post(&Response::Error { message: format!("malformed request: {e}") }),
+        };
+        let state = STATE.with(Rc::clone);
+        match request {
+            Request::Cancel => state.cancel.set(true),
+            _ if state.busy.get() => post(&Response::Error {
+                message: "busy: wait for the current job to finish or press Stop".into(),
+            }),
+            Request::Load { source, device } => spawn_job(state, async move |s| load(s, source, device).await),
+            Request::Generate(req) => spawn_job(state, async move |s| generate(s, req).await),
+        }
+    });
+    scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
+    handler.forget();
+    post(&Response::Ready);
+}
+
+fn spawn_job<F>(state: Rc<State>, job: F)
+where
+    F: AsyncFnOnce(&State) -> Result<(), String> + 'static,
+{
+    state.busy.set(true);
+    state.cancel.set(false);
+    spawn_local(async move {
+        if let Err(message) = job(&state).await {
+            post(&Response::Error { message });
+        }
+        state.busy.set(false);
+    });
+}
+
+/// Why WebGPU cannot be used here, checked in JavaScript before wgpu is touched.
+async fn webgpu_unavailable() -> Option<String> {
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
+    let gpu = Reflect::get(&navigator, &"gpu".into()).ok().filter(|g| !g.is_undefined() && !g.is_null());
+    let Some(gpu) = gpu else {
+        return Some("this browser exposes no WebGPU (navigator.gpu is missing)".into());
+    };
+    let request: js_sys::Function = match Reflect::get(&gpu, &"requestAdapter".into()) {
+        Ok(f) => f.unchecked_into(),
+        Err(_) => return Some("navigator.gpu.requestAdapter is missing".into()),
+    };
+    let adapter = match request.call0(&gpu) {
+        Ok(p) => JsFuture::from(Promise::from(p)).await,
+        Err(e) => Err(e),
+    };
+    match adapter {
+        Ok(a) if !a.is_null() && !a.is_undefined() => None,
+        Ok(_) => Some("WebGPU is present but offers no adapter (blocklisted or disabled GPU)".into()),
+        Err(e) => Some(format!("requesting a WebGPU adapter failed: {e:?}")),
+    }
+}
+
+async fn pick_device(choice: DeviceChoice) -> Result<SelectedDevice, String> {
+    if choice == DeviceChoice::Cpu {
+        return Ok(SelectedDevice::cpu(None));
+    }
+    if let Some(why) = webgpu_unavailable().await {
+        return match choice {
+            DeviceChoice::WebGpu => Err(format!("WebGPU was requested but {why}")),
+            _ => Ok(SelectedDevice::cpu(Some(why))),
+        };
+    }
+    let pref = if choice == DeviceChoice::WebGpu { DevicePreference::Gpu } else { DevicePreference::Auto };
+    select_async(pref).await.map_err(|e| e.to_string())
+}
+
+/// Hub id (`org/name` or `org/name/file.gguf`) or URL to the list of URLs to fetch.
+fn hub_url(id: &str, revision: &str, file: &str) -> String {
+    format!("https://huggingface.co/{id}/resolve/{revision}/{file}")
+}
+
+async fn download(url: &str, label: &str) -> Result<Vec<u8>, String> {
+    let stage = format!("Downloading {label}");
+    let fetched = fetch_bytes(url, &mut |done, total| progress(&stage, done, total)).await?;
+    for message in fetched.notices {
+        post(&Response::Notice { message });
+    }
+    if fetched.from_cache {
+        post(&Response::Notice { message: format!("{label}: loaded from the browser cache") });
+    }
+    Ok(fetched.bytes)
+}
+
+async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> {
+    match source {
+        ModelSource::Default => {
+            let gguf = download(DEFAULT_MODEL_URL, "default model").await?;
+            Ok((DEFAULT_MODEL_NAME.to_string(), ModelFiles::Gguf { gguf, tokenizer_json: None }))
+        }
+        ModelSource::Remote { location, revision } => {
+            let location = location.trim().to_string();
+            if location.starts_with("http://") || location.starts_with("https://") {
+                if !location.split('?').next().unwrap_or_default().ends_with(".gguf") {
+                    return Err("a direct URL must point at a .gguf file; for safetensors give the hub id".into());
+                }
+                let gguf = download(&location, "model").await?;
+                return Ok((location, ModelFiles::Gguf { gguf, tokenizer_json: None }));
+            }
+            let parts: Vec<&str> = location.split('/').collect();
+            match parts.as_slice() {
+                [org, name, file] if file.ends_with(".gguf") => {
+                    let id = format!("{org}/{name}");
+                    let gguf = download(&hub_url(&id, &revision, file), file).await?;
+                    Ok((location.clone(), ModelFiles::Gguf { gguf, tokenizer_json: None }))
+                }
+                [org, name] if !org.is_empty() && !name.is_empty() => {
+                    let id = location.as_str();
+                    let config_json = download(&hub_url(id, &revision, "config.json"), "config.json").await?;
+                    let tokenizer_json =
+                        Some(download(&hub_url(id, &revision, "tokenizer.json"), "tokenizer.json").await?);
+                    let index_url = hub_url(id, &revision, "model.safetensors.index.json");
+                    let names = if exists(&index_url).await {
+                        let index = download(&index_url, "shard index").await?;
+                        SafetensorsSource::shard_names_from_index(&index).map_err(|e| e.to_string())?
+                    } else {
+                        vec!["model.safetensors".to_string()]
+                    };
+                    let mut shards = Vec::new();
+                    for n in names {
+                        shards.push((n.clone(), download(&hub_url(id, &revision, &n), &n).await?));
+                    }
+                    Ok((location.clone(), ModelFiles::HuggingFace { config_json, shards, tokenizer_json }))
+                }
+                _ => Err(format!(
+                    "`{location}` is neither a hub id (`org/name`, `org/name/file.gguf`) nor a URL to a .gguf file"
+                )),
+            }
+        }
+        ModelSource::Files(files) => {
+            let mut files: Vec<(String, Vec<u8>)> = files.into_iter().map(|(n, b)| (n, b.into_vec())).collect();
+            let take = |files: &mut Vec<(String, Vec<u8>)>, pred: &dyn Fn(&str) -> bool| {
+                files.iter().position(|(n, _)| pred(n)).map(|i| files.remove(i))
+            };
+            let tokenizer_json = take(&mut files, &|n| n.ends_with("tokenizer.json")).map(|f| f.1);
+            if let Some((name, gguf)) = take(&mut files, &|n| n.ends_with(".gguf")) {
+                return Ok((name, ModelFiles::Gguf { gguf, tokenizer_json }));
+            }
+            let (_, config_json) = take(&mut files, &|n| n.ends_with("config.json")).ok_or(
+                "pick a .gguf file, or config.json + *.safetensors + tokenizer.json of a Hugging Face checkpoint",
+            )?;
+            let shards: Vec<_> = files.into_iter().filter(|(n, _)| n.ends_with(".safetensors")).collect();
+            if shards.is_empty() {
+                return Err("no .safetensors file among the picked files".into());
+            }
+            Ok(("local files".into(), ModelFiles::HuggingFace { config_json, shards, tokenizer_json }))
+        }
+    }
+}
+
+async fn load(state: &State, source: ModelSource, choice: DeviceChoice) -> Result<(), String> {
+    let started = js_sys::Date::now();
+    // Drop the previous model first: two models at once may not fit in the tab's memory.
+    state.model.borrow_mut().take();
+    let device = pick_device(choice).await?;
+    post(&Response::Device { label: device.label.clone(), is_gpu: device.is_gpu });
+    let (name, files) = files_for(source).await?;
+    let config = files.config().map_err(|e| e.to_string())?;
+    progress("Preparing tensors", 0.0, 0.0);
+    yield_now().await;
+    let loaded = files
+        .load(&device.device, &mut |done, total| progress("Loading tensors", done as f64, total as f64))
+        .map_err(|e| e.to_string())?;
+    let params = summary(&config);
+    *state.device.borrow_mut() = Some(device);
+    *state.model.borrow_mut() = Some(Rc::new(loaded));
+    post(&Response::Loaded { name, summary: params, seconds: (js_sys::Date::now() - started) / 1000.0 });
+    Ok(())
+}
+
+fn summary(c: &scalpel::ModelConfig) -> String {
+    format!(
+        "{:?} · {} layers · hidden {} · {} heads ({} KV) · vocab {} · context {}",
+        c.architecture, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.vocab_size, c.max_position_embeddings
+    )
+}
+
+async fn generate(state: &State, req: GenerateRequest) -> Result<(), String> {
+    let loaded = state.model.borrow().clone().ok_or("no model is loaded yet")?;
+    let LoadedModel { model, tokenizer } = loaded.as_ref();
+    let prompt = tokenizer.encode(&req.prompt).map_err(|e| e.to_string())?;
+    let sampling = if req.temperature <= 0.0 {
+        Sampling::Greedy
+    } else {
+        Sampling::Sample { temperature: req.temperature, top_k: req.top_k, top_p: req.top_p }
+    };
+    let options =
+        GenerateOptions { max_new_tokens: req.max_new_tokens, sampling, seed: req.seed, ..Default::default() };
+    let mut generator = Generator::new(model, &prompt, options).map_err(|e| e.to_string())?;
+    let mut stream = tokenizer.stream();
+    let mut first_token_at = None;
+    while !generator.is_finished() {
+        if state.cancel.get() {
+            generator.cancel();
+            break;
+        }
+        let logits = generator.forward().map_err(|e| e.to_string())?;
+        let logits = to_vec_async(logits).await.map_err(|e| e.to_string())?;
+        if let Some(id) = generator.accept(&logits).map_err(|e| e.to_string())? {
+            first_token_at.get_or_insert_with(js_sys::Date::now);
+            if let Some(text) = stream.push(id).map_err(|e| e.to_string())? {
+                post(&Response::Token { text });
+            }
+        }
+        yield_now().await;
+    }
+    let n = generator.generated().len();
+    let seconds = first_token_at.map_or(0.0, |t| (js_sys::Date::now() - t) / 1000.0);
+    let tokens_per_second = if n > 1 && seconds > 0.0 { (n - 1) as f64 / seconds } else { 0.0 };
+    let stop = generator.stop_reason().map_or("max tokens".to_string(), |s| format!("{s:?}"));
+    post(&Response::Done { tokens: n, tokens_per_second, prompt_tokens: prompt.len(), stop });
+    Ok(())
+}
