@@ -39,7 +39,7 @@ function serve() {
   return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
 }
 
-const BASE_FLAGS = ['--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking',
+const BASE_FLAGS = ['--remote-debugging-pipe', '--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--disable-quic', '--disable-gpu-sandbox'];
 
 async function scenario(name, { webgpu, expectGpu }, baseUrl) {
@@ -63,7 +63,7 @@ async function scenario(name, { webgpu, expectGpu }, baseUrl) {
     if (error) throw new Error(`load failed: ${error}`);
     const device = await page.getByTestId('device').innerText();
     console.log(`${name}: loaded "${await modelName.innerText()}" on "${device}" in ${((Date.now() - started) / 1000).toFixed(1)} s`);
-    if (expectGpu && !device.startsWith('GPU')) throw new Error(`expected a WebGPU device, got "${device}"`);
+    if (expectGpu && !device.startsWith('WebGPU')) throw new Error(`expected a WebGPU device, got "${device}"`);
     if (!expectGpu && !device.startsWith('CPU (no GPU')) throw new Error(`expected the CPU fallback with a reason, got "${device}"`);
 
     await page.getByTestId('max-tokens').fill('6');

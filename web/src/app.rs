@@ -6,7 +6,9 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{HtmlInputElement, MessageEvent, Worker, WorkerOptions, WorkerType};
 
-use crate::protocol::{DEFAULT_MODEL_NAME, DeviceChoice, GenerateRequest, ModelSource, Request, Response};
+use crate::protocol::{
+    DEFAULT_MODEL_NAME, DeviceChoice, GenerateRequest, ModelSource, Request, Response,
+};
 
 /// Trunk's loader for the `worker` binary (see web/index.html).
 const WORKER_SCRIPT: &str = "./worker_loader.js";
@@ -65,16 +67,29 @@ impl Ui {
                 self.device.set(label);
                 self.device_is_gpu.set(is_gpu);
             }
-            Response::Progress { stage, done, total } => self.progress.set(Some(ProgressState { stage, done, total })),
+            Response::Progress { stage, done, total } => {
+                self.progress
+                    .set(Some(ProgressState { stage, done, total }))
+            }
             Response::Notice { message } => self.notices.update(|n| n.push(message)),
-            Response::Loaded { name, summary, seconds } => {
+            Response::Loaded {
+                name,
+                summary,
+                seconds,
+            } => {
                 self.model_name.set(name);
-                self.model_summary.set(format!("{summary} · loaded in {seconds:.1} s"));
+                self.model_summary
+                    .set(format!("{summary} · loaded in {seconds:.1} s"));
                 self.progress.set(None);
                 self.phase.set(Phase::Ready);
             }
             Response::Token { text } => self.output.update(|o| o.push_str(&text)),
-            Response::Done { tokens, tokens_per_second, prompt_tokens, stop } => {
+            Response::Done {
+                tokens,
+                tokens_per_second,
+                prompt_tokens,
+                stop,
+            } => {
                 self.stats.set(format!(
                     "{tokens} tokens · {tokens_per_second:.2} tokens/s · prompt {prompt_tokens} tokens · stop: {stop}"
                 ));
@@ -84,33 +99,74 @@ impl Ui {
                 self.error.set(Some(message));
                 self.progress.set(None);
                 let loaded = !self.model_name.get_untracked().is_empty();
-                self.phase.set(if loaded { Phase::Ready } else { Phase::Failed });
+                self.phase
+                    .set(if loaded { Phase::Ready } else { Phase::Failed });
             }
         }
     }
 }
 
+/// The page's end of the worker channel. Requests made before the worker has announced `Ready`
+/// (its wasm is still compiling) are queued, since a worker drops messages sent before it listens.
+#[derive(Default)]
+struct WorkerLink {
+    worker: Option<SendWrapper<Worker>>,
+    ready: bool,
+    queue: Vec<Request>,
+}
+
+impl WorkerLink {
+    fn send(&mut self, ui: Ui, request: Request) {
+        let Some(worker) = self.worker.as_ref().filter(|_| self.ready) else {
+            self.queue.push(request);
+            return;
+        };
+        match serde_wasm_bindgen::to_value(&request) {
+            Ok(v) => {
+                if let Err(e) = worker.post_message(&v) {
+                    ui.error
+                        .set(Some(format!("could not reach the worker: {e:?}")));
+                }
+            }
+            Err(e) => ui
+                .error
+                .set(Some(format!("could not encode the request: {e}"))),
+        }
+    }
+
+    fn mark_ready(&mut self, ui: Ui) {
+        self.ready = true;
+        for request in std::mem::take(&mut self.queue) {
+            self.send(ui, request);
+        }
+    }
+}
+
 /// Starts the worker and wires its messages into the UI state.
-fn spawn_worker(ui: Ui) -> Result<Worker, String> {
+fn spawn_worker(ui: Ui, link: StoredValue<WorkerLink>) -> Result<Worker, String> {
     let options = WorkerOptions::new();
     options.set_type(WorkerType::Classic);
     let worker = Worker::new_with_options(WORKER_SCRIPT, &options).map_err(|e| format!("{e:?}"))?;
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         match serde_wasm_bindgen::from_value::<Response>(event.data()) {
+            Ok(Response::Ready) => link.update_value(|l| l.mark_ready(ui)),
             Ok(r) => ui.handle(r),
-            Err(e) => ui.error.set(Some(format!("unreadable message from the worker: {e}"))),
+            Err(e) => ui
+                .error
+                .set(Some(format!("unreadable message from the worker: {e}"))),
         }
     });
     worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
-    let on_error = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
-        ui.error.set(Some(format!(
-            "the compute worker crashed ({}); reload the page to start again",
-            event.message()
-        )));
-        ui.progress.set(None);
-        ui.phase.set(Phase::Failed);
-    });
+    let on_error =
+        Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
+            ui.error.set(Some(format!(
+                "the compute worker crashed ({}); reload the page to start again",
+                event.message()
+            )));
+            ui.progress.set(None);
+            ui.phase.set(Phase::Failed);
+        });
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
     Ok(worker)
@@ -123,28 +179,16 @@ pub fn mount() {
 #[component]
 fn App() -> impl IntoView {
     let ui = Ui::new();
-    let worker = match spawn_worker(ui) {
-        Ok(w) => Some(SendWrapper::new(w)),
+    let link = StoredValue::new(WorkerLink::default());
+    match spawn_worker(ui, link) {
+        Ok(w) => link.update_value(|l| l.worker = Some(SendWrapper::new(w))),
         Err(e) => {
-            ui.error.set(Some(format!("could not start the compute worker: {e}")));
+            ui.error
+                .set(Some(format!("could not start the compute worker: {e}")));
             ui.phase.set(Phase::Failed);
-            None
         }
-    };
-    let worker = StoredValue::new(worker);
-    let send = move |request: Request| {
-        worker.with_value(|w| {
-            let Some(w) = w else { return };
-            match serde_wasm_bindgen::to_value(&request) {
-                Ok(v) => {
-                    if let Err(e) = w.post_message(&v) {
-                        ui.error.set(Some(format!("could not reach the worker: {e:?}")));
-                    }
-                }
-                Err(e) => ui.error.set(Some(format!("could not encode the request: {e}"))),
-            }
-        })
-    };
+    }
+    let send = move |request: Request| link.update_value(|l| l.send(ui, request));
 
     // Model picker state.
     let source_kind = RwSignal::new("default".to_string());
@@ -161,19 +205,28 @@ fn App() -> impl IntoView {
         let device = device_choice.get_untracked();
         match source_kind.get_untracked().as_str() {
             "remote" => send(Request::Load {
-                source: ModelSource::Remote { location: remote.get_untracked(), revision: revision.get_untracked() },
+                source: ModelSource::Remote {
+                    location: remote.get_untracked(),
+                    revision: revision.get_untracked(),
+                },
                 device,
             }),
             "files" => {
                 let Some(files) = picked_files.get_untracked() else {
-                    ui.error.set(Some("choose a .gguf file (or config.json, *.safetensors and tokenizer.json)".into()));
+                    ui.error.set(Some(
+                        "choose a .gguf file (or config.json, *.safetensors and tokenizer.json)"
+                            .into(),
+                    ));
                     ui.phase.set(Phase::Failed);
                     return;
                 };
                 let files = (*files).clone();
                 leptos::task::spawn_local(async move {
                     match read_files(&files).await {
-                        Ok(list) => send(Request::Load { source: ModelSource::Files(list), device }),
+                        Ok(list) => send(Request::Load {
+                            source: ModelSource::Files(list),
+                            device,
+                        }),
                         Err(e) => {
                             ui.error.set(Some(e));
                             ui.phase.set(Phase::Failed);
@@ -181,7 +234,10 @@ fn App() -> impl IntoView {
                     }
                 });
             }
-            _ => send(Request::Load { source: ModelSource::Default, device }),
+            _ => send(Request::Load {
+                source: ModelSource::Default,
+                device,
+            }),
         }
     };
     // Open with the default model.
@@ -208,7 +264,12 @@ fn App() -> impl IntoView {
         }));
     };
 
-    let busy = move || matches!(ui.phase.get(), Phase::Loading | Phase::Generating | Phase::Starting);
+    let busy = move || {
+        matches!(
+            ui.phase.get(),
+            Phase::Loading | Phase::Generating | Phase::Starting
+        )
+    };
     let can_generate = move || ui.phase.get() == Phase::Ready;
 
     view! {
@@ -313,26 +374,10 @@ fn App() -> impl IntoView {
                     prop:value=move || prompt.get()
                     on:input=move |ev| prompt.set(event_target_value(&ev))></textarea>
                 <div class="row controls">
-                    <label class="inline">"Max tokens "
-                        <input type="number" min="1" max="1024" class="narrow" data-testid="max-tokens"
-                            prop:value=move || max_tokens.get().to_string()
-                            on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { max_tokens.set(v) } />
-                    </label>
-                    <label class="inline">"Temperature "
-                        <input type="number" min="0" max="2" step="0.1" class="narrow"
-                            prop:value=move || temperature.get().to_string()
-                            on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { temperature.set(v) } />
-                    </label>
-                    <label class="inline">"Top-p "
-                        <input type="number" min="0.05" max="1" step="0.05" class="narrow"
-                            prop:value=move || top_p.get().to_string()
-                            on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { top_p.set(v) } />
-                    </label>
-                    <label class="inline">"Seed "
-                        <input type="number" class="narrow"
-                            prop:value=move || seed.get().to_string()
-                            on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { seed.set(v) } />
-                    </label>
+                    {number_field("Max tokens", max_tokens, "1", "1024", "1", "max-tokens")}
+                    {number_field("Temperature", temperature, "0", "2", "0.1", "temperature")}
+                    {number_field("Top-p", top_p, "0.05", "1", "0.05", "top-p")}
+                    {number_field("Seed", seed, "0", "", "1", "seed")}
                     <div class="spacer"></div>
                     <button class="primary" data-testid="generate" on:click=move |_| generate()
                         disabled=move || !can_generate()>"Generate"</button>
@@ -356,6 +401,27 @@ fn App() -> impl IntoView {
     }
 }
 
+/// A labelled number input bound to `value`; text that does not parse leaves the value unchanged.
+fn number_field<T>(
+    label: &'static str,
+    value: RwSignal<T>,
+    min: &'static str,
+    max: &'static str,
+    step: &'static str,
+    testid: &'static str,
+) -> impl IntoView
+where
+    T: std::str::FromStr + ToString + Clone + Send + Sync + 'static,
+{
+    view! {
+        <label class="inline">{label} " "
+            <input type="number" class="narrow" min=min max=max step=step data-testid=testid
+                prop:value=move || value.get().to_string()
+                on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { value.set(v) } />
+        </label>
+    }
+}
+
 fn parse_device(v: &str) -> DeviceChoice {
     match v {
         "webgpu" => DeviceChoice::WebGpu,
@@ -375,7 +441,9 @@ fn device_name(d: DeviceChoice) -> &'static str {
 /// `?device=cpu|webgpu|auto` in the address picks the device for the first load (used by tests,
 /// and handy to share a link).
 fn initial_device_choice() -> DeviceChoice {
-    let search = web_sys::window().and_then(|w| w.location().search().ok()).unwrap_or_default();
+    let search = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .unwrap_or_default();
     search
         .trim_start_matches('?')
         .split('&')
@@ -385,14 +453,19 @@ fn initial_device_choice() -> DeviceChoice {
 }
 
 /// Reads picked files into memory for the worker.
-async fn read_files(list: &web_sys::FileList) -> Result<Vec<(String, serde_bytes::ByteBuf)>, String> {
+async fn read_files(
+    list: &web_sys::FileList,
+) -> Result<Vec<(String, serde_bytes::ByteBuf)>, String> {
     let mut out = Vec::new();
     for i in 0..list.length() {
         let Some(file) = list.item(i) else { continue };
         let buffer = wasm_bindgen_futures::JsFuture::from(file.array_buffer())
             .await
             .map_err(|e| format!("reading {}: {e:?}", file.name()))?;
-        out.push((file.name(), serde_bytes::ByteBuf::from(js_sys::Uint8Array::new(&buffer).to_vec())));
+        out.push((
+            file.name(),
+            serde_bytes::ByteBuf::from(js_sys::Uint8Array::new(&buffer).to_vec()),
+        ));
     }
     if out.is_empty() {
         return Err("no file was chosen".into());

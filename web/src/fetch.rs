@@ -21,8 +21,12 @@ fn js_message(e: &JsValue) -> String {
 
 /// Opens the model cache, or says why it cannot be used (no Cache Storage outside secure contexts).
 async fn open_cache() -> Result<Cache, String> {
-    let caches = scope().caches().map_err(|e| format!("Cache Storage is unavailable ({})", js_message(&e)))?;
-    let cache = JsFuture::from(caches.open(CACHE_NAME)).await.map_err(|e| js_message(&e))?;
+    let caches = scope()
+        .caches()
+        .map_err(|e| format!("Cache Storage is unavailable ({})", js_message(&e)))?;
+    let cache = JsFuture::from(caches.open(CACHE_NAME))
+        .await
+        .map_err(|e| js_message(&e))?;
     Ok(cache.unchecked_into())
 }
 
@@ -51,16 +55,29 @@ pub async fn fetch_bytes(url: &str, progress: &mut dyn FnMut(f64, f64)) -> Resul
                     .map_err(|e| js_message(&e))?;
                 let bytes = Uint8Array::new(&buf).to_vec();
                 progress(bytes.len() as f64, bytes.len() as f64);
-                return Ok(Fetched { bytes, from_cache: true, notices });
+                return Ok(Fetched {
+                    bytes,
+                    from_cache: true,
+                    notices,
+                });
             }
         }
     }
-    let resp = JsFuture::from(scope().fetch_with_str(url)).await.map_err(|e| {
-        format!("could not reach {url}: {} (offline, wrong address, or blocked by CORS)", js_message(&e))
-    })?;
+    let resp = JsFuture::from(scope().fetch_with_str(url))
+        .await
+        .map_err(|e| {
+            format!(
+                "could not reach {url}: {} (offline, wrong address, or blocked by CORS)",
+                js_message(&e)
+            )
+        })?;
     let resp: Response = resp.unchecked_into();
     if !resp.ok() {
-        return Err(format!("{url}: HTTP {} {}", resp.status(), resp.status_text()));
+        return Err(format!(
+            "{url}: HTTP {} {}",
+            resp.status(),
+            resp.status_text()
+        ));
     }
     let total = resp
         .headers()
@@ -69,18 +86,29 @@ pub async fn fetch_bytes(url: &str, progress: &mut dyn FnMut(f64, f64)) -> Resul
         .flatten()
         .and_then(|v| v.parse::<f64>().ok())
         .unwrap_or(0.0);
-    let body = resp.body().ok_or_else(|| format!("{url}: the response has no body"))?;
+    let body = resp
+        .body()
+        .ok_or_else(|| format!("{url}: the response has no body"))?;
     let reader: ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut bytes = Vec::with_capacity(total as usize);
     loop {
-        let chunk = JsFuture::from(reader.read())
-            .await
-            .map_err(|e| format!("download of {url} failed after {} bytes: {}", bytes.len(), js_message(&e)))?;
+        let chunk = JsFuture::from(reader.read()).await.map_err(|e| {
+            format!(
+                "download of {url} failed after {} bytes: {}",
+                bytes.len(),
+                js_message(&e)
+            )
+        })?;
         let chunk: Object = chunk.unchecked_into();
-        if Reflect::get(&chunk, &"done".into()).map(|d| d.is_truthy()).unwrap_or(true) {
+        if Reflect::get(&chunk, &"done".into())
+            .map(|d| d.is_truthy())
+            .unwrap_or(true)
+        {
             break;
         }
-        let value: Uint8Array = Reflect::get(&chunk, &"value".into()).map_err(|e| js_message(&e))?.unchecked_into();
+        let value: Uint8Array = Reflect::get(&chunk, &"value".into())
+            .map_err(|e| js_message(&e))?
+            .unchecked_into();
         let start = bytes.len();
         bytes.resize(start + value.length() as usize, 0);
         value.copy_to(&mut bytes[start..]);
@@ -88,20 +116,31 @@ pub async fn fetch_bytes(url: &str, progress: &mut dyn FnMut(f64, f64)) -> Resul
     }
     // A body shorter than announced is a broken download: never use or cache it.
     if total > 0.0 && bytes.len() as f64 != total {
-        return Err(format!("download of {url} stopped at {} of {total} bytes; try again", bytes.len()));
+        return Err(format!(
+            "download of {url} stopped at {} of {total} bytes; try again",
+            bytes.len()
+        ));
     }
     if let Some(cache) = &cache {
         if let Err(why) = store(cache, url, &bytes).await {
-            notices.push(format!("downloaded, but not cached ({why}); the next visit downloads again"));
+            notices.push(format!(
+                "downloaded, but not cached ({why}); the next visit downloads again"
+            ));
         }
     }
-    Ok(Fetched { bytes, from_cache: false, notices })
+    Ok(Fetched {
+        bytes,
+        from_cache: false,
+        notices,
+    })
 }
 
 async fn store(cache: &Cache, url: &str, bytes: &[u8]) -> Result<(), String> {
     let array = Uint8Array::from(bytes);
     let resp = Response::new_with_opt_buffer_source(Some(&array)).map_err(|e| js_message(&e))?;
-    JsFuture::from(cache.put_with_str(url, &resp)).await.map_err(|e| js_message(&e))?;
+    JsFuture::from(cache.put_with_str(url, &resp))
+        .await
+        .map_err(|e| js_message(&e))?;
     Ok(())
 }
 

@@ -41,7 +41,10 @@ pub struct GenerateRequest {
 /// Page → worker.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Request {
-    Load { source: ModelSource, device: DeviceChoice },
+    Load {
+        source: ModelSource,
+        device: DeviceChoice,
+    },
     Generate(GenerateRequest),
     /// Stop the running generation after the current token.
     Cancel,
@@ -55,13 +58,26 @@ pub enum Response {
     /// The device in use, e.g. "GPU: SwiftShader Device (BrowserWebGpu)" or "CPU (no GPU: …)".
     Device { label: String, is_gpu: bool },
     /// A long step's progress (`total` 0 when unknown).
-    Progress { stage: String, done: f64, total: f64 },
+    Progress {
+        stage: String,
+        done: f64,
+        total: f64,
+    },
     /// A non-fatal notice, e.g. "model not cached: storage quota exceeded".
     Notice { message: String },
-    Loaded { name: String, summary: String, seconds: f64 },
+    Loaded {
+        name: String,
+        summary: String,
+        seconds: f64,
+    },
     /// The next piece of generated text.
     Token { text: String },
-    Done { tokens: usize, tokens_per_second: f64, prompt_tokens: usize, stop: String },
+    Done {
+        tokens: usize,
+        tokens_per_second: f64,
+        prompt_tokens: usize,
+        stop: String,
+    },
     /// A failure with a message meant for the person using the page.
     Error { message: String },
 }

@@ -6,17 +6,18 @@ use std::rc::Rc;
 use js_sys::{Promise, Reflect};
 use scalpel::device::{DevicePreference, SelectedDevice, select_async};
 use scalpel::generate::{GenerateOptions, Generator, Sampling};
-use scalpel::readback::to_vec_async;
 use scalpel::io::safetensors::SafetensorsSource;
+use scalpel::readback::to_vec_async;
 use scalpel::{LoadedModel, ModelFiles};
+use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::fetch::{exists, fetch_bytes};
 use crate::protocol::{
-    DEFAULT_MODEL_NAME, DEFAULT_MODEL_URL, DeviceChoice, GenerateRequest, ModelSource, Request, Response,
+    DEFAULT_MODEL_NAME, DEFAULT_MODEL_URL, DeviceChoice, GenerateRequest, ModelSource, Request,
+    Response,
 };
 
 #[derive(Default)]
@@ -47,7 +48,11 @@ fn post(msg: &Response) {
 }
 
 fn progress(stage: &str, done: f64, total: f64) {
-    post(&Response::Progress { stage: stage.into(), done, total });
+    post(&Response::Progress {
+        stage: stage.into(),
+        done,
+        total,
+    });
 }
 
 /// Gives the event loop a turn so queued messages (such as Cancel) are handled.
@@ -63,7 +68,11 @@ pub fn start() {
     let handler = Closure::<dyn FnMut(MessageEvent)>::new(|event: MessageEvent| {
         let request: Request = match serde_wasm_bindgen::from_value(event.data()) {
             Ok(r) => r,
-            Err(e) => return post(&Response::Error { message: format!("malformed request: {e}") }),
+            Err(e) => {
+                return post(&Response::Error {
+                    message: format!("malformed request: {e}"),
+                });
+            }
         };
         let state = STATE.with(Rc::clone);
         match request {
@@ -71,7 +80,9 @@ pub fn start() {
             _ if state.busy.get() => post(&Response::Error {
                 message: "busy: wait for the current job to finish or press Stop".into(),
             }),
-            Request::Load { source, device } => spawn_job(state, async move |s| load(s, source, device).await),
+            Request::Load { source, device } => {
+                spawn_job(state, async move |s| load(s, source, device).await)
+            }
             Request::Generate(req) => spawn_job(state, async move |s| generate(s, req).await),
         }
     });
@@ -94,40 +105,68 @@ where
     });
 }
 
-/// Why WebGPU cannot be used here, checked in JavaScript before wgpu is touched.
-async fn webgpu_unavailable() -> Option<String> {
-    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok()?;
-    let gpu = Reflect::get(&navigator, &"gpu".into()).ok().filter(|g| !g.is_undefined() && !g.is_null());
-    let Some(gpu) = gpu else {
-        return Some("this browser exposes no WebGPU (navigator.gpu is missing)".into());
-    };
-    let request: js_sys::Function = match Reflect::get(&gpu, &"requestAdapter".into()) {
-        Ok(f) => f.unchecked_into(),
-        Err(_) => return Some("navigator.gpu.requestAdapter is missing".into()),
-    };
-    let adapter = match request.call0(&gpu) {
-        Ok(p) => JsFuture::from(Promise::from(p)).await,
-        Err(e) => Err(e),
-    };
-    match adapter {
-        Ok(a) if !a.is_null() && !a.is_undefined() => None,
-        Ok(_) => Some("WebGPU is present but offers no adapter (blocklisted or disabled GPU)".into()),
-        Err(e) => Some(format!("requesting a WebGPU adapter failed: {e:?}")),
+/// The WebGPU adapter's description ("google swiftshader"), or why WebGPU cannot be used here;
+/// checked in JavaScript before wgpu is touched.
+async fn webgpu_adapter() -> Result<String, String> {
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into())
+        .map_err(|_| "no navigator".to_string())?;
+    let gpu = Reflect::get(&navigator, &"gpu".into())
+        .ok()
+        .filter(|g| !g.is_undefined() && !g.is_null())
+        .ok_or("this browser exposes no WebGPU (navigator.gpu is missing)")?;
+    let request: js_sys::Function = Reflect::get(&gpu, &"requestAdapter".into())
+        .map_err(|_| "navigator.gpu.requestAdapter is missing".to_string())?
+        .unchecked_into();
+    let promise = request
+        .call0(&gpu)
+        .map_err(|e| format!("requesting a WebGPU adapter failed: {e:?}"))?;
+    let adapter = JsFuture::from(Promise::from(promise))
+        .await
+        .map_err(|e| format!("requesting a WebGPU adapter failed: {e:?}"))?;
+    if adapter.is_null() || adapter.is_undefined() {
+        return Err("WebGPU is present but offers no adapter (blocklisted or disabled GPU)".into());
     }
+    let info = Reflect::get(&adapter, &"info".into()).unwrap_or_default();
+    let field = |name: &str| {
+        Reflect::get(&info, &name.into())
+            .ok()
+            .and_then(|v| v.as_string())
+            .unwrap_or_default()
+    };
+    let description = [field("vendor"), field("architecture"), field("description")]
+        .into_iter()
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    Ok(if description.is_empty() {
+        "adapter".into()
+    } else {
+        description
+    })
 }
 
 async fn pick_device(choice: DeviceChoice) -> Result<SelectedDevice, String> {
     if choice == DeviceChoice::Cpu {
         return Ok(SelectedDevice::cpu(None));
     }
-    if let Some(why) = webgpu_unavailable().await {
-        return match choice {
-            DeviceChoice::WebGpu => Err(format!("WebGPU was requested but {why}")),
-            _ => Ok(SelectedDevice::cpu(Some(why))),
-        };
+    let adapter = match webgpu_adapter().await {
+        Ok(a) => a,
+        Err(why) if choice == DeviceChoice::WebGpu => {
+            return Err(format!("WebGPU was requested but {why}"));
+        }
+        Err(why) => return Ok(SelectedDevice::cpu(Some(why))),
+    };
+    let pref = if choice == DeviceChoice::WebGpu {
+        DevicePreference::Gpu
+    } else {
+        DevicePreference::Auto
+    };
+    let mut selected = select_async(pref).await.map_err(|e| e.to_string())?;
+    if selected.is_gpu {
+        // wgpu reports no adapter name in browsers; the WebGPU adapter info has it.
+        selected.label = format!("WebGPU: {adapter}");
     }
-    let pref = if choice == DeviceChoice::WebGpu { DevicePreference::Gpu } else { DevicePreference::Auto };
-    select_async(pref).await.map_err(|e| e.to_string())
+    Ok(selected)
 }
 
 /// Hub id (`org/name` or `org/name/file.gguf`) or URL to the list of URLs to fetch.
@@ -142,7 +181,9 @@ async fn download(url: &str, label: &str) -> Result<Vec<u8>, String> {
         post(&Response::Notice { message });
     }
     if fetched.from_cache {
-        post(&Response::Notice { message: format!("{label}: loaded from the browser cache") });
+        post(&Response::Notice {
+            message: format!("{label}: loaded from the browser cache"),
+        });
     }
     Ok(fetched.bytes)
 }
@@ -151,33 +192,63 @@ async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> 
     match source {
         ModelSource::Default => {
             let gguf = download(DEFAULT_MODEL_URL, "default model").await?;
-            Ok((DEFAULT_MODEL_NAME.to_string(), ModelFiles::Gguf { gguf, tokenizer_json: None }))
+            Ok((
+                DEFAULT_MODEL_NAME.to_string(),
+                ModelFiles::Gguf {
+                    gguf,
+                    tokenizer_json: None,
+                },
+            ))
         }
         ModelSource::Remote { location, revision } => {
             let location = location.trim().to_string();
             if location.starts_with("http://") || location.starts_with("https://") {
-                if !location.split('?').next().unwrap_or_default().ends_with(".gguf") {
-                    return Err("a direct URL must point at a .gguf file; for safetensors give the hub id".into());
+                if !location
+                    .split('?')
+                    .next()
+                    .unwrap_or_default()
+                    .ends_with(".gguf")
+                {
+                    return Err(
+                        "a direct URL must point at a .gguf file; for safetensors give the hub id"
+                            .into(),
+                    );
                 }
                 let gguf = download(&location, "model").await?;
-                return Ok((location, ModelFiles::Gguf { gguf, tokenizer_json: None }));
+                return Ok((
+                    location,
+                    ModelFiles::Gguf {
+                        gguf,
+                        tokenizer_json: None,
+                    },
+                ));
             }
             let parts: Vec<&str> = location.split('/').collect();
             match parts.as_slice() {
                 [org, name, file] if file.ends_with(".gguf") => {
                     let id = format!("{org}/{name}");
                     let gguf = download(&hub_url(&id, &revision, file), file).await?;
-                    Ok((location.clone(), ModelFiles::Gguf { gguf, tokenizer_json: None }))
+                    Ok((
+                        location.clone(),
+                        ModelFiles::Gguf {
+                            gguf,
+                            tokenizer_json: None,
+                        },
+                    ))
                 }
                 [org, name] if !org.is_empty() && !name.is_empty() => {
                     let id = location.as_str();
-                    let config_json = download(&hub_url(id, &revision, "config.json"), "config.json").await?;
-                    let tokenizer_json =
-                        Some(download(&hub_url(id, &revision, "tokenizer.json"), "tokenizer.json").await?);
+                    let config_json =
+                        download(&hub_url(id, &revision, "config.json"), "config.json").await?;
+                    let tokenizer_json = Some(
+                        download(&hub_url(id, &revision, "tokenizer.json"), "tokenizer.json")
+                            .await?,
+                    );
                     let index_url = hub_url(id, &revision, "model.safetensors.index.json");
                     let names = if exists(&index_url).await {
                         let index = download(&index_url, "shard index").await?;
-                        SafetensorsSource::shard_names_from_index(&index).map_err(|e| e.to_string())?
+                        SafetensorsSource::shard_names_from_index(&index)
+                            .map_err(|e| e.to_string())?
                     } else {
                         vec!["model.safetensors".to_string()]
                     };
@@ -185,7 +256,14 @@ async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> 
                     for n in names {
                         shards.push((n.clone(), download(&hub_url(id, &revision, &n), &n).await?));
                     }
-                    Ok((location.clone(), ModelFiles::HuggingFace { config_json, shards, tokenizer_json }))
+                    Ok((
+                        location.clone(),
+                        ModelFiles::HuggingFace {
+                            config_json,
+                            shards,
+                            tokenizer_json,
+                        },
+                    ))
                 }
                 _ => Err(format!(
                     "`{location}` is neither a hub id (`org/name`, `org/name/file.gguf`) nor a URL to a .gguf file"
@@ -193,22 +271,42 @@ async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> 
             }
         }
         ModelSource::Files(files) => {
-            let mut files: Vec<(String, Vec<u8>)> = files.into_iter().map(|(n, b)| (n, b.into_vec())).collect();
+            let mut files: Vec<(String, Vec<u8>)> =
+                files.into_iter().map(|(n, b)| (n, b.into_vec())).collect();
             let take = |files: &mut Vec<(String, Vec<u8>)>, pred: &dyn Fn(&str) -> bool| {
-                files.iter().position(|(n, _)| pred(n)).map(|i| files.remove(i))
+                files
+                    .iter()
+                    .position(|(n, _)| pred(n))
+                    .map(|i| files.remove(i))
             };
             let tokenizer_json = take(&mut files, &|n| n.ends_with("tokenizer.json")).map(|f| f.1);
             if let Some((name, gguf)) = take(&mut files, &|n| n.ends_with(".gguf")) {
-                return Ok((name, ModelFiles::Gguf { gguf, tokenizer_json }));
+                return Ok((
+                    name,
+                    ModelFiles::Gguf {
+                        gguf,
+                        tokenizer_json,
+                    },
+                ));
             }
             let (_, config_json) = take(&mut files, &|n| n.ends_with("config.json")).ok_or(
                 "pick a .gguf file, or config.json + *.safetensors + tokenizer.json of a Hugging Face checkpoint",
             )?;
-            let shards: Vec<_> = files.into_iter().filter(|(n, _)| n.ends_with(".safetensors")).collect();
+            let shards: Vec<_> = files
+                .into_iter()
+                .filter(|(n, _)| n.ends_with(".safetensors"))
+                .collect();
             if shards.is_empty() {
                 return Err("no .safetensors file among the picked files".into());
             }
-            Ok(("local files".into(), ModelFiles::HuggingFace { config_json, shards, tokenizer_json }))
+            Ok((
+                "local files".into(),
+                ModelFiles::HuggingFace {
+                    config_json,
+                    shards,
+                    tokenizer_json,
+                },
+            ))
         }
     }
 }
@@ -218,39 +316,65 @@ async fn load(state: &State, source: ModelSource, choice: DeviceChoice) -> Resul
     // Drop the previous model first: two models at once may not fit in the tab's memory.
     state.model.borrow_mut().take();
     let device = pick_device(choice).await?;
-    post(&Response::Device { label: device.label.clone(), is_gpu: device.is_gpu });
+    post(&Response::Device {
+        label: device.label.clone(),
+        is_gpu: device.is_gpu,
+    });
     let (name, files) = files_for(source).await?;
-    let config = files.config().map_err(|e| e.to_string())?;
     progress("Preparing tensors", 0.0, 0.0);
     yield_now().await;
     let loaded = files
-        .load(&device.device, &mut |done, total| progress("Loading tensors", done as f64, total as f64))
+        .load(&device.device, &mut |done, total| {
+            progress("Loading tensors", done as f64, total as f64)
+        })
         .map_err(|e| e.to_string())?;
-    let params = summary(&config);
+    let params = summary(&loaded.model.config);
     *state.device.borrow_mut() = Some(device);
     *state.model.borrow_mut() = Some(Rc::new(loaded));
-    post(&Response::Loaded { name, summary: params, seconds: (js_sys::Date::now() - started) / 1000.0 });
+    post(&Response::Loaded {
+        name,
+        summary: params,
+        seconds: (js_sys::Date::now() - started) / 1000.0,
+    });
     Ok(())
 }
 
 fn summary(c: &scalpel::ModelConfig) -> String {
     format!(
         "{:?} · {} layers · hidden {} · {} heads ({} KV) · vocab {} · context {}",
-        c.architecture, c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads, c.vocab_size, c.max_position_embeddings
+        c.architecture,
+        c.num_layers,
+        c.hidden_size,
+        c.num_heads,
+        c.num_kv_heads,
+        c.vocab_size,
+        c.max_position_embeddings
     )
 }
 
 async fn generate(state: &State, req: GenerateRequest) -> Result<(), String> {
-    let loaded = state.model.borrow().clone().ok_or("no model is loaded yet")?;
+    let loaded = state
+        .model
+        .borrow()
+        .clone()
+        .ok_or("no model is loaded yet")?;
     let LoadedModel { model, tokenizer } = loaded.as_ref();
     let prompt = tokenizer.encode(&req.prompt).map_err(|e| e.to_string())?;
     let sampling = if req.temperature <= 0.0 {
         Sampling::Greedy
     } else {
-        Sampling::Sample { temperature: req.temperature, top_k: req.top_k, top_p: req.top_p }
+        Sampling::Sample {
+            temperature: req.temperature,
+            top_k: req.top_k,
+            top_p: req.top_p,
+        }
     };
-    let options =
-        GenerateOptions { max_new_tokens: req.max_new_tokens, sampling, seed: req.seed, ..Default::default() };
+    let options = GenerateOptions {
+        max_new_tokens: req.max_new_tokens,
+        sampling,
+        seed: req.seed,
+        ..Default::default()
+    };
     let mut generator = Generator::new(model, &prompt, options).map_err(|e| e.to_string())?;
     let mut stream = tokenizer.stream();
     let mut first_token_at = None;
@@ -271,8 +395,19 @@ async fn generate(state: &State, req: GenerateRequest) -> Result<(), String> {
     }
     let n = generator.generated().len();
     let seconds = first_token_at.map_or(0.0, |t| (js_sys::Date::now() - t) / 1000.0);
-    let tokens_per_second = if n > 1 && seconds > 0.0 { (n - 1) as f64 / seconds } else { 0.0 };
-    let stop = generator.stop_reason().map_or("max tokens".to_string(), |s| format!("{s:?}"));
-    post(&Response::Done { tokens: n, tokens_per_second, prompt_tokens: prompt.len(), stop });
+    let tokens_per_second = if n > 1 && seconds > 0.0 {
+        (n - 1) as f64 / seconds
+    } else {
+        0.0
+    };
+    let stop = generator
+        .stop_reason()
+        .map_or("max tokens".to_string(), |s| format!("{s:?}"));
+    post(&Response::Done {
+        tokens: n,
+        tokens_per_second,
+        prompt_tokens: prompt.len(),
+        stop,
+    });
     Ok(())
 }

@@ -19,34 +19,60 @@ struct Fixture {
 
 const LLAMA: Fixture = Fixture {
     config: include_bytes!("../../tests/fixtures/models/llama-gqa-tied/config.json"),
-    shards: &[("model.safetensors", include_bytes!("../../tests/fixtures/models/llama-gqa-tied/model.safetensors"))],
+    shards: &[(
+        "model.safetensors",
+        include_bytes!("../../tests/fixtures/models/llama-gqa-tied/model.safetensors"),
+    )],
     reference: include_bytes!("../../tests/fixtures/models/llama-gqa-tied/reference.safetensors"),
 };
 
 const OPT: Fixture = Fixture {
     config: include_bytes!("../../tests/fixtures/models/opt-pre-ln/config.json"),
-    shards: &[("model.safetensors", include_bytes!("../../tests/fixtures/models/opt-pre-ln/model.safetensors"))],
+    shards: &[(
+        "model.safetensors",
+        include_bytes!("../../tests/fixtures/models/opt-pre-ln/model.safetensors"),
+    )],
     reference: include_bytes!("../../tests/fixtures/models/opt-pre-ln/reference.safetensors"),
 };
 
 fn reference(bytes: &[u8]) -> (Vec<u32>, Vec<f32>) {
     let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
-    let ids = st.tensor("input_ids").unwrap().data().chunks_exact(8).map(|c| c[0] as u32 | (c[1] as u32) << 8).collect();
-    let logits =
-        st.tensor("logits").unwrap().data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let ids = st
+        .tensor("input_ids")
+        .unwrap()
+        .data()
+        .chunks_exact(8)
+        .map(|c| c[0] as u32 | (c[1] as u32) << 8)
+        .collect();
+    let logits = st
+        .tensor("logits")
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     (ids, logits)
 }
 
 async fn max_diff(fixture: &Fixture, device: &Device) -> f32 {
     let config = ModelConfig::from_hf_json(fixture.config).unwrap();
-    let shards = fixture.shards.iter().map(|(n, b)| (n.to_string(), b.to_vec())).collect();
+    let shards = fixture
+        .shards
+        .iter()
+        .map(|(n, b)| (n.to_string(), b.to_vec()))
+        .collect();
     let source = SafetensorsSource::new(shards).unwrap();
     let model = Model::load(config, &source, device, &mut |_, _| {}).unwrap();
     let (ids, expected) = reference(fixture.reference);
     let mut cache = model.new_cache();
-    let logits = model.forward(model.tokens(&ids).unwrap(), &mut cache, Logits::All).unwrap();
-    let got: Vec<f32> = logits.into_data_async().await.unwrap().into_vec().unwrap();
-    got.iter().zip(&expected).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
+    let logits = model
+        .forward(model.tokens(&ids).unwrap(), &mut cache, Logits::All)
+        .unwrap();
+    let got = scalpel::readback::to_vec_async(logits).await.unwrap();
+    got.iter()
+        .zip(&expected)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
 }
 
 #[wasm_bindgen_test]
@@ -60,10 +86,16 @@ async fn cpu_backend_matches_transformers() {
 
 #[wasm_bindgen_test]
 async fn webgpu_matches_transformers() {
-    let selected = select_async(DevicePreference::Gpu).await.expect("WebGPU adapter (Chromium with --enable-unsafe-webgpu)");
+    let selected = select_async(DevicePreference::Gpu)
+        .await
+        .expect("WebGPU adapter (Chromium with --enable-unsafe-webgpu)");
     for (name, fixture) in [("llama", &LLAMA), ("opt", &OPT)] {
         let diff = max_diff(fixture, &selected.device).await;
         // GPU reductions sum in a different order than the CPU.
-        assert!(diff <= 1e-3, "{name} on {}: max |Δlogit| = {diff}", selected.label);
+        assert!(
+            diff <= 1e-3,
+            "{name} on {}: max |Δlogit| = {diff}",
+            selected.label
+        );
     }
 }

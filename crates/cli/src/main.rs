@@ -7,7 +7,11 @@ mod progress;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "scalpel", version, about = "Attribution-guided pruning of language models (OPT, Llama)")]
+#[command(
+    name = "scalpel",
+    version,
+    about = "Attribution-guided pruning of language models (OPT, Llama)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

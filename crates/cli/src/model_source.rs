@@ -39,37 +39,63 @@ fn read(path: &Path) -> Result<Vec<u8>> {
 }
 
 fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
-    if path.exists() { read(path).map(Some) } else { Ok(None) }
+    if path.exists() {
+        read(path).map(Some)
+    } else {
+        Ok(None)
+    }
 }
 
 /// Reads a Hugging Face-layout folder: config.json, the shards (via the index if present), tokenizer.json.
 fn hf_folder(dir: &Path, tokenizer: Option<Vec<u8>>) -> Result<ModelFiles> {
-    let config_json =
-        read(&dir.join("config.json")).context("a model folder needs config.json (or point --model at a .gguf file)")?;
+    let config_json = read(&dir.join("config.json"))
+        .context("a model folder needs config.json (or point --model at a .gguf file)")?;
     let index = dir.join("model.safetensors.index.json");
     let names = if index.exists() {
         SafetensorsSource::shard_names_from_index(&read(&index)?)?
     } else if dir.join("model.safetensors").exists() {
         vec!["model.safetensors".to_string()]
     } else {
-        bail!("{} has neither model.safetensors nor model.safetensors.index.json", dir.display());
+        bail!(
+            "{} has neither model.safetensors nor model.safetensors.index.json",
+            dir.display()
+        );
     };
-    let shards = names.into_iter().map(|n| read(&dir.join(&n)).map(|b| (n, b))).collect::<Result<_>>()?;
+    let shards = names
+        .into_iter()
+        .map(|n| read(&dir.join(&n)).map(|b| (n, b)))
+        .collect::<Result<_>>()?;
     let tokenizer_json = match tokenizer {
         Some(t) => Some(t),
         None => read_opt(&dir.join("tokenizer.json"))?,
     };
-    Ok(ModelFiles::HuggingFace { config_json, shards, tokenizer_json })
+    Ok(ModelFiles::HuggingFace {
+        config_json,
+        shards,
+        tokenizer_json,
+    })
 }
 
 /// Downloads (or finds in the hf-hub cache) what a hub model id needs.
 fn hub(args: &ModelArgs) -> Result<PathBuf> {
     use hf_hub::{Repo, RepoType, api::sync::ApiBuilder};
-    let api = ApiBuilder::new().with_progress(false).build().context("setting up the Hugging Face hub client")?;
-    let repo = api.repo(Repo::with_revision(args.model.clone(), RepoType::Model, args.revision.clone()));
+    let api = ApiBuilder::new()
+        .with_progress(false)
+        .build()
+        .context("setting up the Hugging Face hub client")?;
+    let repo = api.repo(Repo::with_revision(
+        args.model.clone(),
+        RepoType::Model,
+        args.revision.clone(),
+    ));
     let get = |file: &str| -> Result<PathBuf> {
         repo.download_with_progress(file, HubProgress(None))
-            .with_context(|| format!("downloading {file} from {} (revision {})", args.model, args.revision))
+            .with_context(|| {
+                format!(
+                    "downloading {file} from {} (revision {})",
+                    args.model, args.revision
+                )
+            })
     };
     if let Some(gguf) = &args.gguf_file {
         return get(gguf);
@@ -86,7 +112,10 @@ fn hub(args: &ModelArgs) -> Result<PathBuf> {
             get("model.safetensors")?;
         }
     }
-    Ok(config.parent().context("hub cache path has no parent")?.to_path_buf())
+    Ok(config
+        .parent()
+        .context("hub cache path has no parent")?
+        .to_path_buf())
 }
 
 /// Resolves `--model` to files in memory.
@@ -97,9 +126,14 @@ pub fn model_files(args: &ModelArgs) -> Result<ModelFiles> {
         let looks_like_hub_id = args.model.split('/').count() == 2 && !args.model.starts_with('.');
         if !looks_like_hub_id {
             if args.model == DEFAULT_MODEL {
-                bail!("the default model {DEFAULT_MODEL} is missing: fetch it with `cargo xtask assets`");
+                bail!(
+                    "the default model {DEFAULT_MODEL} is missing: fetch it with `cargo xtask assets`"
+                );
             }
-            bail!("{} does not exist (and is not a hub id like `HuggingFaceTB/SmolLM2-135M`)", args.model);
+            bail!(
+                "{} does not exist (and is not a hub id like `HuggingFaceTB/SmolLM2-135M`)",
+                args.model
+            );
         }
         path = hub(args)?;
     }
@@ -108,9 +142,15 @@ pub fn model_files(args: &ModelArgs) -> Result<ModelFiles> {
     }
     let bytes = read(&path)?;
     if is_gguf(&bytes) {
-        return Ok(ModelFiles::Gguf { gguf: bytes, tokenizer_json: tokenizer });
+        return Ok(ModelFiles::Gguf {
+            gguf: bytes,
+            tokenizer_json: tokenizer,
+        });
     }
-    bail!("{} is not a GGUF file; for safetensors pass the folder holding config.json", path.display())
+    bail!(
+        "{} is not a GGUF file; for safetensors pass the folder holding config.json",
+        path.display()
+    )
 }
 
 /// Resolves, reads and loads a model with a progress bar; returns it with the device used.

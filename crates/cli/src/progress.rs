@@ -16,9 +16,11 @@ pub fn bar(len: u64, what: &str) -> ProgressBar {
 pub fn bytes_bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
     pb.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} ({eta})")
-            .expect("static template")
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{msg:>12} [{bar:32}] {bytes}/{total_bytes} {bytes_per_sec} ({eta})",
+        )
+        .expect("static template")
+        .progress_chars("=> "),
     );
     pb.set_message(what.to_string());
     pb

@@ -48,7 +48,13 @@ impl SelectedDevice {
             Some(r) => format!("CPU (no GPU: {r})"),
             None => "CPU".into(),
         };
-        Self { device: Device::flex(), label, is_gpu: false, fallback_reason, max_binding_bytes: None }
+        Self {
+            device: Device::flex(),
+            label,
+            is_gpu: false,
+            fallback_reason,
+            max_binding_bytes: None,
+        }
     }
 }
 
@@ -64,8 +70,13 @@ struct GpuInit {
 fn describe(device: Device, setup: &WgpuSetup) -> GpuInit {
     let info = setup.adapter.get_info();
     let software = matches!(info.device_type, burn::tensor::wgpu::wgpu::DeviceType::Cpu);
-    let max_binding_bytes = setup.adapter.limits().max_storage_buffer_binding_size as u64;
-    GpuInit { device, label: format!("GPU: {} ({:?})", info.name, info.backend), software, max_binding_bytes }
+    let max_binding_bytes = setup.adapter.limits().max_storage_buffer_binding_size;
+    GpuInit {
+        device,
+        label: format!("GPU: {} ({:?})", info.name, info.backend),
+        software,
+        max_binding_bytes,
+    }
 }
 
 fn init_error(e: WgpuInitError) -> String {
@@ -81,10 +92,15 @@ fn choose(
 ) -> Result<SelectedDevice, crate::Error> {
     match (pref, gpu) {
         (DevicePreference::Cpu, _) => Ok(SelectedDevice::cpu(None)),
-        (DevicePreference::Gpu, Err(e)) => Err(crate::Error::Device(format!("no usable GPU adapter: {e}"))),
+        (DevicePreference::Gpu, Err(e)) => {
+            Err(crate::Error::Device(format!("no usable GPU adapter: {e}")))
+        }
         (DevicePreference::Auto, Err(e)) => Ok(SelectedDevice::cpu(Some(e))),
         (DevicePreference::Auto, Ok(g)) if g.software && !allow_software => {
-            Ok(SelectedDevice::cpu(Some(format!("only a software adapter was found ({})", g.label))))
+            Ok(SelectedDevice::cpu(Some(format!(
+                "only a software adapter was found ({})",
+                g.label
+            ))))
         }
         (_, Ok(g)) => Ok(SelectedDevice {
             device: g.device,
@@ -110,7 +126,10 @@ mod native {
             return Ok(SelectedDevice::cpu(None));
         }
         let gpu = GPU.get_or_init(|| {
-            Device::wgpu_options().init_with_setup().map(|(d, s)| describe(d, &s)).map_err(init_error)
+            Device::wgpu_options()
+                .init_with_setup()
+                .map(|(d, s)| describe(d, &s))
+                .map_err(init_error)
         });
         choose(pref, gpu.clone(), false)
     }

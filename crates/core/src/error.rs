@@ -26,11 +26,19 @@ pub enum Error {
 
     /// A weight whose shape disagrees with the configuration.
     #[error("tensor `{name}` has shape {actual:?}, but the configuration implies {expected:?}")]
-    ShapeMismatch { name: String, expected: Vec<usize>, actual: Vec<usize> },
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        actual: Vec<usize>,
+    },
 
     /// A tensor or buffer larger than the limits we accept.
     #[error("{what} needs {requested} bytes, over the limit of {limit} bytes")]
-    TooLarge { what: String, requested: u128, limit: u128 },
+    TooLarge {
+        what: String,
+        requested: u128,
+        limit: u128,
+    },
 
     /// Tokenizer construction or encoding failed.
     #[error("tokenizer: {0}")]
@@ -51,6 +59,9 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn format(file: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Format { file: file.into(), reason: reason.into() }
+        Error::Format {
+            file: file.into(),
+            reason: reason.into(),
+        }
     }
 }

@@ -16,7 +16,11 @@ pub enum Sampling {
     Greedy,
     /// Sample from the softmax at `temperature`, optionally restricted to the `top_k` most likely
     /// tokens and/or the smallest set whose probability reaches `top_p`.
-    Sample { temperature: f32, top_k: Option<usize>, top_p: Option<f32> },
+    Sample {
+        temperature: f32,
+        top_k: Option<usize>,
+        top_p: Option<f32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -46,21 +50,33 @@ impl Default for GenerateOptions {
 
 impl GenerateOptions {
     pub fn validate(&self) -> Result<()> {
-        if let Sampling::Sample { temperature, top_k, top_p } = &self.sampling {
+        if let Sampling::Sample {
+            temperature,
+            top_k,
+            top_p,
+        } = &self.sampling
+        {
             if !(temperature.is_finite() && *temperature > 0.0) {
-                return Err(Error::InvalidInput(format!("temperature must be > 0 (got {temperature}); use greedy for 0")));
+                return Err(Error::InvalidInput(format!(
+                    "temperature must be > 0 (got {temperature}); use greedy for 0"
+                )));
             }
             if *top_k == Some(0) {
                 return Err(Error::InvalidInput("top-k must be at least 1".into()));
             }
-            if let Some(p) = top_p {
-                if !(*p > 0.0 && *p <= 1.0) {
-                    return Err(Error::InvalidInput(format!("top-p must be in (0, 1] (got {p})")));
-                }
+            if let Some(p) = top_p
+                && !(*p > 0.0 && *p <= 1.0)
+            {
+                return Err(Error::InvalidInput(format!(
+                    "top-p must be in (0, 1] (got {p})"
+                )));
             }
         }
         if !(self.repeat_penalty.is_finite() && self.repeat_penalty > 0.0) {
-            return Err(Error::InvalidInput(format!("repeat penalty must be > 0 (got {})", self.repeat_penalty)));
+            return Err(Error::InvalidInput(format!(
+                "repeat penalty must be > 0 (got {})",
+                self.repeat_penalty
+            )));
         }
         Ok(())
     }
@@ -93,7 +109,9 @@ impl<'m> Generator<'m> {
     pub fn new(model: &'m Model, prompt: &[u32], options: GenerateOptions) -> Result<Self> {
         options.validate()?;
         if prompt.is_empty() {
-            return Err(Error::InvalidInput("the prompt is empty: type something to continue".into()));
+            return Err(Error::InvalidInput(
+                "the prompt is empty: type something to continue".into(),
+            ));
         }
         let ctx = model.config.max_position_embeddings;
         if prompt.len() >= ctx {
@@ -170,21 +188,30 @@ impl<'m> Generator<'m> {
     fn pick(&mut self, logits: &[f32]) -> u32 {
         let mut logits = logits.to_vec();
         if self.options.repeat_penalty != 1.0 {
-            let start = self.history.len().saturating_sub(self.options.repeat_last_n);
+            let start = self
+                .history
+                .len()
+                .saturating_sub(self.options.repeat_last_n);
             let mut seen = self.history[start..].to_vec();
             seen.sort_unstable();
             seen.dedup();
             for &t in &seen {
                 if let Some(l) = logits.get_mut(t as usize) {
-                    *l = if *l >= 0.0 { *l / self.options.repeat_penalty } else { *l * self.options.repeat_penalty };
+                    *l = if *l >= 0.0 {
+                        *l / self.options.repeat_penalty
+                    } else {
+                        *l * self.options.repeat_penalty
+                    };
                 }
             }
         }
         match &self.options.sampling {
             Sampling::Greedy => argmax(&logits),
-            Sampling::Sample { temperature, top_k, top_p } => {
-                sample(&logits, *temperature, *top_k, *top_p, self.rng.next_f64())
-            }
+            Sampling::Sample {
+                temperature,
+                top_k,
+                top_p,
+            } => sample(&logits, *temperature, *top_k, *top_p, self.rng.next_f64()),
         }
     }
 }
@@ -201,15 +228,23 @@ pub fn argmax(values: &[f32]) -> u32 {
 }
 
 /// Draws from softmax(logits / temperature) restricted by top-k and top-p, given a uniform `u` in [0, 1).
-fn sample(logits: &[f32], temperature: f32, top_k: Option<usize>, top_p: Option<f32>, u: f64) -> u32 {
+fn sample(
+    logits: &[f32],
+    temperature: f32,
+    top_k: Option<usize>,
+    top_p: Option<f32>,
+    u: f64,
+) -> u32 {
     let mut order: Vec<u32> = (0..logits.len() as u32).collect();
     order.sort_unstable_by(|&a, &b| logits[b as usize].total_cmp(&logits[a as usize]));
     if let Some(k) = top_k {
         order.truncate(k.max(1));
     }
     let max = logits[order[0] as usize] as f64;
-    let mut probs: Vec<f64> =
-        order.iter().map(|&i| ((logits[i as usize] as f64 - max) / temperature as f64).exp()).collect();
+    let mut probs: Vec<f64> = order
+        .iter()
+        .map(|&i| ((logits[i as usize] as f64 - max) / temperature as f64).exp())
+        .collect();
     let total: f64 = probs.iter().sum();
     probs.iter_mut().for_each(|p| *p /= total);
     if let Some(p) = top_p {
@@ -269,7 +304,10 @@ pub fn generate(
             _ => {}
         }
     }
-    Ok((g.generated().to_vec(), g.stop_reason().unwrap_or(StopReason::MaxTokens)))
+    Ok((
+        g.generated().to_vec(),
+        g.stop_reason().unwrap_or(StopReason::MaxTokens),
+    ))
 }
 
 #[cfg(test)]
@@ -305,7 +343,9 @@ mod tests {
         let logits = [0.0f32, (3.0f32).ln()]; // p = [0.25, 0.75]
         let mut rng = SplitMix64(7);
         let n = 20_000;
-        let ones = (0..n).filter(|_| sample(&logits, 1.0, None, None, rng.next_f64()) == 1).count();
+        let ones = (0..n)
+            .filter(|_| sample(&logits, 1.0, None, None, rng.next_f64()) == 1)
+            .count();
         let freq = ones as f64 / n as f64;
         assert!((freq - 0.75).abs() < 0.015, "frequency {freq}");
     }
@@ -313,12 +353,20 @@ mod tests {
     #[test]
     fn options_reject_bad_values() {
         let bad = GenerateOptions {
-            sampling: Sampling::Sample { temperature: 0.0, top_k: None, top_p: None },
+            sampling: Sampling::Sample {
+                temperature: 0.0,
+                top_k: None,
+                top_p: None,
+            },
             ..Default::default()
         };
         assert!(bad.validate().is_err());
         let bad = GenerateOptions {
-            sampling: Sampling::Sample { temperature: 1.0, top_k: None, top_p: Some(1.5) },
+            sampling: Sampling::Sample {
+                temperature: 1.0,
+                top_k: None,
+                top_p: Some(1.5),
+            },
             ..Default::default()
         };
         assert!(bad.validate().is_err());

@@ -13,9 +13,16 @@ use crate::model::{Model, ModelConfig};
 #[derive(Debug)]
 pub enum ModelFiles {
     /// A llama.cpp GGUF file; the tokenizer comes from its metadata unless a tokenizer.json is given.
-    Gguf { gguf: Vec<u8>, tokenizer_json: Option<Vec<u8>> },
+    Gguf {
+        gguf: Vec<u8>,
+        tokenizer_json: Option<Vec<u8>>,
+    },
     /// Hugging Face layout: config.json, one or more safetensors shards (file name, bytes), tokenizer.json.
-    HuggingFace { config_json: Vec<u8>, shards: Vec<(String, Vec<u8>)>, tokenizer_json: Option<Vec<u8>> },
+    HuggingFace {
+        config_json: Vec<u8>,
+        shards: Vec<(String, Vec<u8>)>,
+        tokenizer_json: Option<Vec<u8>>,
+    },
 }
 
 /// A model with its tokenizer, ready to generate.
@@ -34,33 +41,55 @@ impl ModelFiles {
     /// Parses the configuration only (cheap): what would be loaded.
     pub fn config(&self) -> Result<ModelConfig> {
         match self {
-            ModelFiles::Gguf { gguf, .. } => ModelConfig::from_gguf(&GgufFile::parse(gguf.clone())?),
+            ModelFiles::Gguf { gguf, .. } => {
+                ModelConfig::from_gguf(&GgufFile::parse(gguf.clone())?)
+            }
             ModelFiles::HuggingFace { config_json, .. } => ModelConfig::from_hf_json(config_json),
         }
     }
 
     /// Parses, validates and uploads everything. `progress(done, total)` counts tensors.
-    pub fn load(self, device: &Device, progress: &mut dyn FnMut(usize, usize)) -> Result<LoadedModel> {
-        let (config, source, tokenizer): (ModelConfig, Box<dyn WeightSource>, TextTokenizer) = match self {
-            ModelFiles::Gguf { gguf, tokenizer_json } => {
-                let file = GgufFile::parse(gguf)?;
-                let config = ModelConfig::from_gguf(&file)?;
-                let tokenizer = match tokenizer_json {
-                    Some(json) => TextTokenizer::from_json(&json, config.bos_token_id, config.eos_token_ids.clone())?,
-                    None => TextTokenizer::from_gguf(&file)?,
-                };
-                let source = GgufSource::new(file, config.num_heads, config.num_kv_heads);
-                (config, Box::new(source), tokenizer)
-            }
-            ModelFiles::HuggingFace { config_json, shards, tokenizer_json } => {
-                let config = ModelConfig::from_hf_json(&config_json)?;
-                let json = tokenizer_json.ok_or_else(|| {
+    pub fn load(
+        self,
+        device: &Device,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<LoadedModel> {
+        let (config, source, tokenizer): (ModelConfig, Box<dyn WeightSource>, TextTokenizer) =
+            match self {
+                ModelFiles::Gguf {
+                    gguf,
+                    tokenizer_json,
+                } => {
+                    let file = GgufFile::parse(gguf)?;
+                    let config = ModelConfig::from_gguf(&file)?;
+                    let tokenizer = match tokenizer_json {
+                        Some(json) => TextTokenizer::from_json(
+                            &json,
+                            config.bos_token_id,
+                            config.eos_token_ids.clone(),
+                        )?,
+                        None => TextTokenizer::from_gguf(&file)?,
+                    };
+                    let source = GgufSource::new(file, config.num_heads, config.num_kv_heads);
+                    (config, Box::new(source), tokenizer)
+                }
+                ModelFiles::HuggingFace {
+                    config_json,
+                    shards,
+                    tokenizer_json,
+                } => {
+                    let config = ModelConfig::from_hf_json(&config_json)?;
+                    let json = tokenizer_json.ok_or_else(|| {
                     Error::Tokenizer("tokenizer.json is missing: a Hugging Face checkpoint needs one beside config.json".into())
                 })?;
-                let tokenizer = TextTokenizer::from_json(&json, config.bos_token_id, config.eos_token_ids.clone())?;
-                (config, Box::new(SafetensorsSource::new(shards)?), tokenizer)
-            }
-        };
+                    let tokenizer = TextTokenizer::from_json(
+                        &json,
+                        config.bos_token_id,
+                        config.eos_token_ids.clone(),
+                    )?;
+                    (config, Box::new(SafetensorsSource::new(shards)?), tokenizer)
+                }
+            };
         if tokenizer.vocab_size() > config.vocab_size {
             return Err(Error::Config(format!(
                 "the tokenizer has {} tokens but the model's vocabulary is {}: they do not belong together",

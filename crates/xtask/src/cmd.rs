@@ -6,14 +6,19 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repository root exists")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("repository root exists")
 }
 
 /// Runs a command to completion, failing with its command line if it fails.
 pub fn run(mut command: Command) -> Result<()> {
     let line = format!("{command:?}");
     eprintln!("$ {line}");
-    let status = command.status().with_context(|| format!("starting {line}"))?;
+    let status = command
+        .status()
+        .with_context(|| format!("starting {line}"))?;
     if !status.success() {
         bail!("{line} failed with {status}");
     }
@@ -23,7 +28,13 @@ pub fn run(mut command: Command) -> Result<()> {
 /// The first line of `program --version`, if the program runs.
 pub fn version(program: &str) -> Option<String> {
     let out = Command::new(program).arg("--version").output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or("").to_string())
+    out.status.success().then(|| {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    })
 }
 
 pub fn cargo() -> Command {
@@ -34,7 +45,12 @@ pub fn cargo() -> Command {
 pub fn tool_path() -> String {
     let root = repo_root();
     let home = std::env::var("HOME").unwrap_or_default();
-    let mut parts = vec![root.join("tests/e2e/node_modules/.bin").display().to_string(), format!("{home}/.cargo/bin")];
+    let mut parts = vec![
+        root.join("tests/e2e/node_modules/.bin")
+            .display()
+            .to_string(),
+        format!("{home}/.cargo/bin"),
+    ];
     parts.push(std::env::var("PATH").unwrap_or_default());
     parts.join(":")
 }

@@ -22,7 +22,9 @@ pub fn all() -> Result<()> {
 }
 
 fn wasm_target() -> Result<()> {
-    let out = Command::new("rustup").args(["target", "list", "--installed"]).output()?;
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()?;
     if !String::from_utf8_lossy(&out.stdout).contains("wasm32-unknown-unknown") {
         let mut c = Command::new("rustup");
         c.args(["target", "add", "wasm32-unknown-unknown"]);
@@ -47,7 +49,12 @@ fn wasm_bindgen_cli() -> Result<()> {
     }
     // Without --locked: the crate's own lock file pins a webpki-roots the registry no longer has.
     let mut c = cargo();
-    c.args(["install", "wasm-bindgen-cli", "--version", WASM_BINDGEN_VERSION]);
+    c.args([
+        "install",
+        "wasm-bindgen-cli",
+        "--version",
+        WASM_BINDGEN_VERSION,
+    ]);
     run(c)
 }
 
@@ -55,14 +62,26 @@ fn chromium() -> Result<()> {
     if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
         return Ok(());
     }
-    if !Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0")) {
-        bail!("Chromium is missing: run `sudo apt-get install -y chromium chromium-driver` (Debian packages)");
+    if !Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0"))
+    {
+        bail!(
+            "Chromium is missing: run `sudo apt-get install -y chromium chromium-driver` (Debian packages)"
+        );
     }
     let mut update = Command::new("apt-get");
     update.arg("update");
     run(update)?;
     let mut install = Command::new("apt-get");
-    install.args(["install", "-y", "--no-install-recommends", "chromium", "chromium-driver"]);
+    install.args([
+        "install",
+        "-y",
+        "--no-install-recommends",
+        "chromium",
+        "chromium-driver",
+    ]);
     install.env("DEBIAN_FRONTEND", "noninteractive");
     run(install)
 }
@@ -73,13 +92,16 @@ fn e2e_packages() -> Result<()> {
         return Ok(());
     }
     let mut c = Command::new("npm");
-    c.args(["ci", "--no-audit", "--no-fund"]).current_dir("tests/e2e");
+    c.args(["ci", "--no-audit", "--no-fund"])
+        .current_dir("tests/e2e");
     run(c)
 }
 
 /// A `trunk` invocation that never downloads tools (wasm-bindgen comes from PATH).
 pub fn trunk(args: &[&str]) -> Command {
     let mut c = Command::new("trunk");
-    c.args(["--offline", "--skip-version-check"]).args(args).env("PATH", tool_path());
+    c.args(["--offline", "--skip-version-check"])
+        .args(args)
+        .env("PATH", tool_path());
     c
 }

@@ -22,10 +22,16 @@ fn native() -> Result<()> {
 /// The core running inside Chromium (CPU backend and WebGPU on SwiftShader).
 fn wasm() -> Result<()> {
     let mut c = cargo();
-    c.args(["test", "-p", "scalpel-web", "--target", "wasm32-unknown-unknown"])
-        .env("PATH", tool_path())
-        .env("CHROMEDRIVER", "/usr/bin/chromedriver")
-        .env("WASM_BINDGEN_TEST_TIMEOUT", "600");
+    c.args([
+        "test",
+        "-p",
+        "scalpel-web",
+        "--target",
+        "wasm32-unknown-unknown",
+    ])
+    .env("PATH", tool_path())
+    .env("CHROMEDRIVER", "/usr/bin/chromedriver")
+    .env("WASM_BINDGEN_TEST_TIMEOUT", "600");
     run(c)
 }
 

@@ -40,7 +40,10 @@ pub fn run(args: Args) -> Result<()> {
     let model = &loaded.model;
     let text = scalpel::eval::corpus::wiki_text(&std::fs::read_to_string(&args.corpus)?);
     // A prefix of ~16 characters per token is plenty; cut on a character boundary.
-    let prefix = text.char_indices().nth(args.forward_tokens * 16).map_or(text.as_str(), |(i, _)| &text[..i]);
+    let prefix = text
+        .char_indices()
+        .nth(args.forward_tokens * 16)
+        .map_or(text.as_str(), |(i, _)| &text[..i]);
     let tokens = loaded.tokenizer.encode(prefix)?;
     if tokens.len() < args.forward_tokens {
         bail!("the corpus gave only {} tokens", tokens.len());
@@ -54,17 +57,29 @@ pub fn run(args: Args) -> Result<()> {
         Ok(start.elapsed().as_secs_f64())
     };
     forward()?;
-    let forward_s = median((0..args.repeats).map(|_| forward()).collect::<Result<_>>()?);
+    let forward_s = median(
+        (0..args.repeats)
+            .map(|_| forward())
+            .collect::<Result<_>>()?,
+    );
 
     let prompt = loaded.tokenizer.encode("The capital of France is")?;
-    let options = GenerateOptions { max_new_tokens: args.gen_tokens, stop_at_eos: false, ..Default::default() };
+    let options = GenerateOptions {
+        max_new_tokens: args.gen_tokens,
+        stop_at_eos: false,
+        ..Default::default()
+    };
     let generation = || -> Result<f64> {
         let start = Instant::now();
         let (out, _) = generate(model, &prompt, options.clone(), |_| true)?;
         Ok(out.len() as f64 / start.elapsed().as_secs_f64())
     };
     generation()?;
-    let tokens_per_s = median((0..args.repeats).map(|_| generation()).collect::<Result<_>>()?);
+    let tokens_per_s = median(
+        (0..args.repeats)
+            .map(|_| generation())
+            .collect::<Result<_>>()?,
+    );
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "{}",

@@ -41,8 +41,12 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
 }
 
 fn ppl(args: PplArgs) -> Result<()> {
-    let raw = std::fs::read_to_string(&args.corpus)
-        .with_context(|| format!("reading {} (fetch it with `cargo xtask assets`)", args.corpus.display()))?;
+    let raw = std::fs::read_to_string(&args.corpus).with_context(|| {
+        format!(
+            "reading {} (fetch it with `cargo xtask assets`)",
+            args.corpus.display()
+        )
+    })?;
     let (loaded, device) = load(&args.model)?;
     let protocol = PerplexityProtocol::wiki(args.window, args.windows);
     let tokens = loaded.tokenizer.encode(&wiki_text(&raw))?;
@@ -55,11 +59,17 @@ fn ppl(args: PplArgs) -> Result<()> {
         device.label
     );
     let pb = bar(protocol.windows as u64, "windows");
-    let result = perplexity(&loaded.model, &tokens, &protocol, &mut |done, _| pb.set_position(done as u64))?;
+    let result = perplexity(&loaded.model, &tokens, &protocol, &mut |done, _| {
+        pb.set_position(done as u64)
+    })?;
     pb.finish_and_clear();
     println!(
         "{}: perplexity {:.4} (mean NLL {:.5} over {} predicted tokens) — model {}",
-        protocol.name, result.perplexity, result.mean_nll, result.predicted_tokens, args.model.model
+        protocol.name,
+        result.perplexity,
+        result.mean_nll,
+        result.predicted_tokens,
+        args.model.model
     );
     if let Some(path) = args.json {
         let json = serde_json::json!({ "model": args.model.model, "device": device.label, "result": result });

@@ -56,7 +56,11 @@ pub fn run(args: Args) -> Result<()> {
     let sampling = if args.temperature <= 0.0 {
         Sampling::Greedy
     } else {
-        Sampling::Sample { temperature: args.temperature, top_k: args.top_k, top_p: args.top_p }
+        Sampling::Sample {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+        }
     };
     let options = GenerateOptions {
         max_new_tokens: args.sample_len,
@@ -96,8 +100,14 @@ pub fn run(args: Args) -> Result<()> {
     println!();
     let total = start.elapsed().as_secs_f64();
     // Decode speed excludes the prompt forward, which the first token pays for.
-    let decode = first_token_at.map(|t| t.elapsed().as_secs_f64()).unwrap_or(0.0);
-    let rate = if tokens.len() > 1 && decode > 0.0 { (tokens.len() - 1) as f64 / decode } else { 0.0 };
+    let decode = first_token_at
+        .map(|t| t.elapsed().as_secs_f64())
+        .unwrap_or(0.0);
+    let rate = if tokens.len() > 1 && decode > 0.0 {
+        (tokens.len() - 1) as f64 / decode
+    } else {
+        0.0
+    };
     eprintln!(
         "{} tokens ({rate:.2} tokens/s), prompt {} tokens, {total:.2} s total, stop: {stop:?}",
         tokens.len(),

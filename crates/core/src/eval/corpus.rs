@@ -25,7 +25,10 @@ pub fn wiki_text(raw: &str) -> String {
 
 /// `c4.utf8` holds one document per line.
 pub fn c4_documents(raw: &str) -> Vec<&str> {
-    raw.lines().map(str::trim).filter(|l| !l.is_empty()).collect()
+    raw.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect()
 }
 
 #[cfg(test)]

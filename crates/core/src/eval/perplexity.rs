@@ -17,9 +17,16 @@ pub struct PerplexityProtocol {
 impl PerplexityProtocol {
     /// `wiki-512` (64 windows) or a smaller named variant `wiki-512xN`.
     pub fn wiki(window: usize, windows: usize) -> Self {
-        let name =
-            if window == 512 && windows == 64 { "wiki-512".to_string() } else { format!("wiki-{window}x{windows}") };
-        Self { name, window, windows }
+        let name = if window == 512 && windows == 64 {
+            "wiki-512".to_string()
+        } else {
+            format!("wiki-{window}x{windows}")
+        };
+        Self {
+            name,
+            window,
+            windows,
+        }
     }
 }
 
@@ -31,12 +38,12 @@ pub struct PerplexityResult {
     pub predicted_tokens: usize,
 }
 
-#[cfg(not(target_family = "wasm"))]
-/// Sum of next-token negative log-likelihoods over one window, and how many tokens were predicted.
-/// Computed on the device; only `window - 1` numbers come back.
-pub fn window_nll(model: &Model, ids: &[u32]) -> Result<(f64, usize)> {
+/// Log-probabilities `[1, n - 1, 1]` of each next token of a window, left on the device.
+pub fn window_logprobs(model: &Model, ids: &[u32]) -> Result<Tensor<3>> {
     if ids.len() < 2 {
-        return Err(Error::InvalidInput("a perplexity window needs at least 2 tokens".into()));
+        return Err(Error::InvalidInput(
+            "a perplexity window needs at least 2 tokens".into(),
+        ));
     }
     let n = ids.len() - 1;
     let tokens = model.tokens(&ids[..n])?;
@@ -44,10 +51,19 @@ pub fn window_nll(model: &Model, ids: &[u32]) -> Result<(f64, usize)> {
     let logits = model.forward(tokens, &mut cache, Logits::All)?;
     let targets: Vec<i64> = ids[1..].iter().map(|&t| t as i64).collect();
     let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [1, n, 1]), model.device());
-    let logp = log_softmax(logits, 2).gather(2, targets);
-    let values = crate::readback::to_vec(logp)?;
+    Ok(log_softmax(logits, 2).gather(2, targets))
+}
+
+/// Sum of next-token negative log-likelihoods over one window, and how many tokens were predicted.
+/// Computed on the device; only `window - 1` numbers come back.
+#[cfg(not(target_family = "wasm"))]
+pub fn window_nll(model: &Model, ids: &[u32]) -> Result<(f64, usize)> {
+    let values = crate::readback::to_vec(window_logprobs(model, ids)?)?;
+    let n = values.len();
     if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
-        return Err(Error::Device(format!("non-finite log-probability at position {bad}")));
+        return Err(Error::Device(format!(
+            "non-finite log-probability at position {bad}"
+        )));
     }
     Ok((-values.iter().map(|&v| v as f64).sum::<f64>(), n))
 }
@@ -76,12 +92,21 @@ pub fn perplexity(
         )));
     }
     let (mut nll, mut count) = (0.0, 0);
-    for (i, window) in tokens.chunks_exact(protocol.window).take(protocol.windows).enumerate() {
+    for (i, window) in tokens
+        .chunks_exact(protocol.window)
+        .take(protocol.windows)
+        .enumerate()
+    {
         let (s, n) = window_nll(model, window)?;
         nll += s;
         count += n;
         progress(i + 1, protocol.windows);
     }
     let mean_nll = nll / count as f64;
-    Ok(PerplexityResult { protocol: protocol.clone(), perplexity: mean_nll.exp(), mean_nll, predicted_tokens: count })
+    Ok(PerplexityResult {
+        protocol: protocol.clone(),
+        perplexity: mean_nll.exp(),
+        mean_nll,
+        predicted_tokens: count,
+    })
 }

@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use super::quant::{GgmlType, dequantize};
 use super::HostTensor;
+use super::quant::{GgmlType, dequantize};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -139,7 +139,10 @@ impl<'a> Reader<'a> {
         if n > max {
             return Err(Error::format(
                 "GGUF",
-                format!("{what} count {n} cannot fit in the {} bytes left (file truncated or corrupt)", self.remaining()),
+                format!(
+                    "{what} count {n} cannot fit in the {} bytes left (file truncated or corrupt)",
+                    self.remaining()
+                ),
             ));
         }
         Ok(n as usize)
@@ -148,8 +151,12 @@ impl<'a> Reader<'a> {
     fn string(&mut self) -> Result<String> {
         let len = self.count("string length", 1)?;
         let raw = self.take(len)?;
-        String::from_utf8(raw.to_vec())
-            .map_err(|_| Error::format("GGUF", format!("string at byte {} is not UTF-8", self.pos - len)))
+        String::from_utf8(raw.to_vec()).map_err(|_| {
+            Error::format(
+                "GGUF",
+                format!("string at byte {} is not UTF-8", self.pos - len),
+            )
+        })
     }
 
     fn value(&mut self, ty: u32, depth: u8) -> Result<MetaValue> {
@@ -169,7 +176,10 @@ impl<'a> Reader<'a> {
             8 => MetaValue::String(self.string()?),
             9 => {
                 if depth > 0 {
-                    return Err(Error::format("GGUF", "nested metadata arrays are not allowed"));
+                    return Err(Error::format(
+                        "GGUF",
+                        "nested metadata arrays are not allowed",
+                    ));
                 }
                 let elem_ty = self.u32()?;
                 let n = self.count("array length", min_value_size(elem_ty)?)?;
@@ -182,7 +192,12 @@ impl<'a> Reader<'a> {
             10 => MetaValue::U64(self.u64()?),
             11 => MetaValue::I64(i64::from_le_bytes(self.array()?)),
             12 => MetaValue::F64(f64::from_le_bytes(self.array()?)),
-            other => return Err(Error::format("GGUF", format!("unknown metadata value type {other}"))),
+            other => {
+                return Err(Error::format(
+                    "GGUF",
+                    format!("unknown metadata value type {other}"),
+                ));
+            }
         })
     }
 }
@@ -191,26 +206,46 @@ fn min_value_size(ty: u32) -> Result<usize> {
     Ok(match ty {
         0 | 1 | 7 => 1,
         2 | 3 => 2,
-        4 | 5 | 6 => 4,
-        8 | 9 | 10 | 11 | 12 => 8,
-        other => return Err(Error::format("GGUF", format!("unknown metadata array element type {other}"))),
+        4..=6 => 4,
+        8..=12 => 8,
+        other => {
+            return Err(Error::format(
+                "GGUF",
+                format!("unknown metadata array element type {other}"),
+            ));
+        }
     })
 }
 
 fn truncated(at: usize, wanted: usize) -> Error {
-    Error::format("GGUF", format!("file truncated: needed {wanted} more bytes at offset {at}"))
+    Error::format(
+        "GGUF",
+        format!("file truncated: needed {wanted} more bytes at offset {at}"),
+    )
 }
 
 impl GgufFile {
     /// Parses the header, metadata and tensor table, validating every tensor's byte range.
     pub fn parse(bytes: Vec<u8>) -> Result<Self> {
-        let mut r = Reader { bytes: &bytes, pos: 0 };
-        if r.take(4).map_err(|_| Error::format("GGUF", "file is shorter than the 4-byte magic"))? != MAGIC {
-            return Err(Error::format("GGUF", "not a GGUF file (bad magic; expected `GGUF`)"));
+        let mut r = Reader {
+            bytes: &bytes,
+            pos: 0,
+        };
+        if r.take(4)
+            .map_err(|_| Error::format("GGUF", "file is shorter than the 4-byte magic"))?
+            != MAGIC
+        {
+            return Err(Error::format(
+                "GGUF",
+                "not a GGUF file (bad magic; expected `GGUF`)",
+            ));
         }
         let version = r.u32()?;
         if !(2..=3).contains(&version) {
-            return Err(Error::Unsupported { what: "GGUF version", detail: format!("{version} (supported: 2, 3)") });
+            return Err(Error::Unsupported {
+                what: "GGUF version",
+                detail: format!("{version} (supported: 2, 3)"),
+            });
         }
         // A tensor entry takes at least 8 (name length) + 4 (n_dims) + 4 (type) + 8 (offset) bytes.
         let n_tensors = r.count("tensor", 24)?;
@@ -228,7 +263,10 @@ impl GgufFile {
             let name = r.string()?;
             let n_dims = r.u32()?;
             if n_dims == 0 || n_dims > MAX_DIMS {
-                return Err(Error::format("GGUF", format!("tensor `{name}` has {n_dims} dimensions (1..=4 allowed)")));
+                return Err(Error::format(
+                    "GGUF",
+                    format!("tensor `{name}` has {n_dims} dimensions (1..=4 allowed)"),
+                ));
             }
             let mut dims = Vec::with_capacity(n_dims as usize);
             for _ in 0..n_dims {
@@ -242,7 +280,12 @@ impl GgufFile {
             None => DEFAULT_ALIGNMENT,
             Some(v) => match v.as_u64() {
                 Some(a) if a > 0 && a.is_power_of_two() && a <= 1 << 16 => a,
-                _ => return Err(Error::format("GGUF", format!("invalid general.alignment {v:?}"))),
+                _ => {
+                    return Err(Error::format(
+                        "GGUF",
+                        format!("invalid general.alignment {v:?}"),
+                    ));
+                }
             },
         };
         let data_start = (r.pos as u64).div_ceil(alignment) * alignment;
@@ -252,12 +295,24 @@ impl GgufFile {
             let n = dims
                 .iter()
                 .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-                .ok_or_else(|| Error::format("GGUF", format!("tensor `{name}` dimensions {dims:?} overflow")))?;
-            let size = ty.byte_size(n).map_err(|e| Error::format("GGUF", format!("tensor `{name}`: {e}")))?;
+                .ok_or_else(|| {
+                    Error::format(
+                        "GGUF",
+                        format!("tensor `{name}` dimensions {dims:?} overflow"),
+                    )
+                })?;
+            let size = ty
+                .byte_size(n)
+                .map_err(|e| Error::format("GGUF", format!("tensor `{name}`: {e}")))?;
             let start = data_start
                 .checked_add(offset)
                 .filter(|s| *s <= file_len)
-                .ok_or_else(|| Error::format("GGUF", format!("tensor `{name}` starts past the end of the file")))?;
+                .ok_or_else(|| {
+                    Error::format(
+                        "GGUF",
+                        format!("tensor `{name}` starts past the end of the file"),
+                    )
+                })?;
             let end = start.checked_add(size).filter(|e| *e <= file_len).ok_or_else(|| {
                 Error::format(
                     "GGUF",
@@ -267,10 +322,20 @@ impl GgufFile {
                 )
             })?;
             let shape = dims.iter().rev().map(|&d| d as usize).collect();
-            tensors.push(TensorInfo { name, shape, ty, start: start as usize, end: end as usize });
+            tensors.push(TensorInfo {
+                name,
+                shape,
+                ty,
+                start: start as usize,
+                end: end as usize,
+            });
         }
-        drop(r);
-        Ok(Self { version, metadata, tensors, bytes })
+        Ok(Self {
+            version,
+            metadata,
+            tensors,
+            bytes,
+        })
     }
 
     pub fn get(&self, key: &str) -> Option<&MetaValue> {
@@ -286,8 +351,12 @@ impl GgufFile {
 
     /// Dequantizes one tensor to f32.
     pub fn load(&self, info: &TensorInfo) -> Result<HostTensor> {
-        let data = dequantize(info.ty, &self.bytes[info.start..info.end], info.n_elements())
-            .map_err(|e| Error::format("GGUF", format!("tensor `{}`: {e}", info.name)))?;
+        let data = dequantize(
+            info.ty,
+            &self.bytes[info.start..info.end],
+            info.n_elements(),
+        )
+        .map_err(|e| Error::format("GGUF", format!("tensor `{}`: {e}", info.name)))?;
         HostTensor::new(info.shape.clone(), data)
     }
 }
@@ -305,8 +374,18 @@ pub struct GgufSource {
 
 impl GgufSource {
     pub fn new(file: GgufFile, num_heads: usize, num_kv_heads: usize) -> Self {
-        let names = file.tensors.iter().enumerate().map(|(i, t)| (hf_name(&t.name), i)).collect();
-        Self { file, names, num_heads, num_kv_heads }
+        let names = file
+            .tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (hf_name(&t.name), i))
+            .collect();
+        Self {
+            file,
+            names,
+            num_heads,
+            num_kv_heads,
+        }
     }
 
     pub fn file(&self) -> &GgufFile {
@@ -322,8 +401,12 @@ fn hf_name(gguf: &str) -> String {
         "output.weight" => return "lm_head.weight".into(),
         _ => {}
     }
-    let Some(rest) = gguf.strip_prefix("blk.") else { return gguf.into() };
-    let Some((layer, suffix)) = rest.split_once('.') else { return gguf.into() };
+    let Some(rest) = gguf.strip_prefix("blk.") else {
+        return gguf.into();
+    };
+    let Some((layer, suffix)) = rest.split_once('.') else {
+        return gguf.into();
+    };
     let hf = match suffix {
         "attn_norm.weight" => "input_layernorm.weight",
         "ffn_norm.weight" => "post_attention_layernorm.weight",
@@ -344,7 +427,10 @@ fn hf_name(gguf: &str) -> String {
 fn unpermute_rows(t: &mut HostTensor, n_heads: usize) -> Result<()> {
     let (rows, cols) = (t.shape[0], t.shape.get(1).copied().unwrap_or(1));
     if n_heads == 0 || rows % (2 * n_heads) != 0 {
-        return Err(Error::format("GGUF", format!("{rows} Q/K rows do not split into {n_heads} heads")));
+        return Err(Error::format(
+            "GGUF",
+            format!("{rows} Q/K rows do not split into {n_heads} heads"),
+        ));
     }
     let head_dim = rows / n_heads;
     let half = head_dim / 2;
@@ -368,11 +454,16 @@ impl super::WeightSource for GgufSource {
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.names.get(name).map(|&i| self.file.tensors[i].shape.clone())
+        self.names
+            .get(name)
+            .map(|&i| self.file.tensors[i].shape.clone())
     }
 
     fn load(&self, name: &str) -> Result<HostTensor> {
-        let &i = self.names.get(name).ok_or_else(|| Error::MissingTensor(name.into()))?;
+        let &i = self
+            .names
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor(name.into()))?;
         let mut t = self.file.load(&self.file.tensors[i])?;
         if name.ends_with("self_attn.q_proj.weight") {
             unpermute_rows(&mut t, self.num_heads)?;

@@ -10,8 +10,9 @@ pub mod tokenizer;
 use crate::error::{Error, Result};
 
 /// Largest tensor accepted from any file, in elements (16 Gi elements = 64 GiB of f32). Anything
-/// larger is a corrupt or hostile header; it is rejected before a byte is allocated.
-pub const MAX_TENSOR_ELEMENTS: usize = 1 << 34;
+/// larger is a corrupt or hostile header; it is rejected before a byte is allocated. On wasm32 the
+/// address space (4 GiB) is the tighter bound.
+pub const MAX_TENSOR_ELEMENTS: u64 = 1 << 34;
 
 /// A dense f32 tensor in host memory, row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,16 +42,20 @@ impl HostTensor {
 pub fn checked_elements(shape: &[usize]) -> Result<usize> {
     let n = shape
         .iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
         .ok_or_else(|| Error::InvalidInput(format!("shape {shape:?} overflows")))?;
+    let too_large = || Error::TooLarge {
+        what: format!("a tensor of shape {shape:?}"),
+        requested: n as u128 * 4,
+        limit: MAX_TENSOR_ELEMENTS.min(usize::MAX as u64 / 4) as u128 * 4,
+    };
     if n > MAX_TENSOR_ELEMENTS {
-        return Err(Error::TooLarge {
-            what: format!("a tensor of shape {shape:?}"),
-            requested: n as u128 * 4,
-            limit: MAX_TENSOR_ELEMENTS as u128 * 4,
-        });
+        return Err(too_large());
     }
-    Ok(n)
+    usize::try_from(n)
+        .ok()
+        .filter(|&n| n <= usize::MAX / 4)
+        .ok_or_else(too_large)
 }
 
 /// Named weights that can be loaded one at a time (so peak memory stays at one dequantized tensor

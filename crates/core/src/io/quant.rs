@@ -65,10 +65,12 @@ impl GgmlType {
     /// Bytes needed for `n_elements`, or an error if the count is not a whole number of blocks.
     pub fn byte_size(self, n_elements: u64) -> Result<u64> {
         let (block, bytes) = self.block_layout();
-        if n_elements % block as u64 != 0 {
+        if !n_elements.is_multiple_of(block as u64) {
             return Err(Error::format(
                 "GGUF",
-                format!("{n_elements} elements is not a multiple of the {self:?} block size {block}"),
+                format!(
+                    "{n_elements} elements is not a multiple of the {self:?} block size {block}"
+                ),
             ));
         }
         (n_elements / block as u64)
@@ -87,7 +89,10 @@ pub fn dequantize(ty: GgmlType, data: &[u8], n_elements: usize) -> Result<Vec<f3
     if data.len() as u64 != expected {
         return Err(Error::format(
             "GGUF",
-            format!("{ty:?} tensor of {n_elements} elements needs {expected} bytes, got {}", data.len()),
+            format!(
+                "{ty:?} tensor of {n_elements} elements needs {expected} bytes, got {}",
+                data.len()
+            ),
         ));
     }
     let (block_elems, block_bytes) = ty.block_layout();
@@ -109,7 +114,10 @@ pub fn dequantize(ty: GgmlType, data: &[u8], n_elements: usize) -> Result<Vec<f3
             }
         }
         _ => {
-            for (y, b) in out.chunks_exact_mut(block_elems).zip(data.chunks_exact(block_bytes)) {
+            for (y, b) in out
+                .chunks_exact_mut(block_elems)
+                .zip(data.chunks_exact(block_bytes))
+            {
                 match ty {
                     GgmlType::Q4_0 => q4_0(b, y),
                     GgmlType::Q4_1 => q4_1(b, y),
@@ -178,7 +186,10 @@ fn scale_min_k4(j: usize, q: &[u8]) -> (u8, u8) {
     if j < 4 {
         (q[j] & 63, q[j + 4] & 63)
     } else {
-        ((q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+        (
+            (q[j + 4] & 0x0F) | ((q[j - 4] >> 6) << 4),
+            (q[j + 4] >> 4) | ((q[j] >> 6) << 4),
+        )
     }
 }
 

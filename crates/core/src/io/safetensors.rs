@@ -33,19 +33,33 @@ impl SafetensorsSource {
         }
         let mut entries = BTreeMap::new();
         for (shard, (file, bytes)) in shards.iter().enumerate() {
-            let (header_len, meta) = SafeTensors::read_metadata(bytes)
-                .map_err(|e| Error::format(file.clone(), format!("not a valid safetensors file: {e}")))?;
+            let (header_len, meta) = SafeTensors::read_metadata(bytes).map_err(|e| {
+                Error::format(file.clone(), format!("not a valid safetensors file: {e}"))
+            })?;
             let data_start = 8 + header_len;
             for (name, info) in meta.tensors() {
-                checked_elements(&info.shape).map_err(|e| Error::format(file.clone(), format!("`{name}`: {e}")))?;
+                checked_elements(&info.shape)
+                    .map_err(|e| Error::format(file.clone(), format!("`{name}`: {e}")))?;
                 let (s, e) = info.data_offsets;
                 let (start, end) = (data_start + s, data_start + e);
                 if end > bytes.len() {
-                    return Err(Error::format(file.clone(), format!("tensor `{name}` runs past the end of the file (truncated?)")));
+                    return Err(Error::format(
+                        file.clone(),
+                        format!("tensor `{name}` runs past the end of the file (truncated?)"),
+                    ));
                 }
-                let entry = Entry { shard, dtype: info.dtype, shape: info.shape.clone(), start, end };
+                let entry = Entry {
+                    shard,
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    start,
+                    end,
+                };
                 if entries.insert(name.clone(), entry).is_some() {
-                    return Err(Error::format(file.clone(), format!("tensor `{name}` appears in more than one shard")));
+                    return Err(Error::format(
+                        file.clone(),
+                        format!("tensor `{name}` appears in more than one shard"),
+                    ));
                 }
             }
         }
@@ -65,7 +79,10 @@ impl SafetensorsSource {
         names.dedup();
         for n in &names {
             if n.contains('/') || n.contains('\\') || n.starts_with('.') {
-                return Err(Error::format("model.safetensors.index.json", format!("shard name `{n}` is not a plain file name")));
+                return Err(Error::format(
+                    "model.safetensors.index.json",
+                    format!("shard name `{n}` is not a plain file name"),
+                ));
             }
         }
         Ok(names)
@@ -82,17 +99,31 @@ impl WeightSource for SafetensorsSource {
     }
 
     fn load(&self, name: &str) -> Result<HostTensor> {
-        let e = self.entries.get(name).ok_or_else(|| Error::MissingTensor(name.into()))?;
+        let e = self
+            .entries
+            .get(name)
+            .ok_or_else(|| Error::MissingTensor(name.into()))?;
         let (file, bytes) = &self.shards[e.shard];
         let raw = &bytes[e.start..e.end];
         let data: Vec<f32> = match e.dtype {
-            Dtype::F32 => raw.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect(),
-            Dtype::F16 => raw.chunks_exact(2).map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
-            Dtype::BF16 => raw.chunks_exact(2).map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|c| f16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|c| bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                .collect(),
             other => {
                 return Err(Error::Unsupported {
                     what: "safetensors dtype",
-                    detail: format!("{file}: tensor `{name}` is {other:?} (supported: F32, F16, BF16)"),
+                    detail: format!(
+                        "{file}: tensor `{name}` is {other:?} (supported: F32, F16, BF16)"
+                    ),
                 });
             }
         };
@@ -101,7 +132,10 @@ impl WeightSource for SafetensorsSource {
 }
 
 /// Serializes f32 tensors as one safetensors file (used for exports and fixtures).
-pub fn write_f32(tensors: &BTreeMap<String, HostTensor>, metadata: Option<HashMap<String, String>>) -> Result<Vec<u8>> {
+pub fn write_f32(
+    tensors: &BTreeMap<String, HostTensor>,
+    metadata: Option<HashMap<String, String>>,
+) -> Result<Vec<u8>> {
     let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
         .iter()
         .map(|(name, t)| {

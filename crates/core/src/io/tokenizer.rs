@@ -19,17 +19,31 @@ pub struct TextTokenizer {
 
 impl TextTokenizer {
     /// From the bytes of a `tokenizer.json`.
-    pub fn from_json(bytes: &[u8], bos_token_id: Option<u32>, eos_token_ids: Vec<u32>) -> Result<Self> {
-        let inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::format("tokenizer.json", e.to_string()))?;
-        Ok(Self { inner, bos_token_id, eos_token_ids })
+    pub fn from_json(
+        bytes: &[u8],
+        bos_token_id: Option<u32>,
+        eos_token_ids: Vec<u32>,
+    ) -> Result<Self> {
+        let inner = Tokenizer::from_bytes(bytes)
+            .map_err(|e| Error::format("tokenizer.json", e.to_string()))?;
+        Ok(Self {
+            inner,
+            bos_token_id,
+            eos_token_ids,
+        })
     }
 
     /// Rebuilds the tokenizer stored in GGUF metadata (`tokenizer.ggml.*`). Byte-level BPE
     /// (`tokenizer.ggml.model = gpt2`) is supported, with the `pre` variants below.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
-        let model = file.get("tokenizer.ggml.model").and_then(MetaValue::as_str).ok_or_else(|| {
-            Error::Tokenizer("the GGUF has no `tokenizer.ggml.model`: give a tokenizer.json".into())
-        })?;
+        let model = file
+            .get("tokenizer.ggml.model")
+            .and_then(MetaValue::as_str)
+            .ok_or_else(|| {
+                Error::Tokenizer(
+                    "the GGUF has no `tokenizer.ggml.model`: give a tokenizer.json".into(),
+                )
+            })?;
         if model != "gpt2" {
             return Err(Error::Unsupported {
                 what: "GGUF tokenizer",
@@ -40,14 +54,18 @@ impl TextTokenizer {
         }
         let tokens = string_array(file, "tokenizer.ggml.tokens")?;
         let merges = string_array(file, "tokenizer.ggml.merges")?;
-        let types: Vec<u64> = match file.get("tokenizer.ggml.token_type").and_then(MetaValue::as_array) {
+        let types: Vec<u64> = match file
+            .get("tokenizer.ggml.token_type")
+            .and_then(MetaValue::as_array)
+        {
             Some(a) => a.iter().map(|v| v.as_u64().unwrap_or(1)).collect(),
             None => vec![1; tokens.len()],
         };
-        let pre = file.get("tokenizer.ggml.pre").and_then(MetaValue::as_str).unwrap_or("default");
-        let byte_level = |use_regex: bool| {
-            json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex})
-        };
+        let pre = file
+            .get("tokenizer.ggml.pre")
+            .and_then(MetaValue::as_str)
+            .unwrap_or("default");
+        let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
         let (pre_tokenizer, ignore_merges) = match pre {
             "default" | "gpt2" | "gpt-2" => (byte_level(true), false),
             // SmolLM splits every digit on its own before the GPT-2 byte-level split.
@@ -65,7 +83,9 @@ impl TextTokenizer {
             other => {
                 return Err(Error::Unsupported {
                     what: "GGUF pre-tokenizer",
-                    detail: format!("`tokenizer.ggml.pre = {other}` (supported: default, gpt2, smollm, llama-bpe); pass a tokenizer.json"),
+                    detail: format!(
+                        "`tokenizer.ggml.pre = {other}` (supported: default, gpt2, smollm, llama-bpe); pass a tokenizer.json"
+                    ),
                 });
             }
         };
@@ -76,8 +96,10 @@ impl TextTokenizer {
             // 3 = control (special), 4 = user-defined: both must never be split.
             let ty = types.get(id).copied().unwrap_or(1);
             if ty == 3 || ty == 4 {
-                added.push(json!({"id": id, "content": tok, "single_word": false, "lstrip": false,
-                    "rstrip": false, "normalized": false, "special": ty == 3}));
+                added.push(
+                    json!({"id": id, "content": tok, "single_word": false, "lstrip": false,
+                    "rstrip": false, "normalized": false, "special": ty == 3}),
+                );
             }
         }
         let doc: Value = json!({
@@ -90,7 +112,8 @@ impl TextTokenizer {
                 "ignore_merges": ignore_merges, "vocab": vocab, "merges": merges},
         });
         let bytes = serde_json::to_vec(&doc).map_err(|e| Error::Tokenizer(e.to_string()))?;
-        let inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::format("GGUF tokenizer", e.to_string()))?;
+        let inner = Tokenizer::from_bytes(bytes)
+            .map_err(|e| Error::format("GGUF tokenizer", e.to_string()))?;
         let id = |key: &str| file.get(key).and_then(MetaValue::as_u64).map(|v| v as u32);
         Ok(Self {
             inner,
@@ -105,12 +128,17 @@ impl TextTokenizer {
 
     /// Token ids for `text` (no special tokens added; callers prepend BOS themselves when wanted).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
-        let enc = self.inner.encode(text, false).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let enc = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
         Ok(enc.get_ids().to_vec())
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
-        self.inner.decode(ids, false).map_err(|e| Error::Tokenizer(e.to_string()))
+        self.inner
+            .decode(ids, false)
+            .map_err(|e| Error::Tokenizer(e.to_string()))
     }
 
     /// The id of a token string (as the vocabulary spells it), if present.
@@ -125,7 +153,12 @@ impl TextTokenizer {
 
     /// Incremental decoder: feed ids one at a time, get text pieces as soon as they are whole UTF-8.
     pub fn stream(&self) -> TokenStream<'_> {
-        TokenStream { tokenizer: self, ids: Vec::new(), prefix: 0, read: 0 }
+        TokenStream {
+            tokenizer: self,
+            ids: Vec::new(),
+            prefix: 0,
+            read: 0,
+        }
     }
 }
 
@@ -144,7 +177,10 @@ impl TokenStream<'_> {
         self.ids.push(id);
         let before = self.tokenizer.decode(&self.ids[self.prefix..self.read])?;
         let after = self.tokenizer.decode(&self.ids[self.prefix..])?;
-        if after.len() <= before.len() || after.ends_with('\u{FFFD}') || !after.is_char_boundary(before.len()) {
+        if after.len() <= before.len()
+            || after.ends_with('\u{FFFD}')
+            || !after.is_char_boundary(before.len())
+        {
             return Ok(None);
         }
         self.prefix = self.read;
@@ -159,6 +195,10 @@ fn string_array(file: &GgufFile, key: &str) -> Result<Vec<String>> {
         .and_then(MetaValue::as_array)
         .ok_or_else(|| Error::Tokenizer(format!("the GGUF has no `{key}` array")))?;
     arr.iter()
-        .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| Error::Tokenizer(format!("`{key}` holds a non-string"))))
+        .map(|v| {
+            v.as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| Error::Tokenizer(format!("`{key}` holds a non-string")))
+        })
         .collect()
 }

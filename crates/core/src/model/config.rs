@@ -62,26 +62,44 @@ const MAX_CONTEXT: usize = 1 << 22;
 impl ModelConfig {
     /// Parses a Hugging Face `config.json`.
     pub fn from_hf_json(bytes: &[u8]) -> Result<Self> {
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| Error::format("config.json", e.to_string()))?;
-        let model_type = v.get("model_type").and_then(Value::as_str).unwrap_or("<missing>");
+        let v: Value = serde_json::from_slice(bytes)
+            .map_err(|e| Error::format("config.json", e.to_string()))?;
+        let model_type = v
+            .get("model_type")
+            .and_then(Value::as_str)
+            .unwrap_or("<missing>");
         let usize_of = |key: &str| -> Result<usize> {
             v.get(key)
                 .and_then(Value::as_u64)
                 .map(|x| x as usize)
-                .ok_or_else(|| Error::Config(format!("config.json: `{key}` is missing or not a non-negative integer")))
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "config.json: `{key}` is missing or not a non-negative integer"
+                    ))
+                })
         };
         let opt_usize = |key: &str| v.get(key).and_then(Value::as_u64).map(|x| x as usize);
-        let f64_or = |key: &str, default: f64| v.get(key).and_then(Value::as_f64).unwrap_or(default);
-        let bool_or = |key: &str, default: bool| v.get(key).and_then(Value::as_bool).unwrap_or(default);
+        let f64_or =
+            |key: &str, default: f64| v.get(key).and_then(Value::as_f64).unwrap_or(default);
+        let bool_or =
+            |key: &str, default: bool| v.get(key).and_then(Value::as_bool).unwrap_or(default);
         let eos_token_ids = match v.get("eos_token_id") {
             Some(Value::Number(n)) => n.as_u64().map(|x| vec![x as u32]).unwrap_or_default(),
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_u64).map(|x| x as u32).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(Value::as_u64)
+                .map(|x| x as u32)
+                .collect(),
             _ => Vec::new(),
         };
-        let bos_token_id = v.get("bos_token_id").and_then(Value::as_u64).map(|x| x as u32);
+        let bos_token_id = v
+            .get("bos_token_id")
+            .and_then(Value::as_u64)
+            .map(|x| x as u32);
         let cfg = match model_type {
             "llama" | "mistral" => {
-                if model_type == "mistral" && v.get("sliding_window").is_some_and(|w| !w.is_null()) {
+                if model_type == "mistral" && v.get("sliding_window").is_some_and(|w| !w.is_null())
+                {
                     return Err(Error::Unsupported {
                         what: "model",
                         detail: "Mistral with sliding-window attention".into(),
@@ -89,9 +107,15 @@ impl ModelConfig {
                 }
                 let hidden_size = usize_of("hidden_size")?;
                 let num_heads = usize_of("num_attention_heads")?;
-                let act = v.get("hidden_act").and_then(Value::as_str).unwrap_or("silu");
+                let act = v
+                    .get("hidden_act")
+                    .and_then(Value::as_str)
+                    .unwrap_or("silu");
                 if act != "silu" {
-                    return Err(Error::Unsupported { what: "Llama activation", detail: act.into() });
+                    return Err(Error::Unsupported {
+                        what: "Llama activation",
+                        detail: act.into(),
+                    });
                 }
                 let rope_scaling = parse_rope_scaling(v.get("rope_scaling"))?;
                 Self {
@@ -116,9 +140,15 @@ impl ModelConfig {
             "opt" => {
                 let hidden_size = usize_of("hidden_size")?;
                 let num_heads = usize_of("num_attention_heads")?;
-                let act = v.get("activation_function").and_then(Value::as_str).unwrap_or("relu");
+                let act = v
+                    .get("activation_function")
+                    .and_then(Value::as_str)
+                    .unwrap_or("relu");
                 if act != "relu" {
-                    return Err(Error::Unsupported { what: "OPT activation", detail: act.into() });
+                    return Err(Error::Unsupported {
+                        what: "OPT activation",
+                        detail: act.into(),
+                    });
                 }
                 Self {
                     architecture: Architecture::Opt,
@@ -138,7 +168,8 @@ impl ModelConfig {
                     eos_token_ids,
                     opt: Some(OptOptions {
                         do_layer_norm_before: bool_or("do_layer_norm_before", true),
-                        word_embed_proj_dim: opt_usize("word_embed_proj_dim").unwrap_or(hidden_size),
+                        word_embed_proj_dim: opt_usize("word_embed_proj_dim")
+                            .unwrap_or(hidden_size),
                         enable_bias: bool_or("enable_bias", true),
                         remove_final_layer_norm: bool_or("_remove_final_layer_norm", false),
                         position_offset: 2,
@@ -162,7 +193,9 @@ impl ModelConfig {
         if arch != "llama" {
             return Err(Error::Unsupported {
                 what: "GGUF architecture",
-                detail: format!("`{arch}` (Scalpel reads `llama` GGUF files; OPT loads from safetensors)"),
+                detail: format!(
+                    "`{arch}` (Scalpel reads `llama` GGUF files; OPT loads from safetensors)"
+                ),
             });
         }
         let get = |key: &str| file.get(&format!("llama.{key}"));
@@ -180,14 +213,22 @@ impl ModelConfig {
                 .get("tokenizer.ggml.tokens")
                 .and_then(MetaValue::as_array)
                 .map(<[MetaValue]>::len)
-                .ok_or_else(|| Error::Config("GGUF has neither `llama.vocab_size` nor a token list".into()))?,
+                .ok_or_else(|| {
+                    Error::Config("GGUF has neither `llama.vocab_size` nor a token list".into())
+                })?,
         };
         let has_output = file.tensors.iter().any(|t| t.name == "output.weight");
         let id = |key: &str| file.get(key).and_then(MetaValue::as_u64).map(|v| v as u32);
-        let rope_scaling = match file.get("llama.rope.scaling.type").and_then(MetaValue::as_str) {
+        let rope_scaling = match file
+            .get("llama.rope.scaling.type")
+            .and_then(MetaValue::as_str)
+        {
             None | Some("none") => None,
             Some(other) => {
-                return Err(Error::Unsupported { what: "GGUF RoPE scaling", detail: other.into() });
+                return Err(Error::Unsupported {
+                    what: "GGUF RoPE scaling",
+                    detail: other.into(),
+                });
             }
         };
         let cfg = Self {
@@ -197,13 +238,19 @@ impl ModelConfig {
             intermediate_size: usize_of("feed_forward_length")?,
             num_layers: usize_of("block_count")?,
             num_heads,
-            num_kv_heads: get("attention.head_count_kv").and_then(MetaValue::as_u64).map_or(num_heads, |v| v as usize),
+            num_kv_heads: get("attention.head_count_kv")
+                .and_then(MetaValue::as_u64)
+                .map_or(num_heads, |v| v as usize),
             head_dim: get("attention.key_length")
                 .and_then(MetaValue::as_u64)
                 .map_or(hidden_size / num_heads.max(1), |v| v as usize),
             max_position_embeddings: usize_of("context_length")?,
-            norm_eps: get("attention.layer_norm_rms_epsilon").and_then(MetaValue::as_f64).unwrap_or(1e-5),
-            rope_theta: get("rope.freq_base").and_then(MetaValue::as_f64).unwrap_or(10_000.0),
+            norm_eps: get("attention.layer_norm_rms_epsilon")
+                .and_then(MetaValue::as_f64)
+                .unwrap_or(1e-5),
+            rope_theta: get("rope.freq_base")
+                .and_then(MetaValue::as_f64)
+                .unwrap_or(10_000.0),
             rope_scaling,
             tie_word_embeddings: !has_output,
             bos_token_id: id("tokenizer.ggml.bos_token_id"),
@@ -224,35 +271,60 @@ impl ModelConfig {
             ("num_heads", self.num_heads, MAX_DIM),
             ("num_kv_heads", self.num_kv_heads, MAX_DIM),
             ("head_dim", self.head_dim, MAX_DIM),
-            ("max_position_embeddings", self.max_position_embeddings, MAX_CONTEXT),
+            (
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                MAX_CONTEXT,
+            ),
         ];
         for (name, value, max) in dims {
             if value == 0 || value > max {
-                return Err(Error::Config(format!("{name} = {value} is outside 1..={max}")));
+                return Err(Error::Config(format!(
+                    "{name} = {value} is outside 1..={max}"
+                )));
             }
         }
-        if self.num_heads % self.num_kv_heads != 0 {
+        if !self.num_heads.is_multiple_of(self.num_kv_heads) {
             return Err(Error::Config(format!(
                 "num_heads ({}) is not a multiple of num_kv_heads ({})",
                 self.num_heads, self.num_kv_heads
             )));
         }
-        if self.architecture == Architecture::Opt && self.hidden_size % self.num_heads != 0 {
-            return Err(Error::Config("hidden_size is not a multiple of num_heads".into()));
+        if self.architecture == Architecture::Opt
+            && !self.hidden_size.is_multiple_of(self.num_heads)
+        {
+            return Err(Error::Config(
+                "hidden_size is not a multiple of num_heads".into(),
+            ));
         }
-        if self.architecture == Architecture::Llama && (self.head_dim % 2 != 0 || !(self.rope_theta > 0.0)) {
-            return Err(Error::Config("RoPE needs an even head_dim and a positive rope_theta".into()));
+        if self.architecture == Architecture::Llama
+            && (!self.head_dim.is_multiple_of(2)
+                || self.rope_theta.is_nan()
+                || self.rope_theta <= 0.0)
+        {
+            return Err(Error::Config(
+                "RoPE needs an even head_dim and a positive rope_theta".into(),
+            ));
         }
         if !(self.norm_eps >= 0.0 && self.norm_eps < 1.0) {
-            return Err(Error::Config(format!("norm epsilon {} is out of range", self.norm_eps)));
+            return Err(Error::Config(format!(
+                "norm epsilon {} is out of range",
+                self.norm_eps
+            )));
         }
         Ok(())
     }
 }
 
 fn parse_rope_scaling(v: Option<&Value>) -> Result<Option<Llama3RopeScaling>> {
-    let Some(v) = v.filter(|v| !v.is_null()) else { return Ok(None) };
-    let kind = v.get("rope_type").or_else(|| v.get("type")).and_then(Value::as_str).unwrap_or("");
+    let Some(v) = v.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let kind = v
+        .get("rope_type")
+        .or_else(|| v.get("type"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     match kind {
         "llama3" => {
             let f = |key: &str| {
@@ -268,6 +340,9 @@ fn parse_rope_scaling(v: Option<&Value>) -> Result<Option<Llama3RopeScaling>> {
             }))
         }
         "default" => Ok(None),
-        other => Err(Error::Unsupported { what: "rope_scaling", detail: format!("`{other}` (supported: llama3)") }),
+        other => Err(Error::Unsupported {
+            what: "rope_scaling",
+            detail: format!("`{other}` (supported: llama3)"),
+        }),
     }
 }

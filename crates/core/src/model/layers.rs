@@ -16,9 +16,19 @@ pub(crate) struct Loader<'a> {
 }
 
 impl<'a> Loader<'a> {
-    pub fn new(source: &'a dyn WeightSource, device: &'a Device, progress: &'a mut dyn FnMut(usize, usize)) -> Self {
+    pub fn new(
+        source: &'a dyn WeightSource,
+        device: &'a Device,
+        progress: &'a mut dyn FnMut(usize, usize),
+    ) -> Self {
         let total = source.names().len();
-        Self { source, device, progress, done: 0, total }
+        Self {
+            source,
+            device,
+            progress,
+            done: 0,
+            total,
+        }
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -27,9 +37,16 @@ impl<'a> Loader<'a> {
 
     /// Loads `name` as host data after checking its shape.
     pub fn host(&mut self, name: &str, expected: &[usize]) -> Result<HostTensor> {
-        let shape = self.source.shape(name).ok_or_else(|| Error::MissingTensor(name.into()))?;
+        let shape = self
+            .source
+            .shape(name)
+            .ok_or_else(|| Error::MissingTensor(name.into()))?;
         if shape != expected {
-            return Err(Error::ShapeMismatch { name: name.into(), expected: expected.to_vec(), actual: shape });
+            return Err(Error::ShapeMismatch {
+                name: name.into(),
+                expected: expected.to_vec(),
+                actual: shape,
+            });
         }
         let t = self.source.load(name)?;
         self.done += 1;
@@ -37,14 +54,31 @@ impl<'a> Loader<'a> {
         Ok(t)
     }
 
-    pub fn tensor<const D: usize>(&mut self, name: &str, expected: [usize; D]) -> Result<Tensor<D>> {
+    pub fn tensor<const D: usize>(
+        &mut self,
+        name: &str,
+        expected: [usize; D],
+    ) -> Result<Tensor<D>> {
         let t = self.host(name, &expected)?;
-        Ok(Tensor::from_data(TensorData::new(t.data, expected), self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(t.data, expected),
+            self.device,
+        ))
     }
 
-    pub fn linear(&mut self, prefix: &str, out_features: usize, in_features: usize, bias: bool) -> Result<Linear> {
+    pub fn linear(
+        &mut self,
+        prefix: &str,
+        out_features: usize,
+        in_features: usize,
+        bias: bool,
+    ) -> Result<Linear> {
         let weight = self.tensor(&format!("{prefix}.weight"), [out_features, in_features])?;
-        let bias = if bias { Some(self.tensor(&format!("{prefix}.bias"), [out_features])?) } else { None };
+        let bias = if bias {
+            Some(self.tensor(&format!("{prefix}.bias"), [out_features])?)
+        } else {
+            None
+        };
         Ok(Linear { weight, bias })
     }
 }
@@ -60,7 +94,9 @@ impl Linear {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, t, d_in] = x.dims();
         let [d_out, _] = self.weight.dims();
-        let y = x.reshape([b * t, d_in]).matmul(self.weight.clone().transpose());
+        let y = x
+            .reshape([b * t, d_in])
+            .matmul(self.weight.clone().transpose());
         let y = match &self.bias {
             Some(bias) => y + bias.clone().unsqueeze::<2>(),
             None => y,
@@ -78,7 +114,13 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let inv_rms = x.clone().square().mean_dim(2).add_scalar(self.eps).sqrt().recip();
+        let inv_rms = x
+            .clone()
+            .square()
+            .mean_dim(2)
+            .add_scalar(self.eps)
+            .sqrt()
+            .recip();
         x * inv_rms * self.weight.clone().unsqueeze::<3>()
     }
 }
@@ -95,7 +137,8 @@ impl LayerNorm {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let (var, mean) = x.clone().var_mean_bias(2);
         let inv_std = var.add_scalar(self.eps).sqrt().recip();
-        (x - mean) * inv_std * self.weight.clone().unsqueeze::<3>() + self.bias.clone().unsqueeze::<3>()
+        (x - mean) * inv_std * self.weight.clone().unsqueeze::<3>()
+            + self.bias.clone().unsqueeze::<3>()
     }
 
     pub fn load(loader: &mut Loader, prefix: &str, dim: usize, eps: f64) -> Result<Self> {
@@ -116,7 +159,10 @@ pub struct KvCache {
 
 impl KvCache {
     pub fn new(num_layers: usize) -> Self {
-        Self { layers: vec![None; num_layers], len: 0 }
+        Self {
+            layers: vec![None; num_layers],
+            len: 0,
+        }
     }
 
     /// Number of positions already cached.
@@ -129,7 +175,12 @@ impl KvCache {
     }
 
     /// Appends this step's keys and values for `layer` and returns all keys and values so far.
-    pub(crate) fn append(&mut self, layer: usize, k: Tensor<4>, v: Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+    pub(crate) fn append(
+        &mut self,
+        layer: usize,
+        k: Tensor<4>,
+        v: Tensor<4>,
+    ) -> (Tensor<4>, Tensor<4>) {
         let (k, v) = match self.layers[layer].take() {
             Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
             None => (k, v),
@@ -162,7 +213,9 @@ pub fn repeat_kv(x: Tensor<4>, n_rep: usize) -> Tensor<4> {
         return x;
     }
     let [b, kvh, s, d] = x.dims();
-    x.unsqueeze_dim::<5>(2).repeat_dim(2, n_rep).reshape([b, kvh * n_rep, s, d])
+    x.unsqueeze_dim::<5>(2)
+        .repeat_dim(2, n_rep)
+        .reshape([b, kvh * n_rep, s, d])
 }
 
 /// Causal scaled attention of `q` `[b, h, t, d]` (already scaled) over `k`, `v` `[b, h, s, d]`,
@@ -172,7 +225,11 @@ pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
     let [_, _, s, _] = k.dims();
     let device = q.device();
     let scores = q.matmul(k.swap_dims(2, 3));
-    let scores = if t > 1 { scores + causal_mask(t, s, &device) } else { scores };
+    let scores = if t > 1 {
+        scores + causal_mask(t, s, &device)
+    } else {
+        scores
+    };
     softmax(scores, 3).matmul(v)
 }
 

@@ -6,7 +6,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::Logits;
 use super::config::ModelConfig;
-use super::layers::{KvCache, Linear, Loader, RmsNorm, causal_attention, merge_heads, repeat_kv, split_heads};
+use super::layers::{
+    KvCache, Linear, Loader, RmsNorm, causal_attention, merge_heads, repeat_kv, split_heads,
+};
 use crate::error::Result;
 
 #[derive(Debug)]
@@ -38,7 +40,10 @@ impl Llama {
     pub fn load(c: &ModelConfig, l: &mut Loader) -> Result<Self> {
         let (h, hd) = (c.hidden_size, c.head_dim);
         let norm = |l: &mut Loader, name: &str| -> Result<RmsNorm> {
-            Ok(RmsNorm { weight: l.tensor(name, [h])?, eps: c.norm_eps })
+            Ok(RmsNorm {
+                weight: l.tensor(name, [h])?,
+                eps: c.norm_eps,
+            })
         };
         let embed = l.tensor("model.embed_tokens.weight", [c.vocab_size, h])?;
         let mut layers = Vec::with_capacity(c.num_layers);
@@ -47,8 +52,18 @@ impl Llama {
             layers.push(Block {
                 input_norm: norm(l, &format!("{p}.input_layernorm.weight"))?,
                 q: l.linear(&format!("{p}.self_attn.q_proj"), c.num_heads * hd, h, false)?,
-                k: l.linear(&format!("{p}.self_attn.k_proj"), c.num_kv_heads * hd, h, false)?,
-                v: l.linear(&format!("{p}.self_attn.v_proj"), c.num_kv_heads * hd, h, false)?,
+                k: l.linear(
+                    &format!("{p}.self_attn.k_proj"),
+                    c.num_kv_heads * hd,
+                    h,
+                    false,
+                )?,
+                v: l.linear(
+                    &format!("{p}.self_attn.v_proj"),
+                    c.num_kv_heads * hd,
+                    h,
+                    false,
+                )?,
                 o: l.linear(&format!("{p}.self_attn.o_proj"), h, c.num_heads * hd, false)?,
                 post_attention_norm: norm(l, &format!("{p}.post_attention_layernorm.weight"))?,
                 gate: l.linear(&format!("{p}.mlp.gate_proj"), c.intermediate_size, h, false)?,
@@ -70,19 +85,44 @@ impl Llama {
             None
         };
         let rope = Rope::new(c, freq_factors.as_deref());
-        Ok(Self { embed, layers, norm: norm_out, lm_head, rope, num_heads: c.num_heads, num_kv_heads: c.num_kv_heads })
+        Ok(Self {
+            embed,
+            layers,
+            norm: norm_out,
+            lm_head,
+            rope,
+            num_heads: c.num_heads,
+            num_kv_heads: c.num_kv_heads,
+        })
     }
 
-    pub fn forward(&self, tokens: Tensor<2, Int>, cache: &mut KvCache, logits: Logits) -> Tensor<3> {
+    pub fn forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut KvCache,
+        logits: Logits,
+    ) -> Tensor<3> {
         let [b, t] = tokens.dims();
         let [_, hidden] = self.embed.dims();
         let start = cache.len();
         let (cos, sin) = self.rope.tables(start, t, &self.embed.device());
-        let mut x = self.embed.clone().select(0, tokens.reshape([b * t])).reshape([b, t, hidden]);
+        let mut x = self
+            .embed
+            .clone()
+            .select(0, tokens.reshape([b * t]))
+            .reshape([b, t, hidden]);
         for (i, block) in self.layers.iter().enumerate() {
             let h = block.input_norm.forward(x.clone());
-            let q = Rope::apply(split_heads(block.q.forward(h.clone()), self.num_heads), &cos, &sin);
-            let k = Rope::apply(split_heads(block.k.forward(h.clone()), self.num_kv_heads), &cos, &sin);
+            let q = Rope::apply(
+                split_heads(block.q.forward(h.clone()), self.num_heads),
+                &cos,
+                &sin,
+            );
+            let k = Rope::apply(
+                split_heads(block.k.forward(h.clone()), self.num_kv_heads),
+                &cos,
+                &sin,
+            );
             let v = split_heads(block.v.forward(h), self.num_kv_heads);
             let (k, v) = cache.append(i, k, v);
             let n_rep = self.num_heads / self.num_kv_heads;
@@ -102,7 +142,11 @@ impl Llama {
         let x = self.norm.forward(x);
         match &self.lm_head {
             Some(head) => head.forward(x),
-            None => Linear { weight: self.embed.clone(), bias: None }.forward(x),
+            None => Linear {
+                weight: self.embed.clone(),
+                bias: None,
+            }
+            .forward(x),
         }
     }
 }
@@ -118,8 +162,9 @@ struct Rope {
 impl Rope {
     fn new(c: &ModelConfig, freq_factors: Option<&[f32]>) -> Self {
         let half = c.head_dim / 2;
-        let mut inv_freq: Vec<f64> =
-            (0..half).map(|i| 1.0 / c.rope_theta.powf(2.0 * i as f64 / c.head_dim as f64)).collect();
+        let mut inv_freq: Vec<f64> = (0..half)
+            .map(|i| 1.0 / c.rope_theta.powf(2.0 * i as f64 / c.head_dim as f64))
+            .collect();
         if let Some(s) = &c.rope_scaling {
             let low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
             let high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;

@@ -23,8 +23,8 @@ pub struct Model {
 
 #[derive(Debug)]
 enum Body {
-    Llama(llama::Llama),
-    Opt(opt::Opt),
+    Llama(Box<llama::Llama>),
+    Opt(Box<opt::Opt>),
 }
 
 /// Which positions' logits a forward returns.
@@ -48,10 +48,14 @@ impl Model {
         config.validate()?;
         let mut loader = layers::Loader::new(source, device, progress);
         let body = match config.architecture {
-            Architecture::Llama => Body::Llama(llama::Llama::load(&config, &mut loader)?),
-            Architecture::Opt => Body::Opt(opt::Opt::load(&config, &mut loader)?),
+            Architecture::Llama => Body::Llama(Box::new(llama::Llama::load(&config, &mut loader)?)),
+            Architecture::Opt => Body::Opt(Box::new(opt::Opt::load(&config, &mut loader)?)),
         };
-        Ok(Self { config, device: device.clone(), body })
+        Ok(Self {
+            config,
+            device: device.clone(),
+            body,
+        })
     }
 
     pub fn device(&self) -> &Device {
@@ -64,10 +68,17 @@ impl Model {
     }
 
     /// Runs `tokens` (`[batch, seq]`) after whatever `cache` already holds and appends to the cache.
-    pub fn forward(&self, tokens: Tensor<2, Int>, cache: &mut KvCache, logits: Logits) -> Result<Tensor<3>> {
+    pub fn forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut KvCache,
+        logits: Logits,
+    ) -> Result<Tensor<3>> {
         let [_, seq] = tokens.dims();
         if seq == 0 {
-            return Err(Error::InvalidInput("empty input: at least one token is needed".into()));
+            return Err(Error::InvalidInput(
+                "empty input: at least one token is needed".into(),
+            ));
         }
         let end = cache.len() + seq;
         if end > self.config.max_position_embeddings {
@@ -92,6 +103,9 @@ impl Model {
             )));
         }
         let data: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-        Ok(Tensor::from_data(TensorData::new(data, [1, ids.len()]), &self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(data, [1, ids.len()]),
+            &self.device,
+        ))
     }
 }

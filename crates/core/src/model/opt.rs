@@ -7,7 +7,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::Logits;
 use super::config::{ModelConfig, OptOptions};
-use super::layers::{KvCache, LayerNorm, Linear, Loader, causal_attention, merge_heads, split_heads};
+use super::layers::{
+    KvCache, LayerNorm, Linear, Loader, causal_attention, merge_heads, split_heads,
+};
 use crate::error::{Error, Result};
 
 #[derive(Debug)]
@@ -37,13 +39,22 @@ struct Block {
 
 impl Opt {
     pub fn load(c: &ModelConfig, l: &mut Loader) -> Result<Self> {
-        let o = c.opt.clone().ok_or_else(|| Error::Config("OPT options missing".into()))?;
+        let o = c
+            .opt
+            .clone()
+            .ok_or_else(|| Error::Config("OPT options missing".into()))?;
         // Checkpoints name the decoder `model.decoder.*` (OPTForCausalLM) or `decoder.*` (OPTModel).
-        let root = if l.contains("model.decoder.embed_tokens.weight") { "model.decoder" } else { "decoder" };
+        let root = if l.contains("model.decoder.embed_tokens.weight") {
+            "model.decoder"
+        } else {
+            "decoder"
+        };
         let (h, e, bias) = (c.hidden_size, o.word_embed_proj_dim, o.enable_bias);
         let embed = l.tensor(&format!("{root}.embed_tokens.weight"), [c.vocab_size, e])?;
-        let positions =
-            l.tensor(&format!("{root}.embed_positions.weight"), [c.max_position_embeddings + o.position_offset, h])?;
+        let positions = l.tensor(
+            &format!("{root}.embed_positions.weight"),
+            [c.max_position_embeddings + o.position_offset, h],
+        )?;
         let (project_in, project_out) = if e != h {
             (
                 Some(l.linear(&format!("{root}.project_in"), h, e, false)?),
@@ -67,7 +78,12 @@ impl Opt {
             });
         }
         let final_norm = if o.do_layer_norm_before && !o.remove_final_layer_norm {
-            Some(LayerNorm::load(l, &format!("{root}.final_layer_norm"), h, c.norm_eps)?)
+            Some(LayerNorm::load(
+                l,
+                &format!("{root}.final_layer_norm"),
+                h,
+                c.norm_eps,
+            )?)
         } else {
             None
         };
@@ -89,25 +105,41 @@ impl Opt {
         })
     }
 
-    pub fn forward(&self, tokens: Tensor<2, Int>, cache: &mut KvCache, logits: Logits) -> Tensor<3> {
+    pub fn forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut KvCache,
+        logits: Logits,
+    ) -> Tensor<3> {
         let [b, t] = tokens.dims();
         let [_, e] = self.embed.dims();
         let [_, h] = self.positions.dims();
         let device = self.embed.device();
         let start = cache.len();
-        let mut x = self.embed.clone().select(0, tokens.reshape([b * t])).reshape([b, t, e]);
+        let mut x = self
+            .embed
+            .clone()
+            .select(0, tokens.reshape([b * t]))
+            .reshape([b, t, e]);
         if let Some(p) = &self.project_in {
             x = p.forward(x);
         }
-        let pos_ids: Vec<i64> = (start..start + t).map(|p| (p + self.options.position_offset) as i64).collect();
+        let pos_ids: Vec<i64> = (start..start + t)
+            .map(|p| (p + self.options.position_offset) as i64)
+            .collect();
         let pos_ids = Tensor::<1, Int>::from_data(TensorData::new(pos_ids, [t]), &device);
         x = x + self.positions.clone().select(0, pos_ids).unsqueeze::<3>();
         let pre_ln = self.options.do_layer_norm_before;
         for (i, block) in self.layers.iter().enumerate() {
-            let h_in = if pre_ln { block.attn_norm.forward(x.clone()) } else { x.clone() };
+            let h_in = if pre_ln {
+                block.attn_norm.forward(x.clone())
+            } else {
+                x.clone()
+            };
             let [_, _, d] = h_in.dims();
             let head_dim = d / self.num_heads;
-            let q = split_heads(block.q.forward(h_in.clone()), self.num_heads).mul_scalar(1.0 / (head_dim as f64).sqrt());
+            let q = split_heads(block.q.forward(h_in.clone()), self.num_heads)
+                .mul_scalar(1.0 / (head_dim as f64).sqrt());
             let k = split_heads(block.k.forward(h_in.clone()), self.num_heads);
             let v = split_heads(block.v.forward(h_in), self.num_heads);
             let (k, v) = cache.append(i, k, v);
@@ -115,7 +147,11 @@ impl Opt {
             if !pre_ln {
                 x = block.attn_norm.forward(x);
             }
-            let h_in = if pre_ln { block.mlp_norm.forward(x.clone()) } else { x.clone() };
+            let h_in = if pre_ln {
+                block.mlp_norm.forward(x.clone())
+            } else {
+                x.clone()
+            };
             x = x + block.fc2.forward(relu(block.fc1.forward(h_in)));
             if !pre_ln {
                 x = block.mlp_norm.forward(x);
@@ -134,7 +170,11 @@ impl Opt {
         }
         match &self.lm_head {
             Some(head) => head.forward(x),
-            None => Linear { weight: self.embed.clone(), bias: None }.forward(x),
+            None => Linear {
+                weight: self.embed.clone(),
+                bias: None,
+            }
+            .forward(x),
         }
     }
 }

@@ -18,14 +18,19 @@ pub fn fixtures() -> PathBuf {
 
 /// The fetched assets folder (`cargo xtask assets`), or `SCALPEL_ASSETS`.
 pub fn assets() -> PathBuf {
-    std::env::var_os("SCALPEL_ASSETS").map(PathBuf::from).unwrap_or_else(|| repo_root().join("assets"))
+    std::env::var_os("SCALPEL_ASSETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("assets"))
 }
 
 /// Reads an asset, failing with the command that fetches it (tests never pass silently without it).
 pub fn asset(name: &str) -> Vec<u8> {
     let path = assets().join(name);
     std::fs::read(&path).unwrap_or_else(|e| {
-        panic!("asset {} is missing ({e}); fetch the assets with `cargo xtask assets`", path.display())
+        panic!(
+            "asset {} is missing ({e}); fetch the assets with `cargo xtask assets`",
+            path.display()
+        )
     })
 }
 
@@ -36,7 +41,8 @@ pub fn cpu() -> Device {
 /// Loads a Hugging Face-layout fixture model (config.json + safetensors shards) on the CPU.
 pub fn load_fixture_model(name: &str) -> Model {
     let dir = fixtures().join("models").join(name);
-    let config = ModelConfig::from_hf_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+    let config =
+        ModelConfig::from_hf_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     let mut shards = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -53,7 +59,11 @@ pub fn load_fixture_model(name: &str) -> Model {
 pub fn read_f32(bytes: &[u8], name: &str) -> (Vec<usize>, Vec<f32>) {
     let st = SafeTensors::deserialize(bytes).unwrap();
     let t = st.tensor(name).unwrap();
-    let data = t.data().chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let data = t
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     (t.shape().to_vec(), data)
 }
 
@@ -61,15 +71,21 @@ pub fn read_f32(bytes: &[u8], name: &str) -> (Vec<usize>, Vec<f32>) {
 pub fn read_ids(bytes: &[u8], name: &str) -> Vec<u32> {
     let st = SafeTensors::deserialize(bytes).unwrap();
     let t = st.tensor(name).unwrap();
-    t.data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32).collect()
+    t.data()
+        .chunks_exact(8)
+        .map(|c| i64::from_le_bytes(c.try_into().unwrap()) as u32)
+        .collect()
 }
 
 /// Largest absolute difference between two equally long slices.
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len(), "length mismatch");
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
-    t.into_data().into_vec::<f32>().unwrap()
+    scalpel::readback::to_vec(t).unwrap()
 }

@@ -1,0 +1,162 @@
+//! Hostile or mistaken input gives a clear error naming the problem, never a panic.
+
+mod common;
+
+use common::*;
+use scalpel::generate::{GenerateOptions, Generator};
+use scalpel::io::gguf::GgufFile;
+use scalpel::io::safetensors::SafetensorsSource;
+use scalpel::{Error, ModelConfig, ModelFiles};
+
+fn fixture(name: &str, file: &str) -> Vec<u8> {
+    std::fs::read(fixtures().join("models").join(name).join(file)).unwrap()
+}
+
+/// A GGUF v3 header with one tensor of the given dims and no data.
+fn gguf_with_tensor(dims: &[u64]) -> Vec<u8> {
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(1u64.to_le_bytes()); // tensors
+    b.extend(0u64.to_le_bytes()); // metadata entries
+    b.extend(1u64.to_le_bytes());
+    b.push(b'x');
+    b.extend((dims.len() as u32).to_le_bytes());
+    for d in dims {
+        b.extend(d.to_le_bytes());
+    }
+    b.extend(0u32.to_le_bytes()); // F32
+    b.extend(0u64.to_le_bytes()); // offset
+    b
+}
+
+#[test]
+fn gguf_not_gguf_and_truncated() {
+    let err = GgufFile::parse(b"PK\x03\x04 a zip file".to_vec()).unwrap_err();
+    assert!(err.to_string().contains("not a GGUF file"), "{err}");
+    let real = asset("SmolLM2-135M-Instruct.Q4_1.gguf");
+    for cut in [3, 20, 4096, real.len() / 2, real.len() - 1] {
+        let err = GgufFile::parse(real[..cut].to_vec()).unwrap_err();
+        assert!(matches!(err, Error::Format { .. }), "cut at {cut}: {err}");
+    }
+}
+
+#[test]
+fn gguf_huge_tensor_is_rejected_before_allocating() {
+    // 10^12 f32 elements (4 TB) claimed by a 60-byte file.
+    let err = GgufFile::parse(gguf_with_tensor(&[1_000_000, 1_000_000])).unwrap_err();
+    assert!(err.to_string().contains("runs past the end"), "{err}");
+    let err = GgufFile::parse(gguf_with_tensor(&[u64::MAX, 3])).unwrap_err();
+    assert!(err.to_string().contains("overflow"), "{err}");
+}
+
+#[test]
+fn gguf_absurd_counts_are_rejected() {
+    let mut b = b"GGUF".to_vec();
+    b.extend(3u32.to_le_bytes());
+    b.extend(u64::MAX.to_le_bytes());
+    b.extend(0u64.to_le_bytes());
+    let err = GgufFile::parse(b).unwrap_err();
+    assert!(err.to_string().contains("cannot fit"), "{err}");
+    let mut b = b"GGUF".to_vec();
+    b.extend(1u32.to_le_bytes());
+    assert!(
+        GgufFile::parse(b)
+            .unwrap_err()
+            .to_string()
+            .contains("GGUF version")
+    );
+}
+
+#[test]
+fn unknown_model_type_is_named() {
+    let err =
+        ModelConfig::from_hf_json(br#"{"model_type": "gpt_neox", "hidden_size": 8}"#).unwrap_err();
+    assert!(err.to_string().contains("gpt_neox"), "{err}");
+    let err = ModelConfig::from_hf_json(b"{not json").unwrap_err();
+    assert!(err.to_string().contains("config.json"), "{err}");
+}
+
+#[test]
+fn inconsistent_config_is_rejected() {
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&fixture("llama-gqa-tied", "config.json")).unwrap();
+    cfg["num_key_value_heads"] = 3.into();
+    let err = ModelConfig::from_hf_json(cfg.to_string().as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("num_kv_heads"), "{err}");
+}
+
+#[test]
+fn wrong_shapes_are_named() {
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&fixture("llama-gqa-tied", "config.json")).unwrap();
+    cfg["intermediate_size"] = 100.into();
+    let files = ModelFiles::HuggingFace {
+        config_json: cfg.to_string().into_bytes(),
+        shards: vec![(
+            "model.safetensors".into(),
+            fixture("llama-gqa-tied", "model.safetensors"),
+        )],
+        tokenizer_json: Some(
+            br#"{"version":"1.0","model":{"type":"WordLevel","vocab":{"a":0},"unk_token":"a"}}"#
+                .to_vec(),
+        ),
+    };
+    let err = files.load(&cpu(), &mut |_, _| {}).unwrap_err();
+    assert!(matches!(err, Error::ShapeMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("mlp.gate_proj.weight"), "{err}");
+}
+
+#[test]
+fn missing_tokenizer_is_named() {
+    let files = ModelFiles::HuggingFace {
+        config_json: fixture("llama-gqa-tied", "config.json"),
+        shards: vec![(
+            "model.safetensors".into(),
+            fixture("llama-gqa-tied", "model.safetensors"),
+        )],
+        tokenizer_json: None,
+    };
+    let err = files.load(&cpu(), &mut |_, _| {}).unwrap_err();
+    assert!(
+        err.to_string().contains("tokenizer.json is missing"),
+        "{err}"
+    );
+}
+
+#[test]
+fn truncated_safetensors_is_rejected() {
+    let bytes = fixture("llama-gqa-tied", "model.safetensors");
+    for cut in [4, 100, bytes.len() - 10] {
+        let err = SafetensorsSource::new(vec![("model.safetensors".into(), bytes[..cut].to_vec())])
+            .unwrap_err();
+        assert!(err.to_string().contains("model.safetensors"), "{err}");
+    }
+}
+
+#[test]
+fn empty_long_and_out_of_vocabulary_prompts() {
+    let model = load_fixture_model("llama-gqa-tied");
+    let opts = GenerateOptions::default();
+    let err = Generator::new(&model, &[], opts.clone()).err().unwrap();
+    assert!(err.to_string().contains("empty"), "{err}");
+    let long = vec![5u32; model.config.max_position_embeddings];
+    let err = Generator::new(&model, &long, opts.clone()).err().unwrap();
+    assert!(err.to_string().contains("context"), "{err}");
+    let err = Generator::new(&model, &[5, 100_000], opts).err().unwrap();
+    assert!(err.to_string().contains("outside the vocabulary"), "{err}");
+}
+
+#[test]
+fn generation_stops_at_the_context_limit() {
+    let model = load_fixture_model("llama-gqa-tied");
+    let ctx = model.config.max_position_embeddings;
+    let options = GenerateOptions {
+        max_new_tokens: 1000,
+        stop_at_eos: false,
+        ..Default::default()
+    };
+    let (tokens, stop) =
+        scalpel::generate::generate(&model, &[5, 6, 7], options, |_| true).unwrap();
+    assert_eq!(stop, scalpel::generate::StopReason::ContextFull);
+    assert_eq!(tokens.len() + 3, ctx);
+}
