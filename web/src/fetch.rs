@@ -47,21 +47,20 @@ pub async fn fetch_bytes(url: &str, progress: &mut dyn FnMut(f64, f64)) -> Resul
             None
         }
     };
-    if let Some(cache) = &cache {
-        if let Ok(hit) = JsFuture::from(cache.match_with_str(url)).await {
-            if let Ok(resp) = hit.dyn_into::<Response>() {
-                let buf = JsFuture::from(resp.array_buffer().map_err(|e| js_message(&e))?)
-                    .await
-                    .map_err(|e| js_message(&e))?;
-                let bytes = Uint8Array::new(&buf).to_vec();
-                progress(bytes.len() as f64, bytes.len() as f64);
-                return Ok(Fetched {
-                    bytes,
-                    from_cache: true,
-                    notices,
-                });
-            }
-        }
+    if let Some(cache) = &cache
+        && let Ok(hit) = JsFuture::from(cache.match_with_str(url)).await
+        && let Ok(resp) = hit.dyn_into::<Response>()
+    {
+        let buf = JsFuture::from(resp.array_buffer().map_err(|e| js_message(&e))?)
+            .await
+            .map_err(|e| js_message(&e))?;
+        let bytes = Uint8Array::new(&buf).to_vec();
+        progress(bytes.len() as f64, bytes.len() as f64);
+        return Ok(Fetched {
+            bytes,
+            from_cache: true,
+            notices,
+        });
     }
     let resp = JsFuture::from(scope().fetch_with_str(url))
         .await
@@ -121,12 +120,12 @@ pub async fn fetch_bytes(url: &str, progress: &mut dyn FnMut(f64, f64)) -> Resul
             bytes.len()
         ));
     }
-    if let Some(cache) = &cache {
-        if let Err(why) = store(cache, url, &bytes).await {
-            notices.push(format!(
-                "downloaded, but not cached ({why}); the next visit downloads again"
-            ));
-        }
+    if let Some(cache) = &cache
+        && let Err(why) = store(cache, url, &bytes).await
+    {
+        notices.push(format!(
+            "downloaded, but not cached ({why}); the next visit downloads again"
+        ));
     }
     Ok(Fetched {
         bytes,

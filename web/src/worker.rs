@@ -360,15 +360,7 @@ async fn generate(state: &State, req: GenerateRequest) -> Result<(), String> {
         .ok_or("no model is loaded yet")?;
     let LoadedModel { model, tokenizer } = loaded.as_ref();
     let prompt = tokenizer.encode(&req.prompt).map_err(|e| e.to_string())?;
-    let sampling = if req.temperature <= 0.0 {
-        Sampling::Greedy
-    } else {
-        Sampling::Sample {
-            temperature: req.temperature,
-            top_k: req.top_k,
-            top_p: req.top_p,
-        }
-    };
+    let sampling = Sampling::from_temperature(req.temperature, req.top_k, req.top_p);
     let options = GenerateOptions {
         max_new_tokens: req.max_new_tokens,
         sampling,

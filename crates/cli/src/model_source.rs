@@ -50,6 +50,8 @@ fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
 fn hf_folder(dir: &Path, tokenizer: Option<Vec<u8>>) -> Result<ModelFiles> {
     let config_json = read(&dir.join("config.json"))
         .context("a model folder needs config.json (or point --model at a .gguf file)")?;
+    // Reject an unsupported or broken config before reading gigabytes of weights.
+    scalpel::ModelConfig::from_hf_json(&config_json)?;
     let index = dir.join("model.safetensors.index.json");
     let names = if index.exists() {
         SafetensorsSource::shard_names_from_index(&read(&index)?)?
@@ -155,8 +157,8 @@ pub fn model_files(args: &ModelArgs) -> Result<ModelFiles> {
 
 /// Resolves, reads and loads a model with a progress bar; returns it with the device used.
 pub fn load(args: &ModelArgs) -> Result<(LoadedModel, SelectedDevice)> {
-    let device = select(args.device)?;
     let files = model_files(args)?;
+    let device = select(args.device)?;
     let pb = bar(0, "loading");
     let loaded = files
         .load(&device.device, &mut |done, total| {

@@ -23,6 +23,21 @@ pub enum Sampling {
     },
 }
 
+impl Sampling {
+    /// The usual command-line/page convention: temperature 0 (or below) means greedy.
+    pub fn from_temperature(temperature: f32, top_k: Option<usize>, top_p: Option<f32>) -> Self {
+        if temperature <= 0.0 {
+            Self::Greedy
+        } else {
+            Self::Sample {
+                temperature,
+                top_k,
+                top_p,
+            }
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct GenerateOptions {
     pub max_new_tokens: usize,

@@ -23,7 +23,7 @@ fn main() -> Result<()> {
         Some("setup") => setup::all(),
         Some("assets") => assets::fetch(),
         Some("serve") => {
-            setup::all()?;
+            setup::web_build()?;
             cmd::run(setup::trunk(&["serve", "--release"]))
         }
         Some("test") => {

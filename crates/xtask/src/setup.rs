@@ -12,12 +12,18 @@ const TRUNK_VERSION: &str = "0.21.14";
 /// Must equal the `wasm-bindgen` version in Cargo.lock.
 const WASM_BINDGEN_VERSION: &str = "0.2.130";
 
+/// Everything: the web build plus the browser test tools.
 pub fn all() -> Result<()> {
+    web_build()?;
+    chromium()?;
+    e2e_packages()
+}
+
+/// What building and serving the site needs: wasm target, Trunk, wasm-bindgen-cli, assets.
+pub fn web_build() -> Result<()> {
     wasm_target()?;
     trunk_installed()?;
     wasm_bindgen_cli()?;
-    chromium()?;
-    e2e_packages()?;
     crate::assets::fetch()
 }
 

@@ -12,7 +12,7 @@ use crate::progress::bar;
 
 #[derive(Subcommand, Debug)]
 pub enum EvalCommand {
-    /// Perplexity on Wikipedia text: `wiki-512` = 64 windows of 512 tokens (README, "Protocols").
+    /// Perplexity on Wikipedia text: `wiki-512` = 64 windows of 512 tokens (README, "Results").
     Ppl(PplArgs),
 }
 

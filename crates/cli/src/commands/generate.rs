@@ -45,23 +45,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
-    let (loaded, device) = load(&args.model)?;
-    eprintln!("device: {}", device.label);
-    let tokenizer = &loaded.tokenizer;
-    let mut prompt = Vec::new();
-    if args.bos {
-        prompt.extend(tokenizer.bos_token_id);
-    }
-    prompt.extend(tokenizer.encode(&args.prompt)?);
-    let sampling = if args.temperature <= 0.0 {
-        Sampling::Greedy
-    } else {
-        Sampling::Sample {
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-        }
-    };
+    let sampling = Sampling::from_temperature(args.temperature, args.top_k, args.top_p);
     let options = GenerateOptions {
         max_new_tokens: args.sample_len,
         sampling,
@@ -70,6 +54,16 @@ pub fn run(args: Args) -> Result<()> {
         repeat_last_n: args.repeat_last_n,
         stop_at_eos: !args.ignore_eos,
     };
+    // Bad options fail before the model is read.
+    options.validate()?;
+    let (loaded, device) = load(&args.model)?;
+    eprintln!("device: {}", device.label);
+    let tokenizer = &loaded.tokenizer;
+    let mut prompt = Vec::new();
+    if args.bos {
+        prompt.extend(tokenizer.bos_token_id);
+    }
+    prompt.extend(tokenizer.encode(&args.prompt)?);
     print!("{}", args.prompt);
     std::io::stdout().flush()?;
     let mut stream = tokenizer.stream();

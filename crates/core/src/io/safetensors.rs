@@ -130,26 +130,3 @@ impl WeightSource for SafetensorsSource {
         HostTensor::new(e.shape.clone(), data)
     }
 }
-
-/// Serializes f32 tensors as one safetensors file (used for exports and fixtures).
-pub fn write_f32(
-    tensors: &BTreeMap<String, HostTensor>,
-    metadata: Option<HashMap<String, String>>,
-) -> Result<Vec<u8>> {
-    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = tensors
-        .iter()
-        .map(|(name, t)| {
-            let bytes: &[u8] = bytemuck_f32(&t.data);
-            safetensors::tensor::TensorView::new(Dtype::F32, t.shape.clone(), bytes)
-                .map(|v| (name.clone(), v))
-                .map_err(|e| Error::InvalidInput(format!("tensor `{name}`: {e}")))
-        })
-        .collect::<Result<_>>()?;
-    safetensors::serialize(views, metadata).map_err(|e| Error::InvalidInput(e.to_string()))
-}
-
-fn bytemuck_f32(data: &[f32]) -> &[u8] {
-    // SAFETY: f32 has no padding and any byte pattern is a valid u8; the slice covers exactly the
-    // same memory. safetensors is little-endian, as are all targets Scalpel builds for.
-    unsafe { std::slice::from_raw_parts(data.as_ptr() as *const u8, std::mem::size_of_val(data)) }
-}

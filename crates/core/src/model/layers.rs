@@ -1,7 +1,9 @@
 //! Building blocks shared by the architectures: weight loading, Linear, norms, attention, KV cache.
 
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::Logits;
 
 use crate::error::{Error, Result};
 use crate::io::{HostTensor, WeightSource};
@@ -240,4 +242,35 @@ fn causal_mask(t: usize, s: usize, device: &Device) -> Tensor<4> {
         .flat_map(|i| (0..s).map(move |j| if j > past + i { -1e30 } else { 0.0 }))
         .collect();
     Tensor::from_data(TensorData::new(data, [1, 1, t, s]), device)
+}
+
+/// Rows of the embedding `table` for each token: `[batch, seq, width]`.
+pub fn embed(table: &Tensor<2>, tokens: Tensor<2, Int>) -> Tensor<3> {
+    let [b, t] = tokens.dims();
+    let [_, width] = table.dims();
+    table
+        .clone()
+        .select(0, tokens.reshape([b * t]))
+        .reshape([b, t, width])
+}
+
+/// The positions whose logits are wanted: all, or only the last (generation).
+pub fn keep_positions(x: Tensor<3>, logits: Logits) -> Tensor<3> {
+    let [b, t, d] = x.dims();
+    match logits {
+        Logits::All => x,
+        Logits::Last => x.slice([0..b, t - 1..t, 0..d]),
+    }
+}
+
+/// Logits over the vocabulary: the LM head, or the embedding matrix itself when tied.
+pub fn vocab_logits(head: Option<&Linear>, embedding: &Tensor<2>, x: Tensor<3>) -> Tensor<3> {
+    match head {
+        Some(head) => head.forward(x),
+        None => Linear {
+            weight: embedding.clone(),
+            bias: None,
+        }
+        .forward(x),
+    }
 }

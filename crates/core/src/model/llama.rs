@@ -7,7 +7,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::Logits;
 use super::config::ModelConfig;
 use super::layers::{
-    KvCache, Linear, Loader, RmsNorm, causal_attention, merge_heads, repeat_kv, split_heads,
+    KvCache, Linear, Loader, RmsNorm, causal_attention, embed, keep_positions, merge_heads,
+    repeat_kv, split_heads, vocab_logits,
 };
 use crate::error::Result;
 
@@ -102,15 +103,10 @@ impl Llama {
         cache: &mut KvCache,
         logits: Logits,
     ) -> Tensor<3> {
-        let [b, t] = tokens.dims();
-        let [_, hidden] = self.embed.dims();
+        let [_, t] = tokens.dims();
         let start = cache.len();
         let (cos, sin) = self.rope.tables(start, t, &self.embed.device());
-        let mut x = self
-            .embed
-            .clone()
-            .select(0, tokens.reshape([b * t]))
-            .reshape([b, t, hidden]);
+        let mut x = embed(&self.embed, tokens);
         for (i, block) in self.layers.iter().enumerate() {
             let h = block.input_norm.forward(x.clone());
             let q = Rope::apply(
@@ -135,19 +131,8 @@ impl Llama {
             x = x + block.down.forward(mlp);
         }
         cache.advance(t);
-        let x = match logits {
-            Logits::All => x,
-            Logits::Last => x.slice([0..b, t - 1..t, 0..hidden]),
-        };
-        let x = self.norm.forward(x);
-        match &self.lm_head {
-            Some(head) => head.forward(x),
-            None => Linear {
-                weight: self.embed.clone(),
-                bias: None,
-            }
-            .forward(x),
-        }
+        let x = self.norm.forward(keep_positions(x, logits));
+        vocab_logits(self.lm_head.as_ref(), &self.embed, x)
     }
 }
 

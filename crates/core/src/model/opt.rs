@@ -8,7 +8,8 @@ use burn::tensor::{Int, Tensor, TensorData};
 use super::Logits;
 use super::config::{ModelConfig, OptOptions};
 use super::layers::{
-    KvCache, LayerNorm, Linear, Loader, causal_attention, merge_heads, split_heads,
+    KvCache, LayerNorm, Linear, Loader, causal_attention, embed, keep_positions, merge_heads,
+    split_heads, vocab_logits,
 };
 use crate::error::{Error, Result};
 
@@ -111,16 +112,10 @@ impl Opt {
         cache: &mut KvCache,
         logits: Logits,
     ) -> Tensor<3> {
-        let [b, t] = tokens.dims();
-        let [_, e] = self.embed.dims();
-        let [_, h] = self.positions.dims();
+        let [_, t] = tokens.dims();
         let device = self.embed.device();
         let start = cache.len();
-        let mut x = self
-            .embed
-            .clone()
-            .select(0, tokens.reshape([b * t]))
-            .reshape([b, t, e]);
+        let mut x = embed(&self.embed, tokens);
         if let Some(p) = &self.project_in {
             x = p.forward(x);
         }
@@ -158,23 +153,13 @@ impl Opt {
             }
         }
         cache.advance(t);
-        let mut x = match logits {
-            Logits::All => x,
-            Logits::Last => x.slice([0..b, t - 1..t, 0..h]),
-        };
+        let mut x = keep_positions(x, logits);
         if let Some(n) = &self.final_norm {
             x = n.forward(x);
         }
         if let Some(p) = &self.project_out {
             x = p.forward(x);
         }
-        match &self.lm_head {
-            Some(head) => head.forward(x),
-            None => Linear {
-                weight: self.embed.clone(),
-                bias: None,
-            }
-            .forward(x),
-        }
+        vocab_logits(self.lm_head.as_ref(), &self.embed, x)
     }
 }
