@@ -23,7 +23,6 @@ use crate::protocol::{
 #[derive(Default)]
 struct State {
     model: RefCell<Option<Rc<LoadedModel>>>,
-    device: RefCell<Option<SelectedDevice>>,
     busy: Cell<bool>,
     cancel: Cell<bool>,
 }
@@ -329,7 +328,6 @@ async fn load(state: &State, source: ModelSource, choice: DeviceChoice) -> Resul
         })
         .map_err(|e| e.to_string())?;
     let params = summary(&loaded.model.config);
-    *state.device.borrow_mut() = Some(device);
     *state.model.borrow_mut() = Some(Rc::new(loaded));
     post(&Response::Loaded {
         name,
