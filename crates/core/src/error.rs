@@ -52,6 +52,12 @@ pub enum Error {
     #[error("device error: {0}")]
     Device(String),
 
+    /// A computation produced NaN or infinite values.
+    #[error(
+        "{0} contains NaN or infinite values; the numbers cannot be trusted (the model overflowed in float32, or the device failed)"
+    )]
+    NonFinite(String),
+
     /// The caller cancelled a long computation.
     #[error("cancelled")]
     Cancelled,

@@ -11,6 +11,7 @@ pub mod io;
 pub mod loader;
 pub mod model;
 pub mod readback;
+pub mod relevance;
 
 pub use error::{Error, Result};
 pub use generate::{GenerateOptions, Sampling};

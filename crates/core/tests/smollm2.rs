@@ -9,10 +9,8 @@ use common::*;
 use scalpel::eval::corpus::wiki_text;
 use scalpel::eval::perplexity::{PerplexityProtocol, perplexity};
 use scalpel::generate::{GenerateOptions, generate};
-use scalpel::{LoadedModel, Logits, ModelFiles};
+use scalpel::{LoadedModel, Logits};
 use serde_json::Value;
-
-const GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 fn reference() -> Value {
     serde_json::from_slice(&std::fs::read(fixtures().join("smollm2/reference.json")).unwrap())
@@ -21,14 +19,7 @@ fn reference() -> Value {
 
 fn smollm2() -> &'static LoadedModel {
     static MODEL: OnceLock<LoadedModel> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        ModelFiles::Gguf {
-            gguf: asset(GGUF),
-            tokenizer_json: None,
-        }
-        .load(&cpu(), &mut |_, _| {})
-        .unwrap()
-    })
+    MODEL.get_or_init(load_smollm2)
 }
 
 fn ids(v: &Value) -> Vec<u32> {

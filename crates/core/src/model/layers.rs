@@ -116,14 +116,13 @@ pub struct RmsNorm {
 
 impl RmsNorm {
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let inv_rms = x
-            .clone()
-            .square()
-            .mean_dim(2)
-            .add_scalar(self.eps)
-            .sqrt()
-            .recip();
+        let inv_rms = self.inv_rms(x.clone());
         x * inv_rms * self.weight.clone().unsqueeze::<3>()
+    }
+
+    /// `1 / sqrt(mean(x²) + eps)` per position: `[b, t, 1]`.
+    pub(crate) fn inv_rms(&self, x: Tensor<3>) -> Tensor<3> {
+        x.square().mean_dim(2).add_scalar(self.eps).sqrt().recip()
     }
 }
 
@@ -236,7 +235,7 @@ pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
 }
 
 /// Additive mask `[1, 1, t, s]`: query i (absolute position s - t + i) may not see keys after it.
-fn causal_mask(t: usize, s: usize, device: &Device) -> Tensor<4> {
+pub(crate) fn causal_mask(t: usize, s: usize, device: &Device) -> Tensor<4> {
     let past = s - t;
     let data: Vec<f32> = (0..t)
         .flat_map(|i| (0..s).map(move |j| if j > past + i { -1e30 } else { 0.0 }))

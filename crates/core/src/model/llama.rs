@@ -5,12 +5,17 @@ use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::Logits;
+use super::backward::{
+    AttentionInputs, attention_backward, feature_relevance, head_relevance, silu_backward,
+};
 use super::config::ModelConfig;
 use super::layers::{
     KvCache, Linear, Loader, RmsNorm, causal_attention, embed, keep_positions, merge_heads,
     repeat_kv, split_heads, vocab_logits,
 };
+use super::{ArchBackward, Embedded};
 use crate::error::Result;
+use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
 
 #[derive(Debug)]
 pub struct Llama {
@@ -102,37 +107,191 @@ impl Llama {
         tokens: Tensor<2, Int>,
         cache: &mut KvCache,
         logits: Logits,
+        mut residuals: Option<&mut Vec<Tensor<3>>>,
     ) -> Tensor<3> {
         let [_, t] = tokens.dims();
         let start = cache.len();
-        let (cos, sin) = self.rope.tables(start, t, &self.embed.device());
+        let rope = self.rope.tables(start, t, &self.embed.device());
         let mut x = embed(&self.embed, tokens);
         for (i, block) in self.layers.iter().enumerate() {
-            let h = block.input_norm.forward(x.clone());
-            let q = Rope::apply(
-                split_heads(block.q.forward(h.clone()), self.num_heads),
-                &cos,
-                &sin,
-            );
-            let k = Rope::apply(
-                split_heads(block.k.forward(h.clone()), self.num_kv_heads),
-                &cos,
-                &sin,
-            );
-            let v = split_heads(block.v.forward(h), self.num_kv_heads);
-            let (k, v) = cache.append(i, k, v);
-            let n_rep = self.num_heads / self.num_kv_heads;
-            let [_, _, _, hd] = q.dims();
-            let q = q.mul_scalar(1.0 / (hd as f64).sqrt());
-            let attn = causal_attention(q, repeat_kv(k, n_rep), repeat_kv(v, n_rep));
-            x = x + block.o.forward(merge_heads(attn));
-            let h = block.post_attention_norm.forward(x.clone());
-            let mlp = silu(block.gate.forward(h.clone())) * block.up.forward(h);
-            x = x + block.down.forward(mlp);
+            if let Some(inputs) = residuals.as_deref_mut() {
+                inputs.push(x.clone());
+            }
+            x = self.block(block, x, &rope, cache, i, false).0;
+        }
+        if let Some(inputs) = residuals {
+            inputs.push(x.clone());
         }
         cache.advance(t);
-        let x = self.norm.forward(keep_positions(x, logits));
-        vocab_logits(self.lm_head.as_ref(), &self.embed, x)
+        self.head(keep_positions(x, logits))
+    }
+
+    /// The final norm and the LM head.
+    fn head(&self, x: Tensor<3>) -> Tensor<3> {
+        vocab_logits(self.lm_head.as_ref(), &self.embed, self.norm.forward(x))
+    }
+
+    /// One decoder block; with `record`, also returns what its backward needs.
+    fn block(
+        &self,
+        block: &Block,
+        x: Tensor<3>,
+        (cos, sin): &(Tensor<4>, Tensor<4>),
+        cache: &mut KvCache,
+        layer: usize,
+        record: bool,
+    ) -> (Tensor<3>, Option<BlockActs>) {
+        let h_attn = block.input_norm.forward(x.clone());
+        let q = Rope::apply(
+            split_heads(block.q.forward(h_attn.clone()), self.num_heads),
+            cos,
+            sin,
+        );
+        let k = Rope::apply(
+            split_heads(block.k.forward(h_attn.clone()), self.num_kv_heads),
+            cos,
+            sin,
+        );
+        let v = split_heads(block.v.forward(h_attn.clone()), self.num_kv_heads);
+        let (k_all, v_all) = cache.append(layer, k.clone(), v.clone());
+        let n_rep = self.num_heads / self.num_kv_heads;
+        let [_, _, _, hd] = q.dims();
+        let q_scaled = q.mul_scalar(1.0 / (hd as f64).sqrt());
+        let attn = merge_heads(causal_attention(
+            q_scaled.clone(),
+            repeat_kv(k_all, n_rep),
+            repeat_kv(v_all, n_rep),
+        ));
+        let x_mid = x + block.o.forward(attn.clone());
+        let h_mlp = block.post_attention_norm.forward(x_mid.clone());
+        let gate = block.gate.forward(h_mlp.clone());
+        let up = block.up.forward(h_mlp.clone());
+        let hidden = silu(gate.clone()) * up.clone();
+        let out = x_mid.clone() + block.down.forward(hidden.clone());
+        let acts = record.then_some(BlockActs {
+            h_attn,
+            attention: AttentionInputs { q_scaled, k, v },
+            attn,
+            x_mid,
+            h_mlp,
+            gate,
+            up,
+            hidden,
+        });
+        (out, acts)
+    }
+}
+
+/// A block's internals, recorded for its backward.
+struct BlockActs {
+    h_attn: Tensor<3>,
+    attention: AttentionInputs,
+    /// Merged head outputs (the input of o_proj).
+    attn: Tensor<3>,
+    x_mid: Tensor<3>,
+    h_mlp: Tensor<3>,
+    gate: Tensor<3>,
+    up: Tensor<3>,
+    /// `silu(gate) ⊙ up`, the MLP neurons (the input of down_proj).
+    hidden: Tensor<3>,
+}
+
+impl ArchBackward for Llama {
+    fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn head_rows(&self, tokens: Tensor<1, Int>) -> Tensor<2> {
+        let w = self.lm_head.as_ref().map_or(&self.embed, |h| &h.weight);
+        w.clone().select(0, tokens)
+    }
+
+    fn head_input(&self, x: Tensor<3>) -> Tensor<3> {
+        self.norm.forward(x)
+    }
+
+    fn head_input_backward(&self, x: &Tensor<3>, g: Tensor<3>, rules: RuleSet) -> Tensor<3> {
+        self.norm.backward(x, g, rules)
+    }
+
+    fn block_backward(
+        &self,
+        layer: usize,
+        x: &Tensor<3>,
+        g: Tensor<3>,
+        rules: RuleSet,
+        sink: &mut dyn RelevanceSink,
+    ) -> Result<Tensor<3>> {
+        let [_, t, _] = x.dims();
+        let block = &self.layers[layer];
+        let rope = self.rope.tables(0, t, &self.embed.device());
+        let mut cache = KvCache::new(self.layers.len());
+        let (_, acts) = self.block(block, x.clone(), &rope, &mut cache, layer, true);
+        let a = acts.expect("recording was requested");
+        let id = |kind| LinearId { layer, kind };
+
+        // MLP: down, then gate ⊙ up (uniform rule halves both), SiLU (identity rule).
+        let g_hidden = block
+            .down
+            .backward(&a.hidden, g.clone(), id(LinearKind::Down), sink)?;
+        sink.neurons(layer, feature_relevance(&a.hidden, &g_hidden))?;
+        let act = silu(a.gate.clone());
+        let (g_act, g_up) = match rules {
+            RuleSet::AttnLrp => (
+                g_hidden.clone() * a.up.clone().div_scalar(2.0),
+                g_hidden * act.div_scalar(2.0),
+            ),
+            RuleSet::CpLrp => (g_hidden.zeros_like(), g_hidden * act),
+            RuleSet::Gradient => (g_hidden.clone() * a.up.clone(), g_hidden * act),
+        };
+        let g_gate = silu_backward(&a.gate, g_act, rules);
+        let g_h_mlp = block
+            .gate
+            .backward(&a.h_mlp, g_gate, id(LinearKind::Gate), sink)?
+            + block
+                .up
+                .backward(&a.h_mlp, g_up, id(LinearKind::Up), sink)?;
+        let g_mid = g + block.post_attention_norm.backward(&a.x_mid, g_h_mlp, rules);
+
+        // Attention: o_proj, then the attention matmuls, RoPE and the q/k/v projections.
+        let g_attn = block
+            .o
+            .backward(&a.attn, g_mid.clone(), id(LinearKind::O), sink)?;
+        sink.heads(layer, head_relevance(&a.attn, &g_attn, self.num_heads))?;
+        let grads = attention_backward(&a.attention, g_attn, rules, &self.embed.device());
+        let [_, _, _, hd] = a.attention.q_scaled.dims();
+        let (cos, sin) = &rope;
+        let project = |g: Option<Tensor<4>>, scale: f64| {
+            g.map(|g| merge_heads(Rope::apply_transposed(g.mul_scalar(scale), cos, sin)))
+        };
+        let g_q = project(grads.q_scaled, 1.0 / (hd as f64).sqrt());
+        let g_k = project(grads.k, 1.0);
+        let zeros = |lin: &Linear| {
+            let [out, _] = lin.weight.dims();
+            let [b, t, _] = a.h_attn.dims();
+            Tensor::zeros([b, t, out], &self.embed.device())
+        };
+        let g_q = g_q.unwrap_or_else(|| zeros(&block.q));
+        let g_k = g_k.unwrap_or_else(|| zeros(&block.k));
+        let g_h_attn = block.q.backward(&a.h_attn, g_q, id(LinearKind::Q), sink)?
+            + block.k.backward(&a.h_attn, g_k, id(LinearKind::K), sink)?
+            + block
+                .v
+                .backward(&a.h_attn, merge_heads(grads.v), id(LinearKind::V), sink)?;
+        Ok(g_mid + block.input_norm.backward(x, g_h_attn, rules))
+    }
+
+    fn embeddings(&self, tokens: Tensor<2, Int>) -> Embedded {
+        let x = embed(&self.embed, tokens);
+        Embedded {
+            tokens: x.clone(),
+            positions: None,
+            block_input: x,
+        }
+    }
+
+    fn embeddings_backward(&self, _: &Embedded, g: Tensor<3>) -> (Tensor<3>, Option<Tensor<3>>) {
+        (g, None)
     }
 }
 
@@ -194,11 +353,26 @@ impl Rope {
         )
     }
 
+    /// `x cos + rotate_half(x) sin`, with `rotate_half([a, b]) = [-b, a]` on each head's halves.
     fn apply(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
-        let [b, h, t, d] = x.dims();
-        let first = x.clone().slice([0..b, 0..h, 0..t, 0..d / 2]);
-        let second = x.clone().slice([0..b, 0..h, 0..t, d / 2..d]);
+        let (first, second) = Self::halves(&x);
         let rotated = Tensor::cat(vec![second.neg(), first], 3);
         x * cos.clone() + rotated * sin.clone()
+    }
+
+    /// The transpose of [`Rope::apply`], which carries gradients back: `g cos + rotate_halfᵀ(g sin)`
+    /// with `rotate_halfᵀ([a, b]) = [b, -a]`.
+    fn apply_transposed(g: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+        let g_sin = g.clone() * sin.clone();
+        let (first, second) = Self::halves(&g_sin);
+        g * cos.clone() + Tensor::cat(vec![second, first.neg()], 3)
+    }
+
+    fn halves(x: &Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+        let [b, h, t, d] = x.dims();
+        (
+            x.clone().slice([0..b, 0..h, 0..t, 0..d / 2]),
+            x.clone().slice([0..b, 0..h, 0..t, d / 2..d]),
+        )
     }
 }

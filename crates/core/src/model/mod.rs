@@ -1,5 +1,6 @@
 //! The two architectures, each with one forward definition, plus the pieces they share.
 
+mod backward;
 pub mod config;
 mod layers;
 mod llama;
@@ -7,11 +8,13 @@ mod opt;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+pub(crate) use backward::token_relevance;
 pub use config::{Architecture, ModelConfig};
 pub use layers::{KvCache, Linear};
 
 use crate::error::{Error, Result};
 use crate::io::WeightSource;
+use crate::relevance::{RelevanceSink, RuleSet};
 
 /// A loaded causal language model on a device.
 #[derive(Debug)]
@@ -74,6 +77,18 @@ impl Model {
         cache: &mut KvCache,
         logits: Logits,
     ) -> Result<Tensor<3>> {
+        self.forward_recording(tokens, cache, logits, None)
+    }
+
+    /// [`Model::forward`] that also records the input of every block and, last, the output of
+    /// the final block (what a relevance pass starts from).
+    pub(crate) fn forward_recording(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut KvCache,
+        logits: Logits,
+        residuals: Option<&mut Vec<Tensor<3>>>,
+    ) -> Result<Tensor<3>> {
         let [_, seq] = tokens.dims();
         if seq == 0 {
             return Err(Error::InvalidInput(
@@ -88,9 +103,17 @@ impl Model {
             )));
         }
         Ok(match &self.body {
-            Body::Llama(m) => m.forward(tokens, cache, logits),
-            Body::Opt(m) => m.forward(tokens, cache, logits),
+            Body::Llama(m) => m.forward(tokens, cache, logits, residuals),
+            Body::Opt(m) => m.forward(tokens, cache, logits, residuals),
         })
+    }
+
+    /// The architecture's relevance backward.
+    pub(crate) fn arch(&self) -> &dyn ArchBackward {
+        match &self.body {
+            Body::Llama(m) => m.as_ref(),
+            Body::Opt(m) => m.as_ref(),
+        }
     }
 
     /// Token ids of one sequence as a `[1, seq]` tensor on this model's device, rejecting ids
@@ -108,4 +131,45 @@ impl Model {
             &self.device,
         ))
     }
+}
+
+/// The embeddings of a sequence, split the way input relevance is reported.
+pub(crate) struct Embedded {
+    /// Token embeddings as looked up (before OPT's `project_in`).
+    pub tokens: Tensor<3>,
+    /// OPT's learned position embeddings (Llama has none: RoPE is inside attention).
+    pub positions: Option<Tensor<3>>,
+    /// What enters the first block.
+    pub block_input: Tensor<3>,
+}
+
+/// What each architecture provides for a relevance pass; the forward code is the model's own.
+pub(crate) trait ArchBackward {
+    fn num_layers(&self) -> usize;
+
+    /// Rows of the output embedding for `tokens`: `[n, d]`.
+    fn head_rows(&self, tokens: Tensor<1, Int>) -> Tensor<2>;
+
+    /// From the last block's output to the LM head's input (final norm, OPT's project_out).
+    fn head_input(&self, x: Tensor<3>) -> Tensor<3>;
+
+    /// The backward of [`ArchBackward::head_input`].
+    fn head_input_backward(&self, x: &Tensor<3>, g: Tensor<3>, rules: RuleSet) -> Tensor<3>;
+
+    /// Re-runs block `layer` on its recorded input `x` and carries `g` from its output to its
+    /// input, handing heads, neurons and (if wanted) weight relevance to `sink`.
+    fn block_backward(
+        &self,
+        layer: usize,
+        x: &Tensor<3>,
+        g: Tensor<3>,
+        rules: RuleSet,
+        sink: &mut dyn RelevanceSink,
+    ) -> Result<Tensor<3>>;
+
+    fn embeddings(&self, tokens: Tensor<2, Int>) -> Embedded;
+
+    /// Gradients at the token embeddings and (OPT) the position embeddings, from `g` at the
+    /// first block's input.
+    fn embeddings_backward(&self, e: &Embedded, g: Tensor<3>) -> (Tensor<3>, Option<Tensor<3>>);
 }

@@ -6,12 +6,17 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::Logits;
+use super::backward::{
+    AttentionInputs, attention_backward, feature_relevance, head_relevance, relu_backward,
+};
 use super::config::{ModelConfig, OptOptions};
 use super::layers::{
     KvCache, LayerNorm, Linear, Loader, causal_attention, embed, keep_positions, merge_heads,
     split_heads, vocab_logits,
 };
+use super::{ArchBackward, Embedded};
 use crate::error::{Error, Result};
+use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
 
 #[derive(Debug)]
 pub struct Opt {
@@ -111,55 +116,241 @@ impl Opt {
         tokens: Tensor<2, Int>,
         cache: &mut KvCache,
         logits: Logits,
+        mut residuals: Option<&mut Vec<Tensor<3>>>,
     ) -> Tensor<3> {
         let [_, t] = tokens.dims();
-        let device = self.embed.device();
         let start = cache.len();
-        let mut x = embed(&self.embed, tokens);
-        if let Some(p) = &self.project_in {
-            x = p.forward(x);
+        let mut x = self.embed_at(tokens, start).block_input;
+        for (i, block) in self.layers.iter().enumerate() {
+            if let Some(inputs) = residuals.as_deref_mut() {
+                inputs.push(x.clone());
+            }
+            x = self.block(block, x, cache, i, false).0;
         }
+        if let Some(inputs) = residuals {
+            inputs.push(x.clone());
+        }
+        cache.advance(t);
+        let x = self.head_input(keep_positions(x, logits));
+        vocab_logits(self.lm_head.as_ref(), &self.embed, x)
+    }
+
+    /// Token embeddings (through `project_in`) plus learned positions from `start` on.
+    fn embed_at(&self, tokens: Tensor<2, Int>, start: usize) -> Embedded {
+        let [_, t] = tokens.dims();
+        let device = self.embed.device();
+        let token_embeds = embed(&self.embed, tokens);
+        let x = match &self.project_in {
+            Some(p) => p.forward(token_embeds.clone()),
+            None => token_embeds.clone(),
+        };
         let pos_ids: Vec<i64> = (start..start + t)
             .map(|p| (p + self.options.position_offset) as i64)
             .collect();
         let pos_ids = Tensor::<1, Int>::from_data(TensorData::new(pos_ids, [t]), &device);
-        x = x + self.positions.clone().select(0, pos_ids).unsqueeze::<3>();
-        let pre_ln = self.options.do_layer_norm_before;
-        for (i, block) in self.layers.iter().enumerate() {
-            let h_in = if pre_ln {
-                block.attn_norm.forward(x.clone())
-            } else {
-                x.clone()
-            };
-            let [_, _, d] = h_in.dims();
-            let head_dim = d / self.num_heads;
-            let q = split_heads(block.q.forward(h_in.clone()), self.num_heads)
-                .mul_scalar(1.0 / (head_dim as f64).sqrt());
-            let k = split_heads(block.k.forward(h_in.clone()), self.num_heads);
-            let v = split_heads(block.v.forward(h_in), self.num_heads);
-            let (k, v) = cache.append(i, k, v);
-            x = x + block.out.forward(merge_heads(causal_attention(q, k, v)));
-            if !pre_ln {
-                x = block.attn_norm.forward(x);
-            }
-            let h_in = if pre_ln {
-                block.mlp_norm.forward(x.clone())
-            } else {
-                x.clone()
-            };
-            x = x + block.fc2.forward(relu(block.fc1.forward(h_in)));
-            if !pre_ln {
-                x = block.mlp_norm.forward(x);
-            }
+        let positions = self.positions.clone().select(0, pos_ids).unsqueeze::<3>();
+        Embedded {
+            tokens: token_embeds,
+            positions: Some(positions.clone()),
+            block_input: x + positions,
         }
-        cache.advance(t);
-        let mut x = keep_positions(x, logits);
+    }
+
+    /// One decoder block (pre- or post-LayerNorm); with `record`, also returns what its
+    /// backward needs.
+    fn block(
+        &self,
+        block: &Block,
+        x: Tensor<3>,
+        cache: &mut KvCache,
+        layer: usize,
+        record: bool,
+    ) -> (Tensor<3>, Option<BlockActs>) {
+        let pre_ln = self.options.do_layer_norm_before;
+        let h_attn = if pre_ln {
+            block.attn_norm.forward(x.clone())
+        } else {
+            x.clone()
+        };
+        let [_, _, d] = h_attn.dims();
+        let head_dim = d / self.num_heads;
+        let q_scaled = split_heads(block.q.forward(h_attn.clone()), self.num_heads)
+            .mul_scalar(1.0 / (head_dim as f64).sqrt());
+        let k = split_heads(block.k.forward(h_attn.clone()), self.num_heads);
+        let v = split_heads(block.v.forward(h_attn.clone()), self.num_heads);
+        let (k_all, v_all) = cache.append(layer, k.clone(), v.clone());
+        let attn = merge_heads(causal_attention(q_scaled.clone(), k_all, v_all));
+        let attn_sum = x + block.out.forward(attn.clone());
+        let x_mid = if pre_ln {
+            attn_sum.clone()
+        } else {
+            block.attn_norm.forward(attn_sum.clone())
+        };
+        let h_mlp = if pre_ln {
+            block.mlp_norm.forward(x_mid.clone())
+        } else {
+            x_mid.clone()
+        };
+        let pre_act = block.fc1.forward(h_mlp.clone());
+        let hidden = relu(pre_act.clone());
+        let mlp_sum = x_mid.clone() + block.fc2.forward(hidden.clone());
+        let out = if pre_ln {
+            mlp_sum.clone()
+        } else {
+            block.mlp_norm.forward(mlp_sum.clone())
+        };
+        let acts = record.then_some(BlockActs {
+            h_attn,
+            attention: AttentionInputs { q_scaled, k, v },
+            attn,
+            attn_sum,
+            x_mid,
+            h_mlp,
+            pre_act,
+            hidden,
+            mlp_sum,
+        });
+        (out, acts)
+    }
+
+    /// The final LayerNorm (if any) and `project_out` (if any): the input of the LM head.
+    fn head_input(&self, mut x: Tensor<3>) -> Tensor<3> {
         if let Some(n) = &self.final_norm {
             x = n.forward(x);
         }
         if let Some(p) = &self.project_out {
             x = p.forward(x);
         }
-        vocab_logits(self.lm_head.as_ref(), &self.embed, x)
+        x
+    }
+}
+
+/// A block's internals, recorded for its backward.
+struct BlockActs {
+    h_attn: Tensor<3>,
+    attention: AttentionInputs,
+    /// Merged head outputs (the input of out_proj).
+    attn: Tensor<3>,
+    /// Residual plus attention, before the post-LN norm (equals `x_mid` when pre-LN).
+    attn_sum: Tensor<3>,
+    x_mid: Tensor<3>,
+    h_mlp: Tensor<3>,
+    pre_act: Tensor<3>,
+    /// `relu(fc1(h))`, the MLP neurons (the input of fc2).
+    hidden: Tensor<3>,
+    /// Residual plus MLP, before the post-LN norm.
+    mlp_sum: Tensor<3>,
+}
+
+impl ArchBackward for Opt {
+    fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+
+    fn head_rows(&self, tokens: Tensor<1, Int>) -> Tensor<2> {
+        let w = self.lm_head.as_ref().map_or(&self.embed, |h| &h.weight);
+        w.clone().select(0, tokens)
+    }
+
+    fn head_input(&self, x: Tensor<3>) -> Tensor<3> {
+        Opt::head_input(self, x)
+    }
+
+    fn head_input_backward(&self, x: &Tensor<3>, mut g: Tensor<3>, rules: RuleSet) -> Tensor<3> {
+        if let Some(p) = &self.project_out {
+            g = p.backward_input(g);
+        }
+        match &self.final_norm {
+            Some(n) => n.backward(x, g, rules),
+            None => g,
+        }
+    }
+
+    fn block_backward(
+        &self,
+        layer: usize,
+        x: &Tensor<3>,
+        g: Tensor<3>,
+        rules: RuleSet,
+        sink: &mut dyn RelevanceSink,
+    ) -> Result<Tensor<3>> {
+        let pre_ln = self.options.do_layer_norm_before;
+        let block = &self.layers[layer];
+        let mut cache = KvCache::new(self.layers.len());
+        let (_, acts) = self.block(block, x.clone(), &mut cache, layer, true);
+        let a = acts.expect("recording was requested");
+        let id = |kind| LinearId { layer, kind };
+
+        // MLP (and the post-LN norm after it).
+        let g_sum = if pre_ln {
+            g
+        } else {
+            block.mlp_norm.backward(&a.mlp_sum, g, rules)
+        };
+        let g_hidden = block
+            .fc2
+            .backward(&a.hidden, g_sum.clone(), id(LinearKind::Fc2), sink)?;
+        sink.neurons(layer, feature_relevance(&a.hidden, &g_hidden))?;
+        let g_pre = relu_backward(&a.pre_act, g_hidden);
+        let g_h_mlp = block
+            .fc1
+            .backward(&a.h_mlp, g_pre, id(LinearKind::Fc1), sink)?;
+        let g_mid = if pre_ln {
+            g_sum + block.mlp_norm.backward(&a.x_mid, g_h_mlp, rules)
+        } else {
+            g_sum + g_h_mlp
+        };
+
+        // Attention (and the post-LN norm after it).
+        let g_attn_sum = if pre_ln {
+            g_mid
+        } else {
+            block.attn_norm.backward(&a.attn_sum, g_mid, rules)
+        };
+        let g_attn = block
+            .out
+            .backward(&a.attn, g_attn_sum.clone(), id(LinearKind::O), sink)?;
+        sink.heads(layer, head_relevance(&a.attn, &g_attn, self.num_heads))?;
+        let grads = attention_backward(&a.attention, g_attn, rules, &self.embed.device());
+        let [_, _, _, hd] = a.attention.q_scaled.dims();
+        let mut g_h_attn =
+            block
+                .v
+                .backward(&a.h_attn, merge_heads(grads.v), id(LinearKind::V), sink)?;
+        for (kind, lin, grad, scale) in [
+            (
+                LinearKind::Q,
+                &block.q,
+                grads.q_scaled,
+                1.0 / (hd as f64).sqrt(),
+            ),
+            (LinearKind::K, &block.k, grads.k, 1.0),
+        ] {
+            let g = match grad {
+                Some(g) => merge_heads(g.mul_scalar(scale)),
+                None => {
+                    let [b, t, d] = a.h_attn.dims();
+                    Tensor::zeros([b, t, d], &self.embed.device())
+                }
+            };
+            g_h_attn = g_h_attn + lin.backward(&a.h_attn, g, id(kind), sink)?;
+        }
+        Ok(if pre_ln {
+            g_attn_sum + block.attn_norm.backward(x, g_h_attn, rules)
+        } else {
+            g_attn_sum + g_h_attn
+        })
+    }
+
+    fn embeddings(&self, tokens: Tensor<2, Int>) -> Embedded {
+        self.embed_at(tokens, 0)
+    }
+
+    fn embeddings_backward(&self, _: &Embedded, g: Tensor<3>) -> (Tensor<3>, Option<Tensor<3>>) {
+        let g_tokens = match &self.project_in {
+            Some(p) => p.backward_input(g.clone()),
+            None => g.clone(),
+        };
+        (g_tokens, Some(g))
     }
 }

@@ -34,6 +34,19 @@ pub fn asset(name: &str) -> Vec<u8> {
     })
 }
 
+/// The real model fetched by `cargo xtask assets`.
+pub const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Loads SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized) on the CPU.
+pub fn load_smollm2() -> scalpel::LoadedModel {
+    scalpel::ModelFiles::Gguf {
+        gguf: asset(SMOLLM2_GGUF),
+        tokenizer_json: None,
+    }
+    .load(&cpu(), &mut |_, _| {})
+    .unwrap()
+}
+
 pub fn cpu() -> Device {
     Device::flex()
 }

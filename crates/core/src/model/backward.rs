@@ -1,0 +1,191 @@
+//! The backward of each shared operation under a [`RuleSet`]: what `G` becomes when it passes
+//! from an operation's output to its input (../shared/docs/lrp.md, table of rules).
+
+use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::{Device, Tensor};
+
+use super::layers::{LayerNorm, Linear, RmsNorm, causal_mask, repeat_kv, split_heads};
+use crate::error::Result;
+use crate::relevance::{LinearId, RelevanceSink, RuleSet};
+
+/// LXT's guard against dividing by a zero pre-activation in the identity rule.
+const IDENTITY_EPS: f64 = 1e-10;
+
+impl Linear {
+    /// `G_x = G_z W` (the ordinary gradient under every rule set). When the sink wants weights,
+    /// also hands it `W ⊙ G_W` with `G_W = Σ_tokens G_z ⊗ x`.
+    pub(crate) fn backward(
+        &self,
+        x: &Tensor<3>,
+        g: Tensor<3>,
+        id: LinearId,
+        sink: &mut dyn RelevanceSink,
+    ) -> Result<Tensor<3>> {
+        let [b, t, d_out] = g.dims();
+        let [_, d_in] = self.weight.dims();
+        let g2 = g.reshape([b * t, d_out]);
+        if sink.wants_weights() {
+            let grad_w = g2
+                .clone()
+                .transpose()
+                .matmul(x.clone().reshape([b * t, d_in]));
+            sink.weight(id, grad_w * self.weight.clone())?;
+        }
+        Ok(g2.matmul(self.weight.clone()).reshape([b, t, d_in]))
+    }
+
+    /// `G_x = G_z W` for Linears outside the decoder blocks (no weight relevance wanted).
+    pub(crate) fn backward_input(&self, g: Tensor<3>) -> Tensor<3> {
+        let [b, t, d_out] = g.dims();
+        let [_, d_in] = self.weight.dims();
+        g.reshape([b * t, d_out])
+            .matmul(self.weight.clone())
+            .reshape([b, t, d_in])
+    }
+}
+
+impl RmsNorm {
+    /// LRP: identity on `1/rms` (`G_x = G_y ⊙ γ / rms`); gradient: the full derivative.
+    pub(crate) fn backward(&self, x: &Tensor<3>, g: Tensor<3>, rules: RuleSet) -> Tensor<3> {
+        let inv_rms = self.inv_rms(x.clone());
+        let g_gamma = g * self.weight.clone().unsqueeze::<3>();
+        match rules {
+            RuleSet::AttnLrp | RuleSet::CpLrp => g_gamma * inv_rms,
+            RuleSet::Gradient => {
+                // d(x·r)/dx with r = (mean(x²)+eps)^-½: r·g − x·r³·mean(x ⊙ g).
+                let proj = (x.clone() * g_gamma.clone()).mean_dim(2);
+                let r3 = inv_rms.clone().powi_scalar(3);
+                g_gamma * inv_rms - x.clone() * r3 * proj
+            }
+        }
+    }
+}
+
+impl LayerNorm {
+    /// LRP: σ held constant, the mean-centering stays linear; gradient: the full derivative.
+    pub(crate) fn backward(&self, x: &Tensor<3>, g: Tensor<3>, rules: RuleSet) -> Tensor<3> {
+        let (var, mean) = x.clone().var_mean_bias(2);
+        let inv_std = var.add_scalar(self.eps).sqrt().recip();
+        let g_hat = g * self.weight.clone().unsqueeze::<3>();
+        let centered = |t: Tensor<3>| t.clone() - t.mean_dim(2);
+        match rules {
+            RuleSet::AttnLrp | RuleSet::CpLrp => centered(g_hat) * inv_std,
+            RuleSet::Gradient => {
+                let x_hat = (x.clone() - mean) * inv_std.clone();
+                let proj = (g_hat.clone() * x_hat.clone()).mean_dim(2);
+                (centered(g_hat) - x_hat * proj) * inv_std
+            }
+        }
+    }
+}
+
+/// SiLU: identity rule `G ⊙ silu(x)/(x + 1e-10)` under LRP, the derivative under gradient.
+pub(crate) fn silu_backward(x: &Tensor<3>, g: Tensor<3>, rules: RuleSet) -> Tensor<3> {
+    let s = sigmoid(x.clone());
+    match rules {
+        RuleSet::AttnLrp | RuleSet::CpLrp => g * s * x.clone() / x.clone().add_scalar(IDENTITY_EPS),
+        RuleSet::Gradient => {
+            let one_minus = s.clone().neg().add_scalar(1.0);
+            g * s * (x.clone() * one_minus).add_scalar(1.0)
+        }
+    }
+}
+
+/// ReLU: the identity rule and the gradient coincide.
+pub(crate) fn relu_backward(x: &Tensor<3>, g: Tensor<3>) -> Tensor<3> {
+    g.mask_fill(x.clone().lower_equal_elem(0.0), 0.0)
+}
+
+/// What an attention backward needs: queries already scaled by 1/√d, and keys and values
+/// before the grouped-query repeat (`[b, heads, t, d]` and `[b, kv_heads, t, d]`).
+pub(crate) struct AttentionInputs {
+    pub q_scaled: Tensor<4>,
+    pub k: Tensor<4>,
+    pub v: Tensor<4>,
+}
+
+/// Gradients at the attention's scaled queries, keys and values.
+pub(crate) struct AttentionGrads {
+    pub q_scaled: Option<Tensor<4>>,
+    pub k: Option<Tensor<4>>,
+    pub v: Tensor<4>,
+}
+
+/// Backward of causal softmax attention from `G` at its merged output `[b, t, heads*d]`.
+///
+/// The attention probabilities are recomputed here rather than kept from the forward, so only
+/// one layer's `[heads, t, t]` matrix is ever alive. AttnLRP divides the query and key gradients
+/// by 4 and the value gradient by 2 (uniform rule on both matmuls); CP-LRP holds the
+/// probabilities constant (no query/key gradient, full value gradient).
+pub(crate) fn attention_backward(
+    inputs: &AttentionInputs,
+    g_out: Tensor<3>,
+    rules: RuleSet,
+    device: &Device,
+) -> AttentionGrads {
+    let [_, heads, t, _] = inputs.q_scaled.dims();
+    let [_, kv_heads, _, _] = inputs.k.dims();
+    let n_rep = heads / kv_heads;
+    let k = repeat_kv(inputs.k.clone(), n_rep);
+    let v = repeat_kv(inputs.v.clone(), n_rep);
+    let scores = inputs.q_scaled.clone().matmul(k.clone().swap_dims(2, 3));
+    let probs = softmax(scores + causal_mask(t, t, device), 3);
+    let g = split_heads(g_out, heads);
+    let g_v = unrepeat_kv(probs.clone().swap_dims(2, 3).matmul(g.clone()), n_rep);
+    if rules == RuleSet::CpLrp {
+        return AttentionGrads {
+            q_scaled: None,
+            k: None,
+            v: g_v,
+        };
+    }
+    let g_probs = g.matmul(v.swap_dims(2, 3));
+    let g_scores = probs.clone() * (g_probs.clone() - (g_probs * probs).sum_dim(3));
+    let g_q = g_scores.clone().matmul(k);
+    let g_k = unrepeat_kv(
+        g_scores.swap_dims(2, 3).matmul(inputs.q_scaled.clone()),
+        n_rep,
+    );
+    match rules {
+        RuleSet::AttnLrp => AttentionGrads {
+            q_scaled: Some(g_q.div_scalar(4.0)),
+            k: Some(g_k.div_scalar(4.0)),
+            v: g_v.div_scalar(2.0),
+        },
+        _ => AttentionGrads {
+            q_scaled: Some(g_q),
+            k: Some(g_k),
+            v: g_v,
+        },
+    }
+}
+
+/// Sums the gradient of each repeated KV head back onto its group (the transpose of `repeat_kv`).
+fn unrepeat_kv(g: Tensor<4>, n_rep: usize) -> Tensor<4> {
+    if n_rep == 1 {
+        return g;
+    }
+    let [b, h, s, d] = g.dims();
+    g.reshape([b, h / n_rep, n_rep, s, d])
+        .sum_dim(2)
+        .reshape([b, h / n_rep, s, d])
+}
+
+/// Relevance of each head at the attention output `[b, t, heads*d]`: `Σ_tokens,dims a ⊙ G`.
+pub(crate) fn head_relevance(attn: &Tensor<3>, g: &Tensor<3>, heads: usize) -> Tensor<1> {
+    let r = split_heads(attn.clone() * g.clone(), heads); // [b, h, t, d]
+    let [_, h, _, _] = r.dims();
+    r.sum_dim(3).sum_dim(2).sum_dim(0).reshape([h])
+}
+
+/// Relevance of each feature of `x` `[b, t, f]` summed over tokens: `Σ_tokens x ⊙ G`.
+pub(crate) fn feature_relevance(x: &Tensor<3>, g: &Tensor<3>) -> Tensor<1> {
+    let [_, _, f] = x.dims();
+    (x.clone() * g.clone()).sum_dim(1).sum_dim(0).reshape([f])
+}
+
+/// Relevance of each token of `x` `[b, t, d]` summed over the feature dimension (batch 1).
+pub(crate) fn token_relevance(x: &Tensor<3>, g: &Tensor<3>) -> Tensor<1> {
+    let [_, t, _] = x.dims();
+    (x.clone() * g.clone()).sum_dim(2).reshape([t])
+}
