@@ -21,6 +21,8 @@ struct Cli {
 enum Command {
     /// Generate text from a prompt, streaming tokens as they come.
     Generate(commands::generate::Args),
+    /// Explain an output with relevance (AttnLRP): tokens, heads, neurons, weights.
+    Explain(commands::explain::Args),
     /// Evaluate a model (perplexity).
     #[command(subcommand)]
     Eval(commands::eval::EvalCommand),
@@ -34,6 +36,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => commands::generate::run(args),
+        Command::Explain(args) => commands::explain::run(args),
         Command::Eval(cmd) => commands::eval::run(cmd),
         Command::Info(args) => commands::info::run(args),
         Command::Bench(args) => commands::bench::run(args),

@@ -96,6 +96,7 @@ fn run(
         &MemoryLimits::default(),
         &mut |_, _| {},
     )
+    .map(|e| (e.explanation, e.weights))
     .unwrap()
 }
 

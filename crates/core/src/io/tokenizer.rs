@@ -146,6 +146,27 @@ impl TextTokenizer {
         self.inner.token_to_id(token)
     }
 
+    /// The id of `text` when it encodes to exactly one token; `#123` names id 123 directly.
+    pub fn single_token(&self, text: &str) -> Result<u32> {
+        if let Some(id) = text.strip_prefix('#').and_then(|n| n.parse::<u32>().ok()) {
+            if id as usize >= self.vocab_size() {
+                return Err(Error::InvalidInput(format!(
+                    "token id {id} is outside the vocabulary of {} tokens",
+                    self.vocab_size()
+                )));
+            }
+            return Ok(id);
+        }
+        match self.encode(text)?.as_slice() {
+            [id] => Ok(*id),
+            [] => Err(Error::InvalidInput("the token text is empty".into())),
+            ids => Err(Error::InvalidInput(format!(
+                "`{text}` is {} tokens ({ids:?}); give text that is one token (mind the leading space, e.g. \" Paris\") or an id as #ID",
+                ids.len()
+            ))),
+        }
+    }
+
     /// The text of one token id, decoded (e.g. `" Paris"`).
     pub fn id_to_text(&self, id: u32) -> Result<String> {
         self.decode(&[id])

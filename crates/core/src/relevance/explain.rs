@@ -271,16 +271,22 @@ impl Explanation {
 
 /// The greedy next token at the last position of `trace`, read back (native).
 #[cfg(not(target_family = "wasm"))]
-pub fn greedy_target(trace: &Trace) -> Result<Target> {
+pub fn greedy_token(trace: &Trace) -> Result<u32> {
     let logits = crate::readback::to_vec(trace.last_logits())?;
-    Ok(Target::Token {
-        position: None,
-        token: crate::generate::argmax(&logits),
-    })
+    Ok(crate::generate::argmax(&logits))
+}
+
+/// What [`explain`] returns.
+pub struct Explained {
+    pub explanation: Explanation,
+    /// The target explained (the greedy token when none was given).
+    pub target: Target,
+    /// Full per-weight relevance on the device, with [`WeightDetail::Full`].
+    pub weights: Vec<(LinearId, Tensor<2>)>,
 }
 
 /// Explains `target` (default: the greedy next token) for `ids` in one forward and one
-/// relevance pass (native). Full weight relevance, if asked for, comes back on the device.
+/// relevance pass (native).
 #[cfg(not(target_family = "wasm"))]
 pub fn explain(
     model: &Model,
@@ -290,11 +296,14 @@ pub fn explain(
     detail: WeightDetail,
     limits: &MemoryLimits,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<(Explanation, Vec<(LinearId, Tensor<2>)>)> {
+) -> Result<Explained> {
     let trace = Trace::new(model, ids, limits, detail != WeightDetail::None)?;
     let target = match target {
         Some(t) => t,
-        None => greedy_target(&trace)?,
+        None => Target::Token {
+            position: None,
+            token: greedy_token(&trace)?,
+        },
     };
     let mut pass = RelevancePass::new(model, trace, &target, rules)?;
     let mut sink = ExplanationCollector::new(detail);
@@ -306,5 +315,9 @@ pub fn explain(
     let input = pass.finish()?;
     let weights = sink.take_weights();
     let explanation = sink.readback(input, ids, rules).read()?;
-    Ok((explanation, weights))
+    Ok(Explained {
+        explanation,
+        target,
+        weights,
+    })
 }

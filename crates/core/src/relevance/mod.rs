@@ -10,13 +10,16 @@
 
 mod accumulate;
 mod explain;
+pub mod heatmap;
 mod pass;
 mod target;
 
 pub use accumulate::WeightRelevanceAccumulator;
-pub use explain::{Explanation, ExplanationCollector, Readback, WeightDetail, WeightSum};
+pub use explain::{
+    Explained, Explanation, ExplanationCollector, Readback, WeightDetail, WeightSum,
+};
 #[cfg(not(target_family = "wasm"))]
-pub use explain::{explain, greedy_target};
+pub use explain::{explain, greedy_token};
 pub use pass::{InputRelevance, MemoryLimits, RelevancePass, Trace, memory_needed};
 pub use target::Target;
 
