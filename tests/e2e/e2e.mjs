@@ -6,6 +6,9 @@
 //     adapter, greedy generation of "The capital of France is" streams " Paris".
 //  2. No WebGPU (Chromium without --enable-unsafe-webgpu): the page falls back to the CPU, says why,
 //     and generates the same text.
+// In both, clicking the first generated token (" Paris") explains it: a heatmap over the prompt
+// tokens, a legend, a layer x head grid and the neuron summary appear; on the CPU the rule-set
+// switch then re-explains it with gradient x input.
 import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
 import { readFile, mkdir, mkdtemp, stat } from 'node:fs/promises';
@@ -41,6 +44,35 @@ function serve() {
 
 const BASE_FLAGS = ['--remote-debugging-pipe', '--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking',
   '--disable-component-update', '--disable-sync', '--disable-quic', '--disable-gpu-sandbox'];
+
+// Clicks generated token `index`, waits for its explanation and checks what the panel shows.
+async function explainToken(page, name, index, rules) {
+  const started = Date.now();
+  const before = await page.getByTestId('explain-stats').count() ? await page.getByTestId('explain-stats').innerText() : '';
+  if (rules) await page.getByTestId(`rules-${rules}`).check();
+  else await page.getByTestId('gen-token').nth(index).click();
+  await page.waitForFunction((prev) => {
+    const s = document.querySelector('[data-testid=explain-stats]');
+    const err = document.querySelector('[data-testid=error]');
+    return err || (s && s.textContent !== prev);
+  }, before, { timeout: 600_000 });
+  const err = await page.getByTestId('error').count() ? await page.getByTestId('error').innerText() : null;
+  if (err) throw new Error(`explanation failed: ${err}`);
+  const stats = await page.getByTestId('explain-stats').innerText();
+  const heat = await page.getByTestId('heat-token').count();
+  const cells = await page.locator('[data-testid=heads-grid] td').count();
+  const neurons = await page.locator('[data-testid=neurons] .neuron-row').count();
+  const title = await page.locator('[data-testid=explain] h2').textContent();
+  const hover = await page.getByTestId('heat-token').first().getAttribute('title');
+  console.log(`${name}: ${title} -> ${stats}; ${heat} tokens, ${cells} head cells, ${neurons} layers of neurons (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+  if (!title.includes('Paris')) throw new Error(`explained the wrong token: ${title}`);
+  if (heat !== 5) throw new Error(`expected 5 prompt tokens in the heatmap, got ${heat}`);
+  if (cells !== 30 * 9) throw new Error(`expected a 30 x 9 head grid, got ${cells} cells`);
+  if (neurons !== 30) throw new Error(`expected 30 neuron rows, got ${neurons}`);
+  if (!/[+-]\d/.test(hover ?? '')) throw new Error(`no value on hover: ${hover}`);
+  if (!(await page.getByTestId('legend').isVisible())) throw new Error('no legend');
+  if (!stats.startsWith(rules ?? 'attnlrp')) throw new Error(`unexpected rule set: ${stats}`);
+}
 
 async function scenario(name, { webgpu, expectGpu }, baseUrl) {
   const profile = await mkdtemp(join(tmpdir(), 'scalpel-e2e-'));
@@ -80,6 +112,8 @@ async function scenario(name, { webgpu, expectGpu }, baseUrl) {
     console.log(`${name}: generated ${JSON.stringify(output)} (${stats})`);
     if (!output.startsWith(' Paris')) throw new Error(`expected the continuation to start with " Paris", got ${JSON.stringify(output)}`);
     if (!/tokens\/s/.test(stats)) throw new Error(`no tokens/s in stats: ${stats}`);
+    await explainToken(page, name, 0, null);
+    if (!expectGpu) await explainToken(page, name, 0, 'gradient');
     await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
     return true;
   } catch (e) {
@@ -95,8 +129,11 @@ await mkdir(artifacts, { recursive: true });
 const server = await serve();
 const baseUrl = `http://127.0.0.1:${server.address().port}/`;
 const results = [];
-results.push(await scenario('webgpu', { webgpu: true, expectGpu: true }, baseUrl));
-results.push(await scenario('cpu-fallback', { webgpu: false, expectGpu: false }, baseUrl));
+// E2E_ONLY=<name> runs one scenario (handy while iterating; CI runs all).
+const only = process.env.E2E_ONLY;
+for (const [name, options] of [['webgpu', { webgpu: true, expectGpu: true }], ['cpu-fallback', { webgpu: false, expectGpu: false }]]) {
+  if (!only || only === name) results.push(await scenario(name, options, baseUrl));
+}
 server.close();
 const passed = results.filter(Boolean).length;
 console.log(`e2e: ${passed} passed, ${results.length - passed} failed`);

@@ -6,8 +6,10 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{HtmlInputElement, MessageEvent, Worker, WorkerOptions, WorkerType};
 
+use crate::explain_view::ExplainPanel;
 use crate::protocol::{
-    DEFAULT_MODEL_NAME, DeviceChoice, GenerateRequest, ModelSource, Request, Response,
+    DEFAULT_MODEL_NAME, DeviceChoice, ExplainRequest, ExplanationView, GenerateRequest,
+    ModelSource, Request, Response,
 };
 
 /// Trunk's loader for the `worker` binary (see web/index.html).
@@ -19,6 +21,7 @@ enum Phase {
     Loading,
     Ready,
     Generating,
+    Explaining,
     Failed,
 }
 
@@ -31,7 +34,7 @@ struct ProgressState {
 
 /// All reactive state of the page.
 #[derive(Clone, Copy)]
-struct Ui {
+pub(crate) struct Ui {
     phase: RwSignal<Phase>,
     device: RwSignal<String>,
     device_is_gpu: RwSignal<bool>,
@@ -42,6 +45,13 @@ struct Ui {
     error: RwSignal<Option<String>>,
     output: RwSignal<String>,
     stats: RwSignal<String>,
+    /// The finished sequence (prompt + output) as ids and per-token text, for explanations.
+    sequence: RwSignal<Vec<(u32, String)>>,
+    prompt_tokens: RwSignal<usize>,
+    pub(crate) explanation: RwSignal<Option<ExplanationView>>,
+    /// Position in `sequence` of the token being explained.
+    pub(crate) selected: RwSignal<Option<usize>>,
+    pub(crate) rules: RwSignal<String>,
 }
 
 impl Ui {
@@ -57,7 +67,34 @@ impl Ui {
             error: RwSignal::new(None),
             output: RwSignal::new(String::new()),
             stats: RwSignal::new(String::new()),
+            sequence: RwSignal::new(Vec::new()),
+            prompt_tokens: RwSignal::new(0),
+            explanation: RwSignal::new(None),
+            selected: RwSignal::new(None),
+            rules: RwSignal::new("attnlrp".into()),
         }
+    }
+
+    pub(crate) fn is_explaining(&self) -> bool {
+        self.phase.get() == Phase::Explaining
+    }
+
+    /// Asks the worker to explain the token at `position` of the finished sequence.
+    pub(crate) fn explain(&self, link: StoredValue<WorkerLink>, position: usize) {
+        let sequence = self.sequence.get_untracked();
+        let Some((target, _)) = sequence.get(position) else {
+            return;
+        };
+        self.error.set(None);
+        self.selected.set(Some(position));
+        self.phase.set(Phase::Explaining);
+        let request = Request::Explain(ExplainRequest {
+            context: sequence[..position].iter().map(|(id, _)| *id).collect(),
+            target: *target,
+            rules: self.rules.get_untracked(),
+        });
+        let ui = *self;
+        link.update_value(|l| l.send(ui, request));
     }
 
     fn handle(&self, response: Response) {
@@ -89,10 +126,19 @@ impl Ui {
                 tokens_per_second,
                 prompt_tokens,
                 stop,
+                ids,
+                pieces,
             } => {
+                self.sequence.set(ids.into_iter().zip(pieces).collect());
+                self.prompt_tokens.set(prompt_tokens);
                 self.stats.set(format!(
                     "{tokens} tokens · {tokens_per_second:.2} tokens/s · prompt {prompt_tokens} tokens · stop: {stop}"
                 ));
+                self.phase.set(Phase::Ready);
+            }
+            Response::Explanation(view) => {
+                self.explanation.set(Some(view));
+                self.progress.set(None);
                 self.phase.set(Phase::Ready);
             }
             Response::Error { message } => {
@@ -109,7 +155,7 @@ impl Ui {
 /// The page's end of the worker channel. Requests made before the worker has announced `Ready`
 /// (its wasm is still compiling) are queued, since a worker drops messages sent before it listens.
 #[derive(Default)]
-struct WorkerLink {
+pub(crate) struct WorkerLink {
     worker: Option<SendWrapper<Worker>>,
     ready: bool,
     queue: Vec<Request>,
@@ -252,6 +298,9 @@ fn App() -> impl IntoView {
         ui.error.set(None);
         ui.output.set(String::new());
         ui.stats.set(String::new());
+        ui.sequence.set(Vec::new());
+        ui.explanation.set(None);
+        ui.selected.set(None);
         ui.phase.set(Phase::Generating);
         let t = temperature.get_untracked();
         send(Request::Generate(GenerateRequest {
@@ -267,7 +316,7 @@ fn App() -> impl IntoView {
     let busy = move || {
         matches!(
             ui.phase.get(),
-            Phase::Loading | Phase::Generating | Phase::Starting
+            Phase::Loading | Phase::Generating | Phase::Explaining | Phase::Starting
         )
     };
     let can_generate = move || ui.phase.get() == Phase::Ready;
@@ -347,22 +396,7 @@ fn App() -> impl IntoView {
                     </label>
                     <button on:click=move |_| load() disabled=busy data-testid="load">"Load model"</button>
                 </div>
-                {move || ui.progress.get().map(|p| {
-                    let pct = if p.total > 0.0 { (p.done / p.total * 100.0).min(100.0) } else { 0.0 };
-                    let detail = if p.total > 1e5 {
-                        format!("{:.1} / {:.1} MB", p.done / 1e6, p.total / 1e6)
-                    } else if p.total > 0.0 {
-                        format!("{} / {}", p.done, p.total)
-                    } else {
-                        String::new()
-                    };
-                    view! {
-                        <div class="progress" data-testid="progress">
-                            <div class="label">{p.stage.clone()} " " {detail}</div>
-                            <div class="track"><div class="fill" style=format!("width: {pct:.1}%")></div></div>
-                        </div>
-                    }
-                })}
+                {move || (!ui.is_explaining()).then(|| progress_view(ui))}
                 <ul class="notices">
                     {move || ui.notices.get().into_iter().map(|n| view! { <li>{n}</li> }).collect_view()}
                 </ul>
@@ -382,15 +416,28 @@ fn App() -> impl IntoView {
                     <button class="primary" data-testid="generate" on:click=move |_| generate()
                         disabled=move || !can_generate()>"Generate"</button>
                     <button data-testid="stop" on:click=move |_| send(Request::Cancel)
-                        disabled=move || ui.phase.get() != Phase::Generating>"Stop"</button>
+                        disabled=move || !matches!(ui.phase.get(), Phase::Generating | Phase::Explaining)>"Stop"</button>
                 </div>
                 <div class="output" data-testid="output">
-                    <span class="prompt-echo">{move || if ui.output.get().is_empty() && ui.stats.get().is_empty() { String::new() } else { prompt.get() }}</span>
-                    <span class="generated">{move || ui.output.get()}</span>
+                    {move || if ui.sequence.get().is_empty() {
+                        view! {
+                            <span class="prompt-echo">{move || if ui.output.get().is_empty() && ui.stats.get().is_empty() { String::new() } else { prompt.get() }}</span>
+                            <span class="generated">{move || ui.output.get()}</span>
+                        }.into_any()
+                    } else {
+                        clickable_output(ui, link).into_any()
+                    }}
                     <Show when=move || ui.phase.get() == Phase::Generating><span class="cursor">"▍"</span></Show>
                 </div>
                 <div class="stats" data-testid="stats">{move || ui.stats.get()}</div>
+                <Show when=move || !ui.sequence.get().is_empty() && ui.explanation.get().is_none() && !ui.is_explaining()>
+                    <p class="hint">"Click a generated token to see why the model wrote it."</p>
+                </Show>
             </section>
+
+            <Show when=move || ui.explanation.get().is_some() || ui.is_explaining()>
+                <ExplainPanel ui=ui link=link />
+            </Show>
 
             {move || ui.error.get().map(|e| view! { <div class="error" role="alert" data-testid="error">{e}</div> })}
         </main>
@@ -398,6 +445,56 @@ fn App() -> impl IntoView {
             "Runs entirely in this tab: no data leaves the browser except the model downloads you choose. "
             "LRP is patented by its authors (free for personal and scientific use)."
         </footer>
+    }
+}
+
+/// The progress bar of the current long step, if any.
+pub(crate) fn progress_view(ui: Ui) -> impl IntoView {
+    ui.progress.get().map(|p| {
+        let pct = if p.total > 0.0 {
+            (p.done / p.total * 100.0).min(100.0)
+        } else {
+            0.0
+        };
+        let detail = if p.total > 1e5 {
+            format!("{:.1} / {:.1} MB", p.done / 1e6, p.total / 1e6)
+        } else if p.total > 0.0 {
+            format!("{} / {}", p.done, p.total)
+        } else {
+            String::new()
+        };
+        view! {
+            <div class="progress" data-testid="progress">
+                <div class="label">{p.stage.clone()} " " {detail}</div>
+                <div class="track"><div class="fill" style=format!("width: {pct:.1}%")></div></div>
+            </div>
+        }
+    })
+}
+
+/// The finished text as one span per token; generated tokens can be clicked to explain them.
+fn clickable_output(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
+    let sequence = ui.sequence.get();
+    let split = ui.prompt_tokens.get().min(sequence.len());
+    let prompt: String = sequence[..split].iter().map(|(_, t)| t.as_str()).collect();
+    let generated = sequence[split..]
+        .iter()
+        .enumerate()
+        .map(|(i, (_, text))| {
+            let position = split + i;
+            view! {
+                <span class="tok" data-testid="gen-token"
+                    class:selected=move || ui.selected.get() == Some(position)
+                    title="explain this token"
+                    on:click=move |_| if !ui.is_explaining() { ui.explain(link, position) }>
+                    {text.clone()}
+                </span>
+            }
+        })
+        .collect_view();
+    view! {
+        <span class="prompt-echo">{prompt}</span>
+        <span class="generated">{generated}</span>
     }
 }
 

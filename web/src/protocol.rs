@@ -38,6 +38,39 @@ pub struct GenerateRequest {
     pub seed: u64,
 }
 
+/// Explain one token of the text on screen: why the model produced `target` after `context`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExplainRequest {
+    /// The token ids before the explained token (prompt and earlier output).
+    pub context: Vec<u32>,
+    pub target: u32,
+    /// "attnlrp", "cp-lrp" or "gradient".
+    pub rules: String,
+}
+
+/// One explanation, ready to draw.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExplanationView {
+    pub rules: String,
+    /// The explained token's text.
+    pub target_text: String,
+    /// Index of the explained token in the generated output.
+    pub target_index: usize,
+    /// The context's tokens as text, and their relevance.
+    pub pieces: Vec<String>,
+    pub relevance: Vec<f32>,
+    /// The explained logit (= the total relevance it starts with).
+    pub output: f32,
+    /// `Σ R_input / R_output`.
+    pub conservation: f32,
+    /// `[layer][head]`.
+    pub heads: Vec<Vec<f32>>,
+    /// Per layer: Σ neuron relevance and the strongest neurons `(index, relevance)`.
+    pub neuron_totals: Vec<f32>,
+    pub neuron_top: Vec<Vec<(usize, f32)>>,
+    pub seconds: f64,
+}
+
 /// Page → worker.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Request {
@@ -46,7 +79,8 @@ pub enum Request {
         device: DeviceChoice,
     },
     Generate(GenerateRequest),
-    /// Stop the running generation after the current token.
+    Explain(ExplainRequest),
+    /// Stop the running generation or explanation at the next step.
     Cancel,
 }
 
@@ -56,7 +90,10 @@ pub enum Response {
     /// The worker is up and listening.
     Ready,
     /// The device in use, e.g. "GPU: SwiftShader Device (BrowserWebGpu)" or "CPU (no GPU: …)".
-    Device { label: String, is_gpu: bool },
+    Device {
+        label: String,
+        is_gpu: bool,
+    },
     /// A long step's progress (`total` 0 when unknown).
     Progress {
         stage: String,
@@ -64,20 +101,30 @@ pub enum Response {
         total: f64,
     },
     /// A non-fatal notice, e.g. "model not cached: storage quota exceeded".
-    Notice { message: String },
+    Notice {
+        message: String,
+    },
     Loaded {
         name: String,
         summary: String,
         seconds: f64,
     },
     /// The next piece of generated text.
-    Token { text: String },
+    Token {
+        text: String,
+    },
     Done {
         tokens: usize,
         tokens_per_second: f64,
         prompt_tokens: usize,
         stop: String,
+        /// Prompt and generated ids, and each token's text (for clicking tokens to explain them).
+        ids: Vec<u32>,
+        pieces: Vec<String>,
     },
+    Explanation(ExplanationView),
     /// A failure with a message meant for the person using the page.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }

@@ -8,6 +8,7 @@ use scalpel::device::{DevicePreference, SelectedDevice, select_async};
 use scalpel::generate::{GenerateOptions, Generator, Sampling};
 use scalpel::io::safetensors::SafetensorsSource;
 use scalpel::readback::to_vec_async;
+use scalpel::relevance::MemoryLimits;
 use scalpel::{LoadedModel, ModelFiles};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -16,13 +17,18 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::fetch::{exists, fetch_bytes};
 use crate::protocol::{
-    DEFAULT_MODEL_NAME, DEFAULT_MODEL_URL, DeviceChoice, GenerateRequest, ModelSource, Request,
-    Response,
+    DEFAULT_MODEL_NAME, DEFAULT_MODEL_URL, DeviceChoice, ExplainRequest, GenerateRequest,
+    ModelSource, Request, Response,
 };
+
+/// Memory an explanation may take on the CPU path, on top of the model.
+const EXPLAIN_CPU_BUDGET: u64 = 1 << 30;
 
 #[derive(Default)]
 struct State {
     model: RefCell<Option<Rc<LoadedModel>>>,
+    /// What the device can hold, checked before an explanation allocates.
+    limits: Cell<MemoryLimits>,
     busy: Cell<bool>,
     cancel: Cell<bool>,
 }
@@ -46,7 +52,7 @@ fn post(msg: &Response) {
     }
 }
 
-fn progress(stage: &str, done: f64, total: f64) {
+pub(crate) fn progress(stage: &str, done: f64, total: f64) {
     post(&Response::Progress {
         stage: stage.into(),
         done,
@@ -55,7 +61,7 @@ fn progress(stage: &str, done: f64, total: f64) {
 }
 
 /// Gives the event loop a turn so queued messages (such as Cancel) are handled.
-async fn yield_now() {
+pub(crate) async fn yield_now() {
     let promise = Promise::new(&mut |resolve, _| {
         let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
     });
@@ -83,6 +89,7 @@ pub fn start() {
                 spawn_job(state, async move |s| load(s, source, device).await)
             }
             Request::Generate(req) => spawn_job(state, async move |s| generate(s, req).await),
+            Request::Explain(req) => spawn_job(state, async move |s| explain(s, req).await),
         }
     });
     scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
@@ -328,6 +335,11 @@ async fn load(state: &State, source: ModelSource, choice: DeviceChoice) -> Resul
         })
         .map_err(|e| e.to_string())?;
     let params = summary(&loaded.model.config);
+    state.limits.set(MemoryLimits {
+        max_buffer_bytes: device.max_binding_bytes,
+        // wasm32 addresses 4 GiB in all, and the model already lives there on the CPU path.
+        max_total_bytes: (!device.is_gpu).then_some(EXPLAIN_CPU_BUDGET),
+    });
     *state.model.borrow_mut() = Some(Rc::new(loaded));
     post(&Response::Loaded {
         name,
@@ -393,11 +405,36 @@ async fn generate(state: &State, req: GenerateRequest) -> Result<(), String> {
     let stop = generator
         .stop_reason()
         .map_or("max tokens".to_string(), |s| format!("{s:?}"));
+    let ids: Vec<u32> = prompt
+        .iter()
+        .chain(generator.generated())
+        .copied()
+        .collect();
+    let pieces = ids
+        .iter()
+        .map(|&id| tokenizer.id_to_text(id))
+        .collect::<scalpel::Result<Vec<_>>>()
+        .map_err(|e| e.to_string())?;
     post(&Response::Done {
         tokens: n,
         tokens_per_second,
         prompt_tokens: prompt.len(),
         stop,
+        ids,
+        pieces,
     });
+    Ok(())
+}
+
+async fn explain(state: &State, req: ExplainRequest) -> Result<(), String> {
+    let loaded = state
+        .model
+        .borrow()
+        .clone()
+        .ok_or("no model is loaded yet")?;
+    let index = req.context.len();
+    let view = crate::explain_job::explain(&loaded, &state.limits.get(), req, index, &state.cancel)
+        .await?;
+    post(&Response::Explanation(view));
     Ok(())
 }

@@ -13,6 +13,7 @@ use crate::cmd::cargo;
 const FORWARD_TOKENS: &str = "512";
 const GEN_TOKENS: &str = "64";
 const REPEATS: &str = "5";
+const RELEVANCE_REPEATS: &str = "3";
 
 fn json_line(out: std::process::Output, who: &str) -> Result<Value> {
     if !out.status.success() {
@@ -27,14 +28,41 @@ fn json_line(out: std::process::Output, who: &str) -> Result<Value> {
     Ok(serde_json::from_str(line)?)
 }
 
-fn peer_python() -> Option<String> {
+/// The peer Python if it can import `modules` (comma-separated).
+fn peer_python(modules: &str) -> Option<String> {
     let candidate =
         std::env::var("SCALPEL_PEER_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
     let ok = Command::new(&candidate)
-        .args(["-c", "import torch, transformers, gguf, accelerate"])
+        .args(["-c", &format!("import {modules}")])
         .output()
         .is_ok_and(|o| o.status.success());
     ok.then_some(candidate)
+}
+
+/// `scalpel bench` in release on the CPU with `args`, its JSON line.
+fn scalpel_bench(threads: &str, args: &[&str]) -> Result<Value> {
+    let out = cargo()
+        .args([
+            "run",
+            "--release",
+            "--quiet",
+            "-p",
+            "scalpel-cli",
+            "--",
+            "bench",
+        ])
+        .args(["--device", "cpu"])
+        .args(args)
+        .env("RAYON_NUM_THREADS", threads)
+        .output()?;
+    json_line(out, "scalpel bench")
+}
+
+fn field(v: &Value, path: &[&str]) -> f64 {
+    path.iter()
+        .fold(v, |v, k| &v[*k])
+        .as_f64()
+        .unwrap_or(f64::NAN)
 }
 
 pub fn run() -> Result<()> {
@@ -47,31 +75,19 @@ pub fn run() -> Result<()> {
          generation = greedy, {GEN_TOKENS} new tokens after \"The capital of France is\" (KV cache); \
          median of {REPEATS} runs after a warm-up; both run one after the other on this machine"
     );
-    let scalpel = cargo()
-        .args([
-            "run",
-            "--release",
-            "--quiet",
-            "-p",
-            "scalpel-cli",
-            "--",
-            "bench",
-            "--device",
-            "cpu",
-        ])
-        .args([
+    let ours = scalpel_bench(
+        &threads,
+        &[
             "--forward-tokens",
             FORWARD_TOKENS,
             "--gen-tokens",
             GEN_TOKENS,
             "--repeats",
             REPEATS,
-        ])
-        .env("RAYON_NUM_THREADS", &threads)
-        .output()?;
-    let ours = json_line(scalpel, "scalpel bench")?;
+        ],
+    )?;
     println!("scalpel: {ours}");
-    let Some(python) = peer_python() else {
+    let Some(python) = peer_python("torch, transformers, gguf, accelerate") else {
         println!(
             "peer skipped: no Python with torch + transformers + gguf + accelerate \
              (set SCALPEL_PEER_PYTHON, or: python3 -m venv .venv && .venv/bin/pip install torch transformers gguf accelerate)"
@@ -92,7 +108,7 @@ pub fn run() -> Result<()> {
         .output()?;
     let theirs = json_line(peer, "the PyTorch peer")?;
     println!("peer:    {theirs}");
-    let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
+    let f = |v: &Value, k: &str| field(v, &[k]);
     println!(
         "forward time ratio (scalpel / pytorch): {:.2}  (lower is better for scalpel)",
         f(&ours, "forward_seconds") / f(&theirs, "forward_seconds")
@@ -100,6 +116,51 @@ pub fn run() -> Result<()> {
     println!(
         "generation speed ratio (scalpel / pytorch): {:.2}  (higher is better for scalpel)",
         f(&ours, "gen_tokens_per_second") / f(&theirs, "gen_tokens_per_second")
+    );
+    relevance(&threads)
+}
+
+/// One AttnLRP pass with full weight relevance, Scalpel vs LXT 2.1 + PyTorch, each in its own
+/// process so that peak memory is its own.
+fn relevance(threads: &str) -> Result<()> {
+    println!(
+        "protocol: relevance = one AttnLRP pass over {FORWARD_TOKENS} wiki tokens explaining the \
+         greedy next token, with input relevance and W ⊙ G_W of every decoder-block Linear kept; \
+         median of {RELEVANCE_REPEATS} runs after a warm-up; memory = peak RSS during the first \
+         pass minus RSS before it (Linux VmHWM, reset after loading)"
+    );
+    let ours = scalpel_bench(
+        threads,
+        &[
+            "--relevance",
+            "--forward-tokens",
+            FORWARD_TOKENS,
+            "--repeats",
+            RELEVANCE_REPEATS,
+        ],
+    )?;
+    println!("scalpel: {ours}");
+    let Some(python) = peer_python("torch, transformers, gguf, accelerate, lxt") else {
+        println!("LXT peer skipped: no Python with lxt==2.1 next to torch + transformers");
+        return Ok(());
+    };
+    let peer = Command::new(python)
+        .arg("crates/xtask/bench/peer_lxt.py")
+        .args(["--threads", threads, "--tokens", FORWARD_TOKENS])
+        .args(["--repeats", RELEVANCE_REPEATS])
+        .output()?;
+    let theirs = json_line(peer, "the LXT peer")?;
+    println!("peer:    {theirs}");
+    println!(
+        "relevance time ratio (scalpel / lxt): {:.2}  (lower is better for scalpel)",
+        field(&ours, &["relevance_seconds"]) / field(&theirs, &["relevance_seconds"])
+    );
+    let extra = ["memory", "pass_extra_bytes"];
+    println!(
+        "relevance memory: scalpel {:.0} MiB, lxt {:.0} MiB extra over the loaded model (ratio {:.2})",
+        field(&ours, &extra) / 1048576.0,
+        field(&theirs, &extra) / 1048576.0,
+        field(&ours, &extra) / field(&theirs, &extra)
     );
     Ok(())
 }

@@ -5,7 +5,9 @@ use std::time::Instant;
 
 use anyhow::{Result, bail};
 use scalpel::generate::{GenerateOptions, generate};
+use scalpel::relevance::{MemoryLimits, RuleSet, WeightDetail, explain};
 use scalpel::{Logits, readback};
+use serde_json::Value;
 
 use crate::model_source::{ModelArgs, load};
 
@@ -25,6 +27,59 @@ pub struct Args {
     /// Text to take the forward's tokens from.
     #[arg(long, default_value = "assets/wiki.utf8")]
     pub corpus: std::path::PathBuf,
+    /// Time one AttnLRP relevance pass with full weight relevance over `--forward-tokens`
+    /// tokens instead (explaining the greedy next token), and report its memory.
+    #[arg(long)]
+    pub relevance: bool,
+}
+
+/// `VmRSS` and `VmHWM` of this process in bytes (Linux), after resetting the high-water mark
+/// when `reset` is set, so a phase's peak can be told apart from the model load's.
+pub fn rss(reset: bool) -> Option<(u64, u64)> {
+    if reset {
+        std::fs::write("/proc/self/clear_refs", "5").ok()?;
+    }
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))?
+            .split_whitespace()
+            .nth(1)?
+            .parse::<u64>()
+            .ok()
+            .map(|kb| kb * 1024)
+    };
+    Some((field("VmRSS:")?, field("VmHWM:")?))
+}
+
+fn relevance(model: &scalpel::Model, window: &[u32], repeats: usize) -> Result<Value> {
+    let once = || -> Result<f64> {
+        let start = Instant::now();
+        explain(
+            model,
+            window,
+            None,
+            RuleSet::AttnLrp,
+            WeightDetail::Full,
+            &MemoryLimits::default(),
+            &mut |_, _| {},
+        )?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    let before = rss(true);
+    once()?;
+    let after = rss(false);
+    let seconds = median((0..repeats).map(|_| once()).collect::<Result<_>>()?);
+    let memory = match (before, after) {
+        (Some((rss_before, _)), Some((_, peak))) => serde_json::json!({
+            "rss_before_bytes": rss_before,
+            "peak_rss_bytes": peak,
+            "pass_extra_bytes": peak.saturating_sub(rss_before),
+        }),
+        _ => Value::Null,
+    };
+    Ok(serde_json::json!({"relevance_seconds": seconds, "memory": memory}))
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -49,6 +104,17 @@ pub fn run(args: Args) -> Result<()> {
         bail!("the corpus gave only {} tokens", tokens.len());
     }
     let window = &tokens[..args.forward_tokens];
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if args.relevance {
+        let mut out = relevance(model, window, args.repeats)?;
+        out["impl"] = "scalpel".into();
+        out["device"] = device.label.clone().into();
+        out["threads"] = threads.into();
+        out["tokens"] = args.forward_tokens.into();
+        out["repeats"] = args.repeats.into();
+        println!("{out}");
+        return Ok(());
+    }
     let forward = || -> Result<f64> {
         let start = Instant::now();
         let mut cache = model.new_cache();
@@ -80,7 +146,6 @@ pub fn run(args: Args) -> Result<()> {
             .map(|_| generation())
             .collect::<Result<_>>()?,
     );
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "{}",
         serde_json::json!({

@@ -3,9 +3,12 @@
 use burn::tensor::Tensor;
 use serde::Serialize;
 
-use super::pass::{InputRelevance, MemoryLimits, RelevancePass, Trace};
+use super::pass::InputRelevance;
+#[cfg(not(target_family = "wasm"))]
+use super::pass::{MemoryLimits, RelevancePass, Trace};
 use super::{LinearId, RelevanceSink, RuleSet, Target};
 use crate::error::{Error, Result};
+#[cfg(not(target_family = "wasm"))]
 use crate::model::Model;
 
 /// How much per-weight relevance an explanation keeps.

@@ -1,0 +1,164 @@
+//! The "Explain" panel: a relevance heatmap over the text, a layer × head grid and a per-layer
+//! neuron summary for the clicked token, with a switch between rule sets.
+
+use leptos::prelude::*;
+use scalpel::relevance::heatmap::{abs_max, heat_color};
+
+use crate::app::{Ui, WorkerLink, progress_view};
+use crate::protocol::ExplanationView;
+
+fn rgb([r, g, b]: [u8; 3]) -> String {
+    format!("background: rgb({r}, {g}, {b})")
+}
+
+/// The rule sets offered, as (value, label).
+const RULES: [(&str, &str); 3] = [
+    ("attnlrp", "AttnLRP"),
+    ("gradient", "Gradient × input"),
+    ("cp-lrp", "CP-LRP"),
+];
+
+#[component]
+pub(crate) fn ExplainPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
+    let switch = move |rules: &'static str| {
+        ui.rules.set(rules.into());
+        if let Some(position) = ui.selected.get_untracked() {
+            ui.explain(link, position);
+        }
+    };
+    view! {
+        <section class="card explain" data-testid="explain">
+            <h2>{move || match ui.explanation.get() {
+                Some(e) => format!("Why {:?}?", e.target_text),
+                None => "Explaining…".to_string(),
+            }}</h2>
+            <div class="row rules">
+                {RULES.map(|(value, label)| view! {
+                    <label class="inline">
+                        <input type="radio" name="rules" value=value data-testid=format!("rules-{value}")
+                            prop:checked=move || ui.rules.get() == value
+                            disabled=move || ui.is_explaining()
+                            on:change=move |_| switch(value) />
+                        {label}
+                    </label>
+                })}
+            </div>
+            {move || ui.is_explaining().then(|| progress_view(ui))}
+            {move || ui.explanation.get().map(explanation_view)}
+        </section>
+    }
+}
+
+fn explanation_view(e: ExplanationView) -> impl IntoView {
+    let scale = abs_max(&e.relevance);
+    let text = e
+        .pieces
+        .iter()
+        .zip(&e.relevance)
+        .map(|(piece, r)| {
+            view! {
+                <span class="heat" data-testid="heat-token" style=rgb(heat_color(*r, scale))
+                    title=format!("{piece:?}: {r:+.4}")>{piece.clone()}</span>
+            }
+        })
+        .collect_view();
+    let stats = format!(
+        "{} · explained logit {:.3} · Σ input relevance / logit {:.2} · {:.1} s",
+        e.rules, e.output, e.conservation, e.seconds
+    );
+    view! {
+        <div class="heatmap" data-testid="heatmap">
+            {text}
+            <span class="heat target" title="the explained token">{e.target_text.clone()}</span>
+        </div>
+        {legend(scale)}
+        <div class="stats" data-testid="explain-stats">{stats}</div>
+        <div class="flow">
+            {heads_grid(e.heads)}
+            {neuron_summary(e.neuron_totals, e.neuron_top)}
+        </div>
+    }
+}
+
+fn legend(scale: f32) -> impl IntoView {
+    let stops: Vec<String> = (-4..=4)
+        .map(|i| {
+            let [r, g, b] = heat_color(i as f32 / 4.0, 1.0);
+            format!("rgb({r},{g},{b})")
+        })
+        .collect();
+    view! {
+        <div class="legend" data-testid="legend">
+            <span>{format!("{:+.3}", -scale)}</span>
+            <span class="bar" style=format!("background: linear-gradient(to right, {})", stops.join(","))></span>
+            <span>{format!("{:+.3}", scale)}</span>
+            <span class="note">"red: supports the token · blue: speaks against it"</span>
+        </div>
+    }
+}
+
+fn heads_grid(heads: Vec<Vec<f32>>) -> impl IntoView {
+    let scale = abs_max(&heads.concat());
+    let rows = heads
+        .iter()
+        .enumerate()
+        .map(|(layer, row)| {
+            let cells = row
+                .iter()
+                .enumerate()
+                .map(|(head, r)| {
+                    view! {
+                        <td style=rgb(heat_color(*r, scale))
+                            title=format!("layer {layer}, head {head}: {r:+.4}")></td>
+                    }
+                })
+                .collect_view();
+            view! { <tr><th>{layer}</th>{cells}</tr> }
+        })
+        .collect_view();
+    view! {
+        <div class="heads">
+            <h3>"Attention heads"</h3>
+            <p class="hint">"rows: layers (0 at the top) · columns: heads"</p>
+            <table data-testid="heads-grid"><tbody>{rows}</tbody></table>
+        </div>
+    }
+}
+
+fn neuron_summary(totals: Vec<f32>, top: Vec<Vec<(usize, f32)>>) -> impl IntoView {
+    let scale = abs_max(&totals);
+    let rows = totals
+        .iter()
+        .zip(&top)
+        .enumerate()
+        .map(|(layer, (total, top))| {
+            let width = (total.abs() / scale * 50.0).min(50.0);
+            let (left, colour) = if *total >= 0.0 {
+                (50.0, "#d33")
+            } else {
+                (50.0 - width, "#36c")
+            };
+            let strongest = top
+                .iter()
+                .map(|(i, r)| format!("#{i} {r:+.3}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            view! {
+                <div class="neuron-row" title=format!("layer {layer}: Σ {total:+.4}; strongest: {strongest}")>
+                    <span class="layer">{layer}</span>
+                    <span class="track">
+                        <span class="fill" style=format!("left: {left:.1}%; width: {width:.1}%; background: {colour}")></span>
+                    </span>
+                    <span class="value">{format!("{total:+.2}")}</span>
+                </div>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="neurons" data-testid="neurons">
+            <h3>"MLP neurons per layer"</h3>
+            <p class="hint">"Σ neuron relevance; hover for the strongest neurons"</p>
+            {rows}
+        </div>
+    }
+}
