@@ -129,3 +129,15 @@ fn wiki_perplexity_matches_transformers() {
         result.perplexity
     );
 }
+
+#[test]
+fn single_token_targets_are_resolved_or_refused() {
+    let tok = &smollm2().tokenizer;
+    let paris = tok.single_token(" Paris").unwrap();
+    assert_eq!(tok.id_to_text(paris).unwrap(), " Paris");
+    assert_eq!(tok.single_token("#5").unwrap(), 5);
+    let two = tok.single_token(" Paris Rome").unwrap_err().to_string();
+    assert!(two.contains("is 2 tokens"), "{two}");
+    assert!(tok.single_token("#49152").is_err());
+    assert!(tok.single_token("").is_err());
+}

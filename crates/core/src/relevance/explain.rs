@@ -280,6 +280,7 @@ pub fn greedy_token(trace: &Trace) -> Result<u32> {
 }
 
 /// What [`explain`] returns.
+#[derive(Debug)]
 pub struct Explained {
     pub explanation: Explanation,
     /// The target explained (the greedy token when none was given).
