@@ -1,11 +1,14 @@
 //! The core inside Chromium: a tiny Llama and a tiny OPT checkpoint (fixtures made by Hugging Face
-//! transformers) give the reference logits on the wasm CPU backend and on WebGPU (SwiftShader in
-//! headless Chromium). Run with `cargo xtask test` (wasm-bindgen-test-runner + chromedriver).
+//! transformers) give the reference logits, and the reference AttnLRP relevance (LXT 2.1), on the
+//! wasm CPU backend and on WebGPU (SwiftShader in headless Chromium). Run with `cargo xtask test` (wasm-bindgen-test-runner + chromedriver).
 #![cfg(target_arch = "wasm32")]
 
 use burn::tensor::Device;
 use scalpel::device::{DevicePreference, select_async};
 use scalpel::io::safetensors::SafetensorsSource;
+use scalpel::relevance::{
+    ExplanationCollector, MemoryLimits, RelevancePass, RuleSet, Target, Trace, WeightDetail,
+};
 use scalpel::{Logits, Model, ModelConfig};
 use wasm_bindgen_test::*;
 
@@ -15,6 +18,8 @@ struct Fixture {
     config: &'static [u8],
     shards: &'static [(&'static str, &'static [u8])],
     reference: &'static [u8],
+    /// AttnLRP relevance by tests/fixtures/make_relevance_fixtures.py.
+    relevance: &'static [u8],
 }
 
 const LLAMA: Fixture = Fixture {
@@ -24,6 +29,7 @@ const LLAMA: Fixture = Fixture {
         include_bytes!("../../tests/fixtures/models/llama-gqa-tied/model.safetensors"),
     )],
     reference: include_bytes!("../../tests/fixtures/models/llama-gqa-tied/reference.safetensors"),
+    relevance: include_bytes!("../../tests/fixtures/relevance/llama-gqa-tied.attnlrp.safetensors"),
 };
 
 const OPT: Fixture = Fixture {
@@ -33,7 +39,17 @@ const OPT: Fixture = Fixture {
         include_bytes!("../../tests/fixtures/models/opt-pre-ln/model.safetensors"),
     )],
     reference: include_bytes!("../../tests/fixtures/models/opt-pre-ln/reference.safetensors"),
+    relevance: include_bytes!("../../tests/fixtures/relevance/opt-pre-ln.attnlrp.safetensors"),
 };
+
+fn f32s(st: &safetensors::SafeTensors, name: &str) -> Vec<f32> {
+    st.tensor(name)
+        .unwrap()
+        .data()
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
 
 fn reference(bytes: &[u8]) -> (Vec<u32>, Vec<f32>) {
     let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
@@ -54,7 +70,7 @@ fn reference(bytes: &[u8]) -> (Vec<u32>, Vec<f32>) {
     (ids, logits)
 }
 
-async fn max_diff(fixture: &Fixture, device: &Device) -> f32 {
+fn load(fixture: &Fixture, device: &Device) -> Model {
     let config = ModelConfig::from_hf_json(fixture.config).unwrap();
     let shards = fixture
         .shards
@@ -62,7 +78,44 @@ async fn max_diff(fixture: &Fixture, device: &Device) -> f32 {
         .map(|(n, b)| (n.to_string(), b.to_vec()))
         .collect();
     let source = SafetensorsSource::new(shards).unwrap();
-    let model = Model::load(config, &source, device, &mut |_, _| {}).unwrap();
+    Model::load(config, &source, device, &mut |_, _| {}).unwrap()
+}
+
+/// Worst relative error (of max |R|) of AttnLRP input and head relevance for the greedy token.
+async fn relevance_error(fixture: &Fixture, device: &Device) -> f32 {
+    let model = load(fixture, device);
+    let st = safetensors::SafeTensors::deserialize(fixture.relevance).unwrap();
+    let (ids, _) = reference(fixture.reference);
+    let token = st.tensor("targets").unwrap().data()[0] as u32;
+    let trace = Trace::new(&model, &ids, &MemoryLimits::default(), false).unwrap();
+    let target = Target::Token {
+        position: None,
+        token,
+    };
+    let mut sink = ExplanationCollector::new(WeightDetail::None);
+    let input = RelevancePass::new(&model, trace, &target, RuleSet::AttnLrp)
+        .unwrap()
+        .run(&mut sink)
+        .unwrap();
+    let e = sink
+        .readback(input, &ids, RuleSet::AttnLrp)
+        .read_async()
+        .await
+        .unwrap();
+    let rel = |got: &[f32], want: &[f32]| {
+        let scale = want.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
+        got.iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max)
+            / scale
+    };
+    rel(&e.tokens, &f32s(&st, "attnlrp.token.input"))
+        .max(rel(&e.heads.concat(), &f32s(&st, "attnlrp.token.heads")))
+}
+
+async fn max_diff(fixture: &Fixture, device: &Device) -> f32 {
+    let model = load(fixture, device);
     let (ids, expected) = reference(fixture.reference);
     let mut cache = model.new_cache();
     let logits = model
@@ -81,6 +134,8 @@ async fn cpu_backend_matches_transformers() {
     for (name, fixture) in [("llama", &LLAMA), ("opt", &OPT)] {
         let diff = max_diff(fixture, &device).await;
         assert!(diff <= 1e-4, "{name} on wasm CPU: max |Δlogit| = {diff}");
+        let err = relevance_error(fixture, &device).await;
+        assert!(err <= 1e-4, "{name} relevance on wasm CPU: rel err {err}");
     }
 }
 
@@ -95,6 +150,12 @@ async fn webgpu_matches_transformers() {
         assert!(
             diff <= 1e-3,
             "{name} on {}: max |Δlogit| = {diff}",
+            selected.label
+        );
+        let err = relevance_error(fixture, &selected.device).await;
+        assert!(
+            err <= 1e-3,
+            "{name} relevance on {}: rel err {err}",
             selected.label
         );
     }
