@@ -35,7 +35,7 @@ pub struct Args {
 
 /// `VmRSS` and `VmHWM` of this process in bytes (Linux), after resetting the high-water mark
 /// when `reset` is set, so a phase's peak can be told apart from the model load's.
-pub fn rss(reset: bool) -> Option<(u64, u64)> {
+fn rss(reset: bool) -> Option<(u64, u64)> {
     if reset {
         std::fs::write("/proc/self/clear_refs", "5").ok()?;
     }

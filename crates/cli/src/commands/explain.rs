@@ -59,11 +59,7 @@ pub fn run(args: Args) -> Result<()> {
     let (loaded, device) = load(&args.model)?;
     eprintln!("device: {}", device.label);
     let tok = &loaded.tokenizer;
-    let mut ids = Vec::new();
-    if args.bos {
-        ids.extend(tok.bos_token_id);
-    }
-    ids.extend(tok.encode(&args.prompt)?);
+    let ids = tok.encode_prompt(&args.prompt, args.bos)?;
     let target = match (&args.target, &args.contrast, args.next_tokens) {
         (_, _, true) => Some(Target::NextTokens { from: 0 }),
         (None, None, false) => None,

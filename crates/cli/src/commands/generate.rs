@@ -59,11 +59,7 @@ pub fn run(args: Args) -> Result<()> {
     let (loaded, device) = load(&args.model)?;
     eprintln!("device: {}", device.label);
     let tokenizer = &loaded.tokenizer;
-    let mut prompt = Vec::new();
-    if args.bos {
-        prompt.extend(tokenizer.bos_token_id);
-    }
-    prompt.extend(tokenizer.encode(&args.prompt)?);
+    let prompt = tokenizer.encode_prompt(&args.prompt, args.bos)?;
     print!("{}", args.prompt);
     std::io::stdout().flush()?;
     let mut stream = tokenizer.stream();

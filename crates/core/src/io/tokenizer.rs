@@ -135,6 +135,13 @@ impl TextTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// Token ids of a prompt, after the BOS token when `bos` is set (and the vocabulary has one).
+    pub fn encode_prompt(&self, text: &str, bos: bool) -> Result<Vec<u32>> {
+        let mut ids: Vec<u32> = self.bos_token_id.filter(|_| bos).into_iter().collect();
+        ids.extend(self.encode(text)?);
+        Ok(ids)
+    }
+
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.inner
             .decode(ids, false)

@@ -21,17 +21,38 @@ impl Linear {
         id: LinearId,
         sink: &mut dyn RelevanceSink,
     ) -> Result<Tensor<3>> {
-        let [b, t, d_out] = g.dims();
-        let [_, d_in] = self.weight.dims();
-        let g2 = g.reshape([b * t, d_out]);
         if sink.wants_weights() {
-            let grad_w = g2
+            let [b, t, d_out] = g.dims();
+            let [_, d_in] = self.weight.dims();
+            let grad_w = g
                 .clone()
+                .reshape([b * t, d_out])
                 .transpose()
                 .matmul(x.clone().reshape([b * t, d_in]));
             sink.weight(id, grad_w * self.weight.clone())?;
         }
-        Ok(g2.matmul(self.weight.clone()).reshape([b, t, d_in]))
+        Ok(self.backward_input(g))
+    }
+
+    /// [`Linear::backward`] where a rule stops the gradient at the output (`None`, CP-LRP's
+    /// queries, keys and gate): zero weight relevance and zero input gradient, without the
+    /// matrix products.
+    pub(crate) fn backward_or_zero(
+        &self,
+        x: &Tensor<3>,
+        g: Option<Tensor<3>>,
+        id: LinearId,
+        sink: &mut dyn RelevanceSink,
+    ) -> Result<Tensor<3>> {
+        match g {
+            Some(g) => self.backward(x, g, id, sink),
+            None => {
+                if sink.wants_weights() {
+                    sink.weight(id, self.weight.zeros_like())?;
+                }
+                Ok(x.zeros_like())
+            }
+        }
     }
 
     /// `G_x = G_z W` for Linears outside the decoder blocks (no weight relevance wanted).

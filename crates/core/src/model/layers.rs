@@ -262,6 +262,11 @@ pub fn keep_positions(x: Tensor<3>, logits: Logits) -> Tensor<3> {
     }
 }
 
+/// The output embedding `[vocab, d]`: the LM head's weight, or the input embedding when tied.
+pub fn output_embedding<'a>(head: Option<&'a Linear>, embedding: &'a Tensor<2>) -> &'a Tensor<2> {
+    head.map_or(embedding, |h| &h.weight)
+}
+
 /// Logits over the vocabulary: the LM head, or the embedding matrix itself when tied.
 pub fn vocab_logits(head: Option<&Linear>, embedding: &Tensor<2>, x: Tensor<3>) -> Tensor<3> {
     match head {

@@ -11,7 +11,7 @@ use super::backward::{
 use super::config::ModelConfig;
 use super::layers::{
     KvCache, Linear, Loader, RmsNorm, causal_attention, embed, keep_positions, merge_heads,
-    repeat_kv, split_heads, vocab_logits,
+    output_embedding, repeat_kv, split_heads, vocab_logits,
 };
 use super::{ArchBackward, Embedded};
 use crate::error::Result;
@@ -197,13 +197,10 @@ struct BlockActs {
 }
 
 impl ArchBackward for Llama {
-    fn num_layers(&self) -> usize {
-        self.layers.len()
-    }
-
     fn head_rows(&self, tokens: Tensor<1, Int>) -> Tensor<2> {
-        let w = self.lm_head.as_ref().map_or(&self.embed, |h| &h.weight);
-        w.clone().select(0, tokens)
+        output_embedding(self.lm_head.as_ref(), &self.embed)
+            .clone()
+            .select(0, tokens)
     }
 
     fn head_input(&self, x: Tensor<3>) -> Tensor<3> {
@@ -238,16 +235,17 @@ impl ArchBackward for Llama {
         let act = silu(a.gate.clone());
         let (g_act, g_up) = match rules {
             RuleSet::AttnLrp => (
-                g_hidden.clone() * a.up.clone().div_scalar(2.0),
+                Some(g_hidden.clone() * a.up.clone().div_scalar(2.0)),
                 g_hidden * act.div_scalar(2.0),
             ),
-            RuleSet::CpLrp => (g_hidden.zeros_like(), g_hidden * act),
-            RuleSet::Gradient => (g_hidden.clone() * a.up.clone(), g_hidden * act),
+            // CP-LRP holds the gate constant: nothing flows into gate_proj.
+            RuleSet::CpLrp => (None, g_hidden * act),
+            RuleSet::Gradient => (Some(g_hidden.clone() * a.up.clone()), g_hidden * act),
         };
-        let g_gate = silu_backward(&a.gate, g_act, rules);
+        let g_gate = g_act.map(|g| silu_backward(&a.gate, g, rules));
         let g_h_mlp = block
             .gate
-            .backward(&a.h_mlp, g_gate, id(LinearKind::Gate), sink)?
+            .backward_or_zero(&a.h_mlp, g_gate, id(LinearKind::Gate), sink)?
             + block
                 .up
                 .backward(&a.h_mlp, g_up, id(LinearKind::Up), sink)?;
@@ -266,15 +264,12 @@ impl ArchBackward for Llama {
         };
         let g_q = project(grads.q_scaled, 1.0 / (hd as f64).sqrt());
         let g_k = project(grads.k, 1.0);
-        let zeros = |lin: &Linear| {
-            let [out, _] = lin.weight.dims();
-            let [b, t, _] = a.h_attn.dims();
-            Tensor::zeros([b, t, out], &self.embed.device())
-        };
-        let g_q = g_q.unwrap_or_else(|| zeros(&block.q));
-        let g_k = g_k.unwrap_or_else(|| zeros(&block.k));
-        let g_h_attn = block.q.backward(&a.h_attn, g_q, id(LinearKind::Q), sink)?
-            + block.k.backward(&a.h_attn, g_k, id(LinearKind::K), sink)?
+        let g_h_attn = block
+            .q
+            .backward_or_zero(&a.h_attn, g_q, id(LinearKind::Q), sink)?
+            + block
+                .k
+                .backward_or_zero(&a.h_attn, g_k, id(LinearKind::K), sink)?
             + block
                 .v
                 .backward(&a.h_attn, merge_heads(grads.v), id(LinearKind::V), sink)?;
@@ -290,7 +285,7 @@ impl ArchBackward for Llama {
         }
     }
 
-    fn embeddings_backward(&self, _: &Embedded, g: Tensor<3>) -> (Tensor<3>, Option<Tensor<3>>) {
+    fn embeddings_backward(&self, g: Tensor<3>) -> (Tensor<3>, Option<Tensor<3>>) {
         (g, None)
     }
 }

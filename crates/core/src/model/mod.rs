@@ -145,8 +145,6 @@ pub(crate) struct Embedded {
 
 /// What each architecture provides for a relevance pass; the forward code is the model's own.
 pub(crate) trait ArchBackward {
-    fn num_layers(&self) -> usize;
-
     /// Rows of the output embedding for `tokens`: `[n, d]`.
     fn head_rows(&self, tokens: Tensor<1, Int>) -> Tensor<2>;
 
@@ -171,5 +169,5 @@ pub(crate) trait ArchBackward {
 
     /// Gradients at the token embeddings and (OPT) the position embeddings, from `g` at the
     /// first block's input.
-    fn embeddings_backward(&self, e: &Embedded, g: Tensor<3>) -> (Tensor<3>, Option<Tensor<3>>);
+    fn embeddings_backward(&self, g: Tensor<3>) -> (Tensor<3>, Option<Tensor<3>>);
 }

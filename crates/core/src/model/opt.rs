@@ -12,7 +12,7 @@ use super::backward::{
 use super::config::{ModelConfig, OptOptions};
 use super::layers::{
     KvCache, LayerNorm, Linear, Loader, causal_attention, embed, keep_positions, merge_heads,
-    split_heads, vocab_logits,
+    output_embedding, split_heads, vocab_logits,
 };
 use super::{ArchBackward, Embedded};
 use crate::error::{Error, Result};
@@ -243,13 +243,10 @@ struct BlockActs {
 }
 
 impl ArchBackward for Opt {
-    fn num_layers(&self) -> usize {
-        self.layers.len()
-    }
-
     fn head_rows(&self, tokens: Tensor<1, Int>) -> Tensor<2> {
-        let w = self.lm_head.as_ref().map_or(&self.embed, |h| &h.weight);
-        w.clone().select(0, tokens)
+        output_embedding(self.lm_head.as_ref(), &self.embed)
+            .clone()
+            .select(0, tokens)
     }
 
     fn head_input(&self, x: Tensor<3>) -> Tensor<3> {
@@ -326,14 +323,8 @@ impl ArchBackward for Opt {
             ),
             (LinearKind::K, &block.k, grads.k, 1.0),
         ] {
-            let g = match grad {
-                Some(g) => merge_heads(g.mul_scalar(scale)),
-                None => {
-                    let [b, t, d] = a.h_attn.dims();
-                    Tensor::zeros([b, t, d], &self.embed.device())
-                }
-            };
-            g_h_attn = g_h_attn + lin.backward(&a.h_attn, g, id(kind), sink)?;
+            let g = grad.map(|g| merge_heads(g.mul_scalar(scale)));
+            g_h_attn = g_h_attn + lin.backward_or_zero(&a.h_attn, g, id(kind), sink)?;
         }
         Ok(if pre_ln {
             g_attn_sum + block.attn_norm.backward(x, g_h_attn, rules)
@@ -346,7 +337,7 @@ impl ArchBackward for Opt {
         self.embed_at(tokens, 0)
     }
 
-    fn embeddings_backward(&self, _: &Embedded, g: Tensor<3>) -> (Tensor<3>, Option<Tensor<3>>) {
+    fn embeddings_backward(&self, g: Tensor<3>) -> (Tensor<3>, Option<Tensor<3>>) {
         let g_tokens = match &self.project_in {
             Some(p) => p.backward_input(g.clone()),
             None => g.clone(),

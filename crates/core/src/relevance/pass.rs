@@ -162,7 +162,7 @@ impl<'m> RelevancePass<'m> {
         let g = arch.head_input_backward(&last, g_head, rules);
         Ok(Self {
             model,
-            next: arch.num_layers(),
+            next: model.config.num_layers,
             trace,
             rules,
             g,
@@ -216,7 +216,7 @@ impl<'m> RelevancePass<'m> {
         }
         let arch = self.model.arch();
         let embedded: Embedded = arch.embeddings(self.trace.tokens.clone());
-        let (g_tokens, g_positions) = arch.embeddings_backward(&embedded, self.g);
+        let (g_tokens, g_positions) = arch.embeddings_backward(self.g);
         let positions = match (&embedded.positions, g_positions) {
             (Some(p), Some(g)) => Some(crate::model::token_relevance(p, &g)),
             _ => None,
