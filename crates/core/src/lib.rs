@@ -6,12 +6,15 @@
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod export;
 pub mod generate;
 pub mod io;
 pub mod loader;
 pub mod model;
+pub mod prune;
 pub mod readback;
 pub mod relevance;
+pub mod score;
 
 pub use error::{Error, Result};
 pub use generate::{GenerateOptions, Sampling};

@@ -130,3 +130,127 @@ impl WeightSource for SafetensorsSource {
         HostTensor::new(e.shape.clone(), data)
     }
 }
+
+/// Tensor data to write: borrowed, converted to little-endian bytes one tensor at a time.
+pub enum OutData<'a> {
+    F32(&'a [f32]),
+    U8(&'a [u8]),
+}
+
+struct OutView<'a> {
+    shape: Vec<usize>,
+    data: OutData<'a>,
+}
+
+impl safetensors::View for OutView<'_> {
+    fn dtype(&self) -> Dtype {
+        match self.data {
+            OutData::F32(_) => Dtype::F32,
+            OutData::U8(_) => Dtype::U8,
+        }
+    }
+
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        match self.data {
+            OutData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            OutData::U8(v) => std::borrow::Cow::Borrowed(v),
+        }
+    }
+
+    fn data_len(&self) -> usize {
+        match self.data {
+            OutData::F32(v) => v.len() * 4,
+            OutData::U8(v) => v.len(),
+        }
+    }
+}
+
+/// A safetensors file of `(name, shape, data)` with string metadata (`__metadata__`).
+pub fn write(
+    tensors: Vec<(String, Vec<usize>, OutData<'_>)>,
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let views = tensors
+        .into_iter()
+        .map(|(name, shape, data)| (name, OutView { shape, data }));
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::InvalidInput(format!("writing safetensors: {e}")))
+}
+
+/// A safetensors file Scalpel wrote (scores, masks): its metadata and tensors.
+pub struct Sidecar<'a> {
+    file: String,
+    pub metadata: HashMap<String, String>,
+    tensors: SafeTensors<'a>,
+}
+
+impl<'a> Sidecar<'a> {
+    /// Parses `bytes`; `file` names it in errors.
+    pub fn parse(file: &str, bytes: &'a [u8]) -> Result<Self> {
+        let bad = |e: String| Error::format(file.to_string(), e);
+        let (_, meta) = SafeTensors::read_metadata(bytes)
+            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        for (name, info) in meta.tensors() {
+            checked_elements(&info.shape).map_err(|e| bad(format!("`{name}`: {e}")))?;
+        }
+        let metadata = meta.metadata().clone().unwrap_or_default();
+        let tensors = SafeTensors::deserialize(bytes)
+            .map_err(|e| bad(format!("not a valid safetensors file: {e}")))?;
+        Ok(Self {
+            file: file.to_string(),
+            metadata,
+            tensors,
+        })
+    }
+
+    /// The metadata value `key`, or an error naming what the file should have been.
+    pub fn require(&self, key: &str, what: &str) -> Result<&str> {
+        self.metadata.get(key).map(String::as_str).ok_or_else(|| {
+            Error::format(
+                self.file.clone(),
+                format!("not a Scalpel {what} file (no `{key}` in its metadata)"),
+            )
+        })
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.tensors
+            .names()
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn view(&self, name: &str, dtype: Dtype) -> Result<safetensors::tensor::TensorView<'a>> {
+        let view = self
+            .tensors
+            .tensor(name)
+            .map_err(|e| Error::format(self.file.clone(), format!("`{name}`: {e}")))?;
+        if view.dtype() != dtype {
+            return Err(Error::format(
+                self.file.clone(),
+                format!("`{name}` is {:?}, expected {dtype:?}", view.dtype()),
+            ));
+        }
+        Ok(view)
+    }
+
+    pub fn f32(&self, name: &str) -> Result<HostTensor> {
+        let view = self.view(name, Dtype::F32)?;
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        HostTensor::new(view.shape().to_vec(), data)
+    }
+
+    pub fn u8(&self, name: &str) -> Result<(Vec<usize>, Vec<u8>)> {
+        let view = self.view(name, Dtype::U8)?;
+        Ok((view.shape().to_vec(), view.data().to_vec()))
+    }
+}

@@ -122,6 +122,14 @@ impl TextTokenizer {
         })
     }
 
+    /// The tokenizer as a `tokenizer.json` (also for tokenizers built from GGUF metadata).
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        self.inner
+            .to_string(false)
+            .map(String::into_bytes)
+            .map_err(|e| Error::Tokenizer(format!("serialising the tokenizer: {e}")))
+    }
+
     pub fn vocab_size(&self) -> usize {
         self.inner.get_vocab_size(true)
     }

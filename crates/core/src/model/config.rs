@@ -5,7 +5,7 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::io::gguf::{GgufFile, MetaValue};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Architecture {
     Llama,
     Opt,
@@ -259,6 +259,78 @@ impl ModelConfig {
         };
         cfg.validate()?;
         Ok(cfg)
+    }
+
+    /// A Hugging Face `config.json` that [`ModelConfig::from_hf_json`] (and `transformers`) read
+    /// back as this configuration.
+    pub fn to_hf_json(&self) -> Value {
+        let eos: Value = match self.eos_token_ids[..] {
+            [] => Value::Null,
+            [one] => one.into(),
+            _ => self.eos_token_ids.clone().into(),
+        };
+        let mut v = serde_json::json!({
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_layers,
+            "num_attention_heads": self.num_heads,
+            "max_position_embeddings": self.max_position_embeddings,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "bos_token_id": self.bos_token_id,
+            "eos_token_id": eos,
+            "torch_dtype": "float32",
+        });
+        let extra = match &self.opt {
+            None => serde_json::json!({
+                "architectures": ["LlamaForCausalLM"],
+                "model_type": "llama",
+                "intermediate_size": self.intermediate_size,
+                "num_key_value_heads": self.num_kv_heads,
+                "head_dim": self.head_dim,
+                "rms_norm_eps": self.norm_eps,
+                "rope_theta": self.rope_theta,
+                "rope_scaling": self.rope_scaling.as_ref().map(|s| serde_json::json!({
+                    "rope_type": "llama3",
+                    "factor": s.factor,
+                    "low_freq_factor": s.low_freq_factor,
+                    "high_freq_factor": s.high_freq_factor,
+                    "original_max_position_embeddings": s.original_max_position_embeddings,
+                })),
+                "hidden_act": "silu",
+                "attention_bias": false,
+                "mlp_bias": false,
+            }),
+            Some(o) => serde_json::json!({
+                "architectures": ["OPTForCausalLM"],
+                "model_type": "opt",
+                "ffn_dim": self.intermediate_size,
+                "do_layer_norm_before": o.do_layer_norm_before,
+                "word_embed_proj_dim": o.word_embed_proj_dim,
+                "enable_bias": o.enable_bias,
+                "_remove_final_layer_norm": o.remove_final_layer_norm,
+                "activation_function": "relu",
+            }),
+        };
+        if let (Value::Object(base), Value::Object(extra)) = (&mut v, extra) {
+            base.extend(extra);
+        }
+        v
+    }
+
+    /// Identifies the model's shape (not its weights): scores and masks carry it, so files made
+    /// for a differently shaped model are refused.
+    pub fn fingerprint(&self) -> String {
+        format!(
+            "{:?} layers={} hidden={} intermediate={} heads={}/{} head_dim={} vocab={}",
+            self.architecture,
+            self.num_layers,
+            self.hidden_size,
+            self.intermediate_size,
+            self.num_heads,
+            self.num_kv_heads,
+            self.head_dim,
+            self.vocab_size
+        )
     }
 
     /// Rejects zero, inconsistent or absurd sizes before any allocation depends on them.

@@ -3,7 +3,7 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
-use super::Logits;
+use super::{Logits, Param};
 
 use crate::error::{Error, Result};
 use crate::io::{HostTensor, WeightSource};
@@ -93,6 +93,17 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// Appends `{prefix}.weight` (and `.bias`) to an export list.
+    pub(crate) fn export(&self, prefix: &str, out: &mut Vec<(String, Param)>) {
+        out.push((
+            format!("{prefix}.weight"),
+            Param::Matrix(self.weight.clone()),
+        ));
+        if let Some(b) = &self.bias {
+            out.push((format!("{prefix}.bias"), Param::Vector(b.clone())));
+        }
+    }
+
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let [b, t, d_in] = x.dims();
         let [d_out, _] = self.weight.dims();
@@ -115,6 +126,10 @@ pub struct RmsNorm {
 }
 
 impl RmsNorm {
+    pub(crate) fn export(&self, name: &str, out: &mut Vec<(String, Param)>) {
+        out.push((name.to_string(), Param::Vector(self.weight.clone())));
+    }
+
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let inv_rms = self.inv_rms(x.clone());
         x * inv_rms * self.weight.clone().unsqueeze::<3>()
@@ -135,6 +150,14 @@ pub struct LayerNorm {
 }
 
 impl LayerNorm {
+    pub(crate) fn export(&self, prefix: &str, out: &mut Vec<(String, Param)>) {
+        out.push((
+            format!("{prefix}.weight"),
+            Param::Vector(self.weight.clone()),
+        ));
+        out.push((format!("{prefix}.bias"), Param::Vector(self.bias.clone())));
+    }
+
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let (var, mean) = x.clone().var_mean_bias(2);
         let inv_std = var.add_scalar(self.eps).sqrt().recip();

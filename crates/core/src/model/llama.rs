@@ -13,7 +13,7 @@ use super::layers::{
     KvCache, Linear, Loader, RmsNorm, causal_attention, embed, keep_positions, merge_heads,
     output_embedding, repeat_kv, split_heads, vocab_logits,
 };
-use super::{ArchBackward, Embedded};
+use super::{ArchOps, Embedded, LinearInputs, Param};
 use crate::error::Result;
 use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
 
@@ -40,6 +40,34 @@ struct Block {
     gate: Linear,
     up: Linear,
     down: Linear,
+}
+
+impl Block {
+    fn linear(&self, kind: LinearKind) -> Option<&Linear> {
+        Some(match kind {
+            LinearKind::Q => &self.q,
+            LinearKind::K => &self.k,
+            LinearKind::V => &self.v,
+            LinearKind::O => &self.o,
+            LinearKind::Gate => &self.gate,
+            LinearKind::Up => &self.up,
+            LinearKind::Down => &self.down,
+            LinearKind::Fc1 | LinearKind::Fc2 => return None,
+        })
+    }
+
+    fn linear_mut(&mut self, kind: LinearKind) -> Option<&mut Linear> {
+        Some(match kind {
+            LinearKind::Q => &mut self.q,
+            LinearKind::K => &mut self.k,
+            LinearKind::V => &mut self.v,
+            LinearKind::O => &mut self.o,
+            LinearKind::Gate => &mut self.gate,
+            LinearKind::Up => &mut self.up,
+            LinearKind::Down => &mut self.down,
+            LinearKind::Fc1 | LinearKind::Fc2 => return None,
+        })
+    }
 }
 
 impl Llama {
@@ -196,7 +224,62 @@ struct BlockActs {
     hidden: Tensor<3>,
 }
 
-impl ArchBackward for Llama {
+impl ArchOps for Llama {
+    fn linear(&self, id: LinearId) -> Option<&Linear> {
+        self.layers.get(id.layer)?.linear(id.kind)
+    }
+
+    fn linear_mut(&mut self, id: LinearId) -> Option<&mut Linear> {
+        self.layers.get_mut(id.layer)?.linear_mut(id.kind)
+    }
+
+    fn block_linear_inputs(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, LinearInputs) {
+        let [_, t, _] = x.dims();
+        let rope = self.rope.tables(0, t, &self.embed.device());
+        let mut cache = KvCache::new(self.layers.len());
+        let (out, acts) = self.block(&self.layers[layer], x, &rope, &mut cache, layer, true);
+        let a = acts.expect("recording was requested");
+        use LinearKind::*;
+        let inputs: LinearInputs = vec![
+            (&[Q, K, V], a.h_attn),
+            (&[O], a.attn),
+            (&[Gate, Up], a.h_mlp),
+            (&[Down], a.hidden),
+        ];
+        (out, inputs)
+    }
+
+    fn parameters(&self) -> Vec<(String, Param)> {
+        let mut out = vec![(
+            "model.embed_tokens.weight".to_string(),
+            Param::Matrix(self.embed.clone()),
+        )];
+        for (i, b) in self.layers.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            b.input_norm
+                .export(&format!("{p}.input_layernorm.weight"), &mut out);
+            for kind in LinearKind::LLAMA {
+                if let Some(linear) = b.linear(kind) {
+                    linear.export(&format!("{p}.{}", kind.module(true)), &mut out);
+                }
+            }
+            b.post_attention_norm
+                .export(&format!("{p}.post_attention_layernorm.weight"), &mut out);
+        }
+        self.norm.export("model.norm.weight", &mut out);
+        if let Some(head) = &self.lm_head {
+            head.export("lm_head", &mut out);
+        }
+        if let Some(factors) = &self.rope.freq_factors {
+            let t = Tensor::from_data(
+                TensorData::new(factors.clone(), [factors.len()]),
+                &self.embed.device(),
+            );
+            out.push(("rope_freqs.weight".into(), Param::Vector(t)));
+        }
+        out
+    }
+
     fn head_rows(&self, tokens: Tensor<1, Int>) -> Tensor<2> {
         output_embedding(self.lm_head.as_ref(), &self.embed)
             .clone()
@@ -296,6 +379,8 @@ impl ArchBackward for Llama {
 #[derive(Debug)]
 struct Rope {
     inv_freq: Vec<f64>,
+    /// llama.cpp's per-frequency divisors (Llama 3.1 GGUF files), kept for export.
+    freq_factors: Option<Vec<f32>>,
 }
 
 impl Rope {
@@ -323,7 +408,10 @@ impl Rope {
                 *f /= *k as f64;
             }
         }
-        Self { inv_freq }
+        Self {
+            inv_freq,
+            freq_factors: freq_factors.map(<[f32]>::to_vec),
+        }
     }
 
     /// cos and sin tables `[1, 1, t, head_dim]` for positions `start..start + t`.

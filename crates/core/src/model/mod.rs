@@ -3,14 +3,19 @@
 mod backward;
 pub mod config;
 mod layers;
+mod linear_id;
 mod llama;
 mod opt;
+mod weights;
+
+use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 pub(crate) use backward::token_relevance;
 pub use config::{Architecture, ModelConfig};
 pub use layers::{KvCache, Linear};
+pub use linear_id::{LinearId, LinearKind};
 
 use crate::error::{Error, Result};
 use crate::io::WeightSource;
@@ -22,6 +27,8 @@ pub struct Model {
     pub config: ModelConfig,
     device: Device,
     body: Body,
+    /// The dense weights of the Linears a mask currently applies to (see `weights.rs`).
+    unmasked: BTreeMap<LinearId, Tensor<2>>,
 }
 
 #[derive(Debug)]
@@ -58,6 +65,7 @@ impl Model {
             config,
             device: device.clone(),
             body,
+            unmasked: BTreeMap::new(),
         })
     }
 
@@ -109,10 +117,17 @@ impl Model {
     }
 
     /// The architecture's relevance backward.
-    pub(crate) fn arch(&self) -> &dyn ArchBackward {
+    pub(crate) fn arch(&self) -> &dyn ArchOps {
         match &self.body {
             Body::Llama(m) => m.as_ref(),
             Body::Opt(m) => m.as_ref(),
+        }
+    }
+
+    fn arch_mut(&mut self) -> &mut dyn ArchOps {
+        match &mut self.body {
+            Body::Llama(m) => m.as_mut(),
+            Body::Opt(m) => m.as_mut(),
         }
     }
 
@@ -143,15 +158,38 @@ pub(crate) struct Embedded {
     pub block_input: Tensor<3>,
 }
 
-/// What each architecture provides for a relevance pass; the forward code is the model's own.
-pub(crate) trait ArchBackward {
+/// A model parameter handed out for export.
+pub(crate) enum Param {
+    Vector(Tensor<1>),
+    Matrix(Tensor<2>),
+}
+
+/// Every Linear of a block with the input it saw: Linears sharing an input are listed together.
+pub(crate) type LinearInputs = Vec<(&'static [LinearKind], Tensor<3>)>;
+
+/// What each architecture provides beyond its forward: the pieces of a relevance pass, access to
+/// the block Linears (pruning) and its parameters by checkpoint name (export). The forward code
+/// is the model's own.
+pub(crate) trait ArchOps {
+    /// A block Linear, if the architecture has that kind.
+    fn linear(&self, id: LinearId) -> Option<&Linear>;
+
+    fn linear_mut(&mut self, id: LinearId) -> Option<&mut Linear>;
+
+    /// Runs block `layer` on `x` (full causal attention from position 0) and returns its output
+    /// and the input of each of its Linears (Wanda's activation statistics).
+    fn block_linear_inputs(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, LinearInputs);
+
+    /// Every parameter with its Hugging Face name, in checkpoint order.
+    fn parameters(&self) -> Vec<(String, Param)>;
+
     /// Rows of the output embedding for `tokens`: `[n, d]`.
     fn head_rows(&self, tokens: Tensor<1, Int>) -> Tensor<2>;
 
     /// From the last block's output to the LM head's input (final norm, OPT's project_out).
     fn head_input(&self, x: Tensor<3>) -> Tensor<3>;
 
-    /// The backward of [`ArchBackward::head_input`].
+    /// The backward of [`ArchOps::head_input`].
     fn head_input_backward(&self, x: &Tensor<3>, g: Tensor<3>, rules: RuleSet) -> Tensor<3>;
 
     /// Re-runs block `layer` on its recorded input `x` and carries `g` from its output to its

@@ -14,7 +14,7 @@ use super::layers::{
     KvCache, LayerNorm, Linear, Loader, causal_attention, embed, keep_positions, merge_heads,
     output_embedding, split_heads, vocab_logits,
 };
-use super::{ArchBackward, Embedded};
+use super::{ArchOps, Embedded, LinearInputs, Param};
 use crate::error::{Error, Result};
 use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
 
@@ -41,6 +41,32 @@ struct Block {
     mlp_norm: LayerNorm,
     fc1: Linear,
     fc2: Linear,
+}
+
+impl Block {
+    fn linear(&self, kind: LinearKind) -> Option<&Linear> {
+        Some(match kind {
+            LinearKind::Q => &self.q,
+            LinearKind::K => &self.k,
+            LinearKind::V => &self.v,
+            LinearKind::O => &self.out,
+            LinearKind::Fc1 => &self.fc1,
+            LinearKind::Fc2 => &self.fc2,
+            LinearKind::Gate | LinearKind::Up | LinearKind::Down => return None,
+        })
+    }
+
+    fn linear_mut(&mut self, kind: LinearKind) -> Option<&mut Linear> {
+        Some(match kind {
+            LinearKind::Q => &mut self.q,
+            LinearKind::K => &mut self.k,
+            LinearKind::V => &mut self.v,
+            LinearKind::O => &mut self.out,
+            LinearKind::Fc1 => &mut self.fc1,
+            LinearKind::Fc2 => &mut self.fc2,
+            LinearKind::Gate | LinearKind::Up | LinearKind::Down => return None,
+        })
+    }
 }
 
 impl Opt {
@@ -242,7 +268,69 @@ struct BlockActs {
     mlp_sum: Tensor<3>,
 }
 
-impl ArchBackward for Opt {
+impl ArchOps for Opt {
+    fn linear(&self, id: LinearId) -> Option<&Linear> {
+        self.layers.get(id.layer)?.linear(id.kind)
+    }
+
+    fn linear_mut(&mut self, id: LinearId) -> Option<&mut Linear> {
+        self.layers.get_mut(id.layer)?.linear_mut(id.kind)
+    }
+
+    fn block_linear_inputs(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, LinearInputs) {
+        let mut cache = KvCache::new(self.layers.len());
+        let (out, acts) = self.block(&self.layers[layer], x, &mut cache, layer, true);
+        let a = acts.expect("recording was requested");
+        use LinearKind::*;
+        let inputs: LinearInputs = vec![
+            (&[Q, K, V], a.h_attn),
+            (&[O], a.attn),
+            (&[Fc1], a.h_mlp),
+            (&[Fc2], a.hidden),
+        ];
+        (out, inputs)
+    }
+
+    /// Names as `OPTForCausalLM` saves them (`model.decoder.*`), whatever the source used.
+    fn parameters(&self) -> Vec<(String, Param)> {
+        let root = "model.decoder";
+        let mut out = vec![
+            (
+                format!("{root}.embed_tokens.weight"),
+                Param::Matrix(self.embed.clone()),
+            ),
+            (
+                format!("{root}.embed_positions.weight"),
+                Param::Matrix(self.positions.clone()),
+            ),
+        ];
+        if let Some(p) = &self.project_in {
+            p.export(&format!("{root}.project_in"), &mut out);
+        }
+        if let Some(p) = &self.project_out {
+            p.export(&format!("{root}.project_out"), &mut out);
+        }
+        for (i, b) in self.layers.iter().enumerate() {
+            let p = format!("{root}.layers.{i}");
+            b.attn_norm
+                .export(&format!("{p}.self_attn_layer_norm"), &mut out);
+            for kind in LinearKind::OPT {
+                if let Some(linear) = b.linear(kind) {
+                    linear.export(&format!("{p}.{}", kind.module(false)), &mut out);
+                }
+            }
+            b.mlp_norm
+                .export(&format!("{p}.final_layer_norm"), &mut out);
+        }
+        if let Some(n) = &self.final_norm {
+            n.export(&format!("{root}.final_layer_norm"), &mut out);
+        }
+        if let Some(head) = &self.lm_head {
+            head.export("lm_head", &mut out);
+        }
+        out
+    }
+
     fn head_rows(&self, tokens: Tensor<1, Int>) -> Tensor<2> {
         output_embedding(self.lm_head.as_ref(), &self.embed)
             .clone()

@@ -26,6 +26,7 @@ pub use target::Target;
 use burn::tensor::Tensor;
 
 use crate::error::Result;
+pub use crate::model::{LinearId, LinearKind};
 
 /// How non-linear operations pass the gradient backwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -57,65 +58,6 @@ impl RuleSet {
             _ => None,
         }
     }
-}
-
-/// The Linear layers of a decoder block (OPT's `out_proj` is `O`, `fc1`/`fc2` are `Fc1`/`Fc2`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum LinearKind {
-    Q,
-    K,
-    V,
-    O,
-    Gate,
-    Up,
-    Down,
-    Fc1,
-    Fc2,
-}
-
-impl LinearKind {
-    /// The Llama block's Linears, in checkpoint order.
-    pub const LLAMA: [LinearKind; 7] = [
-        LinearKind::Q,
-        LinearKind::K,
-        LinearKind::V,
-        LinearKind::O,
-        LinearKind::Gate,
-        LinearKind::Up,
-        LinearKind::Down,
-    ];
-    /// The OPT block's Linears, in checkpoint order.
-    pub const OPT: [LinearKind; 6] = [
-        LinearKind::Q,
-        LinearKind::K,
-        LinearKind::V,
-        LinearKind::O,
-        LinearKind::Fc1,
-        LinearKind::Fc2,
-    ];
-
-    /// The module path inside a block, as in Hugging Face checkpoints.
-    pub fn module(self, llama: bool) -> &'static str {
-        match (self, llama) {
-            (LinearKind::Q, _) => "self_attn.q_proj",
-            (LinearKind::K, _) => "self_attn.k_proj",
-            (LinearKind::V, _) => "self_attn.v_proj",
-            (LinearKind::O, true) => "self_attn.o_proj",
-            (LinearKind::O, false) => "self_attn.out_proj",
-            (LinearKind::Gate, _) => "mlp.gate_proj",
-            (LinearKind::Up, _) => "mlp.up_proj",
-            (LinearKind::Down, _) => "mlp.down_proj",
-            (LinearKind::Fc1, _) => "fc1",
-            (LinearKind::Fc2, _) => "fc2",
-        }
-    }
-}
-
-/// One decoder-block Linear: its layer and kind.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct LinearId {
-    pub layer: usize,
-    pub kind: LinearKind,
 }
 
 /// Receives the per-layer results of a relevance pass as they are computed (last layer first).

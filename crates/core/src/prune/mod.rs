@@ -1,0 +1,363 @@
+//! Masks cut from scores: the lowest-scored weights of each comparison group are pruned (per
+//! output row, per layer, globally, or N:M semi-structured), applied to the model in place and
+//! undone without reloading it (`Model::mask_linear` / `Model::restore_dense`).
+
+mod file;
+mod select;
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+pub(crate) use select::prune_lowest;
+
+use crate::error::{Error, Result};
+use crate::io::HostTensor;
+use crate::model::{LinearId, LinearKind, Model};
+use crate::score::{ScoreInfo, ScoreMethod, Scores};
+
+/// Which weights compete with each other for survival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Group {
+    /// Each output row of each Linear loses the same fraction (Wanda's group; the default).
+    #[default]
+    Row,
+    /// Each Linear loses the same fraction.
+    Layer,
+    /// One ranking over every block Linear.
+    Global,
+    /// Semi-structured: in every `block` consecutive inputs of a row, `keep` survive (2:4, 4:8).
+    NofM { keep: usize, block: usize },
+}
+
+impl Group {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "row" | "output" | "per-row" => Ok(Group::Row),
+            "layer" | "per-layer" => Ok(Group::Layer),
+            "global" => Ok(Group::Global),
+            other => {
+                let bad = || {
+                    Error::InvalidInput(format!(
+                        "unknown group `{other}` (row, layer, global, or N:M such as 2:4)"
+                    ))
+                };
+                let (n, m) = other.split_once(':').ok_or_else(bad)?;
+                let (keep, block) = (
+                    n.parse::<usize>().map_err(|_| bad())?,
+                    m.parse::<usize>().map_err(|_| bad())?,
+                );
+                if keep == 0 || keep >= block {
+                    return Err(Error::InvalidInput(format!(
+                        "N:M needs 0 < N < M (got {keep}:{block})"
+                    )));
+                }
+                Ok(Group::NofM { keep, block })
+            }
+        }
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Group::Row => "row".into(),
+            Group::Layer => "layer".into(),
+            Group::Global => "global".into(),
+            Group::NofM { keep, block } => format!("{keep}:{block}"),
+        }
+    }
+
+    /// The sparsity an N:M pattern fixes.
+    pub fn implied_sparsity(self) -> Option<f64> {
+        match self {
+            Group::NofM { keep, block } => Some((block - keep) as f64 / block as f64),
+            _ => None,
+        }
+    }
+}
+
+impl From<Group> for String {
+    fn from(g: Group) -> String {
+        g.name()
+    }
+}
+
+impl TryFrom<String> for Group {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        Group::parse(&s)
+    }
+}
+
+/// Rejects sparsities outside `[0, 1)`.
+pub fn check_sparsity(sparsity: f64) -> Result<()> {
+    if (0.0..1.0).contains(&sparsity) {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "sparsity must be in [0, 1), got {sparsity}"
+        )))
+    }
+}
+
+/// What a set of masks was cut from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MaskInfo {
+    pub sparsity: f64,
+    pub group: Group,
+    pub scores: ScoreInfo,
+}
+
+/// One Linear's mask: `keep[row * in + col]` is 1 for a kept weight, 0 for a pruned one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinearMask {
+    pub shape: [usize; 2],
+    pub keep: Vec<u8>,
+}
+
+impl LinearMask {
+    pub fn pruned(&self) -> u64 {
+        self.keep.iter().filter(|&&k| k == 0).count() as u64
+    }
+}
+
+/// Masks for every block Linear of a model.
+#[derive(Debug, Clone)]
+pub struct Masks {
+    pub info: MaskInfo,
+    pub linears: BTreeMap<LinearId, LinearMask>,
+}
+
+/// Pruned and total weights of one Linear.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LinearSparsity {
+    pub layer: usize,
+    pub kind: LinearKind,
+    pub pruned: u64,
+    pub total: u64,
+}
+
+/// Achieved sparsity per Linear, per layer and overall.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SparsityReport {
+    pub linears: Vec<LinearSparsity>,
+    pub pruned: u64,
+    pub total: u64,
+}
+
+impl SparsityReport {
+    pub fn sparsity(&self) -> f64 {
+        self.pruned as f64 / self.total.max(1) as f64
+    }
+
+    /// `(layer, pruned, total)` for every layer, in order.
+    pub fn per_layer(&self) -> Vec<(usize, u64, u64)> {
+        let mut layers: BTreeMap<usize, (u64, u64)> = BTreeMap::new();
+        for l in &self.linears {
+            let e = layers.entry(l.layer).or_default();
+            e.0 += l.pruned;
+            e.1 += l.total;
+        }
+        layers.into_iter().map(|(l, (p, t))| (l, p, t)).collect()
+    }
+}
+
+impl Masks {
+    /// Masks pruning `sparsity` of the weights of each `group` by lowest score. N:M groups
+    /// fix the sparsity themselves; sequential Wanda scores only serve the sparsity and group
+    /// they were made for.
+    pub fn from_scores(scores: &Scores, sparsity: f64, group: Group) -> Result<Self> {
+        check_sparsity(sparsity)?;
+        if let Group::NofM { keep, block } = group {
+            let implied = (block - keep) as f64 / block as f64;
+            if (implied - sparsity).abs() > 1e-9 {
+                return Err(Error::InvalidInput(format!(
+                    "{keep}:{block} keeps {keep} of every {block} weights: its sparsity is {implied}, not {sparsity}"
+                )));
+            }
+        }
+        if let Some((made_sparsity, made_group)) = scores.info.made_for
+            && ((made_sparsity - sparsity).abs() > 1e-9 || made_group != group)
+        {
+            return Err(Error::InvalidInput(format!(
+                "these {} scores were made for sparsity {made_sparsity} with group {}; \
+                 recompute them for sparsity {sparsity} with group {}",
+                ScoreMethod::WandaSequential.name(),
+                made_group.name(),
+                group.name()
+            )));
+        }
+        let linears = if group == Group::Global {
+            global_keep(scores, sparsity)?
+        } else {
+            scores
+                .linears
+                .iter()
+                .map(|(&id, s)| {
+                    let keep = linear_keep(s, sparsity, group)?;
+                    Ok((id, mask_of(s, keep)?))
+                })
+                .collect::<Result<_>>()?
+        };
+        Ok(Self {
+            info: MaskInfo {
+                sparsity,
+                group,
+                scores: scores.info.clone(),
+            },
+            linears,
+        })
+    }
+
+    /// What the masks prune, per Linear and overall.
+    pub fn report(&self) -> SparsityReport {
+        let linears: Vec<LinearSparsity> = self
+            .linears
+            .iter()
+            .map(|(id, m)| LinearSparsity {
+                layer: id.layer,
+                kind: id.kind,
+                pruned: m.pruned(),
+                total: m.keep.len() as u64,
+            })
+            .collect();
+        SparsityReport {
+            pruned: linears.iter().map(|l| l.pruned).sum(),
+            total: linears.iter().map(|l| l.total).sum(),
+            linears,
+        }
+    }
+
+    /// Errors unless these masks fit `model`: same model and a mask of the right shape for
+    /// every block Linear.
+    pub fn check_for(&self, model: &Model) -> Result<()> {
+        let fingerprint = model.config.fingerprint();
+        if self.info.scores.model != fingerprint {
+            return Err(Error::InvalidInput(format!(
+                "this mask was made for another model ({}); the loaded model is {fingerprint}",
+                self.info.scores.model
+            )));
+        }
+        for id in model.linear_ids() {
+            let expected = model.linear_shape(id)?;
+            let mask = self
+                .linears
+                .get(&id)
+                .ok_or_else(|| Error::InvalidInput(format!("the mask has nothing for {id}")))?;
+            if mask.shape != expected {
+                return Err(Error::ShapeMismatch {
+                    name: format!("mask of {id}"),
+                    expected: expected.to_vec(),
+                    actual: mask.shape.to_vec(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies every mask to the model's dense weights (replacing any mask applied before).
+    pub fn apply(&self, model: &mut Model) -> Result<SparsityReport> {
+        self.check_for(model)?;
+        let device = model.device().clone();
+        for (&id, mask) in &self.linears {
+            model.mask_linear(id, keep_tensor(&mask.keep, &mask.shape, &device))?;
+        }
+        Ok(self.report())
+    }
+}
+
+fn mask_of(scores: &HostTensor, keep: Vec<u8>) -> Result<LinearMask> {
+    match scores.shape[..] {
+        [rows, cols] => Ok(LinearMask {
+            shape: [rows, cols],
+            keep,
+        }),
+        _ => Err(Error::InvalidInput(format!(
+            "scores of shape {:?} are not a matrix",
+            scores.shape
+        ))),
+    }
+}
+
+/// How many of `n` weights `sparsity` prunes: truncated, as Wanda's `int(n * sparsity)`.
+fn count(n: usize, sparsity: f64) -> usize {
+    (n as f64 * sparsity) as usize
+}
+
+/// The keep mask of one Linear for a row, layer or N:M group.
+pub(crate) fn linear_keep(scores: &HostTensor, sparsity: f64, group: Group) -> Result<Vec<u8>> {
+    let [rows, cols] = match scores.shape[..] {
+        [r, c] => [r, c],
+        _ => {
+            return Err(Error::InvalidInput(format!(
+                "scores of shape {:?} are not a matrix",
+                scores.shape
+            )));
+        }
+    };
+    let mut keep = vec![1u8; rows * cols];
+    let mut scratch = Vec::new();
+    match group {
+        Group::Row => {
+            let k = count(cols, sparsity);
+            for (s, m) in scores.data.chunks(cols).zip(keep.chunks_mut(cols)) {
+                prune_lowest(s, k, m, &mut scratch);
+            }
+        }
+        Group::Layer => prune_lowest(
+            &scores.data,
+            count(rows * cols, sparsity),
+            &mut keep,
+            &mut scratch,
+        ),
+        Group::NofM { keep: n, block } => {
+            if !cols.is_multiple_of(block) {
+                return Err(Error::InvalidInput(format!(
+                    "{n}:{block} needs the input width to be a multiple of {block}, but it is {cols}"
+                )));
+            }
+            for (s, m) in scores.data.chunks(block).zip(keep.chunks_mut(block)) {
+                prune_lowest(s, block - n, m, &mut scratch);
+            }
+        }
+        Group::Global => {
+            return Err(Error::InvalidInput(
+                "a global group ranks all Linears together; it has no per-Linear mask".into(),
+            ));
+        }
+    }
+    Ok(keep)
+}
+
+/// One ranking over every Linear's scores, in (layer, kind) order.
+fn global_keep(scores: &Scores, sparsity: f64) -> Result<BTreeMap<LinearId, LinearMask>> {
+    let total: usize = scores.linears.values().map(HostTensor::n_elements).sum();
+    if total > u32::MAX as usize {
+        return Err(Error::TooLarge {
+            what: "a global ranking".into(),
+            requested: total as u128,
+            limit: u32::MAX as u128,
+        });
+    }
+    let mut all = Vec::with_capacity(total);
+    for s in scores.linears.values() {
+        all.extend_from_slice(&s.data);
+    }
+    let mut keep = vec![1u8; total];
+    prune_lowest(&all, count(total, sparsity), &mut keep, &mut Vec::new());
+    drop(all);
+    let mut out = BTreeMap::new();
+    let mut offset = 0;
+    for (&id, s) in &scores.linears {
+        let n = s.n_elements();
+        out.insert(id, mask_of(s, keep[offset..offset + n].to_vec())?);
+        offset += n;
+    }
+    Ok(out)
+}
+
+/// A 0/1 float tensor of a keep mask, on `device`.
+pub(crate) fn keep_tensor(keep: &[u8], shape: &[usize], device: &Device) -> Tensor<2> {
+    let data: Vec<f32> = keep.iter().map(|&k| f32::from(k)).collect();
+    Tensor::from_data(TensorData::new(data, [shape[0], shape[1]]), device)
+}

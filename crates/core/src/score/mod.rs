@@ -1,0 +1,169 @@
+//! Scores for every decoder-block weight (what pruning ranks): relevance (LRP), Wanda, magnitude
+//! and gradient, computed over a reference set one sample at a time so memory stays flat in the
+//! number of samples.
+//!
+//! Scores are computed on the device ([`Scorer`]), read back once ([`PendingScores`]) and kept on
+//! the host ([`Scores`]), where masks at any sparsity are cut from them without touching the
+//! model; they can be saved and reloaded ([`Scores::to_safetensors`]).
+
+mod file;
+mod reference;
+mod scorer;
+#[cfg(not(target_family = "wasm"))]
+mod wanda_sequential;
+
+use std::collections::BTreeMap;
+
+pub use reference::{ReferenceProtocol, ReferenceSet};
+pub use scorer::{PendingScores, Scorer};
+#[cfg(not(target_family = "wasm"))]
+pub use wanda_sequential::wanda_sequential;
+
+use crate::error::{Error, Result};
+use crate::io::HostTensor;
+use crate::model::{LinearId, Model};
+use crate::prune::Group;
+
+/// How each weight is scored; low scores are pruned first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ScoreMethod {
+    /// `|mean R_W|`: AttnLRP weight relevance averaged over the samples, then its magnitude
+    /// (the paper's compression score).
+    Lrp,
+    /// `mean |R_W|`: the magnitude of each sample's relevance, averaged.
+    LrpAbs,
+    /// Wanda: `|W| ⊙ ‖X_col‖₂` with the dense model's inputs.
+    Wanda,
+    /// Wanda's sequential variant: each block's inputs come through the already-pruned
+    /// earlier blocks, so the scores depend on the sparsity and group they were made for.
+    WandaSequential,
+    /// `|W|`.
+    Magnitude,
+    /// `|mean (W ⊙ ∇W)|` of the same objective as LRP, with plain gradients.
+    Gradient,
+}
+
+impl ScoreMethod {
+    pub const ALL: [ScoreMethod; 6] = [
+        ScoreMethod::Lrp,
+        ScoreMethod::LrpAbs,
+        ScoreMethod::Wanda,
+        ScoreMethod::WandaSequential,
+        ScoreMethod::Magnitude,
+        ScoreMethod::Gradient,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ScoreMethod::Lrp => "lrp",
+            ScoreMethod::LrpAbs => "lrp-abs",
+            ScoreMethod::Wanda => "wanda",
+            ScoreMethod::WandaSequential => "wanda-seq",
+            ScoreMethod::Magnitude => "magnitude",
+            ScoreMethod::Gradient => "gradient",
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s.to_ascii_lowercase())
+            .ok_or_else(|| {
+                let names: Vec<_> = Self::ALL.iter().map(|m| m.name()).collect();
+                Error::InvalidInput(format!(
+                    "unknown scoring method `{s}` (one of {})",
+                    names.join(", ")
+                ))
+            })
+    }
+
+    /// The formula, printed with every result.
+    pub fn formula(self) -> &'static str {
+        match self {
+            ScoreMethod::Lrp => {
+                "|mean over samples of W ⊙ G_W| (AttnLRP; explained: sum of the true next tokens' logits)"
+            }
+            ScoreMethod::LrpAbs => {
+                "mean over samples of |W ⊙ G_W| (AttnLRP; explained: sum of the true next tokens' logits)"
+            }
+            ScoreMethod::Wanda => "|W| ⊙ ‖X_col‖₂ over all reference tokens (dense inputs)",
+            ScoreMethod::WandaSequential => {
+                "|W| ⊙ ‖X_col‖₂ with inputs through the already-pruned earlier blocks (Wanda's sequential variant)"
+            }
+            ScoreMethod::Magnitude => "|W|",
+            ScoreMethod::Gradient => {
+                "|mean over samples of W ⊙ ∇W| (plain gradient of the sum of the true next tokens' logits)"
+            }
+        }
+    }
+
+    /// Whether the method needs a reference set.
+    pub fn uses_reference(self) -> bool {
+        self != ScoreMethod::Magnitude
+    }
+}
+
+/// What a set of scores was computed from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ScoreInfo {
+    pub method: ScoreMethod,
+    pub formula: String,
+    pub reference: Option<ReferenceProtocol>,
+    /// [`crate::ModelConfig::fingerprint`] of the model scored.
+    pub model: String,
+    /// For sequential Wanda: the sparsity and group the scores were made for.
+    pub made_for: Option<(f64, Group)>,
+}
+
+impl ScoreInfo {
+    pub(crate) fn new(
+        method: ScoreMethod,
+        reference: Option<&ReferenceSet>,
+        model: &Model,
+    ) -> Self {
+        Self {
+            method,
+            formula: method.formula().to_string(),
+            reference: reference.map(|r| r.protocol.clone()),
+            model: model.config.fingerprint(),
+            made_for: None,
+        }
+    }
+}
+
+/// Host scores `[out, in]` for every block Linear.
+#[derive(Debug, Clone)]
+pub struct Scores {
+    pub info: ScoreInfo,
+    pub linears: BTreeMap<LinearId, HostTensor>,
+}
+
+impl Scores {
+    /// Errors unless these scores belong to `model`: same architecture and sizes, and a score
+    /// of the right shape for every block Linear.
+    pub fn check_for(&self, model: &Model) -> Result<()> {
+        let fingerprint = model.config.fingerprint();
+        if self.info.model != fingerprint {
+            return Err(Error::InvalidInput(format!(
+                "these scores were computed for another model ({}); the loaded model is {fingerprint}",
+                self.info.model
+            )));
+        }
+        for id in model.linear_ids() {
+            let expected = model.linear_shape(id)?;
+            let scores = self
+                .linears
+                .get(&id)
+                .ok_or_else(|| Error::InvalidInput(format!("the scores have nothing for {id}")))?;
+            if scores.shape != expected {
+                return Err(Error::ShapeMismatch {
+                    name: format!("scores of {id}"),
+                    expected: expected.to_vec(),
+                    actual: scores.shape.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+}

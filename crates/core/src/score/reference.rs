@@ -1,0 +1,131 @@
+//! Reference sets: fixed-length token samples cut from documents, in the order the protocol
+//! (`c4-128x256`, ../shared/docs/assets-and-evaluation.md) defines.
+
+use crate::error::{Error, Result};
+use crate::io::tokenizer::TextTokenizer;
+
+/// How a reference set was built: printed with every number it yields.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReferenceProtocol {
+    /// `c4-128x256` for the full protocol, else `<source>-<samples>x<len>`.
+    pub name: String,
+    /// Where the text came from (`c4`, a file name, `pasted text`).
+    pub source: String,
+    /// Samples actually built (fewer than requested when the text ran out).
+    pub samples: usize,
+    pub requested_samples: usize,
+    pub sample_len: usize,
+}
+
+/// Token samples of equal length, tokenized without BOS.
+#[derive(Debug, Clone)]
+pub struct ReferenceSet {
+    pub protocol: ReferenceProtocol,
+    pub samples: Vec<Vec<u32>>,
+}
+
+/// Shortest sample worth scoring: next-token targets need at least two tokens.
+const MIN_SAMPLE_LEN: usize = 2;
+
+impl ReferenceSet {
+    /// Samples from `documents` in order: each document with at least `sample_len` tokens gives
+    /// its first `sample_len` tokens; if that yields fewer than `samples`, further
+    /// non-overlapping windows of the longer documents follow, document by document.
+    pub fn from_documents(
+        source: &str,
+        documents: &[&str],
+        tokenizer: &TextTokenizer,
+        samples: usize,
+        sample_len: usize,
+    ) -> Result<Self> {
+        if samples == 0 {
+            return Err(Error::InvalidInput(
+                "a reference set needs at least one sample".into(),
+            ));
+        }
+        if sample_len < MIN_SAMPLE_LEN {
+            return Err(Error::InvalidInput(format!(
+                "reference samples need at least {MIN_SAMPLE_LEN} tokens (asked for {sample_len})"
+            )));
+        }
+        let mut tokenized = Vec::with_capacity(documents.len());
+        let mut firsts = 0;
+        for doc in documents {
+            let ids = tokenizer.encode(doc)?;
+            firsts += usize::from(ids.len() >= sample_len);
+            tokenized.push(ids);
+            // Enough first windows already: later documents cannot be used.
+            if firsts >= samples {
+                break;
+            }
+        }
+        let mut out: Vec<Vec<u32>> = tokenized
+            .iter()
+            .filter(|t| t.len() >= sample_len)
+            .take(samples)
+            .map(|t| t[..sample_len].to_vec())
+            .collect();
+        'docs: for doc in &tokenized {
+            for window in doc.chunks_exact(sample_len).skip(1) {
+                if out.len() >= samples {
+                    break 'docs;
+                }
+                out.push(window.to_vec());
+            }
+        }
+        if out.is_empty() {
+            let longest = tokenized.iter().map(Vec::len).max().unwrap_or(0);
+            return Err(Error::InvalidInput(format!(
+                "the reference text is too short: its longest document has {longest} tokens, \
+                 but samples of {sample_len} tokens were asked for (use more text or shorter samples)"
+            )));
+        }
+        let name = if source == "c4" && samples == 128 && sample_len == 256 && out.len() == 128 {
+            "c4-128x256".to_string()
+        } else {
+            format!("{source}-{}x{sample_len}", out.len())
+        };
+        Ok(Self {
+            protocol: ReferenceProtocol {
+                name,
+                source: source.to_string(),
+                samples: out.len(),
+                requested_samples: samples,
+                sample_len,
+            },
+            samples: out,
+        })
+    }
+
+    /// The C4 reference set from `c4.utf8` (one document per line): `c4-128x256` by default.
+    pub fn c4(
+        raw: &str,
+        tokenizer: &TextTokenizer,
+        samples: usize,
+        sample_len: usize,
+    ) -> Result<Self> {
+        let documents = crate::eval::corpus::c4_documents(raw);
+        Self::from_documents("c4", &documents, tokenizer, samples, sample_len)
+    }
+
+    /// The first `n` samples (for studying how the set's size matters).
+    pub fn prefix(&self, n: usize) -> Self {
+        let samples: Vec<Vec<u32>> = self.samples.iter().take(n).cloned().collect();
+        let p = &self.protocol;
+        Self {
+            protocol: ReferenceProtocol {
+                name: format!("{}-{}x{}", p.source, samples.len(), p.sample_len),
+                source: p.source.clone(),
+                samples: samples.len(),
+                requested_samples: n,
+                sample_len: p.sample_len,
+            },
+            samples,
+        }
+    }
+
+    /// Whether fewer samples were built than asked for.
+    pub fn is_short(&self) -> bool {
+        self.protocol.samples < self.protocol.requested_samples
+    }
+}
