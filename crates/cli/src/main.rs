@@ -3,6 +3,7 @@
 mod commands;
 mod model_source;
 mod progress;
+mod scoring;
 
 use clap::{Parser, Subcommand};
 
@@ -23,6 +24,10 @@ enum Command {
     Generate(commands::generate::Args),
     /// Explain an output with relevance (AttnLRP): tokens, heads, neurons, weights.
     Explain(commands::explain::Args),
+    /// Prune by relevance, Wanda, magnitude or gradient and write the pruned checkpoint.
+    Prune(commands::prune::Args),
+    /// Prune with several methods at several sparsities; JSON, Markdown table and SVG plot.
+    Sweep(commands::sweep::Args),
     /// Evaluate a model (perplexity).
     #[command(subcommand)]
     Eval(commands::eval::EvalCommand),
@@ -37,6 +42,8 @@ fn main() {
     let result = match cli.command {
         Command::Generate(args) => commands::generate::run(args),
         Command::Explain(args) => commands::explain::run(args),
+        Command::Prune(args) => commands::prune::run(args),
+        Command::Sweep(args) => commands::sweep::run(args),
         Command::Eval(cmd) => commands::eval::run(cmd),
         Command::Info(args) => commands::info::run(args),
         Command::Bench(args) => commands::bench::run(args),

@@ -14,6 +14,7 @@ pub mod model;
 pub mod prune;
 pub mod readback;
 pub mod relevance;
+pub mod report;
 pub mod score;
 
 pub use error::{Error, Result};

@@ -244,7 +244,7 @@ fn lrp_and_gradient_scores_are_the_mean_relevance_of_the_samples() {
     .unwrap();
     scorer.run(&mut |_, _| {}).unwrap();
     let both = scorer
-        .finish_as(&[ScoreMethod::Lrp, ScoreMethod::LrpAbs])
+        .scores(&[ScoreMethod::Lrp, ScoreMethod::LrpAbs])
         .unwrap();
     let mut both = both.into_iter().map(|p| p.read().unwrap());
     let (lrp, lrp_abs) = (both.next().unwrap(), both.next().unwrap());

@@ -1,11 +1,12 @@
 //! `scalpel eval ppl`: perplexity under a named protocol.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Subcommand;
 use scalpel::eval::corpus::wiki_text;
-use scalpel::eval::perplexity::{PerplexityProtocol, perplexity};
+use scalpel::eval::perplexity::{PerplexityProtocol, PerplexityResult, perplexity};
+use scalpel::{Model, TextTokenizer};
 
 use crate::model_source::{ModelArgs, load};
 use crate::progress::bar;
@@ -13,6 +14,7 @@ use crate::progress::bar;
 #[derive(Subcommand, Debug)]
 pub enum EvalCommand {
     /// Perplexity on Wikipedia text: `wiki-512` = 64 windows of 512 tokens (README, "Results").
+    /// Any checkpoint works, including the folders `scalpel prune --out` writes.
     Ppl(PplArgs),
 }
 
@@ -20,6 +22,16 @@ pub enum EvalCommand {
 pub struct PplArgs {
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub wiki: WikiArgs,
+    /// Also write the result as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+}
+
+/// The `wiki-512` perplexity protocol's inputs (smaller variants are named `wiki-<window>x<n>`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct WikiArgs {
     /// The wiki.utf8 corpus (fetched by `cargo xtask assets`).
     #[arg(long, default_value = "assets/wiki.utf8")]
     pub corpus: PathBuf,
@@ -29,9 +41,25 @@ pub struct PplArgs {
     /// Number of windows (64 = the full `wiki-512` protocol).
     #[arg(long, default_value_t = 64)]
     pub windows: usize,
-    /// Also write the result as JSON here.
-    #[arg(long)]
-    pub json: Option<PathBuf>,
+}
+
+impl WikiArgs {
+    pub fn protocol(&self) -> PerplexityProtocol {
+        PerplexityProtocol::wiki(self.window, self.windows)
+    }
+
+    /// Prints the protocol (with every number it yields) and returns the tokens.
+    pub fn tokens(&self, tokenizer: &TextTokenizer) -> Result<Vec<u32>> {
+        let p = self.protocol();
+        eprintln!(
+            "protocol {}: {} windows × {} tokens of {} (articles joined by a blank line, no BOS)",
+            p.name,
+            p.windows,
+            p.window,
+            self.corpus.display()
+        );
+        wiki_tokens(&self.corpus, tokenizer)
+    }
 }
 
 pub fn run(cmd: EvalCommand) -> Result<()> {
@@ -40,29 +68,38 @@ pub fn run(cmd: EvalCommand) -> Result<()> {
     }
 }
 
-fn ppl(args: PplArgs) -> Result<()> {
-    let raw = std::fs::read_to_string(&args.corpus).with_context(|| {
+/// The `wiki.utf8` articles as the protocol joins them, tokenized without BOS.
+pub fn wiki_tokens(corpus: &Path, tokenizer: &TextTokenizer) -> Result<Vec<u32>> {
+    let raw = std::fs::read_to_string(corpus).with_context(|| {
         format!(
             "reading {} (fetch it with `cargo xtask assets`)",
-            args.corpus.display()
+            corpus.display()
         )
     })?;
-    let (loaded, device) = load(&args.model)?;
-    let protocol = PerplexityProtocol::wiki(args.window, args.windows);
-    let tokens = loaded.tokenizer.encode(&wiki_text(&raw))?;
-    eprintln!(
-        "protocol {}: {} windows × {} tokens of {} (articles joined by a blank line, no BOS), device {}",
-        protocol.name,
-        protocol.windows,
-        protocol.window,
-        args.corpus.display(),
-        device.label
-    );
-    let pb = bar(protocol.windows as u64, "windows");
-    let result = perplexity(&loaded.model, &tokens, &protocol, &mut |done, _| {
+    Ok(tokenizer.encode(&wiki_text(&raw))?)
+}
+
+/// Perplexity with a progress bar labelled `what`.
+pub fn evaluate(
+    model: &Model,
+    tokens: &[u32],
+    protocol: &PerplexityProtocol,
+    what: &str,
+) -> Result<PerplexityResult> {
+    let pb = bar(protocol.windows as u64, what);
+    let result = perplexity(model, tokens, protocol, &mut |done, _| {
         pb.set_position(done as u64)
     })?;
     pb.finish_and_clear();
+    Ok(result)
+}
+
+fn ppl(args: PplArgs) -> Result<()> {
+    let (loaded, device) = load(&args.model)?;
+    let protocol = args.wiki.protocol();
+    let tokens = args.wiki.tokens(&loaded.tokenizer)?;
+    eprintln!("device {}", device.label);
+    let result = evaluate(&loaded.model, &tokens, &protocol, "windows")?;
     println!(
         "{}: perplexity {:.4} (mean NLL {:.5} over {} predicted tokens) — model {}",
         protocol.name,

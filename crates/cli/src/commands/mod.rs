@@ -3,3 +3,5 @@ pub mod eval;
 pub mod explain;
 pub mod generate;
 pub mod info;
+pub mod prune;
+pub mod sweep;

@@ -165,14 +165,8 @@ impl<'m> Scorer<'m> {
         Ok(())
     }
 
-    /// The scores of the method this scorer was made for.
+    /// The scores of the method this scorer was made for, once every sample is done.
     pub fn finish(self) -> Result<PendingScores> {
-        let method = self.method;
-        Ok(self.finish_as(&[method])?.remove(0))
-    }
-
-    /// Scores of several methods from the same work: `lrp` and `lrp-abs` share one pass.
-    pub fn finish_as(self, methods: &[ScoreMethod]) -> Result<Vec<PendingScores>> {
         if !self.is_done() {
             return Err(Error::InvalidInput(format!(
                 "scoring stopped after {} of {} samples",
@@ -180,8 +174,19 @@ impl<'m> Scorer<'m> {
                 self.samples_total()
             )));
         }
+        Ok(self.scores(&[self.method])?.remove(0))
+    }
+
+    /// Scores of `methods` over the samples done so far (between samples; `lrp` and `lrp-abs`
+    /// come from the same pass), e.g. to study how the reference set's size matters.
+    pub fn scores(&self, methods: &[ScoreMethod]) -> Result<Vec<PendingScores>> {
+        if matches!(&self.work, Work::Relevance { pass: Some(_), .. }) {
+            return Err(Error::InvalidInput(
+                "scores can only be read between samples".into(),
+            ));
+        }
         let model = self.model;
-        let reference = self.reference.as_ref();
+        let reference = self.reference.as_ref().map(|r| r.prefix(self.next_sample));
         methods
             .iter()
             .map(|&method| {
@@ -217,7 +222,7 @@ impl<'m> Scorer<'m> {
                     tensors.push((id, scores));
                 }
                 Ok(PendingScores {
-                    info: ScoreInfo::new(method, reference, model),
+                    info: ScoreInfo::new(method, reference.as_ref(), model),
                     tensors,
                 })
             })

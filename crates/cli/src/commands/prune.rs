@@ -1,0 +1,212 @@
+//! `scalpel prune`: score, mask and export a pruned checkpoint with a sidecar that records the
+//! exact protocol and the achieved sparsity per layer.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use scalpel::export::export_checkpoint;
+use scalpel::prune::{Group, Masks, SparsityReport};
+use scalpel::score::ScoreMethod;
+use serde_json::json;
+
+use super::eval::{WikiArgs, evaluate};
+use crate::model_source::{ModelArgs, load};
+use crate::scoring::{ReferenceArgs, obtain};
+
+/// The sidecar written next to the pruned checkpoint.
+pub const SIDECAR: &str = "scalpel-prune.json";
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// How weights are scored: lrp (|mean relevance|), lrp-abs (mean |relevance|), wanda,
+    /// wanda-seq (Wanda's sequential variant), magnitude, gradient.
+    #[arg(long, default_value = "lrp")]
+    pub method: String,
+    /// Fraction of each group's weights to prune, in [0, 1) (default 0.5; N:M groups fix it).
+    #[arg(long)]
+    pub sparsity: Option<f64>,
+    /// Comparison group: row (per output row, Wanda's), layer, global, or N:M such as 2:4.
+    #[arg(long, default_value = "row")]
+    pub group: String,
+    #[command(flatten)]
+    pub reference: ReferenceArgs,
+    /// Score file: reused when it holds this method's scores for this model and reference set,
+    /// written otherwise (so a later run at another sparsity skips the scoring).
+    #[arg(long)]
+    pub scores: Option<PathBuf>,
+    /// Apply this mask file (from --save-mask) instead of scoring.
+    #[arg(long, conflicts_with = "scores")]
+    pub mask: Option<PathBuf>,
+    /// Also write the mask (one byte per weight) to this file.
+    #[arg(long)]
+    pub save_mask: Option<PathBuf>,
+    /// Folder for the pruned checkpoint (config.json, model.safetensors, tokenizer.json and
+    /// the scalpel-prune.json sidecar).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Replace a checkpoint already in --out.
+    #[arg(long)]
+    pub force: bool,
+    /// Evaluate the pruned model's perplexity (`wiki-512`; see --windows).
+    #[arg(long)]
+    pub eval: bool,
+    #[command(flatten)]
+    pub wiki: WikiArgs,
+}
+
+/// Writes `bytes` to `path` through a temporary file, so a failure never leaves half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension("partial");
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+/// One line per layer: pruned share and a bar.
+pub fn print_report(report: &SparsityReport) {
+    eprintln!(
+        "pruned {} of {} block weights ({:.2}%)",
+        report.pruned,
+        report.total,
+        100.0 * report.sparsity()
+    );
+    for (layer, pruned, total) in report.per_layer() {
+        let share = pruned as f64 / total.max(1) as f64;
+        let bar = "#".repeat((share * 40.0).round() as usize);
+        eprintln!("  layer {layer:>3} {:>6.2}% {bar}", 100.0 * share);
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    if args.out.is_none() && !args.eval && args.save_mask.is_none() {
+        bail!(
+            "nothing to do: pass --out DIR (write the pruned checkpoint), --eval and/or --save-mask FILE"
+        );
+    }
+    if let Some(out) = &args.out
+        && out.join("model.safetensors").exists()
+        && !args.force
+    {
+        bail!(
+            "{} already holds a checkpoint; pass --force to replace it",
+            out.display()
+        );
+    }
+    let group = Group::parse(&args.group)?;
+    let sparsity = match (args.sparsity, group.implied_sparsity()) {
+        (Some(s), _) => s,
+        (None, Some(implied)) => implied,
+        (None, None) => 0.5,
+    };
+    scalpel::prune::check_sparsity(sparsity)?;
+    let method = ScoreMethod::parse(&args.method)?;
+    let (mut loaded, device) = load(&args.model)?;
+    let model = &mut loaded.model;
+    let arch = model.config.architecture;
+    eprintln!("model {} on {}", args.model.model, device.label);
+
+    let masks = match &args.mask {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let masks = Masks::from_safetensors(&path.display().to_string(), &bytes, arch)?;
+            masks.check_for(model)?;
+            masks
+        }
+        None => {
+            let reference = args.reference.build(&loaded.tokenizer)?;
+            eprintln!(
+                "scores: {} = {}{}",
+                method.name(),
+                method.formula(),
+                if method.uses_reference() {
+                    format!(", reference {}", reference.protocol.name)
+                } else {
+                    String::new()
+                }
+            );
+            let scores = obtain(
+                model,
+                method,
+                &reference,
+                (sparsity, group),
+                args.scores.as_deref(),
+            )?;
+            Masks::from_scores(&scores, sparsity, group)?
+        }
+    };
+    let report = masks.apply(model)?;
+    let info = &masks.info;
+    eprintln!(
+        "mask: {} at sparsity {} per {} group",
+        info.scores.method.name(),
+        info.sparsity,
+        info.group.name()
+    );
+    print_report(&report);
+    if let Some(path) = &args.save_mask {
+        write_atomically(path, &masks.to_safetensors(arch)?)?;
+        eprintln!("mask written to {}", path.display());
+    }
+    let perplexity = if args.eval {
+        let tokens = args.wiki.tokens(&loaded.tokenizer)?;
+        let result = evaluate(model, &tokens, &args.wiki.protocol(), "perplexity")?;
+        println!(
+            "{}: perplexity {:.4} of the model pruned by {} at {} ({} group)",
+            result.protocol.name,
+            result.perplexity,
+            info.scores.method.name(),
+            info.sparsity,
+            info.group.name()
+        );
+        Some(result)
+    } else {
+        None
+    };
+    if let Some(out) = &args.out {
+        let sidecar = json!({
+            "scalpel": env!("CARGO_PKG_VERSION"),
+            "command": std::env::args().collect::<Vec<_>>().join(" "),
+            "source_model": args.model.model,
+            "model": model.config.fingerprint(),
+            "device": device.label,
+            "mask": info,
+            "achieved": {
+                "pruned": report.pruned,
+                "total": report.total,
+                "sparsity": report.sparsity(),
+                "per_layer": report.per_layer().iter().map(|(l, p, t)| json!({
+                    "layer": l, "pruned": p, "total": t, "sparsity": *p as f64 / (*t).max(1) as f64
+                })).collect::<Vec<_>>(),
+                "per_linear": report.linears,
+            },
+            "perplexity": perplexity,
+        });
+        let note = json!({
+            "method": info.scores.method,
+            "sparsity": info.sparsity,
+            "group": info.group,
+            "reference": info.scores.reference,
+        });
+        let checkpoint = pollster::block_on(export_checkpoint(
+            model,
+            &loaded.tokenizer,
+            Some(note.to_string()),
+        ))?;
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        for (name, bytes) in checkpoint.files() {
+            write_atomically(&out.join(name), bytes)?;
+        }
+        write_atomically(
+            &out.join(SIDECAR),
+            serde_json::to_string_pretty(&sidecar)?.as_bytes(),
+        )?;
+        eprintln!(
+            "pruned checkpoint written to {} (evaluate it with `scalpel eval ppl --model {}`)",
+            out.display(),
+            out.display()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! What `prune` and `sweep` share: the reference set, and scores computed with progress bars
+//! or reused from a score file.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use scalpel::prune::Group;
+use scalpel::relevance::MemoryLimits;
+use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores, wanda_sequential};
+use scalpel::{Model, TextTokenizer};
+
+use crate::progress::bar;
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct ReferenceArgs {
+    /// Reference text, one document per line (`c4.utf8` gives the `c4-128x256` protocol).
+    #[arg(long, default_value = "assets/c4.utf8")]
+    pub reference: PathBuf,
+    /// Treat the reference file as one document (plain prose) instead of one per line.
+    #[arg(long)]
+    pub whole_file: bool,
+    /// Reference samples.
+    #[arg(long, default_value_t = 128)]
+    pub samples: usize,
+    /// Tokens per reference sample.
+    #[arg(long, default_value_t = 256)]
+    pub sample_len: usize,
+}
+
+impl ReferenceArgs {
+    /// Builds the reference set, warning when the text gave fewer samples than asked.
+    pub fn build(&self, tokenizer: &TextTokenizer) -> Result<ReferenceSet> {
+        let raw = std::fs::read_to_string(&self.reference).with_context(|| {
+            format!(
+                "reading the reference text {} (the default is fetched by `cargo xtask assets`)",
+                self.reference.display()
+            )
+        })?;
+        let file = self
+            .reference
+            .file_name()
+            .map(|n| n.to_string_lossy().to_string())
+            .unwrap_or_default();
+        let source = if file == "c4.utf8" {
+            "c4".to_string()
+        } else {
+            file
+        };
+        let documents: Vec<&str> = if self.whole_file {
+            vec![raw.as_str()]
+        } else {
+            scalpel::eval::corpus::c4_documents(&raw)
+        };
+        let set = ReferenceSet::from_documents(
+            &source,
+            &documents,
+            tokenizer,
+            self.samples,
+            self.sample_len,
+        )?;
+        if set.is_short() {
+            eprintln!(
+                "warning: {} gave only {} of the {} samples asked for",
+                self.reference.display(),
+                set.protocol.samples,
+                set.protocol.requested_samples
+            );
+        }
+        Ok(set)
+    }
+}
+
+/// Loads `path` if it holds scores of `method` for this model and reference set (and, for
+/// sequential Wanda, this sparsity and group); `None` if there is no file yet.
+pub fn load_cached(
+    path: &Path,
+    model: &Model,
+    method: ScoreMethod,
+    reference: Option<&ReferenceSet>,
+    made_for: Option<(f64, Group)>,
+) -> Result<Option<Scores>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let scores = Scores::from_safetensors(
+        &path.display().to_string(),
+        &bytes,
+        model.config.architecture,
+    )?;
+    scores
+        .check_for(model)
+        .with_context(|| format!("{} does not fit this model", path.display()))?;
+    let info = &scores.info;
+    let wanted_reference = reference.map(|r| &r.protocol.name);
+    if info.method != method
+        || info.reference.as_ref().map(|r| &r.name) != wanted_reference
+        || info.made_for != made_for
+    {
+        bail!(
+            "{} holds {} scores over {} but {} scores over {} are wanted: \
+             pass another --scores file or delete this one",
+            path.display(),
+            info.method.name(),
+            info.reference
+                .as_ref()
+                .map_or("no reference", |r| r.name.as_str()),
+            method.name(),
+            wanted_reference.map_or("no reference", String::as_str),
+        );
+    }
+    Ok(Some(scores))
+}
+
+pub fn save(scores: &Scores, model: &Model, path: &Path) -> Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let bytes = scores.to_safetensors(model.config.architecture)?;
+    std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Computes the scores of `methods` in one scoring job (they must share it: `lrp` and
+/// `lrp-abs`, or a single method), snapshotting after each sample count in `snapshots` (the
+/// last snapshot is the full set). Returns `(samples, scores per method)` per snapshot.
+pub fn compute(
+    model: &Model,
+    methods: &[ScoreMethod],
+    reference: &ReferenceSet,
+    snapshots: &[usize],
+) -> Result<Vec<(usize, Vec<Scores>)>> {
+    let first = methods[0];
+    let reference = first.uses_reference().then(|| reference.clone());
+    let mut scorer = Scorer::new(model, first, reference, MemoryLimits::default())?;
+    let (_, total) = scorer.progress();
+    let pb = bar(total as u64, first.name());
+    let start = Instant::now();
+    let mut out = Vec::new();
+    let read = |scorer: &Scorer| -> Result<Vec<Scores>> {
+        scorer
+            .scores(methods)?
+            .into_iter()
+            .map(|p| Ok(p.read()?))
+            .collect()
+    };
+    let mut last = 0;
+    while scorer.step()? {
+        pb.set_position(scorer.progress().0 as u64);
+        let samples = scorer.samples_done();
+        if samples != last {
+            last = samples;
+            if snapshots.contains(&samples) {
+                out.push((samples, read(&scorer)?));
+            }
+        }
+    }
+    pb.finish_and_clear();
+    out.push((scorer.samples_done(), read(&scorer)?));
+    eprintln!(
+        "scored {} ({} samples) in {:.1} s",
+        methods
+            .iter()
+            .map(|m| m.name())
+            .collect::<Vec<_>>()
+            .join(" + "),
+        scorer.samples_done(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(out)
+}
+
+/// Sequential Wanda at one sparsity and group, with a progress bar over blocks.
+pub fn compute_sequential(
+    model: &mut Model,
+    reference: &ReferenceSet,
+    sparsity: f64,
+    group: Group,
+) -> Result<Scores> {
+    let pb = bar(model.config.num_layers as u64, "wanda-seq");
+    let start = Instant::now();
+    let scores = wanda_sequential(model, reference, sparsity, group, &mut |done, _| {
+        pb.set_position(done as u64)
+    })?;
+    pb.finish_and_clear();
+    eprintln!(
+        "scored wanda-seq for sparsity {sparsity} ({} samples) in {:.1} s",
+        reference.samples.len(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(scores)
+}
+
+/// Scores of one method: from `cache` when it holds them, else computed (and saved there).
+pub fn obtain(
+    model: &mut Model,
+    method: ScoreMethod,
+    reference: &ReferenceSet,
+    sequential: (f64, Group),
+    cache: Option<&Path>,
+) -> Result<Scores> {
+    let made_for = (method == ScoreMethod::WandaSequential).then_some(sequential);
+    let used_reference = method.uses_reference().then_some(reference);
+    if let Some(path) = cache
+        && let Some(scores) = load_cached(path, model, method, used_reference, made_for)?
+    {
+        eprintln!("reusing {} scores from {}", method.name(), path.display());
+        return Ok(scores);
+    }
+    let scores = match made_for {
+        Some((sparsity, group)) => compute_sequential(model, reference, sparsity, group)?,
+        None => {
+            let mut all = compute(model, &[method], reference, &[])?;
+            all.pop()
+                .map(|(_, mut s)| s.remove(0))
+                .context("no scores")?
+        }
+    };
+    if let Some(path) = cache {
+        save(&scores, model, path)?;
+        eprintln!("saved {} scores to {}", method.name(), path.display());
+    }
+    Ok(scores)
+}

@@ -1,0 +1,184 @@
+//! `scalpel prune` / `eval ppl` end to end on the real default model: the pruned checkpoint
+//! evaluates exactly as the in-memory pruned model did, score files are reused only when they
+//! fit, and bad requests fail with a clear message.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn scalpel(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_scalpel"))
+        .args(args)
+        .args(["--device", "cpu"])
+        .current_dir(repo_root())
+        .output()
+        .expect("running scalpel")
+}
+
+fn ok(out: &Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "scalpel failed: {stderr}");
+    String::from_utf8_lossy(&out.stdout).to_string() + &stderr
+}
+
+fn fails(out: &Output, message: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "scalpel should have failed");
+    assert!(
+        stderr.contains(message),
+        "expected `{message}` in: {stderr}"
+    );
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("scalpel-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The perplexity number of a `wiki-...: perplexity X` line.
+fn perplexity(text: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| l.contains(": perplexity "))
+        .expect("a perplexity line");
+    line.split(": perplexity ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+const SMALL_EVAL: [&str; 4] = ["--windows", "1", "--window", "128"];
+
+#[test]
+fn a_pruned_checkpoint_evaluates_like_the_pruned_model() {
+    let dir = scratch("roundtrip");
+    let out = dir.join("pruned");
+    let scores = dir.join("magnitude.safetensors");
+    let (o, s) = (out.to_str().unwrap(), scores.to_str().unwrap());
+    let mut args = vec![
+        "prune",
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.5",
+        "--out",
+        o,
+        "--scores",
+        s,
+        "--eval",
+    ];
+    args.extend(SMALL_EVAL);
+    let pruned = ok(&scalpel(&args));
+    for file in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "scalpel-prune.json",
+    ] {
+        assert!(out.join(file).exists(), "{file} missing");
+    }
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("scalpel-prune.json")).unwrap()).unwrap();
+    assert_eq!(sidecar["achieved"]["sparsity"], 0.5);
+    assert_eq!(sidecar["mask"]["scores"]["method"], "magnitude");
+    assert_eq!(
+        sidecar["achieved"]["per_layer"].as_array().unwrap().len(),
+        30
+    );
+
+    let mut args = vec!["eval", "ppl", "--model", o];
+    args.extend(SMALL_EVAL);
+    let reloaded = ok(&scalpel(&args));
+    assert_eq!(perplexity(&pruned), perplexity(&reloaded));
+
+    // The score file is reused, refused for another method, and an existing checkpoint is kept.
+    let again = ok(&scalpel(&[
+        "prune",
+        "--method",
+        "magnitude",
+        "--sparsity",
+        "0.3",
+        "--scores",
+        s,
+        "--save-mask",
+        dir.join("m.safetensors").to_str().unwrap(),
+    ]));
+    assert!(again.contains("reusing magnitude scores"), "{again}");
+    fails(
+        &scalpel(&[
+            "prune",
+            "--method",
+            "wanda",
+            "--samples",
+            "2",
+            "--scores",
+            s,
+            "--eval",
+        ]),
+        "holds magnitude scores",
+    );
+    fails(
+        &scalpel(&["prune", "--method", "magnitude", "--out", o]),
+        "--force",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn bad_prune_requests_fail_clearly() {
+    let dir = scratch("bad");
+    fails(
+        &scalpel(&["prune", "--sparsity", "1.0", "--eval"]),
+        "sparsity must be in [0, 1)",
+    );
+    fails(
+        &scalpel(&[
+            "prune",
+            "--group",
+            "2:4",
+            "--sparsity",
+            "0.6",
+            "--method",
+            "magnitude",
+            "--eval",
+        ]),
+        "its sparsity is 0.5",
+    );
+    fails(
+        &scalpel(&["prune", "--method", "magnitude"]),
+        "nothing to do",
+    );
+    fails(
+        &scalpel(&["prune", "--method", "sparsegpt", "--eval"]),
+        "unknown scoring method",
+    );
+    let empty = dir.join("empty.txt");
+    std::fs::write(&empty, "\n\n").unwrap();
+    fails(
+        &scalpel(&[
+            "prune",
+            "--method",
+            "wanda",
+            "--reference",
+            empty.to_str().unwrap(),
+            "--eval",
+        ]),
+        "too short",
+    );
+    let junk = dir.join("junk.safetensors");
+    std::fs::write(&junk, b"definitely not a mask").unwrap();
+    fails(
+        &scalpel(&["prune", "--mask", junk.to_str().unwrap(), "--eval"]),
+        "not a valid safetensors file",
+    );
+    assert!(Path::new(&dir).exists());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
