@@ -8,7 +8,10 @@
 //     and generates the same text.
 // In both, clicking the first generated token (" Paris") explains it: a heatmap over the prompt
 // tokens, a legend, a layer x head grid and the neuron summary appear; on the CPU the rule-set
-// switch then re-explains it with gradient x input.
+// switch then re-explains it with gradient x input, and the Compress panel scores the model
+// (Wanda on a small built-in C4 set), masks 50% per row (perplexity readout, 30 layer bars,
+// generation re-runs), offers the pruned model for download, and restores the dense model,
+// which writes exactly the original text again.
 import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
 import { readFile, mkdir, mkdtemp, stat } from 'node:fs/promises';
@@ -74,11 +77,64 @@ async function explainToken(page, name, index, rules) {
   if (!stats.startsWith(rules ?? 'attnlrp')) throw new Error(`unexpected rule set: ${stats}`);
 }
 
+// Waits until `testid`'s text differs from `previous` (or an error shows); returns the new text.
+async function changed(page, testid, previous, timeout = 600_000) {
+  await page.waitForFunction(([id, prev]) => {
+    const el = document.querySelector(`[data-testid=${id}]`);
+    const err = document.querySelector('[data-testid=error]');
+    return err || (el && el.textContent.length > 0 && el.textContent !== prev);
+  }, [testid, previous], { timeout });
+  const err = await page.getByTestId('error').count() ? await page.getByTestId('error').innerText() : null;
+  if (err) throw new Error(`${testid}: ${err}`);
+  return page.getByTestId(testid).innerText();
+}
+
+// Scores, masks, downloads and restores in the Compress panel.
+async function compress(page, name) {
+  const started = Date.now();
+  const dense = await page.locator('[data-testid=output] .generated').innerText();
+  await page.getByTestId('compress-method').selectOption('wanda');
+  await page.getByTestId('samples').fill('4');
+  await page.getByTestId('sample-len').fill('64');
+  await page.getByTestId('compute-scores').click();
+  const status = await changed(page, 'scores-status', '');
+  console.log(`${name}: ${status}`);
+  if (!status.includes('wanda scores over c4-4x64')) throw new Error(`unexpected scores status: ${status}`);
+
+  const stats = await page.getByTestId('stats').innerText();
+  await page.getByTestId('sparsity').fill('0.5');
+  const readout = await changed(page, 'ppl-readout', '');
+  const [, before, after] = readout.match(/dense ([\d.]+) → pruned ([\d.]+)/) ?? [];
+  console.log(`${name}: ${readout}`);
+  if (!(Number(after) > Number(before))) throw new Error(`pruning 50% should raise perplexity: ${readout}`);
+  if (!readout.includes('50.0% of block weights pruned')) throw new Error(`wrong sparsity: ${readout}`);
+  const bars = await page.locator('[data-testid=layer-bars] .bar').count();
+  if (bars !== 30) throw new Error(`expected 30 layer bars, got ${bars}`);
+  await changed(page, 'stats', stats);
+  const pruned = await page.locator('[data-testid=output] .generated').innerText();
+  console.log(`${name}: dense ${JSON.stringify(dense)} -> pruned ${JSON.stringify(pruned)}`);
+
+  const files = [];
+  page.on('download', (d) => files.push(d.suggestedFilename()));
+  await page.getByTestId('download').click();
+  await page.waitForFunction(() => !document.querySelector('[data-testid=download]').disabled, null, { timeout: 600_000 });
+  for (let i = 0; i < 50 && files.length < 3; i++) await page.waitForTimeout(200);
+  if (files.sort().join() !== 'config.json,model.safetensors,tokenizer.json') throw new Error(`downloads: ${files}`);
+
+  const prunedStats = await page.getByTestId('stats').innerText();
+  await page.getByTestId('restore').click();
+  await changed(page, 'stats', prunedStats);
+  const restored = await page.locator('[data-testid=output] .generated').innerText();
+  if (restored !== dense) throw new Error(`restoring did not bring back ${JSON.stringify(dense)}: ${JSON.stringify(restored)}`);
+  if (await page.getByTestId('ppl-readout').count()) throw new Error('the readout should go after restoring');
+  console.log(`${name}: compress panel ok (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+}
+
 async function scenario(name, { webgpu, expectGpu }, baseUrl) {
   const profile = await mkdtemp(join(tmpdir(), 'scalpel-e2e-'));
   const args = [...BASE_FLAGS, `--user-data-dir=${profile}`, ...(webgpu ? ['--enable-unsafe-webgpu'] : [])];
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, ignoreDefaultArgs: true, args });
-  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 }, acceptDownloads: true });
   const logs = [];
   page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
@@ -114,6 +170,7 @@ async function scenario(name, { webgpu, expectGpu }, baseUrl) {
     if (!/tokens\/s/.test(stats)) throw new Error(`no tokens/s in stats: ${stats}`);
     await explainToken(page, name, 0, null);
     if (!expectGpu) await explainToken(page, name, 0, 'gradient');
+    if (!expectGpu) await compress(page, name);
     await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
     return true;
   } catch (e) {

@@ -6,9 +6,10 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{HtmlInputElement, MessageEvent, Worker, WorkerOptions, WorkerType};
 
+use crate::compress_view::{CompressPanel, offer_downloads};
 use crate::explain_view::ExplainPanel;
 use crate::protocol::{
-    DEFAULT_MODEL_NAME, DeviceChoice, ExplainRequest, ExplanationView, GenerateRequest,
+    DEFAULT_MODEL_NAME, DeviceChoice, ExplainRequest, ExplanationView, GenerateRequest, MaskView,
     ModelSource, Request, Response,
 };
 
@@ -22,7 +23,17 @@ enum Phase {
     Ready,
     Generating,
     Explaining,
+    /// Scoring, masking or exporting.
+    Compressing,
     Failed,
+}
+
+/// What the compression panel shows.
+#[derive(Clone, Default, PartialEq)]
+pub(crate) struct CompressStatus {
+    /// "lrp scores over c4-16x128 (12.3 s)" once scores are cached in the worker.
+    pub(crate) scored: Option<String>,
+    pub(crate) masked: Option<MaskView>,
 }
 
 #[derive(Clone, PartialEq)]
@@ -52,6 +63,9 @@ pub(crate) struct Ui {
     /// Position in `sequence` of the token being explained.
     pub(crate) selected: RwSignal<Option<usize>>,
     pub(crate) rules: RwSignal<String>,
+    pub(crate) compress: RwSignal<CompressStatus>,
+    /// Bumped when the model changed (a mask applied or undone): the page generates again.
+    regenerate: RwSignal<u64>,
 }
 
 impl Ui {
@@ -72,7 +86,35 @@ impl Ui {
             explanation: RwSignal::new(None),
             selected: RwSignal::new(None),
             rules: RwSignal::new("attnlrp".into()),
+            compress: RwSignal::new(CompressStatus::default()),
+            regenerate: RwSignal::new(0),
         }
+    }
+
+    pub(crate) fn is_idle(&self) -> bool {
+        self.phase.get() == Phase::Ready
+    }
+
+    pub(crate) fn is_compressing(&self) -> bool {
+        self.phase.get() == Phase::Compressing
+    }
+
+    pub(crate) fn start_compressing(&self) {
+        self.error.set(None);
+        self.phase.set(Phase::Compressing);
+    }
+
+    /// Shows an error that leaves the model usable.
+    pub(crate) fn fail(&self, message: String) {
+        self.error.set(Some(message));
+        self.progress.set(None);
+        self.phase.set(Phase::Ready);
+    }
+
+    /// Back to ready after a job, clearing its progress bar.
+    fn finish_job(&self) {
+        self.progress.set(None);
+        self.phase.set(Phase::Ready);
     }
 
     pub(crate) fn is_explaining(&self) -> bool {
@@ -138,8 +180,36 @@ impl Ui {
             }
             Response::Explanation(view) => {
                 self.explanation.set(Some(view));
-                self.progress.set(None);
-                self.phase.set(Phase::Ready);
+                self.finish_job();
+            }
+            Response::Scored {
+                method,
+                reference,
+                seconds,
+            } => {
+                self.compress.set(CompressStatus {
+                    scored: Some(format!(
+                        "{method} scores over {reference} ({seconds:.1} s): drag the slider"
+                    )),
+                    masked: None,
+                });
+                self.finish_job();
+            }
+            Response::Masked(view) => {
+                self.compress.update(|c| c.masked = Some(view));
+                self.finish_job();
+                self.regenerate.update(|n| *n += 1);
+            }
+            Response::Restored => {
+                self.compress.update(|c| c.masked = None);
+                self.finish_job();
+                self.regenerate.update(|n| *n += 1);
+            }
+            Response::Exported { files } => {
+                self.finish_job();
+                if let Err(e) = offer_downloads(&files) {
+                    self.fail(format!("could not offer the download: {e}"));
+                }
             }
             Response::Error { message } => {
                 self.error.set(Some(message));
@@ -162,7 +232,7 @@ pub(crate) struct WorkerLink {
 }
 
 impl WorkerLink {
-    fn send(&mut self, ui: Ui, request: Request) {
+    pub(crate) fn send(&mut self, ui: Ui, request: Request) {
         let Some(worker) = self.worker.as_ref().filter(|_| self.ready) else {
             self.queue.push(request);
             return;
@@ -313,10 +383,21 @@ fn App() -> impl IntoView {
         }));
     };
 
+    // A mask applied or undone: show what the model writes now.
+    Effect::new(move |_| {
+        if ui.regenerate.get() > 0 && ui.phase.get_untracked() == Phase::Ready {
+            generate();
+        }
+    });
+
     let busy = move || {
         matches!(
             ui.phase.get(),
-            Phase::Loading | Phase::Generating | Phase::Explaining | Phase::Starting
+            Phase::Loading
+                | Phase::Generating
+                | Phase::Explaining
+                | Phase::Compressing
+                | Phase::Starting
         )
     };
     let can_generate = move || ui.phase.get() == Phase::Ready;
@@ -396,7 +477,7 @@ fn App() -> impl IntoView {
                     </label>
                     <button on:click=move |_| load() disabled=busy data-testid="load">"Load model"</button>
                 </div>
-                {move || (!ui.is_explaining()).then(|| progress_view(ui))}
+                {move || (ui.phase.get() == Phase::Loading).then(|| progress_view(ui))}
                 <ul class="notices">
                     {move || ui.notices.get().into_iter().map(|n| view! { <li>{n}</li> }).collect_view()}
                 </ul>
@@ -416,7 +497,7 @@ fn App() -> impl IntoView {
                     <button class="primary" data-testid="generate" on:click=move |_| generate()
                         disabled=move || !can_generate()>"Generate"</button>
                     <button data-testid="stop" on:click=move |_| send(Request::Cancel)
-                        disabled=move || !matches!(ui.phase.get(), Phase::Generating | Phase::Explaining)>"Stop"</button>
+                        disabled=move || !matches!(ui.phase.get(), Phase::Generating | Phase::Explaining | Phase::Compressing)>"Stop"</button>
                 </div>
                 <div class="output" data-testid="output">
                     {move || if ui.sequence.get().is_empty() {
@@ -437,6 +518,10 @@ fn App() -> impl IntoView {
 
             <Show when=move || ui.explanation.get().is_some() || ui.is_explaining()>
                 <ExplainPanel ui=ui link=link />
+            </Show>
+
+            <Show when=move || !ui.model_name.get().is_empty()>
+                <CompressPanel ui=ui link=link />
             </Show>
 
             {move || ui.error.get().map(|e| view! { <div class="error" role="alert" data-testid="error">{e}</div> })}

@@ -71,6 +71,53 @@ pub struct ExplanationView {
     pub seconds: f64,
 }
 
+/// Same-origin paths of the built-in texts (copied into the site by Trunk from `assets/`).
+pub const C4_URL: &str = "assets/c4.utf8";
+pub const WIKI_URL: &str = "assets/wiki.utf8";
+
+/// Where the reference set for scoring comes from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum ReferenceChoice {
+    /// The C4 sample that ships with the page (`c4.utf8`, one document per line).
+    BuiltInC4,
+    /// Text the user pasted or uploaded, cut into windows.
+    Text(String),
+}
+
+/// Score every block weight over a reference set.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScoreRequest {
+    /// `lrp`, `lrp-abs`, `wanda`, `gradient` or `magnitude`.
+    pub method: String,
+    pub reference: ReferenceChoice,
+    pub samples: usize,
+    pub sample_len: usize,
+}
+
+/// Cut a mask from the cached scores and apply it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MaskRequest {
+    pub sparsity: f64,
+    /// `row`, `layer`, `global`, `2:4` or `4:8`.
+    pub group: String,
+}
+
+/// The model after a mask: what was pruned and what it costs.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct MaskView {
+    pub method: String,
+    pub sparsity: f64,
+    pub group: String,
+    pub achieved: f64,
+    /// Pruned fraction of each layer's block weights.
+    pub per_layer: Vec<f64>,
+    /// The perplexity protocol of the readout (`wiki-256x4`), dense and pruned.
+    pub protocol: String,
+    pub dense_perplexity: f64,
+    pub perplexity: f64,
+    pub seconds: f64,
+}
+
 /// Page → worker.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Request {
@@ -80,6 +127,12 @@ pub enum Request {
     },
     Generate(GenerateRequest),
     Explain(ExplainRequest),
+    Score(ScoreRequest),
+    Mask(MaskRequest),
+    /// Undo every mask.
+    Restore,
+    /// Write the (pruned) model as safetensors + config.json + tokenizer.json.
+    Export,
     /// Stop the running generation or explanation at the next step.
     Cancel,
 }
@@ -123,6 +176,18 @@ pub enum Response {
         pieces: Vec<String>,
     },
     Explanation(ExplanationView),
+    /// Scores are cached in the worker: masks can now be cut instantly.
+    Scored {
+        method: String,
+        reference: String,
+        seconds: f64,
+    },
+    Masked(MaskView),
+    Restored,
+    /// Files to download: (file name, object URL made in the worker, bytes).
+    Exported {
+        files: Vec<(String, String, usize)>,
+    },
     /// A failure with a message meant for the person using the page.
     Error {
         message: String,

@@ -15,6 +15,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
+use crate::compress_job::{self, Compression};
 use crate::fetch::{exists, fetch_bytes};
 use crate::protocol::{
     DEFAULT_MODEL_NAME, DEFAULT_MODEL_URL, DeviceChoice, ExplainRequest, GenerateRequest,
@@ -25,12 +26,25 @@ use crate::protocol::{
 const EXPLAIN_CPU_BUDGET: u64 = 1 << 30;
 
 #[derive(Default)]
-struct State {
-    model: RefCell<Option<Rc<LoadedModel>>>,
+pub(crate) struct State {
+    pub(crate) model: RefCell<Option<Rc<LoadedModel>>>,
     /// What the device can hold, checked before an explanation allocates.
-    limits: Cell<MemoryLimits>,
+    pub(crate) limits: Cell<MemoryLimits>,
     busy: Cell<bool>,
-    cancel: Cell<bool>,
+    pub(crate) cancel: Cell<bool>,
+    pub(crate) compression: RefCell<Compression>,
+    /// Whether the model runs on WebGPU (sizes the perplexity readout).
+    pub(crate) on_gpu: Cell<bool>,
+}
+
+impl State {
+    /// The loaded model, shared for the duration of a job.
+    pub(crate) fn loaded(&self) -> Result<Rc<LoadedModel>, String> {
+        self.model
+            .borrow()
+            .clone()
+            .ok_or_else(|| "no model is loaded yet".to_string())
+    }
 }
 
 thread_local! {
@@ -41,7 +55,7 @@ fn scope() -> DedicatedWorkerGlobalScope {
     js_sys::global().unchecked_into()
 }
 
-fn post(msg: &Response) {
+pub(crate) fn post(msg: &Response) {
     match serde_wasm_bindgen::to_value(msg) {
         Ok(v) => {
             if let Err(e) = scope().post_message(&v) {
@@ -90,6 +104,12 @@ pub fn start() {
             }
             Request::Generate(req) => spawn_job(state, async move |s| generate(s, req).await),
             Request::Explain(req) => spawn_job(state, async move |s| explain(s, req).await),
+            Request::Score(req) => {
+                spawn_job(state, async move |s| compress_job::score(s, req).await)
+            }
+            Request::Mask(req) => spawn_job(state, async move |s| compress_job::mask(s, req).await),
+            Request::Restore => spawn_job(state, async move |s| compress_job::restore(s)),
+            Request::Export => spawn_job(state, async move |s| compress_job::export(s).await),
         }
     });
     scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
@@ -180,7 +200,7 @@ fn hub_url(id: &str, revision: &str, file: &str) -> String {
     format!("https://huggingface.co/{id}/resolve/{revision}/{file}")
 }
 
-async fn download(url: &str, label: &str) -> Result<Vec<u8>, String> {
+pub(crate) async fn download(url: &str, label: &str) -> Result<Vec<u8>, String> {
     let stage = format!("Downloading {label}");
     let fetched = fetch_bytes(url, &mut |done, total| progress(&stage, done, total)).await?;
     for message in fetched.notices {
@@ -321,6 +341,7 @@ async fn load(state: &State, source: ModelSource, choice: DeviceChoice) -> Resul
     let started = js_sys::Date::now();
     // Drop the previous model first: two models at once may not fit in the tab's memory.
     state.model.borrow_mut().take();
+    Compression::reset(&state.compression);
     let device = pick_device(choice).await?;
     post(&Response::Device {
         label: device.label.clone(),
@@ -335,6 +356,7 @@ async fn load(state: &State, source: ModelSource, choice: DeviceChoice) -> Resul
         })
         .map_err(|e| e.to_string())?;
     let params = summary(&loaded.model.config);
+    state.on_gpu.set(device.is_gpu);
     state.limits.set(MemoryLimits {
         max_buffer_bytes: device.max_binding_bytes,
         // wasm32 addresses 4 GiB in all, and the model already lives there on the CPU path.
@@ -363,11 +385,7 @@ fn summary(c: &scalpel::ModelConfig) -> String {
 }
 
 async fn generate(state: &State, req: GenerateRequest) -> Result<(), String> {
-    let loaded = state
-        .model
-        .borrow()
-        .clone()
-        .ok_or("no model is loaded yet")?;
+    let loaded = state.loaded()?;
     let LoadedModel { model, tokenizer } = loaded.as_ref();
     let prompt = tokenizer.encode(&req.prompt).map_err(|e| e.to_string())?;
     let sampling = Sampling::from_temperature(req.temperature, req.top_k, req.top_p);
@@ -427,11 +445,7 @@ async fn generate(state: &State, req: GenerateRequest) -> Result<(), String> {
 }
 
 async fn explain(state: &State, req: ExplainRequest) -> Result<(), String> {
-    let loaded = state
-        .model
-        .borrow()
-        .clone()
-        .ok_or("no model is loaded yet")?;
+    let loaded = state.loaded()?;
     let index = req.context.len();
     let view = crate::explain_job::explain(&loaded, &state.limits.get(), req, index, &state.cancel)
         .await?;

@@ -130,7 +130,12 @@ pub fn compute(
     reference: &ReferenceSet,
     snapshots: &[usize],
 ) -> Result<Vec<(usize, Vec<Scores>)>> {
-    let first = methods[0];
+    // A scorer made for `lrp-abs` gives `lrp` too (one pass for both).
+    let first = if methods.contains(&ScoreMethod::LrpAbs) {
+        ScoreMethod::LrpAbs
+    } else {
+        methods[0]
+    };
     let reference = first.uses_reference().then(|| reference.clone());
     let mut scorer = Scorer::new(model, first, reference, MemoryLimits::default())?;
     let (_, total) = scorer.progress();

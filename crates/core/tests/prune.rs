@@ -237,7 +237,7 @@ fn lrp_and_gradient_scores_are_the_mean_relevance_of_the_samples() {
     let grad = per_sample(RuleSet::Gradient);
     let mut scorer = Scorer::new(
         &model,
-        ScoreMethod::Lrp,
+        ScoreMethod::LrpAbs,
         Some(r.clone()),
         MemoryLimits::default(),
     )

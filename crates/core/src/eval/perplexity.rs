@@ -54,29 +54,29 @@ pub fn window_logprobs(model: &Model, ids: &[u32]) -> Result<Tensor<3>> {
     Ok(log_softmax(logits, 2).gather(2, targets))
 }
 
-/// Sum of next-token negative log-likelihoods over one window, and how many tokens were predicted.
-/// Computed on the device; only `window - 1` numbers come back.
-#[cfg(not(target_family = "wasm"))]
-pub fn window_nll(model: &Model, ids: &[u32]) -> Result<(f64, usize)> {
-    let values = crate::readback::to_vec(window_logprobs(model, ids)?)?;
-    let n = values.len();
+/// Sum of next-token negative log-likelihoods of one window's log-probabilities, and how many.
+fn window_sum(values: &[f32]) -> Result<(f64, usize)> {
     if let Some(bad) = values.iter().position(|v| !v.is_finite()) {
         return Err(Error::Device(format!(
             "non-finite log-probability at position {bad}"
         )));
     }
-    Ok((-values.iter().map(|&v| v as f64).sum::<f64>(), n))
+    Ok((-values.iter().map(|&v| v as f64).sum::<f64>(), values.len()))
 }
 
+/// Sum of next-token negative log-likelihoods over one window, and how many tokens were predicted.
+/// Computed on the device; only `window - 1` numbers come back.
 #[cfg(not(target_family = "wasm"))]
-/// Perplexity of `tokens` under `protocol`, calling `progress(done, total)` after each window.
-/// Errors if the text is too short for the protocol's windows.
-pub fn perplexity(
+pub fn window_nll(model: &Model, ids: &[u32]) -> Result<(f64, usize)> {
+    window_sum(&crate::readback::to_vec(window_logprobs(model, ids)?)?)
+}
+
+/// The protocol's windows of `tokens`, after checking the text and the model can serve them.
+fn windows<'t>(
     model: &Model,
-    tokens: &[u32],
+    tokens: &'t [u32],
     protocol: &PerplexityProtocol,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<PerplexityResult> {
+) -> Result<impl Iterator<Item = &'t [u32]>> {
     let needed = protocol.window * protocol.windows;
     if tokens.len() < needed {
         return Err(Error::InvalidInput(format!(
@@ -91,22 +91,52 @@ pub fn perplexity(
             protocol.window, model.config.max_position_embeddings
         )));
     }
+    Ok(tokens.chunks_exact(protocol.window).take(protocol.windows))
+}
+
+fn result(protocol: &PerplexityProtocol, nll: f64, count: usize) -> PerplexityResult {
+    let mean_nll = nll / count as f64;
+    PerplexityResult {
+        protocol: protocol.clone(),
+        perplexity: mean_nll.exp(),
+        mean_nll,
+        predicted_tokens: count,
+    }
+}
+
+#[cfg(not(target_family = "wasm"))]
+/// Perplexity of `tokens` under `protocol`, calling `progress(done, total)` after each window.
+/// Errors if the text is too short for the protocol's windows.
+pub fn perplexity(
+    model: &Model,
+    tokens: &[u32],
+    protocol: &PerplexityProtocol,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<PerplexityResult> {
     let (mut nll, mut count) = (0.0, 0);
-    for (i, window) in tokens
-        .chunks_exact(protocol.window)
-        .take(protocol.windows)
-        .enumerate()
-    {
+    for (i, window) in windows(model, tokens, protocol)?.enumerate() {
         let (s, n) = window_nll(model, window)?;
         nll += s;
         count += n;
         progress(i + 1, protocol.windows);
     }
-    let mean_nll = nll / count as f64;
-    Ok(PerplexityResult {
-        protocol: protocol.clone(),
-        perplexity: mean_nll.exp(),
-        mean_nll,
-        predicted_tokens: count,
-    })
+    Ok(result(protocol, nll, count))
+}
+
+/// [`perplexity`] with asynchronous read-backs (the browser); `progress` may yield.
+pub async fn perplexity_async(
+    model: &Model,
+    tokens: &[u32],
+    protocol: &PerplexityProtocol,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<PerplexityResult> {
+    let (mut nll, mut count) = (0.0, 0);
+    for (i, window) in windows(model, tokens, protocol)?.enumerate() {
+        let values = crate::readback::to_vec_async(window_logprobs(model, window)?).await?;
+        let (s, n) = window_sum(&values)?;
+        nll += s;
+        count += n;
+        progress(i + 1, protocol.windows);
+    }
+    Ok(result(protocol, nll, count))
 }

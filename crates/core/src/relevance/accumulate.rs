@@ -11,7 +11,9 @@ use crate::error::Result;
 /// Running `Σ R` and `Σ |R|` per block Linear, and `Σ R` per neuron and head, over samples.
 #[derive(Default)]
 pub struct WeightRelevanceAccumulator {
-    weights: BTreeMap<LinearId, (Tensor<2>, Tensor<2>)>,
+    /// `Σ R` and, unless `signed_only`, `Σ |R|`.
+    weights: BTreeMap<LinearId, (Tensor<2>, Option<Tensor<2>>)>,
+    signed_only: bool,
     neurons: BTreeMap<usize, Tensor<1>>,
     heads: BTreeMap<usize, Tensor<1>>,
     samples: usize,
@@ -27,6 +29,14 @@ fn add<const D: usize>(slot: Option<Tensor<D>>, r: Tensor<D>) -> Tensor<D> {
 impl WeightRelevanceAccumulator {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Keeps only `Σ R` per weight (half the memory; [`Self::mean_abs`] is then unavailable).
+    pub fn signed_only() -> Self {
+        Self {
+            signed_only: true,
+            ..Self::default()
+        }
     }
 
     /// Marks the end of one sample's pass.
@@ -54,7 +64,8 @@ impl WeightRelevanceAccumulator {
     pub fn mean_abs(&self, id: LinearId) -> Option<Tensor<2>> {
         self.weights
             .get(&id)
-            .map(|(_, a)| a.clone().div_scalar(self.samples.max(1) as f64))
+            .and_then(|(_, a)| a.clone())
+            .map(|a| a.div_scalar(self.samples.max(1) as f64))
     }
 
     /// Mean neuron relevance of `layer`.
@@ -79,10 +90,11 @@ impl RelevanceSink for WeightRelevanceAccumulator {
 
     fn weight(&mut self, id: LinearId, relevance: Tensor<2>) -> Result<()> {
         let (sum, abs) = match self.weights.remove(&id) {
-            Some((s, a)) => (Some(s), Some(a)),
+            Some((s, a)) => (Some(s), a),
             None => (None, None),
         };
-        let entry = (add(sum, relevance.clone()), add(abs, relevance.abs()));
+        let abs = (!self.signed_only).then(|| add(abs, relevance.clone().abs()));
+        let entry = (add(sum, relevance), abs);
         self.weights.insert(id, entry);
         Ok(())
     }

@@ -57,8 +57,10 @@ impl<'m> Scorer<'m> {
         let work = match method {
             ScoreMethod::Magnitude => Work::Magnitude,
             ScoreMethod::Wanda => Work::Wanda(BTreeMap::new()),
-            ScoreMethod::Lrp | ScoreMethod::LrpAbs => Work::relevance(RuleSet::AttnLrp),
-            ScoreMethod::Gradient => Work::relevance(RuleSet::Gradient),
+            ScoreMethod::Lrp => Work::relevance(RuleSet::AttnLrp, false),
+            // Keeping Σ|R| as well lets `lrp` come from the same pass.
+            ScoreMethod::LrpAbs => Work::relevance(RuleSet::AttnLrp, true),
+            ScoreMethod::Gradient => Work::relevance(RuleSet::Gradient, false),
             ScoreMethod::WandaSequential => {
                 return Err(Error::InvalidInput(
                     "sequential Wanda prunes while it scores: use `wanda_sequential`".into(),
@@ -177,8 +179,8 @@ impl<'m> Scorer<'m> {
         Ok(self.scores(&[self.method])?.remove(0))
     }
 
-    /// Scores of `methods` over the samples done so far (between samples; `lrp` and `lrp-abs`
-    /// come from the same pass), e.g. to study how the reference set's size matters.
+    /// Scores of `methods` over the samples done so far (between samples), e.g. to study how the
+    /// reference set's size matters. A scorer made for `lrp-abs` also gives `lrp`.
     pub fn scores(&self, methods: &[ScoreMethod]) -> Result<Vec<PendingScores>> {
         if matches!(&self.work, Work::Relevance { pass: Some(_), .. }) {
             return Err(Error::InvalidInput(
@@ -231,10 +233,14 @@ impl<'m> Scorer<'m> {
 }
 
 impl Work<'_> {
-    fn relevance(rules: RuleSet) -> Self {
+    fn relevance(rules: RuleSet, with_abs: bool) -> Self {
         Work::Relevance {
             rules,
-            accumulator: WeightRelevanceAccumulator::new(),
+            accumulator: if with_abs {
+                WeightRelevanceAccumulator::new()
+            } else {
+                WeightRelevanceAccumulator::signed_only()
+            },
             pass: None,
         }
     }

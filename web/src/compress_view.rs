@@ -1,0 +1,203 @@
+//! The "Compress" panel: score every weight over a reference set once, then drag the sparsity
+//! slider to re-mask instantly and watch the generation and a perplexity readout change.
+
+use leptos::prelude::*;
+use send_wrapper::SendWrapper;
+use wasm_bindgen::JsCast;
+use web_sys::HtmlInputElement;
+
+use crate::app::{Ui, WorkerLink, progress_view};
+use crate::protocol::{MaskRequest, MaskView, ReferenceChoice, Request, ScoreRequest};
+
+/// Methods offered in the page, as (value, label). Sequential Wanda runs natively only.
+const METHODS: [(&str, &str); 5] = [
+    ("lrp", "LRP |mean R|"),
+    ("lrp-abs", "LRP mean |R|"),
+    ("wanda", "Wanda"),
+    ("gradient", "Gradient"),
+    ("magnitude", "Magnitude"),
+];
+const GROUPS: [(&str, &str); 5] = [
+    ("row", "per output row"),
+    ("layer", "per layer"),
+    ("global", "global"),
+    ("2:4", "2:4"),
+    ("4:8", "4:8"),
+];
+
+#[component]
+pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
+    let method = RwSignal::new("lrp".to_string());
+    let reference_kind = RwSignal::new("c4".to_string());
+    let pasted = RwSignal::new(String::new());
+    let samples = RwSignal::new(16usize);
+    let sample_len = RwSignal::new(128usize);
+    let sparsity = RwSignal::new(0.5f64);
+    let group = RwSignal::new("row".to_string());
+    let send = move |r: Request| {
+        ui.start_compressing();
+        link.update_value(|l| l.send(ui, r));
+    };
+    let compute = move || {
+        let reference = if reference_kind.get_untracked() == "text" {
+            ReferenceChoice::Text(pasted.get_untracked())
+        } else {
+            ReferenceChoice::BuiltInC4
+        };
+        ui.compress.update(|c| *c = Default::default());
+        send(Request::Score(ScoreRequest {
+            method: method.get_untracked(),
+            reference,
+            samples: samples.get_untracked(),
+            sample_len: sample_len.get_untracked(),
+        }));
+    };
+    let remask = move || {
+        if ui.compress.get_untracked().scored.is_some() {
+            send(Request::Mask(MaskRequest {
+                sparsity: sparsity.get_untracked(),
+                group: group.get_untracked(),
+            }));
+        }
+    };
+    let idle = move || ui.is_idle();
+    let scored = move || ui.compress.get().scored.is_some();
+    let on_file = move |ev: leptos::ev::Event| {
+        let input: HtmlInputElement = event_target(&ev);
+        let Some(file) = input.files().and_then(|f| f.item(0)) else {
+            return;
+        };
+        let file = SendWrapper::new(file);
+        leptos::task::spawn_local(async move {
+            match wasm_bindgen_futures::JsFuture::from(file.text()).await {
+                Ok(t) => pasted.set(t.as_string().unwrap_or_default()),
+                Err(e) => ui.fail(format!("could not read {}: {e:?}", file.name())),
+            }
+        });
+    };
+
+    view! {
+        <section class="card compress" data-testid="compress">
+            <h2>"Compress"</h2>
+            <p class="hint">
+                "Score every decoder-block weight over a reference text, then drag the slider: the lowest-scored "
+                "weights are zeroed (undoably) and the prompt above is generated again."
+            </p>
+            <div class="row">
+                <label class="inline">"Method "
+                    <select data-testid="compress-method" prop:value=move || method.get()
+                        on:change=move |ev| method.set(event_target_value(&ev))>
+                        {METHODS.map(|(v, l)| view! { <option value=v>{l}</option> })}
+                    </select>
+                </label>
+                <label class="inline">
+                    <input type="radio" name="reference" prop:checked=move || reference_kind.get() == "c4"
+                        on:change=move |_| reference_kind.set("c4".into()) />
+                    "Built-in C4 sample"
+                </label>
+                <label class="inline">
+                    <input type="radio" name="reference" data-testid="reference-own"
+                        prop:checked=move || reference_kind.get() == "text"
+                        on:change=move |_| reference_kind.set("text".into()) />
+                    "Your text"
+                </label>
+                {number("Samples", samples, "1", "1024", "samples")}
+                {number("Tokens each", sample_len, "2", "2048", "sample-len")}
+            </div>
+            <Show when=move || reference_kind.get() == "text">
+                <textarea rows="3" data-testid="reference-text" placeholder="Paste general text here (or pick a .txt file)"
+                    prop:value=move || pasted.get() on:input=move |ev| pasted.set(event_target_value(&ev))></textarea>
+                <input type="file" accept=".txt,text/plain" data-testid="reference-file" on:change=on_file />
+            </Show>
+            <div class="row">
+                <button class="primary" data-testid="compute-scores" disabled=move || !idle()
+                    on:click=move |_| compute()>"Compute scores"</button>
+                <span class="stats" data-testid="scores-status">{move || ui.compress.get().scored.clone()}</span>
+            </div>
+            <div class="row">
+                <label class="inline grow">"Sparsity "
+                    <input type="range" min="0" max="0.9" step="0.05" class="grow" data-testid="sparsity"
+                        prop:value=move || sparsity.get().to_string()
+                        disabled=move || !scored() || !idle()
+                        on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { sparsity.set(v) }
+                        on:change=move |_| remask() />
+                    <span class="value">{move || format!("{:.0}%", sparsity.get() * 100.0)}</span>
+                </label>
+                <label class="inline">"Group "
+                    <select data-testid="group" prop:value=move || group.get()
+                        disabled=move || !idle()
+                        on:change=move |ev| { group.set(event_target_value(&ev)); remask() }>
+                        {GROUPS.map(|(v, l)| view! { <option value=v>{l}</option> })}
+                    </select>
+                </label>
+            </div>
+            {move || ui.is_compressing().then(|| progress_view(ui))}
+            {move || ui.compress.get().masked.map(mask_view)}
+            <div class="row">
+                <button data-testid="restore" disabled=move || !idle() || ui.compress.get().masked.is_none()
+                    on:click=move |_| send(Request::Restore)>"Restore dense model"</button>
+                <button data-testid="download" disabled=move || !idle()
+                    on:click=move |_| send(Request::Export)>"Download model (safetensors)"</button>
+            </div>
+        </section>
+    }
+}
+
+fn number(
+    label: &'static str,
+    value: RwSignal<usize>,
+    min: &'static str,
+    max: &'static str,
+    testid: &'static str,
+) -> impl IntoView {
+    view! {
+        <label class="inline">{label} " "
+            <input type="number" class="narrow" min=min max=max data-testid=testid
+                prop:value=move || value.get().to_string()
+                on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { value.set(v) } />
+        </label>
+    }
+}
+
+/// The readout after a mask: perplexity dense → pruned, achieved sparsity, per-layer bars.
+fn mask_view(m: MaskView) -> impl IntoView {
+    let bars = m
+        .per_layer
+        .iter()
+        .enumerate()
+        .map(|(layer, share)| {
+            view! {
+                <div class="bar" title=format!("layer {layer}: {:.1}% pruned", share * 100.0)>
+                    <div class="fill" style=format!("height: {:.1}%", share * 100.0)></div>
+                </div>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="stats" data-testid="ppl-readout">
+            {format!(
+                "{} perplexity: dense {:.2} → pruned {:.2} · {} at {:.0}% per {} group · {:.1}% of block weights pruned · {:.1} s",
+                m.protocol, m.dense_perplexity, m.perplexity, m.method, m.sparsity * 100.0, m.group,
+                m.achieved * 100.0, m.seconds
+            )}
+        </div>
+        <div class="bars" data-testid="layer-bars" title="pruned share per layer">{bars}</div>
+    }
+}
+
+/// Offers each exported file for download (the worker made the object URLs).
+pub(crate) fn offer_downloads(files: &[(String, String, usize)]) -> Result<(), String> {
+    let document = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or("no document")?;
+    for (name, url, _) in files {
+        let a: web_sys::HtmlAnchorElement = document
+            .create_element("a")
+            .map_err(|e| format!("{e:?}"))?
+            .unchecked_into();
+        a.set_href(url);
+        a.set_download(name);
+        a.click();
+    }
+    Ok(())
+}
