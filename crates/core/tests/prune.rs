@@ -309,7 +309,7 @@ fn score_and_mask_files_round_trip_and_refuse_other_models() {
     let err = Scores::from_safetensors("mask.safetensors", &bytes, arch)
         .unwrap_err()
         .to_string();
-    assert!(err.contains("not Scalpel scores"), "{err}");
+    assert!(err.contains("is not a Scalpel scores file"), "{err}");
     let err = Masks::from_safetensors("junk", b"not a file", arch)
         .unwrap_err()
         .to_string();

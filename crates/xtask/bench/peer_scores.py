@@ -39,18 +39,7 @@ sys.path.insert(0, str(FIXTURES))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
-
-
-def rss(reset: bool):
-    """(VmRSS, VmHWM) in bytes, resetting the high-water mark first when asked (Linux)."""
-    if reset:
-        Path("/proc/self/clear_refs").write_text("5")
-    fields = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = int(rest.split()[0]) * 1024
-    return fields["VmRSS"], fields["VmHWM"]
+from peer_lxt import rss  # noqa: E402
 
 
 def c4_documents(raw: str) -> list[str]:

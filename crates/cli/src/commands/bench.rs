@@ -6,6 +6,7 @@ use std::time::Instant;
 use anyhow::{Result, bail};
 use scalpel::generate::{GenerateOptions, generate};
 use scalpel::relevance::{MemoryLimits, RuleSet, WeightDetail, explain};
+use scalpel::score::{ReferenceSet, ScoreMethod, Scorer};
 use scalpel::{Logits, readback};
 use serde_json::Value;
 
@@ -31,6 +32,19 @@ pub struct Args {
     /// tokens instead (explaining the greedy next token), and report its memory.
     #[arg(long)]
     pub relevance: bool,
+    /// Time scoring a C4 reference set with this method (lrp, wanda, …) instead, and report
+    /// its memory (`cargo xtask bench scoring` runs it at two set sizes next to PyTorch).
+    #[arg(long)]
+    pub scoring: Option<String>,
+    /// Reference samples for --scoring.
+    #[arg(long, default_value_t = 128)]
+    pub samples: usize,
+    /// Tokens per reference sample for --scoring.
+    #[arg(long, default_value_t = 256)]
+    pub sample_len: usize,
+    /// The C4 text for --scoring.
+    #[arg(long, default_value = "assets/c4.utf8")]
+    pub c4: std::path::PathBuf,
 }
 
 /// `VmRSS` and `VmHWM` of this process in bytes (Linux), after resetting the high-water mark
@@ -82,6 +96,36 @@ fn relevance(model: &scalpel::Model, window: &[u32], repeats: usize) -> Result<V
     Ok(serde_json::json!({"relevance_seconds": seconds, "memory": memory}))
 }
 
+/// Scores `reference` once with `method`, from a fresh scorer to scores on the host.
+fn scoring(model: &scalpel::Model, method: ScoreMethod, reference: ReferenceSet) -> Result<Value> {
+    let protocol = reference.protocol.clone();
+    let before = rss(true);
+    let start = Instant::now();
+    let mut scorer = Scorer::new(model, method, Some(reference), MemoryLimits::default())?;
+    scorer.run(&mut |_, _| {})?;
+    let scores = scorer.finish()?.read()?;
+    let seconds = start.elapsed().as_secs_f64();
+    let after = rss(false);
+    drop(scores);
+    let memory = match (before, after) {
+        (Some((rss_before, _)), Some((_, peak))) => serde_json::json!({
+            "rss_before_bytes": rss_before,
+            "peak_rss_bytes": peak,
+            "extra_bytes": peak.saturating_sub(rss_before),
+        }),
+        _ => Value::Null,
+    };
+    Ok(serde_json::json!({
+        "method": method.name(),
+        "protocol": protocol.name,
+        "samples": protocol.samples,
+        "seq_len": protocol.sample_len,
+        "seconds": seconds,
+        "seconds_per_sample": seconds / protocol.samples.max(1) as f64,
+        "memory": memory,
+    }))
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -93,6 +137,18 @@ pub fn run(args: Args) -> Result<()> {
     }
     let (loaded, device) = load(&args.model)?;
     let model = &loaded.model;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if let Some(method) = &args.scoring {
+        let method = ScoreMethod::parse(method)?;
+        let raw = std::fs::read_to_string(&args.c4)?;
+        let reference = ReferenceSet::c4(&raw, &loaded.tokenizer, args.samples, args.sample_len)?;
+        let mut out = scoring(model, method, reference)?;
+        out["impl"] = "scalpel".into();
+        out["device"] = device.label.clone().into();
+        out["threads"] = threads.into();
+        println!("{out}");
+        return Ok(());
+    }
     let text = scalpel::eval::corpus::wiki_text(&std::fs::read_to_string(&args.corpus)?);
     // A prefix of ~16 characters per token is plenty; cut on a character boundary.
     let prefix = text
@@ -104,7 +160,6 @@ pub fn run(args: Args) -> Result<()> {
         bail!("the corpus gave only {} tokens", tokens.len());
     }
     let window = &tokens[..args.forward_tokens];
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     if args.relevance {
         let mut out = relevance(model, window, args.repeats)?;
         out["impl"] = "scalpel".into();

@@ -13,7 +13,7 @@ use super::layers::{
     KvCache, Linear, Loader, RmsNorm, causal_attention, embed, keep_positions, merge_heads,
     output_embedding, repeat_kv, split_heads, vocab_logits,
 };
-use super::{ArchOps, Embedded, LinearInputs, Param};
+use super::{ArchOps, Architecture, Embedded, LinearInputs, Param, export_linears};
 use crate::error::Result;
 use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
 
@@ -42,33 +42,7 @@ struct Block {
     down: Linear,
 }
 
-impl Block {
-    fn linear(&self, kind: LinearKind) -> Option<&Linear> {
-        Some(match kind {
-            LinearKind::Q => &self.q,
-            LinearKind::K => &self.k,
-            LinearKind::V => &self.v,
-            LinearKind::O => &self.o,
-            LinearKind::Gate => &self.gate,
-            LinearKind::Up => &self.up,
-            LinearKind::Down => &self.down,
-            LinearKind::Fc1 | LinearKind::Fc2 => return None,
-        })
-    }
-
-    fn linear_mut(&mut self, kind: LinearKind) -> Option<&mut Linear> {
-        Some(match kind {
-            LinearKind::Q => &mut self.q,
-            LinearKind::K => &mut self.k,
-            LinearKind::V => &mut self.v,
-            LinearKind::O => &mut self.o,
-            LinearKind::Gate => &mut self.gate,
-            LinearKind::Up => &mut self.up,
-            LinearKind::Down => &mut self.down,
-            LinearKind::Fc1 | LinearKind::Fc2 => return None,
-        })
-    }
-}
+block_linears!(Block { Q => q, K => k, V => v, O => o, Gate => gate, Up => up, Down => down });
 
 impl Llama {
     pub fn load(c: &ModelConfig, l: &mut Loader) -> Result<Self> {
@@ -258,11 +232,7 @@ impl ArchOps for Llama {
             let p = format!("model.layers.{i}");
             b.input_norm
                 .export(&format!("{p}.input_layernorm.weight"), &mut out);
-            for kind in LinearKind::LLAMA {
-                if let Some(linear) = b.linear(kind) {
-                    linear.export(&format!("{p}.{}", kind.module(true)), &mut out);
-                }
-            }
+            export_linears(&p, Architecture::Llama, |k| b.linear(k), &mut out);
             b.post_attention_norm
                 .export(&format!("{p}.post_attention_layernorm.weight"), &mut out);
         }

@@ -1,5 +1,27 @@
 //! The two architectures, each with one forward definition, plus the pieces they share.
 
+/// `linear` / `linear_mut` of a decoder block from its `kind => field` table (before the
+/// architecture modules, which use it).
+macro_rules! block_linears {
+    ($block:ty { $($kind:ident => $field:ident),* $(,)? }) => {
+        impl $block {
+            fn linear(&self, kind: LinearKind) -> Option<&Linear> {
+                match kind {
+                    $(LinearKind::$kind => Some(&self.$field),)*
+                    _ => None,
+                }
+            }
+
+            fn linear_mut(&mut self, kind: LinearKind) -> Option<&mut Linear> {
+                match kind {
+                    $(LinearKind::$kind => Some(&mut self.$field),)*
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
 mod backward;
 pub mod config;
 mod layers;
@@ -162,6 +184,21 @@ pub(crate) struct Embedded {
 pub(crate) enum Param {
     Vector(Tensor<1>),
     Matrix(Tensor<2>),
+}
+
+/// Appends a block's Linears (`linear(kind)`) under `prefix`, in checkpoint order.
+pub(crate) fn export_linears<'a>(
+    prefix: &str,
+    architecture: Architecture,
+    linear: impl Fn(LinearKind) -> Option<&'a Linear>,
+    out: &mut Vec<(String, Param)>,
+) {
+    let llama = architecture == Architecture::Llama;
+    for &kind in LinearKind::of(architecture) {
+        if let Some(l) = linear(kind) {
+            l.export(&format!("{prefix}.{}", kind.module(llama)), out);
+        }
+    }
 }
 
 /// Every Linear of a block with the input it saw: Linears sharing an input are listed together.

@@ -14,7 +14,7 @@ use super::layers::{
     KvCache, LayerNorm, Linear, Loader, causal_attention, embed, keep_positions, merge_heads,
     output_embedding, split_heads, vocab_logits,
 };
-use super::{ArchOps, Embedded, LinearInputs, Param};
+use super::{ArchOps, Architecture, Embedded, LinearInputs, Param, export_linears};
 use crate::error::{Error, Result};
 use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
 
@@ -43,31 +43,7 @@ struct Block {
     fc2: Linear,
 }
 
-impl Block {
-    fn linear(&self, kind: LinearKind) -> Option<&Linear> {
-        Some(match kind {
-            LinearKind::Q => &self.q,
-            LinearKind::K => &self.k,
-            LinearKind::V => &self.v,
-            LinearKind::O => &self.out,
-            LinearKind::Fc1 => &self.fc1,
-            LinearKind::Fc2 => &self.fc2,
-            LinearKind::Gate | LinearKind::Up | LinearKind::Down => return None,
-        })
-    }
-
-    fn linear_mut(&mut self, kind: LinearKind) -> Option<&mut Linear> {
-        Some(match kind {
-            LinearKind::Q => &mut self.q,
-            LinearKind::K => &mut self.k,
-            LinearKind::V => &mut self.v,
-            LinearKind::O => &mut self.out,
-            LinearKind::Fc1 => &mut self.fc1,
-            LinearKind::Fc2 => &mut self.fc2,
-            LinearKind::Gate | LinearKind::Up | LinearKind::Down => return None,
-        })
-    }
-}
+block_linears!(Block { Q => q, K => k, V => v, O => out, Fc1 => fc1, Fc2 => fc2 });
 
 impl Opt {
     pub fn load(c: &ModelConfig, l: &mut Loader) -> Result<Self> {
@@ -314,11 +290,7 @@ impl ArchOps for Opt {
             let p = format!("{root}.layers.{i}");
             b.attn_norm
                 .export(&format!("{p}.self_attn_layer_norm"), &mut out);
-            for kind in LinearKind::OPT {
-                if let Some(linear) = b.linear(kind) {
-                    linear.export(&format!("{p}.{}", kind.module(false)), &mut out);
-                }
-            }
+            export_linears(&p, Architecture::Opt, |k| b.linear(k), &mut out);
             b.mlp_norm
                 .export(&format!("{p}.final_layer_norm"), &mut out);
         }

@@ -231,28 +231,9 @@ impl Masks {
     /// Errors unless these masks fit `model`: same model and a mask of the right shape for
     /// every block Linear.
     pub fn check_for(&self, model: &Model) -> Result<()> {
-        let fingerprint = model.config.fingerprint();
-        if self.info.scores.model != fingerprint {
-            return Err(Error::InvalidInput(format!(
-                "this mask was made for another model ({}); the loaded model is {fingerprint}",
-                self.info.scores.model
-            )));
-        }
-        for id in model.linear_ids() {
-            let expected = model.linear_shape(id)?;
-            let mask = self
-                .linears
-                .get(&id)
-                .ok_or_else(|| Error::InvalidInput(format!("the mask has nothing for {id}")))?;
-            if mask.shape != expected {
-                return Err(Error::ShapeMismatch {
-                    name: format!("mask of {id}"),
-                    expected: expected.to_vec(),
-                    actual: mask.shape.to_vec(),
-                });
-            }
-        }
-        Ok(())
+        crate::score::check_per_linear(model, "mask", &self.info.scores.model, |id| {
+            self.linears.get(&id).map(|m| m.shape.to_vec())
+        })
     }
 
     /// Applies every mask to the model's dense weights (replacing any mask applied before).

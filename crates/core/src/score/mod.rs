@@ -14,6 +14,7 @@ mod wanda_sequential;
 
 use std::collections::BTreeMap;
 
+pub(crate) use file::{read_per_linear, write_per_linear};
 pub use reference::{ReferenceProtocol, ReferenceSet};
 pub use scorer::{PendingScores, Scorer};
 #[cfg(not(target_family = "wasm"))]
@@ -143,27 +144,37 @@ impl Scores {
     /// Errors unless these scores belong to `model`: same architecture and sizes, and a score
     /// of the right shape for every block Linear.
     pub fn check_for(&self, model: &Model) -> Result<()> {
-        let fingerprint = model.config.fingerprint();
-        if self.info.model != fingerprint {
-            return Err(Error::InvalidInput(format!(
-                "these scores were computed for another model ({}); the loaded model is {fingerprint}",
-                self.info.model
-            )));
-        }
-        for id in model.linear_ids() {
-            let expected = model.linear_shape(id)?;
-            let scores = self
-                .linears
-                .get(&id)
-                .ok_or_else(|| Error::InvalidInput(format!("the scores have nothing for {id}")))?;
-            if scores.shape != expected {
-                return Err(Error::ShapeMismatch {
-                    name: format!("scores of {id}"),
-                    expected: expected.to_vec(),
-                    actual: scores.shape.clone(),
-                });
-            }
-        }
-        Ok(())
+        check_per_linear(model, "scores", &self.info.model, |id| {
+            self.linears.get(&id).map(|s| s.shape.clone())
+        })
     }
+}
+
+/// Errors unless a per-Linear file (`what`: scores, mask) made for model `made_for` fits
+/// `model`: same fingerprint, and an entry of the right shape (`shape_of`) for every Linear.
+pub(crate) fn check_per_linear(
+    model: &Model,
+    what: &str,
+    made_for: &str,
+    shape_of: impl Fn(LinearId) -> Option<Vec<usize>>,
+) -> Result<()> {
+    let fingerprint = model.config.fingerprint();
+    if made_for != fingerprint {
+        return Err(Error::InvalidInput(format!(
+            "{what} made for another model ({made_for}) cannot serve the loaded model ({fingerprint})"
+        )));
+    }
+    for id in model.linear_ids() {
+        let expected = model.linear_shape(id)?;
+        let actual =
+            shape_of(id).ok_or_else(|| Error::InvalidInput(format!("{what}: nothing for {id}")))?;
+        if actual != expected {
+            return Err(Error::ShapeMismatch {
+                name: format!("{what} of {id}"),
+                expected: expected.to_vec(),
+                actual,
+            });
+        }
+    }
+    Ok(())
 }
