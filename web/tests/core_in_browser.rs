@@ -6,9 +6,11 @@
 use burn::tensor::Device;
 use scalpel::device::{DevicePreference, select_async};
 use scalpel::io::safetensors::SafetensorsSource;
+use scalpel::prune::{Group, Masks};
 use scalpel::relevance::{
     ExplanationCollector, MemoryLimits, RelevancePass, RuleSet, Target, Trace, WeightDetail,
 };
+use scalpel::score::{ReferenceProtocol, ReferenceSet, ScoreMethod, Scorer};
 use scalpel::{Logits, Model, ModelConfig};
 use wasm_bindgen_test::*;
 
@@ -20,6 +22,8 @@ struct Fixture {
     reference: &'static [u8],
     /// AttnLRP relevance by tests/fixtures/make_relevance_fixtures.py.
     relevance: &'static [u8],
+    /// Wanda scores, masks and pruned logits by tests/fixtures/make_prune_fixtures.py.
+    prune: &'static [u8],
 }
 
 const LLAMA: Fixture = Fixture {
@@ -30,6 +34,7 @@ const LLAMA: Fixture = Fixture {
     )],
     reference: include_bytes!("../../tests/fixtures/models/llama-gqa-tied/reference.safetensors"),
     relevance: include_bytes!("../../tests/fixtures/relevance/llama-gqa-tied.attnlrp.safetensors"),
+    prune: include_bytes!("../../tests/fixtures/prune/llama-gqa-tied.safetensors"),
 };
 
 const OPT: Fixture = Fixture {
@@ -40,6 +45,7 @@ const OPT: Fixture = Fixture {
     )],
     reference: include_bytes!("../../tests/fixtures/models/opt-pre-ln/reference.safetensors"),
     relevance: include_bytes!("../../tests/fixtures/relevance/opt-pre-ln.attnlrp.safetensors"),
+    prune: include_bytes!("../../tests/fixtures/prune/opt-pre-ln.safetensors"),
 };
 
 fn f32s(st: &safetensors::SafeTensors, name: &str) -> Vec<f32> {
@@ -114,6 +120,63 @@ async fn relevance_error(fixture: &Fixture, device: &Device) -> f32 {
         .max(rel(&e.heads.concat(), &f32s(&st, "attnlrp.token.heads")))
 }
 
+/// Wanda over the fixture's samples, 50% per row, applied in place: the masks must equal
+/// PyTorch's and the pruned logits match. Returns the worst logit difference.
+async fn wanda_error(fixture: &Fixture, device: &Device) -> f32 {
+    let mut model = load(fixture, device);
+    let st = safetensors::SafeTensors::deserialize(fixture.prune).unwrap();
+    let ids: Vec<u32> = st
+        .tensor("tokens")
+        .unwrap()
+        .data()
+        .chunks_exact(8)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let samples: Vec<Vec<u32>> = ids.chunks(12).map(<[u32]>::to_vec).collect();
+    let reference = ReferenceSet {
+        protocol: ReferenceProtocol {
+            name: "fixture-4x12".into(),
+            source: "fixture".into(),
+            samples: 4,
+            requested_samples: 4,
+            sample_len: 12,
+        },
+        samples: samples.clone(),
+    };
+    let mut scorer = Scorer::new(
+        &model,
+        ScoreMethod::Wanda,
+        Some(reference),
+        MemoryLimits::default(),
+    )
+    .unwrap();
+    scorer.run(&mut |_, _| {}).unwrap();
+    let scores = scorer.finish().unwrap().read_async().await.unwrap();
+    let masks = Masks::from_scores(&scores, 0.5, Group::Row).unwrap();
+    let llama = model.config.architecture == scalpel::Architecture::Llama;
+    for (id, m) in &masks.linears {
+        let name = format!(
+            "layers.{}.{}.mask_wanda_row50",
+            id.layer,
+            id.kind.module(llama)
+        );
+        assert_eq!(m.keep, st.tensor(&name).unwrap().data(), "{name}");
+    }
+    masks.apply(&mut model).unwrap();
+    let mut got = Vec::new();
+    for s in &samples {
+        let mut cache = model.new_cache();
+        let logits = model
+            .forward(model.tokens(s).unwrap(), &mut cache, Logits::All)
+            .unwrap();
+        got.extend(scalpel::readback::to_vec_async(logits).await.unwrap());
+    }
+    got.iter()
+        .zip(&f32s(&st, "logits_wanda_row50"))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max)
+}
+
 async fn max_diff(fixture: &Fixture, device: &Device) -> f32 {
     let model = load(fixture, device);
     let (ids, expected) = reference(fixture.reference);
@@ -136,6 +199,11 @@ async fn cpu_backend_matches_transformers() {
         assert!(diff <= 1e-4, "{name} on wasm CPU: max |Δlogit| = {diff}");
         let err = relevance_error(fixture, &device).await;
         assert!(err <= 1e-4, "{name} relevance on wasm CPU: rel err {err}");
+        let diff = wanda_error(fixture, &device).await;
+        assert!(
+            diff <= 1e-4,
+            "{name} Wanda-pruned on wasm CPU: max |Δlogit| = {diff}"
+        );
     }
 }
 
@@ -156,6 +224,12 @@ async fn webgpu_matches_transformers() {
         assert!(
             err <= 1e-3,
             "{name} relevance on {}: rel err {err}",
+            selected.label
+        );
+        let diff = wanda_error(fixture, &selected.device).await;
+        assert!(
+            diff <= 1e-3,
+            "{name} Wanda-pruned on {}: max |Δlogit| = {diff}",
             selected.label
         );
     }
