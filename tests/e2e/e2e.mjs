@@ -113,6 +113,7 @@ async function compress(page, name) {
   await changed(page, 'stats', stats);
   const pruned = await page.locator('[data-testid=output] .generated').innerText();
   console.log(`${name}: dense ${JSON.stringify(dense)} -> pruned ${JSON.stringify(pruned)}`);
+  await page.screenshot({ path: join(artifacts, `${name}-compress.png`), fullPage: true });
 
   const files = [];
   page.on('download', (d) => files.push(d.suggestedFilename()));

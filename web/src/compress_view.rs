@@ -10,9 +10,10 @@ use crate::app::{Ui, WorkerLink, progress_view};
 use crate::protocol::{MaskRequest, MaskView, ReferenceChoice, Request, ScoreRequest};
 
 /// Methods offered in the page, as (value, label). Sequential Wanda runs natively only.
+/// LRP's mean |R| comes first: it prunes far better than |mean R| (README, "Results").
 const METHODS: [(&str, &str); 5] = [
-    ("lrp", "LRP |mean R|"),
     ("lrp-abs", "LRP mean |R|"),
+    ("lrp", "LRP |mean R|"),
     ("wanda", "Wanda"),
     ("gradient", "Gradient"),
     ("magnitude", "Magnitude"),
@@ -27,7 +28,7 @@ const GROUPS: [(&str, &str); 5] = [
 
 #[component]
 pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
-    let method = RwSignal::new("lrp".to_string());
+    let method = RwSignal::new("lrp-abs".to_string());
     let reference_kind = RwSignal::new("c4".to_string());
     let pasted = RwSignal::new(String::new());
     let samples = RwSignal::new(16usize);

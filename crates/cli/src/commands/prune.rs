@@ -20,9 +20,10 @@ pub const SIDECAR: &str = "scalpel-prune.json";
 pub struct Args {
     #[command(flatten)]
     pub model: ModelArgs,
-    /// How weights are scored: lrp (|mean relevance|), lrp-abs (mean |relevance|), wanda,
-    /// wanda-seq (Wanda's sequential variant), magnitude, gradient.
-    #[arg(long, default_value = "lrp")]
+    /// How weights are scored: lrp-abs (mean |relevance|; the LRP variant that prunes well, see
+    /// README "Results"), lrp (|mean relevance|), wanda, wanda-seq (Wanda's sequential
+    /// variant), magnitude, gradient.
+    #[arg(long, default_value = "lrp-abs")]
     pub method: String,
     /// Fraction of each group's weights to prune, in [0, 1) (default 0.5; N:M groups fix it).
     #[arg(long)]
