@@ -64,7 +64,7 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
-/// One line per layer: pruned share and a bar.
+/// Pruned share overall and per layer (one line per layer with a bar, unless all are equal).
 pub fn print_report(report: &SparsityReport) {
     eprintln!(
         "pruned {} of {} block weights ({:.2}%)",
@@ -72,10 +72,18 @@ pub fn print_report(report: &SparsityReport) {
         report.total,
         100.0 * report.sparsity()
     );
-    for (layer, pruned, total) in report.per_layer() {
-        let share = pruned as f64 / total.max(1) as f64;
-        let bar = "#".repeat((share * 40.0).round() as usize);
-        eprintln!("  layer {layer:>3} {:>6.2}% {bar}", 100.0 * share);
+    let layers = report.per_layer();
+    let share = |(_, pruned, total): &(usize, u64, u64)| *pruned as f64 / (*total).max(1) as f64;
+    if layers.windows(2).all(|w| share(&w[0]) == share(&w[1])) {
+        eprintln!(
+            "  every layer: {:.2}%",
+            100.0 * layers.first().map_or(0.0, share)
+        );
+        return;
+    }
+    for l in &layers {
+        let bar = "#".repeat((share(l) * 40.0).round() as usize);
+        eprintln!("  layer {:>3} {:>6.2}% {bar}", l.0, 100.0 * share(l));
     }
 }
 
