@@ -182,3 +182,59 @@ fn bad_prune_requests_fail_clearly() {
     assert!(Path::new(&dir).exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_sweep_writes_its_table_and_plots_and_resumes() {
+    let dir = scratch("sweep");
+    let out = dir.join("sweep");
+    let o = out.to_str().unwrap();
+    let args = [
+        "sweep",
+        "--methods",
+        "magnitude,wanda",
+        "--sparsities",
+        "0.3,0.5",
+        "--samples",
+        "2",
+        "--sample-len",
+        "32",
+        "--windows",
+        "1",
+        "--window",
+        "64",
+        "--reference-sizes",
+        "1,2",
+        "--out",
+        o,
+    ];
+    ok(&scalpel(&args));
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("sweep.json")).unwrap()).unwrap();
+    assert_eq!(json["results"].as_array().unwrap().len(), 4);
+    assert_eq!(json["reference_sizes"].as_array().unwrap().len(), 2);
+    assert_eq!(json["protocol"]["reference"]["name"], "c4-2x32");
+    let dense = json["dense"].as_f64().unwrap();
+    for e in json["results"].as_array().unwrap() {
+        assert!(e["perplexity"].as_f64().unwrap() > dense, "{e}");
+        // floor(sparsity × row width) per row: 0.3 × 576 prunes 172 of 576.
+        let gap = e["achieved_sparsity"].as_f64().unwrap() - e["sparsity"].as_f64().unwrap();
+        assert!((-0.01..=0.0).contains(&gap), "{e}");
+    }
+    let md = std::fs::read_to_string(out.join("sweep.md")).unwrap();
+    assert!(
+        md.contains("| magnitude |") && md.contains("| wanda |") && md.contains("| lrp-abs |"),
+        "{md}"
+    );
+    for svg in ["sweep.svg", "reference-sizes.svg"] {
+        let text = std::fs::read_to_string(out.join(svg)).unwrap();
+        assert!(
+            text.starts_with("<svg") && text.contains("<polyline"),
+            "{svg}"
+        );
+    }
+    // Nothing is recomputed on a second run.
+    let again = ok(&scalpel(&args));
+    assert!(again.contains("resuming: 4 results"), "{again}");
+    assert!(!again.contains("scored "), "{again}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

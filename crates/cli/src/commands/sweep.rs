@@ -91,6 +91,20 @@ fn score_file(
     dir.join(format!("{name}.safetensors"))
 }
 
+/// The LRP variants the reference-size study covers: those swept, else mean |R|.
+fn size_methods(methods: &[ScoreMethod]) -> Vec<ScoreMethod> {
+    let lrp: Vec<ScoreMethod> = methods
+        .iter()
+        .copied()
+        .filter(|m| matches!(m, ScoreMethod::Lrp | ScoreMethod::LrpAbs))
+        .collect();
+    if lrp.is_empty() {
+        vec![ScoreMethod::LrpAbs]
+    } else {
+        lrp
+    }
+}
+
 /// Makes sure the LRP score files (full set, both forms, and the size study's prefixes) exist,
 /// computing them all in one pass over the reference set when any is missing.
 fn ensure_lrp(
@@ -109,7 +123,9 @@ fn ensure_lrp(
     let mut wanted: Vec<(ScoreMethod, ReferenceSet)> =
         lrp.iter().map(|&m| (m, reference.clone())).collect();
     for &n in sizes.iter().filter(|&&n| n < reference.samples.len()) {
-        wanted.push((ScoreMethod::Lrp, reference.prefix(n)));
+        for m in size_methods(methods) {
+            wanted.push((m, reference.prefix(n)));
+        }
     }
     let missing = wanted.iter().any(|(m, r)| {
         load_cached(
@@ -125,7 +141,7 @@ fn ensure_lrp(
         return Ok(());
     }
     let methods = if lrp.is_empty() {
-        vec![ScoreMethod::Lrp]
+        size_methods(methods)
     } else {
         lrp
     };
@@ -309,45 +325,43 @@ pub fn run(args: Args) -> Result<()> {
             write(&sweep)?;
         }
     }
-    for &size in &args.reference_sizes {
-        if sweep
-            .reference_sizes
-            .iter()
-            .any(|e| e.samples == size.min(n))
-        {
-            continue;
+    for method in size_methods(&methods) {
+        for &size in &args.reference_sizes {
+            let r = reference.prefix(size);
+            let samples = r.samples.len();
+            if sweep
+                .reference_sizes
+                .iter()
+                .any(|e| e.method == method && e.samples == samples)
+            {
+                continue;
+            }
+            let path = score_file(&dir, method, &r, group, 0.0);
+            let scores = read_scores(&path, model, method, &r, None)?;
+            let (result, achieved) = pruned_perplexity(
+                model,
+                &scores,
+                args.size_sparsity,
+                group,
+                &tokens,
+                &args.wiki,
+            )?;
+            eprintln!(
+                "{} with {samples} samples at {}: perplexity {:.4}",
+                method.name(),
+                args.size_sparsity,
+                result.perplexity
+            );
+            sweep.reference_sizes.push(Entry {
+                method,
+                samples,
+                sparsity: args.size_sparsity,
+                perplexity: result.perplexity,
+                mean_nll: result.mean_nll,
+                achieved_sparsity: achieved,
+            });
+            write(&sweep)?;
         }
-        let r = reference.prefix(size);
-        let scores = read_scores(
-            &score_file(&dir, ScoreMethod::Lrp, &r, group, 0.0),
-            model,
-            ScoreMethod::Lrp,
-            &r,
-            None,
-        )?;
-        let (result, achieved) = pruned_perplexity(
-            model,
-            &scores,
-            args.size_sparsity,
-            group,
-            &tokens,
-            &args.wiki,
-        )?;
-        eprintln!(
-            "lrp with {} samples at {}: perplexity {:.4}",
-            r.samples.len(),
-            args.size_sparsity,
-            result.perplexity
-        );
-        sweep.reference_sizes.push(Entry {
-            method: ScoreMethod::Lrp,
-            samples: r.samples.len(),
-            sparsity: args.size_sparsity,
-            perplexity: result.perplexity,
-            mean_nll: result.mean_nll,
-            achieved_sparsity: achieved,
-        });
-        write(&sweep)?;
     }
     println!("{}", markdown(&sweep, &args.sparsities));
     eprintln!(
@@ -390,15 +404,36 @@ fn markdown(sweep: &Sweep, sparsities: &[f64]) -> String {
         }
     }
     if !sweep.reference_sizes.is_empty() {
-        md.push_str("\n\nLRP scores from the first N reference samples, pruned at ");
+        let mut methods: Vec<ScoreMethod> = Vec::new();
+        let mut sizes: Vec<usize> = Vec::new();
+        for e in &sweep.reference_sizes {
+            if !methods.contains(&e.method) {
+                methods.push(e.method);
+            }
+            if !sizes.contains(&e.samples) {
+                sizes.push(e.samples);
+            }
+        }
+        sizes.sort_unstable();
         md.push_str(&format!(
-            "{:.0}%:\n\n| samples | perplexity |\n|---|---|",
+            "\n\nLRP scores from the first N reference samples, pruned at {:.0}%:\n\n| samples |",
             sweep.reference_sizes[0].sparsity * 100.0
         ));
-        let mut sizes = sweep.reference_sizes.clone();
-        sizes.sort_by_key(|e| e.samples);
-        for e in sizes {
-            md.push_str(&format!("\n| {} | {:.2} |", e.samples, e.perplexity));
+        for m in &methods {
+            md.push_str(&format!(" {} |", m.name()));
+        }
+        md.push_str("\n|---|");
+        md.push_str(&"---|".repeat(methods.len()));
+        for n in sizes {
+            md.push_str(&format!("\n| {n} |"));
+            for &m in &methods {
+                let cell = sweep
+                    .reference_sizes
+                    .iter()
+                    .find(|e| e.method == m && e.samples == n)
+                    .map_or("–".into(), |e| format!("{:.2}", e.perplexity));
+                md.push_str(&format!(" {cell} |"));
+            }
         }
     }
     md.push('\n');
@@ -437,12 +472,28 @@ fn chart(sweep: &Sweep, methods: &[ScoreMethod]) -> LineChart {
 }
 
 fn size_chart(sweep: &Sweep) -> LineChart {
-    let mut points: Vec<(f64, f64)> = sweep
-        .reference_sizes
-        .iter()
-        .map(|e| (e.samples as f64, e.perplexity))
+    let mut methods: Vec<ScoreMethod> = Vec::new();
+    for e in &sweep.reference_sizes {
+        if !methods.contains(&e.method) {
+            methods.push(e.method);
+        }
+    }
+    let series = methods
+        .into_iter()
+        .map(|m| {
+            let mut points: Vec<(f64, f64)> = sweep
+                .reference_sizes
+                .iter()
+                .filter(|e| e.method == m)
+                .map(|e| (e.samples as f64, e.perplexity))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            Series {
+                name: m.name().into(),
+                points,
+            }
+        })
         .collect();
-    points.sort_by(|a, b| a.0.total_cmp(&b.0));
     let sparsity = sweep.reference_sizes.first().map_or(0.0, |e| e.sparsity);
     LineChart {
         title: format!(
@@ -451,11 +502,8 @@ fn size_chart(sweep: &Sweep) -> LineChart {
         ),
         x_label: "reference samples".into(),
         y_label: "perplexity".into(),
-        log_y: false,
-        series: vec![Series {
-            name: "lrp".into(),
-            points,
-        }],
+        log_y: true,
+        series,
         reference: sweep.dense.map(|d| ("dense".to_string(), d)),
     }
 }
