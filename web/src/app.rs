@@ -187,6 +187,8 @@ impl Ui {
                 reference,
                 seconds,
             } => {
+                // Scoring restored the dense model: if a mask was on, the text on screen is stale.
+                let was_masked = self.compress.get_untracked().masked.is_some();
                 self.compress.set(CompressStatus {
                     scored: Some(format!(
                         "{method} scores over {reference} ({seconds:.1} s): drag the slider"
@@ -194,6 +196,9 @@ impl Ui {
                     masked: None,
                 });
                 self.finish_job();
+                if was_masked {
+                    self.regenerate.update(|n| *n += 1);
+                }
             }
             Response::Masked(view) => {
                 self.compress.update(|c| c.masked = Some(view));
