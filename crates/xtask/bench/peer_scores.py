@@ -94,13 +94,16 @@ def block_linears(model) -> list[torch.nn.Linear]:
     return [m for m in model.model.layers.modules() if isinstance(m, torch.nn.Linear)]
 
 
-def score_lrp(model, reference: list[list[int]]):
+def score_lrp(model, reference: list[list[int]], with_abs: bool = False):
+    """The lrp scores |mean over samples of W * grad| per decoder-block Linear, from a running
+    sum (turned into the scores in place), and the running sum of |W * grad| when `with_abs`
+    (what Scalpel keeps for lrp-abs)."""
     linears = block_linears(model)
     keep = {id(m.weight) for m in linears}
     for p in model.parameters():
         p.requires_grad_(id(p) in keep)
     signed = [torch.zeros_like(m.weight) for m in linears]
-    absolute = [torch.zeros_like(m.weight) for m in linears]
+    absolute = [torch.zeros_like(m.weight) for m in linears] if with_abs else None
     for sample in reference:
         ids = torch.tensor([sample], dtype=torch.int64)
         logits = model(input_ids=ids, use_cache=False).logits
@@ -108,11 +111,15 @@ def score_lrp(model, reference: list[list[int]]):
         target.backward()
         del logits, target
         with torch.no_grad():
-            for m, s, a in zip(linears, signed, absolute):
+            for i, (m, s) in enumerate(zip(linears, signed)):
                 r = m.weight * m.weight.grad
                 s.add_(r)
-                a.add_(r.abs_())
+                if absolute is not None:
+                    absolute[i].add_(r.abs_())
                 m.weight.grad = None
+    with torch.no_grad():
+        for s in signed:
+            s.div_(len(reference)).abs_()
     return signed, absolute
 
 

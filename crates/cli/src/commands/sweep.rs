@@ -363,6 +363,8 @@ pub fn run(args: Args) -> Result<()> {
             write(&sweep)?;
         }
     }
+    // Also when everything was resumed: the outputs follow this version's format.
+    write(&sweep)?;
     println!("{}", markdown(&sweep, &args.sparsities));
     eprintln!(
         "written: {}/sweep.json, sweep.md, sweep.svg",

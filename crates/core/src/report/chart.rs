@@ -61,6 +61,26 @@ fn linear_ticks(lo: f64, hi: f64) -> Vec<f64> {
     out
 }
 
+/// 1, 2 and 5 times the powers of ten whose log10 lies in `[lo, hi]` (thinned to 1 and 10 when
+/// the range spans many decades).
+fn log_ticks(lo: f64, hi: f64) -> Vec<f64> {
+    let mantissas: &[f64] = if hi - lo > 4.0 {
+        &[1.0]
+    } else {
+        &[1.0, 2.0, 5.0]
+    };
+    let mut out = Vec::new();
+    for decade in lo.floor() as i32..=hi.ceil() as i32 {
+        for m in mantissas {
+            let v = m * 10f64.powi(decade);
+            if (lo..=hi).contains(&v.log10()) {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
 fn format_tick(v: f64) -> String {
     if v != 0.0 && (v.abs() >= 1e5 || v.abs() < 1e-2) {
         format!("{v:.0e}")
@@ -126,10 +146,7 @@ impl LineChart {
             );
         }
         let y_ticks: Vec<f64> = if self.log_y {
-            linear_ticks(y0, y1)
-                .into_iter()
-                .map(|e| 10f64.powf(e))
-                .collect()
+            log_ticks(y0, y1)
         } else {
             linear_ticks(y0, y1)
         };
@@ -213,6 +230,8 @@ mod tests {
             ["0", "0.1", "0.2", "0.3", "0.4", "0.5", "0.6"]
         );
         assert_eq!(shown(1.0, 3.0), ["1", "1.5", "2", "2.5", "3"]);
+        let log: Vec<String> = log_ticks(1.3, 3.2).into_iter().map(format_tick).collect();
+        assert_eq!(log, ["20", "50", "100", "200", "500", "1000"]);
     }
 
     #[test]
