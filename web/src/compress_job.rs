@@ -83,10 +83,7 @@ pub(crate) async fn score(state: &State, req: ScoreRequest) -> Result<(), String
         return Err("sequential Wanda runs natively (`scalpel prune --method wanda-seq`)".into());
     }
     // Scores describe the dense model: undo any mask first.
-    with_model_mut(state, |l| {
-        l.model.restore_dense();
-        Ok(())
-    })?;
+    restore_dense(state)?;
     state.compression.borrow_mut().scores = None;
     let loaded = state.loaded()?;
     let reference = if method.uses_reference() {
@@ -168,10 +165,7 @@ pub(crate) async fn mask(state: &State, req: MaskRequest) -> Result<(), String> 
     let started = js_sys::Date::now();
     let group = Group::parse(&req.group).map_err(text)?;
     let sparsity = group.implied_sparsity().unwrap_or(req.sparsity);
-    with_model_mut(state, |l| {
-        l.model.restore_dense();
-        Ok(())
-    })?;
+    restore_dense(state)?;
     let (tokens, dense) = readout(state).await?;
     progress("Masking", 0.0, 0.0);
     yield_now().await;
@@ -207,11 +201,15 @@ pub(crate) async fn mask(state: &State, req: MaskRequest) -> Result<(), String> 
     Ok(())
 }
 
-pub(crate) fn restore(state: &State) -> Result<(), String> {
+fn restore_dense(state: &State) -> Result<(), String> {
     with_model_mut(state, |l| {
         l.model.restore_dense();
         Ok(())
-    })?;
+    })
+}
+
+pub(crate) fn restore(state: &State) -> Result<(), String> {
+    restore_dense(state)?;
     post(&Response::Restored);
     Ok(())
 }

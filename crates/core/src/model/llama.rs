@@ -133,6 +133,16 @@ impl Llama {
         vocab_logits(self.lm_head.as_ref(), &self.embed, self.norm.forward(x))
     }
 
+    /// Re-runs block `layer` alone on `x` (positions from 0), recording its internals; also
+    /// returns the RoPE tables used (the backward needs them).
+    fn rerun(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, BlockActs, (Tensor<4>, Tensor<4>)) {
+        let [_, t, _] = x.dims();
+        let rope = self.rope.tables(0, t, &self.embed.device());
+        let mut cache = KvCache::new(self.layers.len());
+        let (out, acts) = self.block(&self.layers[layer], x, &rope, &mut cache, layer, true);
+        (out, acts.expect("recording was requested"), rope)
+    }
+
     /// One decoder block; with `record`, also returns what its backward needs.
     fn block(
         &self,
@@ -208,11 +218,7 @@ impl ArchOps for Llama {
     }
 
     fn block_linear_inputs(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, LinearInputs) {
-        let [_, t, _] = x.dims();
-        let rope = self.rope.tables(0, t, &self.embed.device());
-        let mut cache = KvCache::new(self.layers.len());
-        let (out, acts) = self.block(&self.layers[layer], x, &rope, &mut cache, layer, true);
-        let a = acts.expect("recording was requested");
+        let (out, a, _) = self.rerun(layer, x);
         use LinearKind::*;
         let inputs: LinearInputs = vec![
             (&[Q, K, V], a.h_attn),
@@ -272,12 +278,8 @@ impl ArchOps for Llama {
         rules: RuleSet,
         sink: &mut dyn RelevanceSink,
     ) -> Result<Tensor<3>> {
-        let [_, t, _] = x.dims();
         let block = &self.layers[layer];
-        let rope = self.rope.tables(0, t, &self.embed.device());
-        let mut cache = KvCache::new(self.layers.len());
-        let (_, acts) = self.block(block, x.clone(), &rope, &mut cache, layer, true);
-        let a = acts.expect("recording was requested");
+        let (_, a, rope) = self.rerun(layer, x.clone());
         let id = |kind| LinearId { layer, kind };
 
         // MLP: down, then gate ⊙ up (uniform rule halves both), SiLU (identity rule).

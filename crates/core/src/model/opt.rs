@@ -158,6 +158,13 @@ impl Opt {
         }
     }
 
+    /// Re-runs block `layer` alone on `x` (positions from 0), recording its internals.
+    fn rerun(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, BlockActs) {
+        let mut cache = KvCache::new(self.layers.len());
+        let (out, acts) = self.block(&self.layers[layer], x, &mut cache, layer, true);
+        (out, acts.expect("recording was requested"))
+    }
+
     /// One decoder block (pre- or post-LayerNorm); with `record`, also returns what its
     /// backward needs.
     fn block(
@@ -254,9 +261,7 @@ impl ArchOps for Opt {
     }
 
     fn block_linear_inputs(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, LinearInputs) {
-        let mut cache = KvCache::new(self.layers.len());
-        let (out, acts) = self.block(&self.layers[layer], x, &mut cache, layer, true);
-        let a = acts.expect("recording was requested");
+        let (out, a) = self.rerun(layer, x);
         use LinearKind::*;
         let inputs: LinearInputs = vec![
             (&[Q, K, V], a.h_attn),
@@ -333,9 +338,7 @@ impl ArchOps for Opt {
     ) -> Result<Tensor<3>> {
         let pre_ln = self.options.do_layer_norm_before;
         let block = &self.layers[layer];
-        let mut cache = KvCache::new(self.layers.len());
-        let (_, acts) = self.block(block, x.clone(), &mut cache, layer, true);
-        let a = acts.expect("recording was requested");
+        let (_, a) = self.rerun(layer, x.clone());
         let id = |kind| LinearId { layer, kind };
 
         // MLP (and the post-LN norm after it).

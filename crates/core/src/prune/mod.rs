@@ -247,17 +247,22 @@ impl Masks {
     }
 }
 
-fn mask_of(scores: &HostTensor, keep: Vec<u8>) -> Result<LinearMask> {
+/// `[rows, cols]` of one Linear's scores.
+fn matrix_shape(scores: &HostTensor) -> Result<[usize; 2]> {
     match scores.shape[..] {
-        [rows, cols] => Ok(LinearMask {
-            shape: [rows, cols],
-            keep,
-        }),
+        [rows, cols] => Ok([rows, cols]),
         _ => Err(Error::InvalidInput(format!(
             "scores of shape {:?} are not a matrix",
             scores.shape
         ))),
     }
+}
+
+fn mask_of(scores: &HostTensor, keep: Vec<u8>) -> Result<LinearMask> {
+    Ok(LinearMask {
+        shape: matrix_shape(scores)?,
+        keep,
+    })
 }
 
 /// How many of `n` weights `sparsity` prunes: truncated, as Wanda's `int(n * sparsity)`.
@@ -267,15 +272,7 @@ fn count(n: usize, sparsity: f64) -> usize {
 
 /// The keep mask of one Linear for a row, layer or N:M group.
 pub(crate) fn linear_keep(scores: &HostTensor, sparsity: f64, group: Group) -> Result<Vec<u8>> {
-    let [rows, cols] = match scores.shape[..] {
-        [r, c] => [r, c],
-        _ => {
-            return Err(Error::InvalidInput(format!(
-                "scores of shape {:?} are not a matrix",
-                scores.shape
-            )));
-        }
-    };
+    let [rows, cols] = matrix_shape(scores)?;
     let mut keep = vec![1u8; rows * cols];
     let mut scratch = Vec::new();
     match group {

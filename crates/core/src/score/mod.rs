@@ -120,13 +120,13 @@ pub struct ScoreInfo {
 impl ScoreInfo {
     pub(crate) fn new(
         method: ScoreMethod,
-        reference: Option<&ReferenceSet>,
+        reference: Option<ReferenceProtocol>,
         model: &Model,
     ) -> Self {
         Self {
             method,
             formula: method.formula().to_string(),
-            reference: reference.map(|r| r.protocol.clone()),
+            reference,
             model: model.config.fingerprint(),
             made_for: None,
         }

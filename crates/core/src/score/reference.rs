@@ -110,17 +110,22 @@ impl ReferenceSet {
 
     /// The first `n` samples (for studying how the set's size matters).
     pub fn prefix(&self, n: usize) -> Self {
-        let samples: Vec<Vec<u32>> = self.samples.iter().take(n).cloned().collect();
-        let p = &self.protocol;
         Self {
-            protocol: ReferenceProtocol {
-                name: format!("{}-{}x{}", p.source, samples.len(), p.sample_len),
-                source: p.source.clone(),
-                samples: samples.len(),
-                requested_samples: n,
-                sample_len: p.sample_len,
-            },
+            protocol: self.prefix_protocol(n),
+            samples: self.samples.iter().take(n).cloned().collect(),
+        }
+    }
+
+    /// The protocol of [`ReferenceSet::prefix`] without copying the samples.
+    pub fn prefix_protocol(&self, n: usize) -> ReferenceProtocol {
+        let p = &self.protocol;
+        let samples = n.min(self.samples.len());
+        ReferenceProtocol {
+            name: format!("{}-{samples}x{}", p.source, p.sample_len),
+            source: p.source.clone(),
             samples,
+            requested_samples: n,
+            sample_len: p.sample_len,
         }
     }
 

@@ -188,7 +188,10 @@ impl<'m> Scorer<'m> {
             ));
         }
         let model = self.model;
-        let reference = self.reference.as_ref().map(|r| r.prefix(self.next_sample));
+        let reference = self
+            .reference
+            .as_ref()
+            .map(|r| r.prefix_protocol(self.next_sample));
         methods
             .iter()
             .map(|&method| {
@@ -224,7 +227,7 @@ impl<'m> Scorer<'m> {
                     tensors.push((id, scores));
                 }
                 Ok(PendingScores {
-                    info: ScoreInfo::new(method, reference.as_ref(), model),
+                    info: ScoreInfo::new(method, reference.clone(), model),
                     tensors,
                 })
             })

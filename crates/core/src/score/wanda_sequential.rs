@@ -73,7 +73,11 @@ pub fn wanda_sequential(
     model.restore_dense();
     result?;
     check_complete(model, &linears)?;
-    let mut info = ScoreInfo::new(ScoreMethod::WandaSequential, Some(reference), model);
+    let mut info = ScoreInfo::new(
+        ScoreMethod::WandaSequential,
+        Some(reference.protocol.clone()),
+        model,
+    );
     info.made_for = Some((sparsity, group));
     Ok(Scores { info, linears })
 }
