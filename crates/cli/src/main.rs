@@ -28,6 +28,8 @@ enum Command {
     Prune(commands::prune::Args),
     /// Prune with several methods at several sparsities; JSON, Markdown table and SVG plot.
     Sweep(commands::sweep::Args),
+    /// Find the circuit of a task (IOI, …): curves over seeds, held-out test, random baseline.
+    Circuit(commands::circuit::Args),
     /// Evaluate a model (perplexity).
     #[command(subcommand)]
     Eval(commands::eval::EvalCommand),
@@ -44,6 +46,7 @@ fn main() {
         Command::Explain(args) => commands::explain::run(args),
         Command::Prune(args) => commands::prune::run(args),
         Command::Sweep(args) => commands::sweep::run(args),
+        Command::Circuit(args) => commands::circuit::run(args),
         Command::Eval(cmd) => commands::eval::run(cmd),
         Command::Info(args) => commands::info::run(args),
         Command::Bench(args) => commands::bench::run(args),

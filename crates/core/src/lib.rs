@@ -3,6 +3,7 @@
 //! The crate makes no filesystem or network assumptions, so the same code runs natively and in
 //! the browser (wasm32 + WebGPU): callers hand it bytes.
 
+pub mod circuit;
 pub mod device;
 pub mod error;
 pub mod eval;
@@ -15,7 +16,9 @@ pub mod prune;
 pub mod readback;
 pub mod relevance;
 pub mod report;
+pub mod rng;
 pub mod score;
+pub mod task;
 
 pub use error::{Error, Result};
 pub use generate::{GenerateOptions, Sampling};

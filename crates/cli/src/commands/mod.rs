@@ -1,4 +1,5 @@
 pub mod bench;
+pub mod circuit;
 pub mod eval;
 pub mod explain;
 pub mod generate;

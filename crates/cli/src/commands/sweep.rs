@@ -453,6 +453,7 @@ fn chart(sweep: &Sweep, methods: &[ScoreMethod]) -> LineChart {
             Series {
                 name: m.name().into(),
                 points,
+                spread: vec![],
             }
         })
         .collect();
@@ -493,6 +494,7 @@ fn size_chart(sweep: &Sweep) -> LineChart {
             Series {
                 name: m.name().into(),
                 points,
+                spread: vec![],
             }
         })
         .collect();

@@ -4,12 +4,14 @@
 
 mod file;
 mod select;
+mod unit;
 
 use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
 pub(crate) use select::prune_lowest;
+pub use unit::Granularity;
 
 use crate::error::{Error, Result};
 use crate::io::HostTensor;
@@ -228,20 +230,34 @@ impl Masks {
         }
     }
 
+    /// What one mask entry stands for: a weight, a neuron or a head.
+    pub fn granularity(&self) -> Granularity {
+        self.info.scores.granularity
+    }
+
     /// Errors unless these masks fit `model`: same model and a mask of the right shape for
-    /// every block Linear.
+    /// every block Linear (every unit Linear for neurons and heads).
     pub fn check_for(&self, model: &Model) -> Result<()> {
-        crate::score::check_per_linear(model, "mask", &self.info.scores.model, |id| {
-            self.linears.get(&id).map(|m| m.shape.to_vec())
-        })
+        crate::score::check_per_linear(
+            model,
+            "mask",
+            &self.info.scores.model,
+            self.granularity(),
+            |id| self.linears.get(&id).map(|m| m.shape.to_vec()),
+        )
     }
 
     /// Applies every mask to the model's dense weights (replacing any mask applied before).
+    /// Neuron and head masks zero whole input columns of down_proj / fc2 and o_proj / out_proj.
     pub fn apply(&self, model: &mut Model) -> Result<SparsityReport> {
         self.check_for(model)?;
         let device = model.device().clone();
+        let granularity = self.granularity();
+        let width = granularity.unit_width(&model.config);
         for (&id, mask) in &self.linears {
-            model.mask_linear(id, keep_tensor(&mask.keep, &mask.shape, &device))?;
+            let shape = model.linear_shape(id)?;
+            let keep = granularity.expand(&mask.keep, shape[0], width);
+            model.mask_linear(id, keep_tensor(&keep, &shape, &device))?;
         }
         Ok(self.report())
     }

@@ -8,14 +8,17 @@ use burn::tensor::Tensor;
 use super::{LinearId, RelevanceSink};
 use crate::error::Result;
 
-/// Running `Σ R` and `Σ |R|` per block Linear, and `Σ R` per neuron and head, over samples.
+/// Running `Σ R` and `Σ |R|` per block Linear, neuron and head, over samples.
 #[derive(Default)]
 pub struct WeightRelevanceAccumulator {
     /// `Σ R` and, unless `signed_only`, `Σ |R|`.
     weights: BTreeMap<LinearId, (Tensor<2>, Option<Tensor<2>>)>,
     signed_only: bool,
-    neurons: BTreeMap<usize, Tensor<1>>,
-    heads: BTreeMap<usize, Tensor<1>>,
+    /// No per-weight relevance at all (neuron and head scores only).
+    units_only: bool,
+    /// `Σ R` and `Σ |R|` per layer.
+    neurons: BTreeMap<usize, (Tensor<1>, Tensor<1>)>,
+    heads: BTreeMap<usize, (Tensor<1>, Tensor<1>)>,
     samples: usize,
 }
 
@@ -35,6 +38,14 @@ impl WeightRelevanceAccumulator {
     pub fn signed_only() -> Self {
         Self {
             signed_only: true,
+            ..Self::default()
+        }
+    }
+
+    /// Keeps neuron and head relevance only: the pass skips the per-weight products.
+    pub fn units_only() -> Self {
+        Self {
+            units_only: true,
             ..Self::default()
         }
     }
@@ -68,24 +79,51 @@ impl WeightRelevanceAccumulator {
             .map(|a| a.div_scalar(self.samples.max(1) as f64))
     }
 
+    fn unit_mean(
+        &self,
+        units: &BTreeMap<usize, (Tensor<1>, Tensor<1>)>,
+        layer: usize,
+        abs: bool,
+    ) -> Option<Tensor<1>> {
+        units.get(&layer).map(|(s, a)| {
+            let sum = if abs { a } else { s };
+            sum.clone().div_scalar(self.samples.max(1) as f64)
+        })
+    }
+
     /// Mean neuron relevance of `layer`.
     pub fn neurons_mean(&self, layer: usize) -> Option<Tensor<1>> {
-        self.neurons
-            .get(&layer)
-            .map(|s| s.clone().div_scalar(self.samples.max(1) as f64))
+        self.unit_mean(&self.neurons, layer, false)
+    }
+
+    /// Mean of the absolute neuron relevance of `layer`.
+    pub fn neurons_mean_abs(&self, layer: usize) -> Option<Tensor<1>> {
+        self.unit_mean(&self.neurons, layer, true)
     }
 
     /// Mean head relevance of `layer`.
     pub fn heads_mean(&self, layer: usize) -> Option<Tensor<1>> {
-        self.heads
-            .get(&layer)
-            .map(|s| s.clone().div_scalar(self.samples.max(1) as f64))
+        self.unit_mean(&self.heads, layer, false)
     }
+
+    /// Mean of the absolute head relevance of `layer`.
+    pub fn heads_mean_abs(&self, layer: usize) -> Option<Tensor<1>> {
+        self.unit_mean(&self.heads, layer, true)
+    }
+}
+
+/// Adds one sample's unit relevance and its magnitude to a layer's running sums.
+fn add_units(units: &mut BTreeMap<usize, (Tensor<1>, Tensor<1>)>, layer: usize, r: Tensor<1>) {
+    let entry = match units.remove(&layer) {
+        Some((s, a)) => (s + r.clone(), a + r.abs()),
+        None => (r.clone(), r.abs()),
+    };
+    units.insert(layer, entry);
 }
 
 impl RelevanceSink for WeightRelevanceAccumulator {
     fn wants_weights(&self) -> bool {
-        true
+        !self.units_only
     }
 
     fn weight(&mut self, id: LinearId, relevance: Tensor<2>) -> Result<()> {
@@ -100,14 +138,12 @@ impl RelevanceSink for WeightRelevanceAccumulator {
     }
 
     fn neurons(&mut self, layer: usize, relevance: Tensor<1>) -> Result<()> {
-        let acc = add(self.neurons.remove(&layer), relevance);
-        self.neurons.insert(layer, acc);
+        add_units(&mut self.neurons, layer, relevance);
         Ok(())
     }
 
     fn heads(&mut self, layer: usize, relevance: Tensor<1>) -> Result<()> {
-        let acc = add(self.heads.remove(&layer), relevance);
-        self.heads.insert(layer, acc);
+        add_units(&mut self.heads, layer, relevance);
         Ok(())
     }
 }

@@ -9,6 +9,9 @@ pub struct Series {
     pub name: String,
     /// `(x, y)` in drawing order; non-finite points are skipped.
     pub points: Vec<(f64, f64)>,
+    /// `(x, low, high)`: a shaded band around the line (e.g. ± one standard deviation over
+    /// seeds); empty for none.
+    pub spread: Vec<(f64, f64, f64)>,
 }
 
 /// A line chart with labelled axes and a legend.
@@ -100,7 +103,10 @@ impl LineChart {
         let points: Vec<(f64, f64)> = self
             .series
             .iter()
-            .flat_map(|s| s.points.iter().copied().filter(finite))
+            .flat_map(|s| {
+                let band = s.spread.iter().flat_map(|&(x, lo, hi)| [(x, lo), (x, hi)]);
+                s.points.iter().copied().chain(band).filter(finite)
+            })
             .chain(self.reference.iter().map(|(_, y)| (f64::NAN, *y)))
             .collect();
         let fy = |y: f64| if self.log_y { y.log10() } else { y };
@@ -185,6 +191,25 @@ impl LineChart {
         // Lines, markers and the legend.
         for (i, s) in self.series.iter().enumerate() {
             let colour = COLOURS[i % COLOURS.len()];
+            let band: Vec<(f64, f64, f64)> = s
+                .spread
+                .iter()
+                .copied()
+                .filter(|&(x, lo, hi)| finite(&(x, lo)) && finite(&(x, hi)))
+                .collect();
+            if band.len() > 1 {
+                let outline: Vec<String> = band
+                    .iter()
+                    .map(|&(x, lo, _)| (x, lo))
+                    .chain(band.iter().rev().map(|&(x, _, hi)| (x, hi)))
+                    .map(|(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
+                    .collect();
+                let _ = write!(
+                    svg,
+                    r#"<polygon points="{}" fill="{colour}" fill-opacity="0.15" stroke="none"/>"#,
+                    outline.join(" ")
+                );
+            }
             let pts: Vec<String> = s
                 .points
                 .iter()
@@ -245,10 +270,12 @@ mod tests {
                 Series {
                     name: "lrp".into(),
                     points: vec![(0.0, 20.0), (0.5, 40.0), (0.6, f64::NAN)],
+                    spread: vec![],
                 },
                 Series {
                     name: "magnitude".into(),
                     points: vec![(0.0, 20.0), (0.5, 4000.0)],
+                    spread: vec![],
                 },
             ],
             reference: Some(("dense".into(), 20.0)),

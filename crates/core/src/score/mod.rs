@@ -23,7 +23,7 @@ pub use wanda_sequential::wanda_sequential;
 use crate::error::{Error, Result};
 use crate::io::HostTensor;
 use crate::model::{LinearId, Model};
-use crate::prune::Group;
+use crate::prune::{Granularity, Group};
 
 /// How each weight is scored; low scores are pruned first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -43,16 +43,26 @@ pub enum ScoreMethod {
     Magnitude,
     /// `|mean (W ⊙ ∇W)|` of the same objective as LRP, with plain gradients.
     Gradient,
+    /// `mean R_W`, signed: what works against the explained output ranks lowest and is pruned
+    /// first (circuits: the components that oppose the task go before the idle ones).
+    LrpSigned,
+    /// Mean `|x|` of the inputs a weight (neuron, head) multiplies: activation magnitude.
+    Activation,
+    /// Uniform random scores from a seed: the baseline any method must beat.
+    Random,
 }
 
 impl ScoreMethod {
-    pub const ALL: [ScoreMethod; 6] = [
+    pub const ALL: [ScoreMethod; 9] = [
         ScoreMethod::Lrp,
         ScoreMethod::LrpAbs,
         ScoreMethod::Wanda,
         ScoreMethod::WandaSequential,
         ScoreMethod::Magnitude,
         ScoreMethod::Gradient,
+        ScoreMethod::LrpSigned,
+        ScoreMethod::Activation,
+        ScoreMethod::Random,
     ];
 
     pub fn name(self) -> &'static str {
@@ -63,6 +73,9 @@ impl ScoreMethod {
             ScoreMethod::WandaSequential => "wanda-seq",
             ScoreMethod::Magnitude => "magnitude",
             ScoreMethod::Gradient => "gradient",
+            ScoreMethod::LrpSigned => "lrp-signed",
+            ScoreMethod::Activation => "activation",
+            ScoreMethod::Random => "random",
         }
     }
 
@@ -96,12 +109,17 @@ impl ScoreMethod {
             ScoreMethod::Gradient => {
                 "|mean over samples of W ⊙ ∇W| (plain gradient of the sum of the true next tokens' logits)"
             }
+            ScoreMethod::LrpSigned => {
+                "mean over samples of W ⊙ G_W, signed (AttnLRP; the most negative are pruned first)"
+            }
+            ScoreMethod::Activation => "mean |x| of the inputs each weight multiplies",
+            ScoreMethod::Random => "uniform random in [0, 1) (SplitMix64, seeded)",
         }
     }
 
     /// Whether the method needs a reference set.
     pub fn uses_reference(self) -> bool {
-        self != ScoreMethod::Magnitude
+        !matches!(self, ScoreMethod::Magnitude | ScoreMethod::Random)
     }
 }
 
@@ -115,6 +133,9 @@ pub struct ScoreInfo {
     pub model: String,
     /// For sequential Wanda: the sparsity and group the scores were made for.
     pub made_for: Option<(f64, Group)>,
+    /// What one score stands for: a weight, a neuron or a head.
+    #[serde(default)]
+    pub granularity: Granularity,
 }
 
 impl ScoreInfo {
@@ -129,6 +150,7 @@ impl ScoreInfo {
             reference,
             model: model.config.fingerprint(),
             made_for: None,
+            granularity: Granularity::Weights,
         }
     }
 }
@@ -141,21 +163,42 @@ pub struct Scores {
 }
 
 impl Scores {
+    /// Uniform random scores for every weight, neuron or head of `model`: the baseline.
+    pub fn random(model: &Model, granularity: Granularity, seed: u64) -> Result<Self> {
+        let mut rng = crate::rng::SplitMix64::new(seed);
+        let mut linears = BTreeMap::new();
+        for id in granularity.linear_ids(model) {
+            let [rows, cols] = granularity.shape(model, id)?;
+            let data = (0..rows * cols).map(|_| rng.next_f32()).collect();
+            linears.insert(id, HostTensor::new(vec![rows, cols], data)?);
+        }
+        let mut info = ScoreInfo::new(ScoreMethod::Random, None, model);
+        info.formula = format!("{} (seed {seed})", ScoreMethod::Random.formula());
+        info.granularity = granularity;
+        Ok(Self { info, linears })
+    }
+
     /// Errors unless these scores belong to `model`: same architecture and sizes, and a score
-    /// of the right shape for every block Linear.
+    /// of the right shape for every block Linear (every unit Linear for neurons and heads).
     pub fn check_for(&self, model: &Model) -> Result<()> {
-        check_per_linear(model, "scores", &self.info.model, |id| {
-            self.linears.get(&id).map(|s| s.shape.clone())
-        })
+        check_per_linear(
+            model,
+            "scores",
+            &self.info.model,
+            self.info.granularity,
+            |id| self.linears.get(&id).map(|s| s.shape.clone()),
+        )
     }
 }
 
 /// Errors unless a per-Linear file (`what`: scores, mask) made for model `made_for` fits
-/// `model`: same fingerprint, and an entry of the right shape (`shape_of`) for every Linear.
+/// `model`: same fingerprint, and an entry of the right shape (`shape_of`) for every Linear
+/// the granularity covers.
 pub(crate) fn check_per_linear(
     model: &Model,
     what: &str,
     made_for: &str,
+    granularity: Granularity,
     shape_of: impl Fn(LinearId) -> Option<Vec<usize>>,
 ) -> Result<()> {
     let fingerprint = model.config.fingerprint();
@@ -164,8 +207,8 @@ pub(crate) fn check_per_linear(
             "{what} made for another model ({made_for}) cannot serve the loaded model ({fingerprint})"
         )));
     }
-    for id in model.linear_ids() {
-        let expected = model.linear_shape(id)?;
+    for id in granularity.linear_ids(model) {
+        let expected = granularity.shape(model, id)?;
         let actual =
             shape_of(id).ok_or_else(|| Error::InvalidInput(format!("{what}: nothing for {id}")))?;
         if actual != expected {

@@ -3,6 +3,8 @@
 
 use crate::error::{Error, Result};
 use crate::io::tokenizer::TextTokenizer;
+use crate::relevance::Target;
+use crate::task::EncodedTask;
 
 /// How a reference set was built: printed with every number it yields.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -17,11 +19,13 @@ pub struct ReferenceProtocol {
     pub sample_len: usize,
 }
 
-/// Token samples of equal length, tokenized without BOS.
+/// Token samples, tokenized without BOS, and what relevance explains on each: the true next
+/// tokens (text; `targets` is `None`) or one target per sample (a task's logit difference).
 #[derive(Debug, Clone)]
 pub struct ReferenceSet {
     pub protocol: ReferenceProtocol,
     pub samples: Vec<Vec<u32>>,
+    pub targets: Option<Vec<Target>>,
 }
 
 /// Shortest sample worth scoring: next-token targets need at least two tokens.
@@ -94,7 +98,48 @@ impl ReferenceSet {
                 sample_len,
             },
             samples: out,
+            targets: None,
         })
+    }
+
+    /// A task's prompts, each explained by its metric `logit(answer) − logit(distractor)` at the
+    /// last position.
+    pub fn from_task(task: &EncodedTask) -> Result<Self> {
+        if task.items.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "task `{}` has no prompts to score",
+                task.name
+            )));
+        }
+        let longest = task.items.iter().map(|i| i.ids.len()).max().unwrap_or(0);
+        Ok(Self {
+            protocol: ReferenceProtocol {
+                name: task.name.clone(),
+                source: format!("task {}", task.name),
+                samples: task.items.len(),
+                requested_samples: task.items.len(),
+                sample_len: longest,
+            },
+            samples: task.items.iter().map(|i| i.ids.clone()).collect(),
+            targets: Some(
+                task.items
+                    .iter()
+                    .map(|i| Target::Contrast {
+                        position: None,
+                        token: i.answer,
+                        foil: i.distractor,
+                    })
+                    .collect(),
+            ),
+        })
+    }
+
+    /// What relevance explains on sample `i`.
+    pub fn target(&self, i: usize) -> Target {
+        match &self.targets {
+            Some(t) => t[i].clone(),
+            None => Target::NextTokens { from: 0 },
+        }
     }
 
     /// The C4 reference set from `c4.utf8` (one document per line): `c4-128x256` by default.
@@ -113,6 +158,10 @@ impl ReferenceSet {
         Self {
             protocol: self.prefix_protocol(n),
             samples: self.samples.iter().take(n).cloned().collect(),
+            targets: self
+                .targets
+                .as_ref()
+                .map(|t| t.iter().take(n).cloned().collect()),
         }
     }
 

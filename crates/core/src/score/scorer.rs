@@ -9,14 +9,13 @@ use super::{ReferenceSet, ScoreInfo, ScoreMethod, Scores};
 use crate::error::{Error, Result};
 use crate::io::HostTensor;
 use crate::model::{LinearId, Model};
-use crate::relevance::{
-    MemoryLimits, RelevancePass, RuleSet, Target, Trace, WeightRelevanceAccumulator,
-};
+use crate::prune::Granularity;
+use crate::relevance::{MemoryLimits, RelevancePass, RuleSet, Trace, WeightRelevanceAccumulator};
 
 enum Work<'m> {
     Magnitude,
-    /// Σ x² per input column of every Linear.
-    Wanda(BTreeMap<LinearId, Tensor<1>>),
+    /// Input statistics of every Linear (Wanda, activation).
+    Inputs(InputStats),
     Relevance {
         rules: RuleSet,
         accumulator: WeightRelevanceAccumulator,
@@ -24,10 +23,19 @@ enum Work<'m> {
     },
 }
 
+/// Σ x², Σ |x| per input column of every Linear, and the tokens seen.
+#[derive(Default)]
+pub(super) struct InputStats {
+    pub squares: BTreeMap<LinearId, Tensor<1>>,
+    pub abs: BTreeMap<LinearId, Tensor<1>>,
+    pub tokens: usize,
+}
+
 /// Scores a dense model over a reference set.
 pub struct Scorer<'m> {
     model: &'m Model,
     method: ScoreMethod,
+    granularity: Granularity,
     reference: Option<ReferenceSet>,
     limits: MemoryLimits,
     next_sample: usize,
@@ -43,6 +51,18 @@ impl<'m> Scorer<'m> {
         reference: Option<ReferenceSet>,
         limits: MemoryLimits,
     ) -> Result<Self> {
+        Self::at(model, method, Granularity::Weights, reference, limits)
+    }
+
+    /// A scorer of neurons or heads (or weights): relevance passes then skip the per-weight
+    /// products, and the finished scores have one entry per unit.
+    pub fn at(
+        model: &'m Model,
+        method: ScoreMethod,
+        granularity: Granularity,
+        reference: Option<ReferenceSet>,
+        limits: MemoryLimits,
+    ) -> Result<Self> {
         if model.is_masked() {
             return Err(Error::InvalidInput(
                 "the model has a mask applied: restore the dense model before scoring it".into(),
@@ -54,16 +74,24 @@ impl<'m> Scorer<'m> {
                 method.name()
             )));
         }
+        let weights = granularity == Granularity::Weights;
         let work = match method {
             ScoreMethod::Magnitude => Work::Magnitude,
-            ScoreMethod::Wanda => Work::Wanda(BTreeMap::new()),
-            ScoreMethod::Lrp => Work::relevance(RuleSet::AttnLrp, false),
+            ScoreMethod::Wanda | ScoreMethod::Activation => Work::Inputs(InputStats::default()),
+            ScoreMethod::Lrp | ScoreMethod::LrpSigned => {
+                Work::relevance(RuleSet::AttnLrp, weights, false)
+            }
             // Keeping Σ|R| as well lets `lrp` come from the same pass.
-            ScoreMethod::LrpAbs => Work::relevance(RuleSet::AttnLrp, true),
-            ScoreMethod::Gradient => Work::relevance(RuleSet::Gradient, false),
+            ScoreMethod::LrpAbs => Work::relevance(RuleSet::AttnLrp, weights, true),
+            ScoreMethod::Gradient => Work::relevance(RuleSet::Gradient, weights, false),
             ScoreMethod::WandaSequential => {
                 return Err(Error::InvalidInput(
                     "sequential Wanda prunes while it scores: use `wanda_sequential`".into(),
+                ));
+            }
+            ScoreMethod::Random => {
+                return Err(Error::InvalidInput(
+                    "random scores need no model pass: use `Scores::random`".into(),
                 ));
             }
         };
@@ -78,6 +106,7 @@ impl<'m> Scorer<'m> {
         Ok(Self {
             model,
             method,
+            granularity,
             reference,
             limits,
             next_sample: 0,
@@ -119,14 +148,14 @@ impl<'m> Scorer<'m> {
             return Ok(false);
         }
         let model = self.model;
-        let ids = match &self.reference {
-            Some(r) => &r.samples[self.next_sample],
+        let (ids, target) = match &self.reference {
+            Some(r) => (&r.samples[self.next_sample], r.target(self.next_sample)),
             None => return Ok(false),
         };
         match &mut self.work {
             Work::Magnitude => {}
-            Work::Wanda(sums) => {
-                wanda_sample(model, ids, sums)?;
+            Work::Inputs(stats) => {
+                input_sample(model, ids, stats)?;
                 self.next_sample += 1;
             }
             Work::Relevance {
@@ -138,12 +167,7 @@ impl<'m> Scorer<'m> {
                     Some(p) => p,
                     None => {
                         let trace = Trace::new(model, ids, &self.limits, true)?;
-                        pass.insert(Box::new(RelevancePass::new(
-                            model,
-                            trace,
-                            &Target::NextTokens { from: 0 },
-                            *rules,
-                        )?))
+                        pass.insert(Box::new(RelevancePass::new(model, trace, &target, *rules)?))
                     }
                 };
                 if !current.step(accumulator)? {
@@ -176,12 +200,23 @@ impl<'m> Scorer<'m> {
                 self.samples_total()
             )));
         }
-        Ok(self.scores(&[self.method])?.remove(0))
+        Ok(self.scores_at(self.granularity, &[self.method])?.remove(0))
     }
 
-    /// Scores of `methods` over the samples done so far (between samples), e.g. to study how the
-    /// reference set's size matters. A scorer made for `lrp-abs` also gives `lrp`.
+    /// Per-weight scores of `methods` over the samples done so far (between samples), e.g. to
+    /// study how the reference set's size matters. A scorer made for `lrp-abs` also gives `lrp`.
     pub fn scores(&self, methods: &[ScoreMethod]) -> Result<Vec<PendingScores>> {
+        self.scores_at(Granularity::Weights, methods)
+    }
+
+    /// [`Scorer::scores`] of weights, neurons or heads. Unit scores `[1, units]` sum what the
+    /// unit's weights score (Wanda, magnitude), average its inputs (activation), or are the
+    /// relevance of the unit's output itself (LRP, gradient: `x ⊙ G` at the unit).
+    pub fn scores_at(
+        &self,
+        granularity: Granularity,
+        methods: &[ScoreMethod],
+    ) -> Result<Vec<PendingScores>> {
         if matches!(&self.work, Work::Relevance { pass: Some(_), .. }) {
             return Err(Error::InvalidInput(
                 "scores can only be read between samples".into(),
@@ -196,54 +231,133 @@ impl<'m> Scorer<'m> {
             .iter()
             .map(|&method| {
                 let mut tensors = Vec::new();
-                for id in model.linear_ids() {
-                    let w = model.weight(id)?;
-                    let scores = match (&self.work, method) {
-                        (Work::Magnitude, ScoreMethod::Magnitude) => w.abs(),
-                        (Work::Wanda(sums), ScoreMethod::Wanda) => {
-                            let norms = sums.get(&id).ok_or_else(|| not_seen(id))?.clone().sqrt();
-                            w.abs() * norms.unsqueeze::<2>()
-                        }
-                        (
-                            Work::Relevance {
-                                rules, accumulator, ..
-                            },
-                            m,
-                        ) if relevance_method(*rules, m) => {
-                            let mean = match m {
-                                ScoreMethod::LrpAbs => accumulator.mean_abs(id),
-                                _ => accumulator.mean(id).map(|m| m.abs()),
-                            };
-                            mean.ok_or_else(|| not_seen(id))?
-                        }
-                        _ => {
-                            return Err(Error::InvalidInput(format!(
-                                "{} scores cannot be derived from {} scoring",
-                                method.name(),
-                                self.method.name()
-                            )));
-                        }
-                    };
+                for id in granularity.linear_ids(model) {
+                    let scores = self.unit_scores(id, method, granularity)?;
                     tensors.push((id, scores));
                 }
-                Ok(PendingScores {
-                    info: ScoreInfo::new(method, reference.clone(), model),
-                    tensors,
-                })
+                let mut info = ScoreInfo::new(method, reference.clone(), model);
+                info.granularity = granularity;
+                Ok(PendingScores { info, tensors })
             })
             .collect()
     }
 }
 
+impl Scorer<'_> {
+    /// The scores of `method` for Linear `id` at `granularity`: `[out, in]` or `[1, units]`.
+    fn unit_scores(
+        &self,
+        id: LinearId,
+        method: ScoreMethod,
+        granularity: Granularity,
+    ) -> Result<Tensor<2>> {
+        let model = self.model;
+        let w = model.weight(id)?;
+        let [_, cols] = w.dims();
+        let width = granularity.unit_width(&model.config);
+        // Per-weight scores summed over each unit's weights.
+        let per_unit = |t: Tensor<2>| -> Tensor<2> {
+            match granularity {
+                Granularity::Weights => t,
+                _ => t
+                    .sum_dim(0)
+                    .reshape([cols / width, width])
+                    .sum_dim(1)
+                    .reshape([1, cols / width]),
+            }
+        };
+        let mismatch = || {
+            Error::InvalidInput(format!(
+                "{} scores cannot be derived from {} scoring{}",
+                method.name(),
+                self.method.name(),
+                if granularity == Granularity::Weights && self.granularity != granularity {
+                    format!(" of {}", self.granularity.name())
+                } else {
+                    String::new()
+                }
+            ))
+        };
+        Ok(match (&self.work, method) {
+            (Work::Magnitude, ScoreMethod::Magnitude) => per_unit(w.abs()),
+            (Work::Inputs(stats), ScoreMethod::Wanda) => {
+                let norms = stats
+                    .squares
+                    .get(&id)
+                    .ok_or_else(|| not_seen(id))?
+                    .clone()
+                    .sqrt();
+                per_unit(w.abs() * norms.unsqueeze::<2>())
+            }
+            (Work::Inputs(stats), ScoreMethod::Activation) => {
+                let mean = stats
+                    .abs
+                    .get(&id)
+                    .ok_or_else(|| not_seen(id))?
+                    .clone()
+                    .div_scalar(stats.tokens.max(1) as f64);
+                match granularity {
+                    Granularity::Weights => w.ones_like() * mean.unsqueeze::<2>(),
+                    _ => mean
+                        .reshape([cols / width, width])
+                        .mean_dim(1)
+                        .reshape([1, cols / width]),
+                }
+            }
+            (
+                Work::Relevance {
+                    rules, accumulator, ..
+                },
+                m,
+            ) if relevance_method(*rules, m) => {
+                let signed = m == ScoreMethod::LrpSigned;
+                let r = match granularity {
+                    Granularity::Weights => match m {
+                        ScoreMethod::LrpAbs => accumulator.mean_abs(id),
+                        _ => accumulator.mean(id),
+                    },
+                    Granularity::Neurons | Granularity::Heads => {
+                        let (mean, mean_abs) = if granularity == Granularity::Neurons {
+                            (
+                                accumulator.neurons_mean(id.layer),
+                                accumulator.neurons_mean_abs(id.layer),
+                            )
+                        } else {
+                            (
+                                accumulator.heads_mean(id.layer),
+                                accumulator.heads_mean_abs(id.layer),
+                            )
+                        };
+                        let r = if m == ScoreMethod::LrpAbs {
+                            mean_abs
+                        } else {
+                            mean
+                        };
+                        r.map(|r| r.unsqueeze::<2>())
+                    }
+                }
+                .ok_or_else(mismatch)?;
+                if signed || m == ScoreMethod::LrpAbs {
+                    r
+                } else {
+                    r.abs()
+                }
+            }
+            _ => return Err(mismatch()),
+        })
+    }
+}
+
 impl Work<'_> {
-    fn relevance(rules: RuleSet, with_abs: bool) -> Self {
+    fn relevance(rules: RuleSet, weights: bool, with_abs: bool) -> Self {
+        let accumulator = match (weights, with_abs) {
+            (false, _) => WeightRelevanceAccumulator::units_only(),
+            (true, true) => WeightRelevanceAccumulator::new(),
+            (true, false) => WeightRelevanceAccumulator::signed_only(),
+        };
         Work::Relevance {
             rules,
-            accumulator: if with_abs {
-                WeightRelevanceAccumulator::new()
-            } else {
-                WeightRelevanceAccumulator::signed_only()
-            },
+            accumulator,
             pass: None,
         }
     }
@@ -252,8 +366,10 @@ impl Work<'_> {
 fn relevance_method(rules: RuleSet, method: ScoreMethod) -> bool {
     matches!(
         (rules, method),
-        (RuleSet::AttnLrp, ScoreMethod::Lrp | ScoreMethod::LrpAbs)
-            | (RuleSet::Gradient, ScoreMethod::Gradient)
+        (
+            RuleSet::AttnLrp,
+            ScoreMethod::Lrp | ScoreMethod::LrpAbs | ScoreMethod::LrpSigned
+        ) | (RuleSet::Gradient, ScoreMethod::Gradient)
     )
 }
 
@@ -261,38 +377,44 @@ fn not_seen(id: LinearId) -> Error {
     Error::InvalidInput(format!("no statistics were gathered for {id}"))
 }
 
-/// Adds one sample's Σ x² per input column of every Linear (through the dense blocks).
-pub(super) fn wanda_sample(
-    model: &Model,
-    ids: &[u32],
-    sums: &mut BTreeMap<LinearId, Tensor<1>>,
-) -> Result<()> {
+/// Adds one sample's input statistics of every Linear (through the dense blocks).
+fn input_sample(model: &Model, ids: &[u32], stats: &mut InputStats) -> Result<()> {
     let arch = model.arch();
     let mut x = arch.embeddings(model.tokens(ids)?).block_input;
     for layer in 0..model.config.num_layers {
         let (out, inputs) = arch.block_linear_inputs(layer, x);
-        add_column_squares(layer, inputs, sums);
+        add_column_stats(layer, inputs, &mut stats.squares, Some(&mut stats.abs));
         x = out;
     }
+    stats.tokens += ids.len();
     Ok(())
 }
 
-/// Σ over tokens of x² per column, added to each listed Linear's running sum.
-pub(super) fn add_column_squares(
+/// Σ over tokens of x² (and, if asked, |x|) per column, added to each listed Linear's sums.
+pub(super) fn add_column_stats(
     layer: usize,
     inputs: crate::model::LinearInputs,
-    sums: &mut BTreeMap<LinearId, Tensor<1>>,
+    squares: &mut BTreeMap<LinearId, Tensor<1>>,
+    mut abs: Option<&mut BTreeMap<LinearId, Tensor<1>>>,
 ) {
+    let add = |sums: &mut BTreeMap<LinearId, Tensor<1>>, id: LinearId, v: &Tensor<1>| {
+        let sum = match sums.remove(&id) {
+            Some(s) => s + v.clone(),
+            None => v.clone(),
+        };
+        sums.insert(id, sum);
+    };
     for (kinds, input) in inputs {
         let [b, t, d] = input.dims();
-        let squares = input.square().reshape([b * t, d]).sum_dim(0).reshape([d]);
+        let flat = input.reshape([b * t, d]);
+        let sq = flat.clone().square().sum_dim(0).reshape([d]);
+        let ab = abs.as_ref().map(|_| flat.abs().sum_dim(0).reshape([d]));
         for &kind in kinds {
             let id = LinearId { layer, kind };
-            let sum = match sums.remove(&id) {
-                Some(s) => s + squares.clone(),
-                None => squares.clone(),
-            };
-            sums.insert(id, sum);
+            add(squares, id, &sq);
+            if let (Some(sums), Some(v)) = (abs.as_deref_mut(), &ab) {
+                add(sums, id, v);
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use burn::tensor::Tensor;
 
-use super::scorer::add_column_squares;
+use super::scorer::add_column_stats;
 use super::{ReferenceSet, ScoreInfo, ScoreMethod, Scores};
 use crate::error::{Error, Result};
 use crate::io::HostTensor;
@@ -52,7 +52,7 @@ pub fn wanda_sequential(
             let mut sums = BTreeMap::new();
             for x in &hidden {
                 let (_, inputs) = model.arch().block_linear_inputs(layer, x.clone());
-                add_column_squares(layer, inputs, &mut sums);
+                add_column_stats(layer, inputs, &mut sums, None);
             }
             for (id, sum) in sums {
                 let scores = model.weight(id)?.abs() * sum.sqrt().unsqueeze::<2>();

@@ -102,3 +102,44 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 pub fn to_vec<const D: usize>(t: burn::tensor::Tensor<D>) -> Vec<f32> {
     scalpel::readback::to_vec(t).unwrap()
 }
+
+/// Deterministic pseudo-random token samples (no tokenizer needed for the tiny models).
+pub fn reference(model: &Model, samples: usize, len: usize) -> scalpel::score::ReferenceSet {
+    let vocab = model.config.vocab_size as u64;
+    let mut state = 0x9e3779b97f4a7c15u64;
+    let samples: Vec<Vec<u32>> = (0..samples)
+        .map(|_| {
+            (0..len)
+                .map(|_| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((state >> 33) % vocab) as u32
+                })
+                .collect()
+        })
+        .collect();
+    scalpel::score::ReferenceSet {
+        protocol: scalpel::score::ReferenceProtocol {
+            name: format!("random-{}x{len}", samples.len()),
+            source: "random".into(),
+            samples: samples.len(),
+            requested_samples: samples.len(),
+            sample_len: len,
+        },
+        samples,
+        targets: None,
+    }
+}
+
+/// A word-level tokenizer `t0 … t{vocab-1}` for the tiny fixture models.
+pub fn tiny_tokenizer(vocab: usize) -> scalpel::TextTokenizer {
+    let words: serde_json::Map<String, serde_json::Value> =
+        (0..vocab).map(|i| (format!("t{i}"), i.into())).collect();
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+        "normalizer": null, "pre_tokenizer": {"type": "Whitespace"}, "post_processor": null,
+        "decoder": null, "model": {"type": "WordLevel", "vocab": words, "unk_token": "t0"}
+    });
+    scalpel::TextTokenizer::from_json(json.to_string().as_bytes(), None, vec![]).unwrap()
+}

@@ -1,0 +1,298 @@
+//! Circuit discovery (paper §3.3): score a task's components with the task metric as the
+//! explained output, prune from the lowest score up, and call the smallest kept set that still
+//! does the task its circuit.
+//!
+//! A circuit is an ordinary [`Masks`] (of weights, neurons or heads), so it applies and undoes
+//! like any mask; [`file`] writes it as JSON. The curve of the task metric against the share of
+//! components pruned ([`CurvePoint`]) is measured natively by [`curve`] and step by step in
+//! the browser.
+
+pub mod file;
+
+use crate::error::{Error, Result};
+use crate::model::{LinearKind, Model};
+use crate::prune::{Granularity, Group, Masks};
+use crate::score::Scores;
+use crate::task::EncodedTask;
+use crate::task::metrics::TaskMetrics;
+
+/// Shares of components pruned where a curve is measured by default: dense, then every tenth,
+/// then finer near the end where circuits live.
+pub const DEFAULT_FRACTIONS: [f64; 14] = [
+    0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99,
+];
+
+/// A circuit keeps at least this share of the dense logit difference by default.
+pub const DEFAULT_THRESHOLD: f64 = 0.9;
+
+/// The task measured with one share of the components pruned.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CurvePoint {
+    /// Share of components asked to be pruned.
+    pub fraction: f64,
+    /// Components pruned and in total (weights, neurons or heads).
+    pub pruned: u64,
+    pub total: u64,
+    pub metrics: TaskMetrics,
+}
+
+/// The pruned model's logit difference as a share of the dense model's.
+pub fn faithfulness(metrics: &TaskMetrics, dense: &TaskMetrics) -> f64 {
+    metrics.logit_diff / dense.logit_diff
+}
+
+/// Errors unless the dense model does the task (a positive mean logit difference): a circuit
+/// of a behaviour that is not there would be noise.
+pub fn check_dense(dense: &TaskMetrics, task: &str) -> Result<()> {
+    if dense.logit_diff > 0.0 && dense.logit_diff.is_finite() {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "the dense model does not do task `{task}` (mean logit difference {:.3}, accuracy {:.0} %): \
+             there is no circuit to find",
+            dense.logit_diff,
+            100.0 * dense.accuracy
+        )))
+    }
+}
+
+/// Where pruning groups compete: global (the default for circuits) or per layer. Single weights
+/// may also compete per output row.
+pub fn check_group(granularity: Granularity, group: Group) -> Result<()> {
+    match (granularity, group) {
+        (_, Group::Global | Group::Layer) | (Granularity::Weights, Group::Row) => Ok(()),
+        _ => Err(Error::InvalidInput(format!(
+            "{} circuits rank globally or per layer, not by group `{}`",
+            granularity.name(),
+            group.name()
+        ))),
+    }
+}
+
+/// The mask pruning `fraction` of the scored components, applied to the model.
+pub fn apply_fraction(
+    model: &mut Model,
+    scores: &Scores,
+    fraction: f64,
+    group: Group,
+) -> Result<Masks> {
+    check_group(scores.info.granularity, group)?;
+    let masks = Masks::from_scores(scores, fraction, group)?;
+    masks.apply(model)?;
+    Ok(masks)
+}
+
+/// What a circuit search measures with: scores to prune by, how they compete, the prompts the
+/// task metric is taken on and the dense model's metric there.
+pub struct Search<'a> {
+    pub scores: &'a Scores,
+    pub group: Group,
+    pub task: &'a EncodedTask,
+    pub dense: TaskMetrics,
+}
+
+#[cfg(not(target_family = "wasm"))]
+impl Search<'_> {
+    /// One curve point: the mask at `fraction` applied, the task run. Leaves the mask applied.
+    pub fn measure(&self, model: &mut Model, fraction: f64) -> Result<CurvePoint> {
+        let masks = apply_fraction(model, self.scores, fraction, self.group)?;
+        let metrics = crate::task::metrics::evaluate(model, self.task)?.metrics();
+        Ok(point(fraction, &masks, metrics))
+    }
+
+    /// The metric at each of `fractions`, restoring the dense model afterwards.
+    /// `progress(done, total)` after each point.
+    pub fn curve(
+        &self,
+        model: &mut Model,
+        fractions: &[f64],
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Vec<CurvePoint>> {
+        let mut points = Vec::with_capacity(fractions.len());
+        let result = (|| {
+            for (i, &fraction) in fractions.iter().enumerate() {
+                points.push(self.measure(model, fraction)?);
+                progress(i + 1, fractions.len());
+            }
+            Ok(())
+        })();
+        model.restore_dense();
+        result.map(|()| points)
+    }
+
+    /// The circuit at `threshold`: the bracket from `curve`, narrowed by `steps` bisections
+    /// between the last fraction that keeps the threshold and the next that does not. Leaves
+    /// the model dense; `None` if no measured fraction keeps the threshold.
+    pub fn circuit(
+        &self,
+        model: &mut Model,
+        curve: &[CurvePoint],
+        threshold: f64,
+        steps: usize,
+    ) -> Result<Option<CurvePoint>> {
+        let Some((mut good, bad)) = bracket(curve, &self.dense, threshold) else {
+            return Ok(None);
+        };
+        let result = (|| {
+            if let Some(mut bad) = bad {
+                for _ in 0..steps {
+                    let mid = (good.fraction + bad.fraction) / 2.0;
+                    let p = self.measure(model, mid)?;
+                    if faithfulness(&p.metrics, &self.dense) >= threshold {
+                        good = p;
+                    } else {
+                        bad = p;
+                    }
+                }
+            }
+            Ok(Some(good))
+        })();
+        model.restore_dense();
+        result
+    }
+}
+
+/// A curve point from the mask it was measured with.
+pub fn point(fraction: f64, masks: &Masks, metrics: TaskMetrics) -> CurvePoint {
+    let report = masks.report();
+    CurvePoint {
+        fraction,
+        pruned: report.pruned,
+        total: report.total,
+        metrics,
+    }
+}
+
+/// The largest measured fraction whose faithfulness reaches `threshold`, and the next measured
+/// fraction above it if that one falls short (where a finer search would look). `None` if even
+/// the smallest measured fraction falls short.
+pub fn bracket(
+    points: &[CurvePoint],
+    dense: &TaskMetrics,
+    threshold: f64,
+) -> Option<(CurvePoint, Option<CurvePoint>)> {
+    let mut sorted: Vec<CurvePoint> = points.to_vec();
+    sorted.sort_by(|a, b| a.fraction.total_cmp(&b.fraction));
+    let best = sorted
+        .iter()
+        .rposition(|p| faithfulness(&p.metrics, dense) >= threshold)?;
+    Some((sorted[best], sorted.get(best + 1).copied()))
+}
+
+/// One kept component with its score: a head or neuron (`index` within its layer), or a
+/// weight (`index` = row × in + column of its Linear).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Component {
+    pub layer: usize,
+    pub linear: LinearKind,
+    pub index: usize,
+    pub score: f32,
+}
+
+/// What a circuit keeps: per layer, and its highest-scored components.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CircuitSummary {
+    pub granularity: Granularity,
+    /// `(layer, kept, total)` components.
+    pub per_layer: Vec<(usize, u64, u64)>,
+    pub kept: u64,
+    pub total: u64,
+    /// The kept components with the highest scores, best first.
+    pub top: Vec<Component>,
+}
+
+/// Summarises the circuit `masks` cut from `scores`, listing the `top` best kept components.
+pub fn summarize(masks: &Masks, scores: &Scores, top: usize) -> CircuitSummary {
+    let report = masks.report();
+    let per_layer = report
+        .per_layer()
+        .into_iter()
+        .map(|(layer, pruned, total)| (layer, total - pruned, total))
+        .collect();
+    let mut kept: Vec<Component> = Vec::new();
+    for (id, mask) in &masks.linears {
+        let Some(s) = scores.linears.get(id) else {
+            continue;
+        };
+        for (index, (&k, &score)) in mask.keep.iter().zip(&s.data).enumerate() {
+            if k == 1 {
+                kept.push(Component {
+                    layer: id.layer,
+                    linear: id.kind,
+                    index,
+                    score,
+                });
+            }
+        }
+        // Bound the memory for weight circuits: only the best `top` can make the list.
+        if kept.len() > top.max(1) * 64 {
+            kept.sort_by(|a, b| b.score.total_cmp(&a.score));
+            kept.truncate(top);
+        }
+    }
+    kept.sort_by(|a, b| b.score.total_cmp(&a.score));
+    kept.truncate(top);
+    CircuitSummary {
+        granularity: masks.granularity(),
+        per_layer,
+        kept: report.total - report.pruned,
+        total: report.total,
+        top: kept,
+    }
+}
+
+/// Mean and sample standard deviation.
+pub fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len();
+    if n == 0 {
+        return (f64::NAN, f64::NAN);
+    }
+    let mean = values.iter().sum::<f64>() / n as f64;
+    if n == 1 {
+        return (mean, 0.0);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64;
+    (mean, var.sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(fraction: f64, logit_diff: f64) -> CurvePoint {
+        CurvePoint {
+            fraction,
+            pruned: 0,
+            total: 1,
+            metrics: TaskMetrics {
+                prompts: 1,
+                logit_diff,
+                accuracy: 1.0,
+                top1: 1.0,
+            },
+        }
+    }
+
+    #[test]
+    fn the_bracket_is_the_last_faithful_point_and_the_next() {
+        let dense = p(0.0, 2.0).metrics;
+        let curve = [p(0.0, 2.0), p(0.5, 1.9), p(0.8, 1.0), p(0.9, 0.1)];
+        let (good, bad) = bracket(&curve, &dense, 0.9).unwrap();
+        assert_eq!((good.fraction, bad.unwrap().fraction), (0.5, 0.8));
+        // A curve that rises again above the threshold later counts the later point.
+        let curve = [p(0.0, 2.0), p(0.5, 1.0), p(0.8, 2.5)];
+        let (good, bad) = bracket(&curve, &dense, 0.9).unwrap();
+        assert_eq!((good.fraction, bad), (0.8, None));
+        assert!(bracket(&[p(0.1, 0.5)], &dense, 0.9).is_none());
+    }
+
+    #[test]
+    fn spread_and_checks() {
+        let (m, s) = mean_std(&[1.0, 2.0, 3.0]);
+        assert_eq!((m, s), (2.0, 1.0));
+        assert_eq!(mean_std(&[4.0]), (4.0, 0.0));
+        assert!(check_dense(&p(0.0, -0.5).metrics, "t").is_err());
+        assert!(check_group(Granularity::Heads, Group::Row).is_err());
+        assert!(check_group(Granularity::Weights, Group::Row).is_ok());
+    }
+}
