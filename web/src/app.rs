@@ -6,6 +6,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{HtmlInputElement, MessageEvent, Worker, WorkerOptions, WorkerType};
 
+use crate::circuit_view::{CircuitPanel, CircuitStatus};
 use crate::compress_view::{CompressPanel, offer_downloads};
 use crate::explain_view::ExplainPanel;
 use crate::protocol::{
@@ -23,9 +24,16 @@ enum Phase {
     Ready,
     Generating,
     Explaining,
-    /// Scoring, masking or exporting.
+    /// Scoring, masking or exporting (compression and circuits).
     Compressing,
     Failed,
+}
+
+/// The panels that send long jobs to the worker.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Panel {
+    Compress,
+    Circuits,
 }
 
 /// What the compression panel shows.
@@ -64,6 +72,9 @@ pub(crate) struct Ui {
     pub(crate) selected: RwSignal<Option<usize>>,
     pub(crate) rules: RwSignal<String>,
     pub(crate) compress: RwSignal<CompressStatus>,
+    pub(crate) circuits: RwSignal<CircuitStatus>,
+    /// The panel whose job runs (its progress bar shows).
+    pub(crate) panel: RwSignal<Panel>,
     /// Bumped when the model changed (a mask applied or undone): the page generates again.
     regenerate: RwSignal<u64>,
 }
@@ -87,6 +98,8 @@ impl Ui {
             selected: RwSignal::new(None),
             rules: RwSignal::new("attnlrp".into()),
             compress: RwSignal::new(CompressStatus::default()),
+            circuits: RwSignal::new(CircuitStatus::default()),
+            panel: RwSignal::new(Panel::Compress),
             regenerate: RwSignal::new(0),
         }
     }
@@ -95,12 +108,15 @@ impl Ui {
         self.phase.get() == Phase::Ready
     }
 
-    pub(crate) fn is_compressing(&self) -> bool {
-        self.phase.get() == Phase::Compressing
+    /// Whether `panel` runs a job now.
+    pub(crate) fn is_busy_in(&self, panel: Panel) -> bool {
+        self.phase.get() == Phase::Compressing && self.panel.get() == panel
     }
 
-    pub(crate) fn start_compressing(&self) {
+    /// Marks a job of `panel` as started.
+    pub(crate) fn start_job(&self, panel: Panel) {
         self.error.set(None);
+        self.panel.set(panel);
         self.phase.set(Phase::Compressing);
     }
 
@@ -202,17 +218,51 @@ impl Ui {
             }
             Response::Masked(view) => {
                 self.compress.update(|c| c.masked = Some(view));
+                self.circuits.update(CircuitStatus::model_changed);
                 self.finish_job();
                 self.regenerate.update(|n| *n += 1);
             }
             Response::Restored => {
                 self.compress.update(|c| c.masked = None);
+                self.circuits.update(CircuitStatus::model_changed);
                 self.finish_job();
                 self.regenerate.update(|n| *n += 1);
             }
             Response::Exported { files } => {
                 self.finish_job();
                 if let Err(e) = offer_downloads(&files) {
+                    self.fail(format!("could not offer the download: {e}"));
+                }
+            }
+            Response::CircuitStarted { task, dense, notes } => {
+                self.circuits.update(|c| {
+                    *c = CircuitStatus {
+                        task: Some(task),
+                        dense: Some(dense),
+                        notes,
+                        ..Default::default()
+                    }
+                });
+            }
+            Response::CircuitPoint(p) => self.circuits.update(|c| c.curve.push(p)),
+            Response::CircuitReady { seconds } => {
+                self.circuits.update(|c| c.ready = Some(seconds));
+                self.finish_job();
+            }
+            Response::CircuitPicked(view) => {
+                // A circuit replaces any compression mask (the model changed either way).
+                self.compress.update(|c| c.masked = None);
+                self.circuits.update(|c| c.picked = Some(view));
+                self.finish_job();
+                self.regenerate.update(|n| *n += 1);
+            }
+            Response::Probed(view) => {
+                self.circuits.update(|c| c.probe = Some(view));
+                self.finish_job();
+            }
+            Response::CircuitFile { name, url } => {
+                self.finish_job();
+                if let Err(e) = offer_downloads(&[(name, url, 0)]) {
                     self.fail(format!("could not offer the download: {e}"));
                 }
             }
@@ -527,6 +577,7 @@ fn App() -> impl IntoView {
 
             <Show when=move || !ui.model_name.get().is_empty()>
                 <CompressPanel ui=ui link=link />
+                <CircuitPanel ui=ui link=link />
             </Show>
 
             {move || ui.error.get().map(|e| view! { <div class="error" role="alert" data-testid="error">{e}</div> })}

@@ -34,12 +34,12 @@ pub(crate) struct Compression {
     readout: Option<(Vec<u32>, f64)>,
 }
 
-fn text(e: scalpel::Error) -> String {
+pub(crate) fn text(e: scalpel::Error) -> String {
     e.to_string()
 }
 
 /// Runs `f` on the loaded model mutably (masking); no job may hold it at the same time.
-fn with_model_mut<T>(
+pub(crate) fn with_model_mut<T>(
     state: &State,
     f: impl FnOnce(&mut LoadedModel) -> Result<T, String>,
 ) -> Result<T, String> {
@@ -202,6 +202,7 @@ pub(crate) async fn mask(state: &State, req: MaskRequest) -> Result<(), String> 
 }
 
 fn restore_dense(state: &State) -> Result<(), String> {
+    state.circuits.borrow_mut().model_changed();
     with_model_mut(state, |l| {
         l.model.restore_dense();
         Ok(())
@@ -236,7 +237,7 @@ pub(crate) async fn export(state: &State) -> Result<(), String> {
     Ok(())
 }
 
-fn object_url(bytes: &[u8]) -> Result<String, String> {
+pub(crate) fn object_url(bytes: &[u8]) -> Result<String, String> {
     let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
     let blob = web_sys::Blob::new_with_u8_array_sequence(&parts)
         .map_err(|e| format!("could not hold the file in memory: {e:?}"))?;

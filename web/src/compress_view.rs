@@ -6,7 +6,7 @@ use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 use web_sys::HtmlInputElement;
 
-use crate::app::{Ui, WorkerLink, progress_view};
+use crate::app::{Panel, Ui, WorkerLink, progress_view};
 use crate::protocol::{MaskRequest, MaskView, ReferenceChoice, Request, ScoreRequest};
 
 /// Methods offered in the page, as (value, label). Sequential Wanda runs natively only.
@@ -36,7 +36,7 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
     let sparsity = RwSignal::new(0.5f64);
     let group = RwSignal::new("row".to_string());
     let send = move |r: Request| {
-        ui.start_compressing();
+        ui.start_job(Panel::Compress);
         link.update_value(|l| l.send(ui, r));
     };
     let compute = move || {
@@ -132,7 +132,7 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
                     </select>
                 </label>
             </div>
-            {move || ui.is_compressing().then(|| progress_view(ui))}
+            {move || ui.is_busy_in(Panel::Compress).then(|| progress_view(ui))}
             {move || ui.compress.get().masked.map(mask_view)}
             <div class="row">
                 <button data-testid="restore" disabled=move || !idle() || ui.compress.get().masked.is_none()

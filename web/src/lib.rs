@@ -10,6 +10,10 @@ pub mod protocol;
 #[cfg(target_arch = "wasm32")]
 pub mod app;
 #[cfg(target_arch = "wasm32")]
+mod circuit_job;
+#[cfg(target_arch = "wasm32")]
+mod circuit_view;
+#[cfg(target_arch = "wasm32")]
 mod compress_job;
 #[cfg(target_arch = "wasm32")]
 mod compress_view;

@@ -118,6 +118,72 @@ pub struct MaskView {
     pub seconds: f64,
 }
 
+/// A task for circuit discovery: one of the built-in tasks, or pasted lines.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum TaskChoice {
+    /// `ioi`, `capitals`, `agreement` or `pronouns`.
+    Named(String),
+    /// `prompt | answer | distractor` lines (or JSON lines).
+    Lines(String),
+}
+
+/// Find a task's circuit: score its components, then measure the curve point by point.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CircuitRequest {
+    pub task: TaskChoice,
+    /// `heads`, `neurons` or `weights`.
+    pub granularity: String,
+    /// `lrp`, `gradient`, `wanda`, `activation` or `random`.
+    pub method: String,
+    /// Prompts to score on (and as many held out).
+    pub prompts: usize,
+    pub seed: u64,
+}
+
+/// One measured point of a circuit curve.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct CurvePointView {
+    pub fraction: f64,
+    pub kept: u64,
+    pub total: u64,
+    /// Logit difference as a share of the dense model's.
+    pub faithfulness: f64,
+    pub accuracy: f64,
+}
+
+/// Task metrics: mean logit difference, accuracy, top-1 rate.
+pub type Metrics = scalpel::task::metrics::TaskMetrics;
+
+/// A chosen circuit: what it keeps and how it does.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CircuitView {
+    pub granularity: String,
+    pub fraction: f64,
+    pub kept: u64,
+    pub total: u64,
+    /// `(kept, total)` units per layer.
+    pub per_layer: Vec<(u64, u64)>,
+    /// Heads only: `[layer][head]` kept or not.
+    pub heads: Vec<Vec<bool>>,
+    /// The highest-scored kept components, e.g. "L23 H3".
+    pub top: Vec<String>,
+    /// Held-out prompts: dense, the circuit alone, a random circuit of the same size.
+    pub held_out: Option<(Metrics, Metrics, Metrics)>,
+    /// Whether the circuit is applied now (else the full model runs).
+    pub applied: bool,
+}
+
+/// One prompt tried on the full model and on the circuit alone.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ProbeView {
+    pub prompt: String,
+    pub answer: String,
+    pub distractor: String,
+    /// `(logit difference, answer is the top token)`.
+    pub full: (f32, bool),
+    pub circuit: Option<(f32, bool)>,
+}
+
 /// Page → worker.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Request {
@@ -133,6 +199,23 @@ pub enum Request {
     Restore,
     /// Write the (pruned) model as safetensors + config.json + tokenizer.json.
     Export,
+    Circuit(CircuitRequest),
+    /// Cut the circuit at `fraction` pruned; `apply` runs the circuit alone, else the full model.
+    CircuitPick {
+        fraction: f64,
+        apply: bool,
+    },
+    /// Try one `prompt | answer | distractor` line on the full model and the circuit.
+    CircuitProbe {
+        line: String,
+    },
+    /// The chosen circuit as a JSON file.
+    CircuitExport,
+    /// A circuit file (from here or `scalpel circuit --save-circuit`): applied at once.
+    CircuitLoad {
+        name: String,
+        text: String,
+    },
     /// Stop the running generation or explanation at the next step.
     Cancel,
 }
@@ -187,6 +270,24 @@ pub enum Response {
     /// Files to download: (file name, object URL made in the worker, bytes).
     Exported {
         files: Vec<(String, String, usize)>,
+    },
+    /// Circuit search started: the prompts and what the dense model does on them.
+    CircuitStarted {
+        task: String,
+        dense: Metrics,
+        notes: Vec<String>,
+    },
+    CircuitPoint(CurvePointView),
+    /// Every curve point is measured: drag the threshold.
+    CircuitReady {
+        seconds: f64,
+    },
+    CircuitPicked(CircuitView),
+    Probed(ProbeView),
+    /// The circuit file to download: (file name, object URL).
+    CircuitFile {
+        name: String,
+        url: String,
     },
     /// A failure with a message meant for the person using the page.
     Error {

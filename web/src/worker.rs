@@ -15,6 +15,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
+use crate::circuit_job::{self, Circuits};
 use crate::compress_job::{self, Compression};
 use crate::fetch::{exists, fetch_bytes};
 use crate::protocol::{
@@ -33,6 +34,7 @@ pub(crate) struct State {
     busy: Cell<bool>,
     pub(crate) cancel: Cell<bool>,
     pub(crate) compression: RefCell<Compression>,
+    pub(crate) circuits: RefCell<Circuits>,
     /// Whether the model runs on WebGPU (sizes the perplexity readout).
     pub(crate) on_gpu: Cell<bool>,
 }
@@ -110,6 +112,19 @@ pub fn start() {
             Request::Mask(req) => spawn_job(state, async move |s| compress_job::mask(s, req).await),
             Request::Restore => spawn_job(state, async move |s| compress_job::restore(s)),
             Request::Export => spawn_job(state, async move |s| compress_job::export(s).await),
+            Request::Circuit(req) => {
+                spawn_job(state, async move |s| circuit_job::run(s, req).await)
+            }
+            Request::CircuitPick { fraction, apply } => spawn_job(state, async move |s| {
+                circuit_job::pick(s, fraction, apply).await
+            }),
+            Request::CircuitProbe { line } => {
+                spawn_job(state, async move |s| circuit_job::probe(s, line).await)
+            }
+            Request::CircuitExport => spawn_job(state, async move |s| circuit_job::export(s)),
+            Request::CircuitLoad { name, text } => {
+                spawn_job(state, async move |s| circuit_job::load(s, name, text).await)
+            }
         }
     });
     scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
@@ -342,6 +357,7 @@ async fn load(state: &State, source: ModelSource, choice: DeviceChoice) -> Resul
     // Drop the previous model first: two models at once may not fit in the tab's memory.
     state.model.borrow_mut().take();
     Compression::reset(&state.compression);
+    Circuits::reset(&state.circuits);
     let device = pick_device(choice).await?;
     post(&Response::Device {
         label: device.label.clone(),

@@ -142,6 +142,7 @@ async fn wanda_error(fixture: &Fixture, device: &Device) -> f32 {
             sample_len: 12,
         },
         samples: samples.clone(),
+        targets: None,
     };
     let mut scorer = Scorer::new(
         &model,

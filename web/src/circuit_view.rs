@@ -1,0 +1,364 @@
+//! The "Circuits" panel: pick a task, find its circuit (the curve grows point by point), drag
+//! the threshold to choose the circuit, see it layer by layer, switch between the circuit alone
+//! and the full model, try your own prompt on both, and save or load the circuit as JSON.
+
+use leptos::prelude::*;
+use scalpel::report::{LineChart, Series};
+use send_wrapper::SendWrapper;
+use web_sys::HtmlInputElement;
+
+use crate::app::{Panel, Ui, WorkerLink, progress_view};
+use crate::protocol::{
+    CircuitRequest, CircuitView, CurvePointView, Metrics, ProbeView, Request, TaskChoice,
+};
+
+const TASKS: [(&str, &str); 5] = [
+    ("ioi", "Indirect object (IOI)"),
+    ("capitals", "Capital cities"),
+    ("agreement", "Subject–verb agreement"),
+    ("pronouns", "Pronouns"),
+    ("lines", "Your prompts"),
+];
+const GRANULARITIES: [(&str, &str); 3] = [
+    ("heads", "attention heads"),
+    ("neurons", "MLP neurons"),
+    ("weights", "weights"),
+];
+const METHODS: [(&str, &str); 5] = [
+    ("lrp", "LRP |mean R|"),
+    ("gradient", "Gradient"),
+    ("wanda", "Wanda"),
+    ("activation", "Activation"),
+    ("random", "Random"),
+];
+
+/// What the circuit panel shows.
+#[derive(Clone, Default, PartialEq)]
+pub(crate) struct CircuitStatus {
+    /// The prompts' name once a search started, and the dense model's metrics on them.
+    pub(crate) task: Option<String>,
+    pub(crate) dense: Option<Metrics>,
+    pub(crate) notes: Vec<String>,
+    pub(crate) curve: Vec<CurvePointView>,
+    /// Seconds the search took, once every point is measured.
+    pub(crate) ready: Option<f64>,
+    pub(crate) picked: Option<CircuitView>,
+    pub(crate) probe: Option<ProbeView>,
+}
+
+impl CircuitStatus {
+    /// Another panel changed the model: the picked circuit is no longer what runs.
+    pub(crate) fn model_changed(&mut self) {
+        if let Some(p) = &mut self.picked {
+            p.applied = false;
+        }
+    }
+
+    /// The largest measured share pruned whose faithfulness reaches `threshold`.
+    fn fraction_for(&self, threshold: f64) -> Option<f64> {
+        self.curve
+            .iter()
+            .filter(|p| p.faithfulness >= threshold)
+            .map(|p| p.fraction)
+            .fold(None, |best: Option<f64>, f| {
+                Some(best.map_or(f, |b| b.max(f)))
+            })
+    }
+}
+
+#[component]
+pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
+    let task = RwSignal::new("ioi".to_string());
+    let lines = RwSignal::new(String::new());
+    let granularity = RwSignal::new("heads".to_string());
+    let method = RwSignal::new("lrp".to_string());
+    let prompts = RwSignal::new(32usize);
+    let threshold = RwSignal::new(0.9f64);
+    let circuit_only = RwSignal::new(true);
+    let probe = RwSignal::new(
+        "When Mary and John went to the store, John gave a drink to | Mary | John".to_string(),
+    );
+    let send = move |r: Request| {
+        ui.start_job(Panel::Circuits);
+        link.update_value(|l| l.send(ui, r));
+    };
+    let run = move || {
+        let choice = match task.get_untracked().as_str() {
+            "lines" => TaskChoice::Lines(lines.get_untracked()),
+            name => TaskChoice::Named(name.to_string()),
+        };
+        ui.circuits.set(CircuitStatus::default());
+        send(Request::Circuit(CircuitRequest {
+            task: choice,
+            granularity: granularity.get_untracked(),
+            method: method.get_untracked(),
+            prompts: prompts.get_untracked(),
+            seed: 0,
+        }));
+    };
+    let pick = move || {
+        let status = ui.circuits.get_untracked();
+        if status.ready.is_none() {
+            return;
+        }
+        match status.fraction_for(threshold.get_untracked()) {
+            Some(fraction) => send(Request::CircuitPick {
+                fraction,
+                apply: circuit_only.get_untracked(),
+            }),
+            None => ui.fail(format!(
+                "no measured point keeps {:.0} % of the dense logit difference: lower the threshold",
+                threshold.get_untracked() * 100.0
+            )),
+        }
+    };
+    let idle = move || ui.is_idle();
+    let ready = move || ui.circuits.get().ready.is_some();
+    let on_load = move |ev: leptos::ev::Event| {
+        let input: HtmlInputElement = event_target(&ev);
+        let Some(file) = input.files().and_then(|f| f.item(0)) else {
+            return;
+        };
+        let file = SendWrapper::new(file);
+        leptos::task::spawn_local(async move {
+            match wasm_bindgen_futures::JsFuture::from(file.text()).await {
+                Ok(t) => send(Request::CircuitLoad {
+                    name: file.name(),
+                    text: t.as_string().unwrap_or_default(),
+                }),
+                Err(e) => ui.fail(format!("could not read {}: {e:?}", file.name())),
+            }
+        });
+    };
+
+    view! {
+        <section class="card circuits" data-testid="circuits">
+            <h2>"Circuits"</h2>
+            <p class="hint">
+                "Score the model's components with the task's logit difference (answer − distractor) as the "
+                "explained output, prune from the least relevant up, and keep the smallest set that still does the task."
+            </p>
+            <div class="row">
+                <label class="inline">"Task "
+                    <select data-testid="circuit-task" prop:value=move || task.get()
+                        on:change=move |ev| task.set(event_target_value(&ev))>
+                        {TASKS.map(|(v, l)| view! { <option value=v>{l}</option> })}
+                    </select>
+                </label>
+                <label class="inline">"Prune "
+                    <select data-testid="circuit-granularity" prop:value=move || granularity.get()
+                        on:change=move |ev| granularity.set(event_target_value(&ev))>
+                        {GRANULARITIES.map(|(v, l)| view! { <option value=v>{l}</option> })}
+                    </select>
+                </label>
+                <label class="inline">"Scores "
+                    <select data-testid="circuit-method" prop:value=move || method.get()
+                        on:change=move |ev| method.set(event_target_value(&ev))>
+                        {METHODS.map(|(v, l)| view! { <option value=v>{l}</option> })}
+                    </select>
+                </label>
+                <label class="inline">"Prompts "
+                    <input type="number" class="narrow" min="2" max="512" data-testid="circuit-prompts"
+                        prop:value=move || prompts.get().to_string()
+                        on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { prompts.set(v) } />
+                </label>
+            </div>
+            <Show when=move || task.get() == "lines">
+                <textarea rows="4" data-testid="circuit-lines"
+                    placeholder="One prompt per line: prompt | answer | distractor (answer and distractor one token each)"
+                    prop:value=move || lines.get() on:input=move |ev| lines.set(event_target_value(&ev))></textarea>
+            </Show>
+            <div class="row">
+                <button class="primary" data-testid="find-circuit" disabled=move || !idle()
+                    on:click=move |_| run()>"Find circuit"</button>
+                <span class="stats" data-testid="circuit-status">{move || status_line(&ui.circuits.get())}</span>
+            </div>
+            {move || ui.is_busy_in(Panel::Circuits).then(|| progress_view(ui))}
+            {move || {
+                let c = ui.circuits.get();
+                (!c.curve.is_empty()).then(move || curve_view(&c, threshold.get()))
+            }}
+            <div class="row">
+                <label class="inline grow">"Threshold "
+                    <input type="range" min="0.5" max="1" step="0.05" class="grow" data-testid="circuit-threshold"
+                        prop:value=move || threshold.get().to_string()
+                        disabled=move || !ready() || !idle()
+                        on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { threshold.set(v) }
+                        on:change=move |_| pick() />
+                    <span class="value">{move || format!("{:.0}% of the dense logit difference", threshold.get() * 100.0)}</span>
+                </label>
+                <label class="inline">
+                    <input type="checkbox" data-testid="circuit-only" prop:checked=move || circuit_only.get()
+                        disabled=move || ui.circuits.get().picked.is_none() || !idle()
+                        on:change=move |ev| {
+                            circuit_only.set(event_target_checked(&ev));
+                            if let Some(p) = ui.circuits.get_untracked().picked {
+                                send(Request::CircuitPick { fraction: p.fraction, apply: circuit_only.get_untracked() });
+                            }
+                        } />
+                    "Circuit only (else the full model)"
+                </label>
+            </div>
+            {move || ui.circuits.get().picked.map(picked_view)}
+            <div class="row">
+                <input type="text" class="grow" data-testid="probe-line" prop:value=move || probe.get()
+                    on:input=move |ev| probe.set(event_target_value(&ev)) />
+                <button data-testid="probe" disabled=move || !idle()
+                    on:click=move |_| send(Request::CircuitProbe { line: probe.get_untracked() })>"Try prompt"</button>
+            </div>
+            {move || ui.circuits.get().probe.map(probe_view)}
+            <div class="row">
+                <button data-testid="circuit-export" disabled=move || !idle() || ui.circuits.get().picked.is_none()
+                    on:click=move |_| send(Request::CircuitExport)>"Save circuit (JSON)"</button>
+                <label class="inline">"Load circuit "
+                    <input type="file" accept=".json,application/json" data-testid="circuit-load"
+                        disabled=move || !idle() on:change=on_load />
+                </label>
+            </div>
+        </section>
+    }
+}
+
+fn status_line(c: &CircuitStatus) -> String {
+    let Some(task) = &c.task else {
+        return String::new();
+    };
+    let dense = c.dense.map_or(String::new(), |d| {
+        format!(
+            "dense: logit diff {:.2}, accuracy {:.0}%, top-1 {:.0}%",
+            d.logit_diff,
+            d.accuracy * 100.0,
+            d.top1 * 100.0
+        )
+    });
+    let done = c.ready.map_or(String::new(), |s| {
+        format!(" · curve measured in {s:.1} s: drag the threshold")
+    });
+    let notes = if c.notes.is_empty() {
+        String::new()
+    } else {
+        format!(" · note: {}", c.notes.join("; "))
+    };
+    format!("{task} · {dense}{done}{notes}")
+}
+
+/// The curve so far (faithfulness vs share pruned) with the threshold line.
+fn curve_view(c: &CircuitStatus, threshold: f64) -> impl IntoView + use<> {
+    let chart = LineChart {
+        title: "logit difference kept vs share pruned".into(),
+        x_label: "share pruned (global ranking)".into(),
+        y_label: "logit difference / dense".into(),
+        log_y: false,
+        series: vec![Series {
+            name: "circuit".into(),
+            points: c
+                .curve
+                .iter()
+                .map(|p| (p.fraction, p.faithfulness))
+                .collect(),
+            spread: vec![],
+        }],
+        reference: Some((format!("threshold {:.0} %", threshold * 100.0), threshold)),
+    };
+    let choice = c.fraction_for(threshold).map_or(
+        "no measured point keeps the threshold".to_string(),
+        |f| {
+            let p = c.curve.iter().find(|p| p.fraction == f);
+            p.map_or(String::new(), |p| {
+                format!(
+                    "at this threshold the circuit keeps {} of {} ({:.1}%)",
+                    p.kept,
+                    p.total,
+                    100.0 * p.kept as f64 / p.total.max(1) as f64
+                )
+            })
+        },
+    );
+    view! {
+        <div class="chart" data-testid="circuit-curve" inner_html=chart.to_svg()></div>
+        <div class="stats" data-testid="circuit-choice">{choice}</div>
+    }
+}
+
+fn metrics_text(m: &Metrics) -> String {
+    format!(
+        "logit diff {:.2}, accuracy {:.0}%",
+        m.logit_diff,
+        m.accuracy * 100.0
+    )
+}
+
+/// The chosen circuit: held-out test, best components, the layer-by-layer picture.
+fn picked_view(v: CircuitView) -> impl IntoView {
+    let held = v.held_out.map(|(dense, circuit, random)| {
+        format!(
+            "held-out prompts: dense {} · circuit {} · random circuit of the same size {}",
+            metrics_text(&dense),
+            metrics_text(&circuit),
+            metrics_text(&random)
+        )
+    });
+    let layers = if v.heads.is_empty() {
+        let bars = v
+            .per_layer
+            .iter()
+            .enumerate()
+            .map(|(layer, (kept, total))| {
+                let share = *kept as f64 / (*total).max(1) as f64;
+                view! {
+                    <div class="bar" title=format!("layer {layer}: {kept} of {total} kept")>
+                        <div class="fill kept" style=format!("height: {:.1}%", share * 100.0)></div>
+                    </div>
+                }
+            })
+            .collect_view();
+        view! { <div class="bars" data-testid="circuit-layers" title="kept share per layer">{bars}</div> }
+            .into_any()
+    } else {
+        let rows = v
+            .heads
+            .iter()
+            .enumerate()
+            .map(|(layer, heads)| {
+                let cells = heads
+                    .iter()
+                    .enumerate()
+                    .map(|(h, &kept)| {
+                        view! { <span class="head" class:kept=kept title=format!("layer {layer} head {h}")></span> }
+                    })
+                    .collect_view();
+                view! { <div class="head-row"><span class="layer">{layer}</span>{cells}</div> }
+            })
+            .collect_view();
+        view! { <div class="heads-grid" data-testid="circuit-layers">{rows}</div> }.into_any()
+    };
+    view! {
+        <div class="stats" data-testid="circuit-picked">
+            {format!(
+                "{} circuit: {} of {} {} kept ({:.1}%) · {}",
+                if v.applied { "running the" } else { "full model running; chosen" },
+                v.kept, v.total, v.granularity,
+                100.0 * v.kept as f64 / v.total.max(1) as f64,
+                if v.top.is_empty() { String::new() } else { format!("strongest kept: {}", v.top.join(", ")) }
+            )}
+        </div>
+        {held.map(|h| view! { <div class="stats" data-testid="circuit-held-out">{h}</div> })}
+        {layers}
+    }
+}
+
+fn probe_view(p: ProbeView) -> impl IntoView {
+    let said = |(diff, top): (f32, bool)| {
+        format!(
+            "logit({}) − logit({}) = {diff:.2}{}",
+            p.answer.trim(),
+            p.distractor.trim(),
+            if top { ", answer is the top token" } else { "" }
+        )
+    };
+    let text = match p.circuit {
+        Some(c) => format!("full model: {} · circuit only: {}", said(p.full), said(c)),
+        None => format!("full model: {}", said(p.full)),
+    };
+    view! { <div class="stats" data-testid="probe-result">{text}</div> }
+}
