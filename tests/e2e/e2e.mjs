@@ -11,7 +11,10 @@
 // switch then re-explains it with gradient x input, and the Compress panel scores the model
 // (Wanda on a small built-in C4 set), masks 50% per row (perplexity readout, 30 layer bars,
 // generation re-runs), offers the pruned model for download, and restores the dense model,
-// which writes exactly the original text again.
+// which writes exactly the original text again. The Circuits panel then finds the capitals
+// task's head circuit (LRP, 8 prompts): the curve is drawn, the threshold picks a circuit (heads
+// grid, held-out test, generation re-runs), a prompt is tried on circuit and full model, and the
+// circuit is saved as JSON and loaded back.
 import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
 import { readFile, mkdir, mkdtemp, stat } from 'node:fs/promises';
@@ -131,6 +134,68 @@ async function compress(page, name) {
   console.log(`${name}: compress panel ok (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
 
+// Finds, inspects, saves and reloads a circuit in the Circuits panel.
+async function circuits(page, name) {
+  const started = Date.now();
+  await page.getByTestId('circuit-task').selectOption('capitals');
+  await page.getByTestId('circuit-granularity').selectOption('heads');
+  await page.getByTestId('circuit-method').selectOption('lrp');
+  await page.getByTestId('circuit-prompts').fill('8');
+  await page.getByTestId('find-circuit').click();
+  await page.waitForFunction(() => {
+    const s = document.querySelector('[data-testid=circuit-status]');
+    return document.querySelector('[data-testid=error]') || (s && s.textContent.includes('curve measured'));
+  }, null, { timeout: 900_000 });
+  if (await page.getByTestId('error').count()) throw new Error(`circuit search: ${await page.getByTestId('error').innerText()}`);
+  const status = await page.getByTestId('circuit-status').innerText();
+  console.log(`${name}: ${status}`);
+  if (!status.includes('capitals-seed0-scoring-8')) throw new Error(`unexpected circuit status: ${status}`);
+  const markers = await page.locator('[data-testid=circuit-curve] svg circle').count();
+  if (markers < 14) throw new Error(`expected the 14 curve points drawn, got ${markers} markers`);
+
+  const stats = await page.getByTestId('stats').innerText();
+  await page.getByTestId('circuit-threshold').fill('0.9');
+  const picked = await changed(page, 'circuit-picked', '');
+  console.log(`${name}: ${picked}`);
+  if (!picked.startsWith('running the circuit')) throw new Error(`the circuit should run: ${picked}`);
+  const rows = await page.locator('[data-testid=circuit-layers] .head-row').count();
+  const cells = await page.locator('[data-testid=circuit-layers] .head').count();
+  if (rows !== 30 || cells !== 270) throw new Error(`heads grid ${rows} rows / ${cells} cells, expected 30 / 270`);
+  const held = await page.getByTestId('circuit-held-out').innerText();
+  if (!held.includes('random circuit of the same size')) throw new Error(`held-out line: ${held}`);
+  await changed(page, 'stats', stats);
+  console.log(`${name}: circuit generates ${JSON.stringify(await page.locator('[data-testid=output] .generated').innerText())}`);
+  await page.screenshot({ path: join(artifacts, `${name}-circuits.png`), fullPage: true });
+
+  await page.getByTestId('probe-line').fill('The capital of France is | Paris | Rome');
+  await page.getByTestId('probe').click();
+  const probe = await changed(page, 'probe-result', '');
+  console.log(`${name}: ${probe}`);
+  if (!probe.includes('full model:') || !probe.includes('circuit only:')) throw new Error(`probe: ${probe}`);
+
+  const kept = picked.match(/(\d+) of 270 heads kept/)?.[1];
+  let download = page.waitForEvent('download', { timeout: 120_000 });
+  await page.getByTestId('circuit-export').click();
+  download = await download;
+  if (!/^circuit-heads-\d+\.json$/.test(download.suggestedFilename())) throw new Error(`circuit file ${download.suggestedFilename()}`);
+  const saved = join(await mkdtemp(join(tmpdir(), 'scalpel-circuit-')), download.suggestedFilename());
+  await download.saveAs(saved);
+
+  const before = await page.getByTestId('stats').innerText();
+  await page.getByTestId('circuit-only').uncheck();
+  await page.waitForFunction(() => document.querySelector('[data-testid=circuit-picked]')?.textContent.startsWith('full model running'), null, { timeout: 600_000 });
+  await changed(page, 'stats', before);
+  await page.getByTestId('circuit-load').setInputFiles(saved);
+  await page.waitForFunction(() => {
+    const p = document.querySelector('[data-testid=circuit-picked]');
+    return document.querySelector('[data-testid=error]') || (p && p.textContent.startsWith('running the circuit'));
+  }, null, { timeout: 600_000 });
+  if (await page.getByTestId('error').count()) throw new Error(`loading the circuit: ${await page.getByTestId('error').innerText()}`);
+  const reloaded = await page.getByTestId('circuit-picked').innerText();
+  if (!reloaded.includes(`${kept} of 270 heads kept`)) throw new Error(`reloaded circuit differs: ${reloaded} vs ${kept} kept`);
+  console.log(`${name}: circuits panel ok (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+}
+
 async function scenario(name, { webgpu, expectGpu }, baseUrl) {
   const profile = await mkdtemp(join(tmpdir(), 'scalpel-e2e-'));
   const args = [...BASE_FLAGS, `--user-data-dir=${profile}`, ...(webgpu ? ['--enable-unsafe-webgpu'] : [])];
@@ -172,6 +237,7 @@ async function scenario(name, { webgpu, expectGpu }, baseUrl) {
     await explainToken(page, name, 0, null);
     if (!expectGpu) await explainToken(page, name, 0, 'gradient');
     if (!expectGpu) await compress(page, name);
+    if (!expectGpu) await circuits(page, name);
     await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
     return true;
   } catch (e) {

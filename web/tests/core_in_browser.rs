@@ -6,11 +6,13 @@
 use burn::tensor::Device;
 use scalpel::device::{DevicePreference, select_async};
 use scalpel::io::safetensors::SafetensorsSource;
-use scalpel::prune::{Group, Masks};
+use scalpel::prune::{Granularity, Group, Masks};
 use scalpel::relevance::{
     ExplanationCollector, MemoryLimits, RelevancePass, RuleSet, Target, Trace, WeightDetail,
 };
 use scalpel::score::{ReferenceProtocol, ReferenceSet, ScoreMethod, Scorer};
+use scalpel::task::metrics::evaluate_async;
+use scalpel::task::{EncodedTask, TaskItem};
 use scalpel::{Logits, Model, ModelConfig};
 use wasm_bindgen_test::*;
 
@@ -178,6 +180,57 @@ async fn wanda_error(fixture: &Fixture, device: &Device) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// A circuit search's pieces on `device`: LRP head scores of a task made of the fixture's
+/// tokens, then the task's logit differences with the lower half of the heads pruned.
+async fn circuit_outcomes(fixture: &Fixture, device: &Device) -> (Vec<f32>, Vec<f32>) {
+    let mut model = load(fixture, device);
+    let (ids, _) = reference(fixture.reference);
+    let vocab = model.config.vocab_size as u32;
+    let items = (0..4)
+        .map(|i| TaskItem {
+            ids: ids[..4 + i].to_vec(),
+            answer: (ids[i] + 1) % vocab,
+            distractor: (ids[i] + 2) % vocab,
+        })
+        .collect();
+    let task = EncodedTask {
+        name: "fixture-task".into(),
+        items,
+        notes: vec![],
+    };
+    let reference = ReferenceSet::from_task(&task).unwrap();
+    let mut scorer = Scorer::at(
+        &model,
+        ScoreMethod::Lrp,
+        Granularity::Heads,
+        Some(reference),
+        MemoryLimits::default(),
+    )
+    .unwrap();
+    scorer.run(&mut |_, _| {}).unwrap();
+    let scores = scorer.finish().unwrap().read_async().await.unwrap();
+    let masks = Masks::from_scores(&scores, 0.5, Group::Global).unwrap();
+    let report = masks.apply(&mut model).unwrap();
+    assert_eq!(report.pruned * 2, report.total);
+    let outcomes = evaluate_async(&model, &task).await.unwrap();
+    let flat = scores
+        .linears
+        .values()
+        .flat_map(|s| s.data.clone())
+        .collect();
+    (flat, outcomes.logit_diff)
+}
+
+/// Largest difference relative to the largest magnitude of `b`.
+fn relative(a: &[f32], b: &[f32]) -> f32 {
+    let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+        / scale
+}
+
 async fn max_diff(fixture: &Fixture, device: &Device) -> f32 {
     let model = load(fixture, device);
     let (ids, expected) = reference(fixture.reference);
@@ -231,6 +284,18 @@ async fn webgpu_matches_transformers() {
         assert!(
             diff <= 1e-3,
             "{name} Wanda-pruned on {}: max |Δlogit| = {diff}",
+            selected.label
+        );
+        // Circuit search on the GPU agrees with the CPU backend (itself checked natively).
+        let (gpu_scores, gpu_diffs) = circuit_outcomes(fixture, &selected.device).await;
+        let (cpu_scores, cpu_diffs) = circuit_outcomes(fixture, &Device::flex()).await;
+        let (s, d) = (
+            relative(&gpu_scores, &cpu_scores),
+            relative(&gpu_diffs, &cpu_diffs),
+        );
+        assert!(
+            s <= 1e-3 && d <= 1e-3,
+            "{name} circuit on {}: head scores rel err {s}, pruned logit diffs rel err {d}",
             selected.label
         );
     }
