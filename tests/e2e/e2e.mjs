@@ -165,13 +165,13 @@ async function circuits(page, name) {
   if (!held.includes('random circuit of the same size')) throw new Error(`held-out line: ${held}`);
   await changed(page, 'stats', stats);
   console.log(`${name}: circuit generates ${JSON.stringify(await page.locator('[data-testid=output] .generated').innerText())}`);
-  await page.screenshot({ path: join(artifacts, `${name}-circuits.png`), fullPage: true });
 
   await page.getByTestId('probe-line').fill('The capital of France is | Paris | Rome');
   await page.getByTestId('probe').click();
   const probe = await changed(page, 'probe-result', '');
   console.log(`${name}: ${probe}`);
   if (!probe.includes('full model:') || !probe.includes('circuit only:')) throw new Error(`probe: ${probe}`);
+  await page.getByTestId('circuits').screenshot({ path: join(artifacts, `${name}-circuits.png`) });
 
   const kept = picked.match(/(\d+) of 270 heads kept/)?.[1];
   let download = page.waitForEvent('download', { timeout: 120_000 });

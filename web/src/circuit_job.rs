@@ -12,7 +12,7 @@ use scalpel::task::metrics::{TaskMetrics, evaluate_async};
 use scalpel::task::{EncodedTask, Split, Task, TaskSource};
 use scalpel::{LoadedModel, Model};
 
-use crate::compress_job::{object_url, text, with_model_mut};
+use crate::compress_job::{object_url, run_scorer, text, with_model_mut};
 use crate::protocol::{
     CircuitRequest, CircuitView, CurvePointView, ProbeView, Response, TaskChoice,
 };
@@ -150,23 +150,10 @@ async fn score(
     }
     let reference = ReferenceSet::from_task(scoring).map_err(text)?;
     let used = method.uses_reference().then_some(reference);
-    let mut scorer =
+    let scorer =
         Scorer::at(&loaded.model, method, granularity, used, state.limits.get()).map_err(text)?;
     let stage = format!("Scoring {} ({})", granularity.name(), method.name());
-    while scorer.step().map_err(text)? {
-        let (done, total) = scorer.progress();
-        progress(&stage, done as f64, total as f64);
-        yield_now().await;
-        if state.cancel.get() {
-            return Err("circuit search stopped".into());
-        }
-    }
-    scorer
-        .finish()
-        .map_err(text)?
-        .read_async()
-        .await
-        .map_err(text)
+    run_scorer(state, scorer, &stage).await
 }
 
 /// `"L23 H3"` for a head, `"L5 N1021"` for a neuron, `"L2 Down[17]"` for a weight.

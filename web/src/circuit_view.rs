@@ -4,13 +4,12 @@
 
 use leptos::prelude::*;
 use scalpel::report::{LineChart, Series};
-use send_wrapper::SendWrapper;
-use web_sys::HtmlInputElement;
 
 use crate::app::{Panel, Ui, WorkerLink, progress_view};
 use crate::protocol::{
     CircuitRequest, CircuitView, CurvePointView, Metrics, ProbeView, Request, TaskChoice,
 };
+use crate::widgets::{number_field, read_picked_text, select_field};
 
 const TASKS: [(&str, &str); 5] = [
     ("ioi", "Indirect object (IOI)"),
@@ -115,20 +114,9 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
     let idle = move || ui.is_idle();
     let ready = move || ui.circuits.get().ready.is_some();
     let on_load = move |ev: leptos::ev::Event| {
-        let input: HtmlInputElement = event_target(&ev);
-        let Some(file) = input.files().and_then(|f| f.item(0)) else {
-            return;
-        };
-        let file = SendWrapper::new(file);
-        leptos::task::spawn_local(async move {
-            match wasm_bindgen_futures::JsFuture::from(file.text()).await {
-                Ok(t) => send(Request::CircuitLoad {
-                    name: file.name(),
-                    text: t.as_string().unwrap_or_default(),
-                }),
-                Err(e) => ui.fail(format!("could not read {}: {e:?}", file.name())),
-            }
-        });
+        read_picked_text(ui, &ev, move |name, text| {
+            send(Request::CircuitLoad { name, text })
+        })
     };
 
     view! {
@@ -139,29 +127,10 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
                 "explained output, prune from the least relevant up, and keep the smallest set that still does the task."
             </p>
             <div class="row">
-                <label class="inline">"Task "
-                    <select data-testid="circuit-task" prop:value=move || task.get()
-                        on:change=move |ev| task.set(event_target_value(&ev))>
-                        {TASKS.map(|(v, l)| view! { <option value=v>{l}</option> })}
-                    </select>
-                </label>
-                <label class="inline">"Prune "
-                    <select data-testid="circuit-granularity" prop:value=move || granularity.get()
-                        on:change=move |ev| granularity.set(event_target_value(&ev))>
-                        {GRANULARITIES.map(|(v, l)| view! { <option value=v>{l}</option> })}
-                    </select>
-                </label>
-                <label class="inline">"Scores "
-                    <select data-testid="circuit-method" prop:value=move || method.get()
-                        on:change=move |ev| method.set(event_target_value(&ev))>
-                        {METHODS.map(|(v, l)| view! { <option value=v>{l}</option> })}
-                    </select>
-                </label>
-                <label class="inline">"Prompts "
-                    <input type="number" class="narrow" min="2" max="512" data-testid="circuit-prompts"
-                        prop:value=move || prompts.get().to_string()
-                        on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { prompts.set(v) } />
-                </label>
+                {select_field("Task", "circuit-task", task, &TASKS)}
+                {select_field("Prune", "circuit-granularity", granularity, &GRANULARITIES)}
+                {select_field("Scores", "circuit-method", method, &METHODS)}
+                {number_field("Prompts", prompts, "2", "512", "circuit-prompts")}
             </div>
             <Show when=move || task.get() == "lines">
                 <textarea rows="4" data-testid="circuit-lines"

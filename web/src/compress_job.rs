@@ -94,27 +94,9 @@ pub(crate) async fn score(state: &State, req: ScoreRequest) -> Result<(), String
     let name = reference
         .as_ref()
         .map_or("no reference".to_string(), |r| r.protocol.name.clone());
-    let mut scorer =
-        Scorer::new(&loaded.model, method, reference, state.limits.get()).map_err(text)?;
+    let scorer = Scorer::new(&loaded.model, method, reference, state.limits.get()).map_err(text)?;
     let stage = format!("Scoring ({}, {name})", method.name());
-    progress(&stage, 0.0, 0.0);
-    yield_now().await;
-    while scorer.step().map_err(text)? {
-        let (done, total) = scorer.progress();
-        progress(&stage, done as f64, total as f64);
-        yield_now().await;
-        if state.cancel.get() {
-            return Err("scoring stopped".into());
-        }
-    }
-    progress("Reading scores back", 0.0, 0.0);
-    yield_now().await;
-    let scores = scorer
-        .finish()
-        .map_err(text)?
-        .read_async()
-        .await
-        .map_err(text)?;
+    let scores = run_scorer(state, scorer, &stage).await?;
     drop(loaded);
     state.compression.borrow_mut().scores = Some(scores);
     post(&Response::Scored {
@@ -123,6 +105,33 @@ pub(crate) async fn score(state: &State, req: ScoreRequest) -> Result<(), String
         seconds: (js_sys::Date::now() - started) / 1000.0,
     });
     Ok(())
+}
+
+/// Steps `scorer` to the end with progress, yielding between steps and stopping on Cancel, then
+/// reads the scores back.
+pub(crate) async fn run_scorer(
+    state: &State,
+    mut scorer: Scorer<'_>,
+    stage: &str,
+) -> Result<Scores, String> {
+    progress(stage, 0.0, 0.0);
+    yield_now().await;
+    while scorer.step().map_err(text)? {
+        let (done, total) = scorer.progress();
+        progress(stage, done as f64, total as f64);
+        yield_now().await;
+        if state.cancel.get() {
+            return Err("scoring stopped".into());
+        }
+    }
+    progress("Reading scores back", 0.0, 0.0);
+    yield_now().await;
+    scorer
+        .finish()
+        .map_err(text)?
+        .read_async()
+        .await
+        .map_err(text)
 }
 
 async fn readout_perplexity(

@@ -2,12 +2,11 @@
 //! slider to re-mask instantly and watch the generation and a perplexity readout change.
 
 use leptos::prelude::*;
-use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
-use web_sys::HtmlInputElement;
 
 use crate::app::{Panel, Ui, WorkerLink, progress_view};
 use crate::protocol::{MaskRequest, MaskView, ReferenceChoice, Request, ScoreRequest};
+use crate::widgets::{number_field, read_picked_text, select_field};
 
 /// Methods offered in the page, as (value, label). Sequential Wanda runs natively only.
 /// LRP's mean |R| comes first: it prunes far better than |mean R| (README, "Results").
@@ -63,19 +62,8 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
     };
     let idle = move || ui.is_idle();
     let scored = move || ui.compress.get().scored.is_some();
-    let on_file = move |ev: leptos::ev::Event| {
-        let input: HtmlInputElement = event_target(&ev);
-        let Some(file) = input.files().and_then(|f| f.item(0)) else {
-            return;
-        };
-        let file = SendWrapper::new(file);
-        leptos::task::spawn_local(async move {
-            match wasm_bindgen_futures::JsFuture::from(file.text()).await {
-                Ok(t) => pasted.set(t.as_string().unwrap_or_default()),
-                Err(e) => ui.fail(format!("could not read {}: {e:?}", file.name())),
-            }
-        });
-    };
+    let on_file =
+        move |ev: leptos::ev::Event| read_picked_text(ui, &ev, move |_, text| pasted.set(text));
 
     view! {
         <section class="card compress" data-testid="compress">
@@ -85,12 +73,7 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
                 "weights are zeroed (undoably) and the prompt above is generated again."
             </p>
             <div class="row">
-                <label class="inline">"Method "
-                    <select data-testid="compress-method" prop:value=move || method.get()
-                        on:change=move |ev| method.set(event_target_value(&ev))>
-                        {METHODS.map(|(v, l)| view! { <option value=v>{l}</option> })}
-                    </select>
-                </label>
+                {select_field("Method", "compress-method", method, &METHODS)}
                 <label class="inline">
                     <input type="radio" name="reference" prop:checked=move || reference_kind.get() == "c4"
                         on:change=move |_| reference_kind.set("c4".into()) />
@@ -102,8 +85,8 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
                         on:change=move |_| reference_kind.set("text".into()) />
                     "Your text"
                 </label>
-                {number("Samples", samples, "1", "1024", "samples")}
-                {number("Tokens each", sample_len, "2", "2048", "sample-len")}
+                {number_field("Samples", samples, "1", "1024", "samples")}
+                {number_field("Tokens each", sample_len, "2", "2048", "sample-len")}
             </div>
             <Show when=move || reference_kind.get() == "text">
                 <textarea rows="3" data-testid="reference-text" placeholder="Paste general text here (or pick a .txt file)"
@@ -141,22 +124,6 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
                     on:click=move |_| send(Request::Export)>"Download model (safetensors)"</button>
             </div>
         </section>
-    }
-}
-
-fn number(
-    label: &'static str,
-    value: RwSignal<usize>,
-    min: &'static str,
-    max: &'static str,
-    testid: &'static str,
-) -> impl IntoView {
-    view! {
-        <label class="inline">{label} " "
-            <input type="number" class="narrow" min=min max=max data-testid=testid
-                prop:value=move || value.get().to_string()
-                on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { value.set(v) } />
-        </label>
     }
 }
 

@@ -24,4 +24,6 @@ mod explain_view;
 #[cfg(target_arch = "wasm32")]
 pub mod fetch;
 #[cfg(target_arch = "wasm32")]
+mod widgets;
+#[cfg(target_arch = "wasm32")]
 pub mod worker;

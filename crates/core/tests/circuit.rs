@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::*;
 use scalpel::circuit::file::{CircuitNotes, from_json, to_json};
 use scalpel::circuit::{Search, faithfulness};
@@ -16,7 +14,7 @@ use scalpel::relevance::MemoryLimits;
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::task::metrics::evaluate;
 use scalpel::task::{EncodedTask, Split, Task, TaskItem, TaskSource, ioi};
-use scalpel::{LoadedModel, Logits, Model};
+use scalpel::{Logits, Model};
 use serde_json::Value;
 
 const MODELS: [&str; 3] = ["llama-gqa-tied", "opt-pre-ln", "opt-350m-style"];
@@ -377,11 +375,6 @@ fn circuit_files_round_trip_and_refuse_bad_input() {
 }
 
 // ---- SmolLM2 against transformers -------------------------------------------------------
-
-fn smollm2() -> &'static LoadedModel {
-    static MODEL: OnceLock<LoadedModel> = OnceLock::new();
-    MODEL.get_or_init(load_smollm2)
-}
 
 fn circuit_reference() -> Value {
     serde_json::from_slice(&std::fs::read(fixtures().join("circuit/reference.json")).unwrap())

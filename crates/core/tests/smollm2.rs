@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::*;
 use scalpel::eval::corpus::wiki_text;
 use scalpel::eval::perplexity::{PerplexityProtocol, perplexity};
@@ -15,11 +13,6 @@ use serde_json::Value;
 fn reference() -> Value {
     serde_json::from_slice(&std::fs::read(fixtures().join("smollm2/reference.json")).unwrap())
         .unwrap()
-}
-
-fn smollm2() -> &'static LoadedModel {
-    static MODEL: OnceLock<LoadedModel> = OnceLock::new();
-    MODEL.get_or_init(load_smollm2)
 }
 
 fn ids(v: &Value) -> Vec<u32> {

@@ -47,6 +47,12 @@ pub fn load_smollm2() -> scalpel::LoadedModel {
     .unwrap()
 }
 
+/// SmolLM2, loaded once per test binary.
+pub fn smollm2() -> &'static scalpel::LoadedModel {
+    static MODEL: std::sync::OnceLock<scalpel::LoadedModel> = std::sync::OnceLock::new();
+    MODEL.get_or_init(load_smollm2)
+}
+
 pub fn cpu() -> Device {
     Device::flex()
 }

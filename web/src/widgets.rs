@@ -1,0 +1,61 @@
+//! Form pieces the panels share: labelled selects and number fields, and reading a picked text file.
+
+use leptos::prelude::*;
+use send_wrapper::SendWrapper;
+use web_sys::HtmlInputElement;
+
+use crate::app::Ui;
+
+/// A labelled `<select>` bound to `value`, offering `(value, label)` options.
+pub(crate) fn select_field(
+    label: &'static str,
+    testid: &'static str,
+    value: RwSignal<String>,
+    options: &'static [(&'static str, &'static str)],
+) -> impl IntoView {
+    view! {
+        <label class="inline">{label} " "
+            <select data-testid=testid prop:value=move || value.get()
+                on:change=move |ev| value.set(event_target_value(&ev))>
+                {options.iter().map(|(v, l)| view! { <option value=*v>{*l}</option> }).collect_view()}
+            </select>
+        </label>
+    }
+}
+
+/// A labelled number field bound to `value`.
+pub(crate) fn number_field(
+    label: &'static str,
+    value: RwSignal<usize>,
+    min: &'static str,
+    max: &'static str,
+    testid: &'static str,
+) -> impl IntoView {
+    view! {
+        <label class="inline">{label} " "
+            <input type="number" class="narrow" min=min max=max data-testid=testid
+                prop:value=move || value.get().to_string()
+                on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { value.set(v) } />
+        </label>
+    }
+}
+
+/// Reads the file picked in the `<input type=file>` of `ev` as text and hands `(name, text)` to
+/// `done`; a read failure shows as the page's error.
+pub(crate) fn read_picked_text(
+    ui: Ui,
+    ev: &leptos::ev::Event,
+    done: impl FnOnce(String, String) + 'static,
+) {
+    let input: HtmlInputElement = event_target(ev);
+    let Some(file) = input.files().and_then(|f| f.item(0)) else {
+        return;
+    };
+    let file = SendWrapper::new(file);
+    leptos::task::spawn_local(async move {
+        match wasm_bindgen_futures::JsFuture::from(file.text()).await {
+            Ok(t) => done(file.name(), t.as_string().unwrap_or_default()),
+            Err(e) => ui.fail(format!("could not read {}: {e:?}", file.name())),
+        }
+    });
+}
