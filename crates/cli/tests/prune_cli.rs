@@ -2,43 +2,11 @@
 //! evaluates exactly as the in-memory pruned model did, score files are reused only when they
 //! fit, and bad requests fail with a clear message.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use std::path::Path;
 
-fn scalpel(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_scalpel"))
-        .args(args)
-        .args(["--device", "cpu"])
-        .current_dir(repo_root())
-        .output()
-        .expect("running scalpel")
-}
-
-fn ok(out: &Output) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "scalpel failed: {stderr}");
-    String::from_utf8_lossy(&out.stdout).to_string() + &stderr
-}
-
-fn fails(out: &Output, message: &str) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "scalpel should have failed");
-    assert!(
-        stderr.contains(message),
-        "expected `{message}` in: {stderr}"
-    );
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("scalpel-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+use common::*;
 
 /// The perplexity number of a `wiki-...: perplexity X` line.
 fn perplexity(text: &str) -> String {
