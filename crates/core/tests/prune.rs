@@ -11,22 +11,7 @@ use scalpel::model::LinearId;
 use scalpel::prune::{Group, Masks, check_sparsity};
 use scalpel::relevance::{MemoryLimits, RuleSet, Target, WeightDetail, explain};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
-use scalpel::{Logits, Model, ModelFiles};
-
-fn scores(model: &Model, method: ScoreMethod, reference: Option<ReferenceSet>) -> Scores {
-    let mut scorer = Scorer::new(model, method, reference, MemoryLimits::default()).unwrap();
-    scorer.run(&mut |_, _| {}).unwrap();
-    scorer.finish().unwrap().read().unwrap()
-}
-
-fn logits(model: &Model, ids: &[u32]) -> Vec<f32> {
-    let mut cache = model.new_cache();
-    to_vec(
-        model
-            .forward(model.tokens(ids).unwrap(), &mut cache, Logits::All)
-            .unwrap(),
-    )
-}
+use scalpel::{Model, ModelFiles};
 
 const MODELS: [&str; 3] = ["llama-gqa-tied", "opt-pre-ln", "opt-350m-style"];
 

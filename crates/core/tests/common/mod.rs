@@ -149,3 +149,30 @@ pub fn tiny_tokenizer(vocab: usize) -> scalpel::TextTokenizer {
     });
     scalpel::TextTokenizer::from_json(json.to_string().as_bytes(), None, vec![]).unwrap()
 }
+
+/// Scores of `method` over `reference`, read back.
+pub fn scores(
+    model: &Model,
+    method: scalpel::score::ScoreMethod,
+    reference: Option<scalpel::score::ReferenceSet>,
+) -> scalpel::score::Scores {
+    let mut scorer = scalpel::score::Scorer::new(
+        model,
+        method,
+        reference,
+        scalpel::relevance::MemoryLimits::default(),
+    )
+    .unwrap();
+    scorer.run(&mut |_, _| {}).unwrap();
+    scorer.finish().unwrap().read().unwrap()
+}
+
+/// All logits of one sequence.
+pub fn logits(model: &Model, ids: &[u32]) -> Vec<f32> {
+    let mut cache = model.new_cache();
+    to_vec(
+        model
+            .forward(model.tokens(ids).unwrap(), &mut cache, scalpel::Logits::All)
+            .unwrap(),
+    )
+}
