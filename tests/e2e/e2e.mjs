@@ -204,9 +204,15 @@ async function scenario(name, { webgpu, expectGpu }, baseUrl) {
   const logs = [];
   page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
+  // Content-Security-Policy violations (web/csp.py) are collected and fail the scenario.
+  await page.addInitScript(() => {
+    window.__cspViolations = [];
+    document.addEventListener('securitypolicyviolation', (e) => window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
+  });
   const started = Date.now();
   try {
     await page.goto(baseUrl);
+    if (await page.locator('meta[http-equiv="Content-Security-Policy"]').count() !== 1) throw new Error('the page has no Content-Security-Policy');
     const modelName = page.getByTestId('model-name');
     await page.waitForFunction(() => {
       const el = document.querySelector('[data-testid=model-name]');
@@ -239,6 +245,8 @@ async function scenario(name, { webgpu, expectGpu }, baseUrl) {
     if (!expectGpu) await compress(page, name);
     if (!expectGpu) await circuits(page, name);
     await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
+    const violations = await page.evaluate(() => window.__cspViolations);
+    if (violations.length) throw new Error(`Content-Security-Policy violations: ${violations.join('; ')}`);
     return true;
   } catch (e) {
     await page.screenshot({ path: join(artifacts, `${name}-failure.png`), fullPage: true }).catch(() => {});
