@@ -15,7 +15,7 @@ use scalpel::circuit::{
 use scalpel::prune::{Granularity, Group, Masks};
 use scalpel::relevance::MemoryLimits;
 use scalpel::report::{LineChart, Series};
-use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
+use scalpel::score::{Explained, ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::task::metrics::{TaskMetrics, evaluate};
 use scalpel::task::{EncodedTask, Split, Task, TaskSource, ioi};
 use scalpel::{Model, TextTokenizer};
@@ -441,7 +441,12 @@ fn test_saved(
 }
 
 /// Per method: mean ± std over seeds of faithfulness at each share, and of the circuits.
-fn aggregate(seeds: &[SeedRun], methods: &[ScoreMethod], fractions: &[f64]) -> serde_json::Value {
+fn aggregate(
+    seeds: &[SeedRun],
+    methods: &[ScoreMethod],
+    granularity: Granularity,
+    fractions: &[f64],
+) -> serde_json::Value {
     let per_method: Vec<serde_json::Value> = methods
         .iter()
         .map(|&m| {
@@ -480,7 +485,7 @@ fn aggregate(seeds: &[SeedRun], methods: &[ScoreMethod], fractions: &[f64]) -> s
             };
             json!({
                 "method": m,
-                "formula": m.formula(),
+                "formula": m.formula_at(granularity, Explained::TaskMetric),
                 "curve": curve,
                 "circuits_found": found.len(),
                 "seeds": runs.len(),
@@ -509,7 +514,7 @@ fn write_outputs(
     seeds: &[SeedRun],
 ) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let summary = aggregate(seeds, methods, fractions);
+    let summary = aggregate(seeds, methods, granularity, fractions);
     let protocol = json!({
         "model": args.model.model,
         "fingerprint": model.config.fingerprint(),
@@ -523,7 +528,7 @@ fn write_outputs(
         "refine_steps": args.refine,
         "metric": "logit(answer) − logit(distractor) at the last position; faithfulness = pruned / dense mean logit difference on the same prompts",
         "explained": "LRP and gradient scores explain each prompt's logit difference (answer − distractor)",
-        "methods": methods.iter().map(|m| json!({"method": m, "formula": m.formula()})).collect::<Vec<_>>(),
+        "methods": methods.iter().map(|m| json!({"method": m, "formula": m.formula_at(granularity, Explained::TaskMetric)})).collect::<Vec<_>>(),
     });
     let doc = json!({"protocol": protocol, "summary": summary, "seeds": seeds});
     write_atomically(

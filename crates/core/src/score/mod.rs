@@ -92,34 +92,80 @@ impl ScoreMethod {
             })
     }
 
-    /// The formula, printed with every result.
-    pub fn formula(self) -> &'static str {
+    /// The formula of per-weight scores over a text reference set, printed with every result.
+    pub fn formula(self) -> String {
+        self.formula_at(Granularity::Weights, Explained::NextTokens)
+    }
+
+    /// The formula for scores of `granularity` whose relevance explains `explained`.
+    pub fn formula_at(self, granularity: Granularity, explained: Explained) -> String {
+        let weights = granularity == Granularity::Weights;
+        let r = if weights {
+            "W ⊙ G_W"
+        } else {
+            "x ⊙ G at the unit (= Σ W ⊙ G_W of its columns)"
+        };
+        let w = if weights {
+            "|W| ⊙ ‖X_col‖₂"
+        } else {
+            "Σ over the unit's columns of |W| ⊙ ‖X_col‖₂"
+        };
+        let explained = explained.describe();
         match self {
             ScoreMethod::Lrp => {
-                "|mean over samples of W ⊙ G_W| (AttnLRP; explained: sum of the true next tokens' logits)"
+                format!("|mean over samples of {r}| (AttnLRP; explained: {explained})")
             }
             ScoreMethod::LrpAbs => {
-                "mean over samples of |W ⊙ G_W| (AttnLRP; explained: sum of the true next tokens' logits)"
+                format!("mean over samples of |{r}| (AttnLRP; explained: {explained})")
             }
-            ScoreMethod::Wanda => "|W| ⊙ ‖X_col‖₂ over all reference tokens (dense inputs)",
+            ScoreMethod::LrpSigned => format!(
+                "mean over samples of {r}, signed (AttnLRP; explained: {explained}; the most negative are pruned first)"
+            ),
+            ScoreMethod::Gradient => format!(
+                "|mean over samples of {}| (plain gradient of the {explained})",
+                if weights {
+                    "W ⊙ ∇W"
+                } else {
+                    "x ⊙ ∇x at the unit"
+                }
+            ),
+            ScoreMethod::Wanda => format!("{w} over all reference tokens (dense inputs)"),
             ScoreMethod::WandaSequential => {
-                "|W| ⊙ ‖X_col‖₂ with inputs through the already-pruned earlier blocks (Wanda's sequential variant)"
+                format!(
+                    "{w} with inputs through the already-pruned earlier blocks (Wanda's sequential variant)"
+                )
             }
-            ScoreMethod::Magnitude => "|W|",
-            ScoreMethod::Gradient => {
-                "|mean over samples of W ⊙ ∇W| (plain gradient of the sum of the true next tokens' logits)"
+            ScoreMethod::Magnitude if weights => "|W|".into(),
+            ScoreMethod::Magnitude => "Σ over the unit's columns of |W|".into(),
+            ScoreMethod::Activation if weights => {
+                "mean |x| of the inputs each weight multiplies".into()
             }
-            ScoreMethod::LrpSigned => {
-                "mean over samples of W ⊙ G_W, signed (AttnLRP; the most negative are pruned first)"
-            }
-            ScoreMethod::Activation => "mean |x| of the inputs each weight multiplies",
-            ScoreMethod::Random => "uniform random in [0, 1) (SplitMix64, seeded)",
+            ScoreMethod::Activation => "mean |x| over tokens and the unit's input columns".into(),
+            ScoreMethod::Random => "uniform random in [0, 1) (SplitMix64, seeded)".into(),
         }
     }
 
     /// Whether the method needs a reference set.
     pub fn uses_reference(self) -> bool {
         !matches!(self, ScoreMethod::Magnitude | ScoreMethod::Random)
+    }
+}
+
+/// What relevance and gradient scores explain on each sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Explained {
+    /// The sum of the true next tokens' logits (text reference sets).
+    NextTokens,
+    /// Each task prompt's `logit(answer) − logit(distractor)` at the last position.
+    TaskMetric,
+}
+
+impl Explained {
+    fn describe(self) -> &'static str {
+        match self {
+            Explained::NextTokens => "sum of the true next tokens' logits",
+            Explained::TaskMetric => "each prompt's logit(answer) − logit(distractor)",
+        }
     }
 }
 
@@ -146,7 +192,7 @@ impl ScoreInfo {
     ) -> Self {
         Self {
             method,
-            formula: method.formula().to_string(),
+            formula: method.formula(),
             reference,
             model: model.config.fingerprint(),
             made_for: None,
@@ -173,7 +219,7 @@ impl Scores {
             linears.insert(id, HostTensor::new(vec![rows, cols], data)?);
         }
         let mut info = ScoreInfo::new(ScoreMethod::Random, None, model);
-        info.formula = format!("{} (seed {seed})", ScoreMethod::Random.formula());
+        info.formula = format!("{} (seed {seed})", info.formula);
         info.granularity = granularity;
         Ok(Self { info, linears })
     }

@@ -168,6 +168,9 @@ impl ReferenceSet {
     /// The protocol of [`ReferenceSet::prefix`] without copying the samples.
     pub fn prefix_protocol(&self, n: usize) -> ReferenceProtocol {
         let p = &self.protocol;
+        if n >= self.samples.len() {
+            return p.clone();
+        }
         let samples = n.min(self.samples.len());
         ReferenceProtocol {
             name: format!("{}-{samples}x{}", p.source, p.sample_len),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use burn::tensor::Tensor;
 
-use super::{ReferenceSet, ScoreInfo, ScoreMethod, Scores};
+use super::{Explained, ReferenceSet, ScoreInfo, ScoreMethod, Scores};
 use crate::error::{Error, Result};
 use crate::io::HostTensor;
 use crate::model::{LinearId, Model};
@@ -237,6 +237,7 @@ impl<'m> Scorer<'m> {
                 }
                 let mut info = ScoreInfo::new(method, reference.clone(), model);
                 info.granularity = granularity;
+                info.formula = method.formula_at(granularity, self.explained());
                 Ok(PendingScores { info, tensors })
             })
             .collect()
@@ -244,6 +245,14 @@ impl<'m> Scorer<'m> {
 }
 
 impl Scorer<'_> {
+    /// What this scorer's relevance passes explain.
+    fn explained(&self) -> Explained {
+        match self.reference.as_ref().and_then(|r| r.targets.as_ref()) {
+            Some(_) => Explained::TaskMetric,
+            None => Explained::NextTokens,
+        }
+    }
+
     /// The scores of `method` for Linear `id` at `granularity`: `[out, in]` or `[1, units]`.
     fn unit_scores(
         &self,
