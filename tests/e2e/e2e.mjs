@@ -1,7 +1,7 @@
 // End-to-end tests of the built page (dist/, from `trunk build`) in Debian's headless Chromium.
 // Run through `cargo xtask e2e` (or `cargo xtask test`). Screenshots go to tests/artifacts/.
 //
-// Scenarios:
+// Scenarios (the third, `failures`, is described at `failures()` below):
 //  1. WebGPU (SwiftShader adapter): the default model loads, the device badge names the GPU
 //     adapter, greedy generation of "The capital of France is" streams " Paris".
 //  2. No WebGPU (Chromium without --enable-unsafe-webgpu): the page falls back to the CPU, says why,
@@ -17,7 +17,7 @@
 // circuit is saved as JSON and loaded back.
 import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
-import { readFile, mkdir, mkdtemp, stat } from 'node:fs/promises';
+import { readFile, mkdir, mkdtemp, stat, writeFile } from 'node:fs/promises';
 import { join, extname, resolve, normalize } from 'node:path';
 import { tmpdir } from 'node:os';
 
@@ -196,7 +196,55 @@ async function circuits(page, name) {
   console.log(`${name}: circuits panel ok (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
 
-async function scenario(name, { webgpu, expectGpu }, baseUrl) {
+// Waits for the page's error line and checks it says `expected`.
+async function expectError(page, what, expected) {
+  await page.waitForFunction(() => document.querySelector('[data-testid=error]'), null, { timeout: 300_000 });
+  const error = await page.getByTestId('error').innerText();
+  console.log(`failures: ${what} -> ${JSON.stringify(error)}`);
+  if (!expected.test(error)) throw new Error(`${what}: unexpected error ${JSON.stringify(error)}`);
+}
+
+// Failure paths: a model URL that answers 404, one on another origin without CORS headers, a
+// corrupt local file, and a long computation
+// stopped halfway. Each shows a clear error, and the page recovers: the default model loads again
+// and generates, and after Stop the next job runs.
+async function failures(page, baseUrl) {
+  await page.getByTestId('source-remote').check();
+  await page.getByTestId('remote-location').fill(`${baseUrl}no-such-model.gguf`);
+  await page.getByTestId('load').click();
+  await expectError(page, 'a 404 model URL', /404/);
+
+  // The same file from another origin that sends no CORS headers.
+  await page.getByTestId('remote-location').fill(`${crossOrigin}assets/SmolLM2-135M-Instruct.Q4_1.gguf`);
+  await page.getByTestId('load').click();
+  await expectError(page, 'a model URL without CORS', /CORS/);
+
+  await page.getByTestId('source-files').check();
+  const junk = join(await mkdtemp(join(tmpdir(), 'scalpel-junk-')), 'broken.gguf');
+  await writeFile(junk, Buffer.concat([Buffer.from('GGUF'), Buffer.from([3, 0, 0, 0]), Buffer.alloc(64, 0xff)]));
+  await page.getByTestId('file-input').setInputFiles(junk);
+  await page.getByTestId('load').click();
+  await expectError(page, 'a corrupt local GGUF', /broken\.gguf|GGUF/);
+
+  await page.getByTestId('source-default').check();
+  await page.getByTestId('load').click();
+  await page.waitForFunction(() => document.querySelector('[data-testid=model-name]')?.textContent.includes('SmolLM2'), null, { timeout: 300_000 });
+
+  await page.getByTestId('circuit-prompts').fill('64');
+  await page.getByTestId('find-circuit').click();
+  await page.waitForFunction(() => document.querySelector('[data-testid=progress]')?.textContent.includes('Scoring'), null, { timeout: 300_000 });
+  await page.getByTestId('stop').click();
+  await expectError(page, 'Stop during a circuit search', /stopped/);
+  await page.getByTestId('max-tokens').fill('3');
+  const before = await page.getByTestId('stats').innerText();
+  await page.getByTestId('generate').click();
+  const stats = await changed(page, 'stats', before);
+  const output = await page.locator('[data-testid=output] .generated').innerText();
+  if (!output.startsWith(' Paris')) throw new Error(`after the failures the model should still write " Paris": ${JSON.stringify(output)} (${stats})`);
+  console.log('failures: the page recovered from each failure');
+}
+
+async function scenario(name, { webgpu, expectGpu, failurePaths }, baseUrl) {
   const profile = await mkdtemp(join(tmpdir(), 'scalpel-e2e-'));
   const args = [...BASE_FLAGS, `--user-data-dir=${profile}`, ...(webgpu ? ['--enable-unsafe-webgpu'] : [])];
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, ignoreDefaultArgs: true, args });
@@ -240,10 +288,14 @@ async function scenario(name, { webgpu, expectGpu }, baseUrl) {
     console.log(`${name}: generated ${JSON.stringify(output)} (${stats})`);
     if (!output.startsWith(' Paris')) throw new Error(`expected the continuation to start with " Paris", got ${JSON.stringify(output)}`);
     if (!/tokens\/s/.test(stats)) throw new Error(`no tokens/s in stats: ${stats}`);
-    await explainToken(page, name, 0, null);
-    if (!expectGpu) await explainToken(page, name, 0, 'gradient');
-    if (!expectGpu) await compress(page, name);
-    if (!expectGpu) await circuits(page, name);
+    if (!failurePaths) await explainToken(page, name, 0, null);
+    if (!expectGpu && !failurePaths) await explainToken(page, name, 0, 'gradient');
+    if (failurePaths) {
+      await failures(page, baseUrl);
+    } else if (!expectGpu) {
+      await compress(page, name);
+      await circuits(page, name);
+    }
     await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
     const violations = await page.evaluate(() => window.__cspViolations);
     if (violations.length) throw new Error(`Content-Security-Policy violations: ${violations.join('; ')}`);
@@ -260,13 +312,21 @@ async function scenario(name, { webgpu, expectGpu }, baseUrl) {
 await mkdir(artifacts, { recursive: true });
 const server = await serve();
 const baseUrl = `http://127.0.0.1:${server.address().port}/`;
+// A second origin (another port) serving the same files without CORS headers.
+const other = await serve();
+const crossOrigin = `http://127.0.0.1:${other.address().port}/`;
 const results = [];
 // E2E_ONLY=<name> runs one scenario (handy while iterating; CI runs all).
 const only = process.env.E2E_ONLY;
-for (const [name, options] of [['webgpu', { webgpu: true, expectGpu: true }], ['cpu-fallback', { webgpu: false, expectGpu: false }]]) {
+for (const [name, options] of [
+  ['webgpu', { webgpu: true, expectGpu: true }],
+  ['cpu-fallback', { webgpu: false, expectGpu: false }],
+  ['failures', { webgpu: false, expectGpu: false, failurePaths: true }],
+]) {
   if (!only || only === name) results.push(await scenario(name, options, baseUrl));
 }
 server.close();
+other.close();
 const passed = results.filter(Boolean).length;
 console.log(`e2e: ${passed} passed, ${results.length - passed} failed`);
 process.exit(passed === results.length ? 0 : 1);

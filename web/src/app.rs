@@ -484,19 +484,19 @@ fn App() -> impl IntoView {
                 <div class="summary">{move || ui.model_summary.get()}</div>
                 <div class="picker">
                     <label>
-                        <input type="radio" name="source" value="default"
+                        <input type="radio" name="source" value="default" data-testid="source-default"
                             prop:checked=move || source_kind.get() == "default"
                             on:change=move |_| source_kind.set("default".into()) />
                         {DEFAULT_MODEL_NAME}
                     </label>
                     <label>
-                        <input type="radio" name="source" value="remote"
+                        <input type="radio" name="source" value="remote" data-testid="source-remote"
                             prop:checked=move || source_kind.get() == "remote"
                             on:change=move |_| source_kind.set("remote".into()) />
                         "Hugging Face id or .gguf URL"
                     </label>
                     <label>
-                        <input type="radio" name="source" value="files"
+                        <input type="radio" name="source" value="files" data-testid="source-files"
                             prop:checked=move || source_kind.get() == "files"
                             on:change=move |_| source_kind.set("files".into()) />
                         "Local file(s)"
@@ -504,7 +504,7 @@ fn App() -> impl IntoView {
                 </div>
                 <Show when=move || source_kind.get() == "remote">
                     <div class="row">
-                        <input class="grow" type="text" placeholder="HuggingFaceTB/SmolLM2-135M or https://…/model.gguf"
+                        <input class="grow" type="text" data-testid="remote-location" placeholder="HuggingFaceTB/SmolLM2-135M or https://…/model.gguf"
                             prop:value=move || remote.get()
                             on:input=move |ev| remote.set(event_target_value(&ev)) />
                         <input class="narrow" type="text" title="revision"
