@@ -241,7 +241,10 @@ async function failures(page, baseUrl) {
   const stats = await changed(page, 'stats', before);
   const output = await page.locator('[data-testid=output] .generated').innerText();
   if (!output.startsWith(' Paris')) throw new Error(`after the failures the model should still write " Paris": ${JSON.stringify(output)} (${stats})`);
-  console.log('failures: the page recovered from each failure');
+  // The model cache can be emptied (e.g. when the quota is full).
+  await page.getByTestId('clear-cache').click();
+  await page.waitForFunction(() => [...document.querySelectorAll('.notices li')].some((li) => li.textContent.includes('cleared the cached model downloads')), null, { timeout: 60_000 });
+  console.log('failures: the page recovered from each failure; the model cache was cleared');
 }
 
 async function scenario(name, { webgpu, expectGpu, failurePaths }, baseUrl) {

@@ -531,6 +531,8 @@ fn App() -> impl IntoView {
                         </select>
                     </label>
                     <button on:click=move |_| load() disabled=busy data-testid="load">"Load model"</button>
+                    <button on:click=move |_| send(Request::ClearCache) disabled=busy data-testid="clear-cache"
+                        title="Delete the model downloads this page keeps in the browser's Cache Storage">"Clear cached models"</button>
                 </div>
                 {move || (ui.phase.get() == Phase::Loading).then(|| progress_view(ui))}
                 <ul class="notices">

@@ -30,6 +30,17 @@ async fn open_cache() -> Result<Cache, String> {
     Ok(cache.unchecked_into())
 }
 
+/// Deletes every cached model download; `false` if there was nothing to delete.
+pub async fn clear_cache() -> Result<bool, String> {
+    let caches = scope()
+        .caches()
+        .map_err(|e| format!("Cache Storage is unavailable ({})", js_message(&e)))?;
+    let deleted = JsFuture::from(caches.delete(CACHE_NAME))
+        .await
+        .map_err(|e| js_message(&e))?;
+    Ok(deleted.is_truthy())
+}
+
 /// What happened besides the bytes: non-fatal notices for the page.
 pub struct Fetched {
     pub bytes: Vec<u8>,
@@ -124,7 +135,8 @@ pub async fn fetch_bytes(url: &str, progress: &mut dyn FnMut(f64, f64)) -> Resul
         && let Err(why) = store(cache, url, &bytes).await
     {
         notices.push(format!(
-            "downloaded, but not cached ({why}); the next visit downloads again"
+            "downloaded, but not cached ({why}); the next visit downloads again \
+             (\"Clear cached models\" frees the space earlier downloads take)"
         ));
     }
     Ok(Fetched {

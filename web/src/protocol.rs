@@ -216,6 +216,8 @@ pub enum Request {
         name: String,
         text: String,
     },
+    /// Delete the model downloads kept in Cache Storage.
+    ClearCache,
     /// Stop the running generation or explanation at the next step.
     Cancel,
 }

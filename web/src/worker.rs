@@ -122,6 +122,16 @@ pub fn start() {
                 spawn_job(state, async move |s| circuit_job::probe(s, line).await)
             }
             Request::CircuitExport => spawn_job(state, async move |s| circuit_job::export(s)),
+            Request::ClearCache => spawn_job(state, async move |_| {
+                let message = match crate::fetch::clear_cache().await? {
+                    true => "cleared the cached model downloads",
+                    false => "there were no cached model downloads",
+                };
+                post(&Response::Notice {
+                    message: message.into(),
+                });
+                Ok(())
+            }),
             Request::CircuitLoad { name, text } => {
                 spawn_job(state, async move |s| circuit_job::load(s, name, text).await)
             }
