@@ -205,7 +205,7 @@ async function expectError(page, what, expected) {
 }
 
 // Failure paths: a model URL that answers 404, one on another origin without CORS headers, a
-// corrupt local file, and a long computation
+// corrupt local file, a crashed worker (as a lost GPU device leaves it), and a long computation
 // stopped halfway. Each shows a clear error, and the page recovers: the default model loads again
 // and generates, and after Stop the next job runs.
 async function failures(page, baseUrl) {
@@ -244,7 +244,18 @@ async function failures(page, baseUrl) {
   // The model cache can be emptied (e.g. when the quota is full).
   await page.getByTestId('clear-cache').click();
   await page.waitForFunction(() => [...document.querySelectorAll('.notices li')].some((li) => li.textContent.includes('cleared the cached model downloads')), null, { timeout: 60_000 });
-  console.log('failures: the page recovered from each failure; the model cache was cleared');
+  // A crashed worker (a lost GPU device ends the same way) is replaced and the model reloaded.
+  const workers = page.workers();
+  if (workers.length !== 1) throw new Error(`expected one worker, found ${workers.length}`);
+  await workers[0].evaluate(() => setTimeout(() => { throw new Error('simulated device loss'); }, 0));
+  await page.waitForFunction(() => [...document.querySelectorAll('.notices li')].some((li) => li.textContent.includes('started a new one')), null, { timeout: 60_000 });
+  await page.waitForFunction(() => document.querySelector('[data-testid=model-name]')?.textContent.includes('SmolLM2'), null, { timeout: 300_000 });
+  const beforeCrash = await page.getByTestId('stats').innerText();
+  await page.getByTestId('generate').click();
+  await changed(page, 'stats', beforeCrash);
+  const afterCrash = await page.locator('[data-testid=output] .generated').innerText();
+  if (!afterCrash.startsWith(' Paris')) throw new Error(`after the restart: ${JSON.stringify(afterCrash)}`);
+  console.log('failures: the page recovered from each failure; the model cache was cleared; a crashed worker was replaced');
 }
 
 async function scenario(name, { webgpu, expectGpu, failurePaths }, baseUrl) {

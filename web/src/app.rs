@@ -108,6 +108,15 @@ impl Ui {
         self.phase.get() == Phase::Ready
     }
 
+    /// Forgets what the worker held (a new worker starts empty).
+    fn reset_model_state(&self) {
+        self.compress.set(CompressStatus::default());
+        self.circuits.set(CircuitStatus::default());
+        self.explanation.set(None);
+        self.selected.set(None);
+        self.error.set(None);
+    }
+
     /// Whether `panel` runs a job now.
     pub(crate) fn is_busy_in(&self, panel: Panel) -> bool {
         self.phase.get() == Phase::Compressing && self.panel.get() == panel
@@ -284,10 +293,22 @@ pub(crate) struct WorkerLink {
     worker: Option<SendWrapper<Worker>>,
     ready: bool,
     queue: Vec<Request>,
+    /// The last model load asked for: replayed when a crashed worker is replaced.
+    last_load: Option<Request>,
+    /// Workers replaced so far; after [`MAX_RESTARTS`] the page asks for a reload instead.
+    restarts: u32,
 }
+
+/// How often a crashed worker (a lost GPU device, a wasm trap) is replaced automatically.
+const MAX_RESTARTS: u32 = 3;
 
 impl WorkerLink {
     pub(crate) fn send(&mut self, ui: Ui, request: Request) {
+        if let Request::Load { source, .. } = &request {
+            // Picked files are not kept twice in the page's memory: after a crash they are
+            // picked again.
+            self.last_load = (!matches!(source, ModelSource::Files(_))).then(|| request.clone());
+        }
         let Some(worker) = self.worker.as_ref().filter(|_| self.ready) else {
             self.queue.push(request);
             return;
@@ -303,6 +324,46 @@ impl WorkerLink {
                 .error
                 .set(Some(format!("could not encode the request: {e}"))),
         }
+    }
+
+    /// Replaces a crashed worker (everything it held is gone: the model, scores, masks) and loads
+    /// the last model again, saying so. `false` once the restarts are used up.
+    fn restart(&mut self, ui: Ui, link: StoredValue<WorkerLink>, why: &str) -> bool {
+        if self.restarts >= MAX_RESTARTS {
+            return false;
+        }
+        self.restarts += 1;
+        if let Some(old) = self.worker.take() {
+            old.terminate();
+        }
+        let worker = match spawn_worker(ui, link) {
+            Ok(w) => w,
+            Err(_) => return false,
+        };
+        self.worker = Some(SendWrapper::new(worker));
+        self.ready = false;
+        self.queue.clear();
+        ui.reset_model_state();
+        ui.notices.update(|n| {
+            n.push(format!(
+                "the compute worker stopped ({why}; a lost GPU device does this); \
+                 started a new one"
+            ))
+        });
+        ui.model_name.set(String::new());
+        match self.last_load.clone() {
+            Some(load) => {
+                ui.phase.set(Phase::Loading);
+                self.send(ui, load);
+            }
+            None => {
+                ui.phase.set(Phase::Failed);
+                ui.error.set(Some(
+                    "pick your model files again and press Load model".into(),
+                ));
+            }
+        }
+        true
     }
 
     fn mark_ready(&mut self, ui: Ui) {
@@ -331,12 +392,17 @@ fn spawn_worker(ui: Ui, link: StoredValue<WorkerLink>) -> Result<Worker, String>
     on_message.forget();
     let on_error =
         Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
-            ui.error.set(Some(format!(
-                "the compute worker crashed ({}); reload the page to start again",
-                event.message()
-            )));
             ui.progress.set(None);
-            ui.phase.set(Phase::Failed);
+            let why = event.message();
+            let restarted = link
+                .try_update_value(|l| l.restart(ui, link, &why))
+                .unwrap_or(false);
+            if !restarted {
+                ui.error.set(Some(format!(
+                    "the compute worker crashed ({why}); reload the page to start again"
+                )));
+                ui.phase.set(Phase::Failed);
+            }
         });
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
