@@ -110,6 +110,7 @@ impl ScoreMethod {
         } else {
             "Σ over the unit's columns of |W| ⊙ ‖X_col‖₂"
         };
+        let gradient_of = explained.with_article();
         let explained = explained.describe();
         match self {
             ScoreMethod::Lrp => {
@@ -122,12 +123,13 @@ impl ScoreMethod {
                 "mean over samples of {r}, signed (AttnLRP; explained: {explained}; the most negative are pruned first)"
             ),
             ScoreMethod::Gradient => format!(
-                "|mean over samples of {}| (plain gradient of the {explained})",
+                "|mean over samples of {}| (plain gradient of {})",
                 if weights {
                     "W ⊙ ∇W"
                 } else {
                     "x ⊙ ∇x at the unit"
-                }
+                },
+                gradient_of
             ),
             ScoreMethod::Wanda => format!("{w} over all reference tokens (dense inputs)"),
             ScoreMethod::WandaSequential => {
@@ -165,6 +167,14 @@ impl Explained {
         match self {
             Explained::NextTokens => "sum of the true next tokens' logits",
             Explained::TaskMetric => "each prompt's logit(answer) − logit(distractor)",
+        }
+    }
+
+    /// [`Explained::describe`] as the object of a phrase ("the gradient of …").
+    fn with_article(self) -> &'static str {
+        match self {
+            Explained::NextTokens => "the sum of the true next tokens' logits",
+            Explained::TaskMetric => self.describe(),
         }
     }
 }
