@@ -608,7 +608,15 @@ fn markdown(doc: &serde_json::Value) -> String {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|c| format!("L{}.{}", c["layer"], c["index"]))
+                .map(|c| match p["granularity"].as_str() {
+                    Some("weights") => format!(
+                        "L{} {}[{}]",
+                        c["layer"],
+                        c["linear"].as_str().unwrap_or("?"),
+                        c["index"]
+                    ),
+                    _ => format!("L{}.{}", c["layer"], c["index"]),
+                })
                 .collect();
             if !top.is_empty() {
                 md.push_str(&format!(
