@@ -19,12 +19,16 @@ fn js_message(e: &JsValue) -> String {
         .unwrap_or_else(|| format!("{e:?}"))
 }
 
-/// Opens the model cache, or says why it cannot be used (no Cache Storage outside secure contexts).
-async fn open_cache() -> Result<Cache, String> {
-    let caches = scope()
+/// The worker's Cache Storage, or why there is none (e.g. outside secure contexts).
+fn cache_storage() -> Result<web_sys::CacheStorage, String> {
+    scope()
         .caches()
-        .map_err(|e| format!("Cache Storage is unavailable ({})", js_message(&e)))?;
-    let cache = JsFuture::from(caches.open(CACHE_NAME))
+        .map_err(|e| format!("Cache Storage is unavailable ({})", js_message(&e)))
+}
+
+/// Opens the model cache, or says why it cannot be used.
+async fn open_cache() -> Result<Cache, String> {
+    let cache = JsFuture::from(cache_storage()?.open(CACHE_NAME))
         .await
         .map_err(|e| js_message(&e))?;
     Ok(cache.unchecked_into())
@@ -32,10 +36,7 @@ async fn open_cache() -> Result<Cache, String> {
 
 /// Deletes every cached model download; `false` if there was nothing to delete.
 pub async fn clear_cache() -> Result<bool, String> {
-    let caches = scope()
-        .caches()
-        .map_err(|e| format!("Cache Storage is unavailable ({})", js_message(&e)))?;
-    let deleted = JsFuture::from(caches.delete(CACHE_NAME))
+    let deleted = JsFuture::from(cache_storage()?.delete(CACHE_NAME))
         .await
         .map_err(|e| js_message(&e))?;
     Ok(deleted.is_truthy())

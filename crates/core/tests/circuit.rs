@@ -377,16 +377,7 @@ fn circuit_files_round_trip_and_refuse_bad_input() {
 // ---- SmolLM2 against transformers -------------------------------------------------------
 
 fn circuit_reference() -> Value {
-    serde_json::from_slice(&std::fs::read(fixtures().join("circuit/reference.json")).unwrap())
-        .unwrap()
-}
-
-fn u32s(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    fixture_json("circuit/reference.json")
 }
 
 fn f32s(v: &Value) -> Vec<f32> {

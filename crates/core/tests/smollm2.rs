@@ -11,16 +11,7 @@ use scalpel::{LoadedModel, Logits};
 use serde_json::Value;
 
 fn reference() -> Value {
-    serde_json::from_slice(&std::fs::read(fixtures().join("smollm2/reference.json")).unwrap())
-        .unwrap()
-}
-
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
+    fixture_json("smollm2/reference.json")
 }
 
 #[test]
@@ -47,7 +38,7 @@ fn tokenizer_matches_reference_ids_and_round_trips() {
         let text = case["text"].as_str().unwrap();
         assert_eq!(
             tok.encode(text).unwrap(),
-            ids(&case["ids"]),
+            u32s(&case["ids"]),
             "ids of {text:?}"
         );
         assert_eq!(
@@ -63,8 +54,8 @@ fn greedy_continuation_matches_transformers() {
     let LoadedModel { model, tokenizer } = smollm2();
     let r = &reference()["greedy"];
     let prompt = tokenizer.encode(r["prompt"].as_str().unwrap()).unwrap();
-    assert_eq!(prompt, ids(&r["prompt_ids"]));
-    let expected = ids(&r["ids"]);
+    assert_eq!(prompt, u32s(&r["prompt_ids"]));
+    let expected = u32s(&r["ids"]);
     let options = GenerateOptions {
         max_new_tokens: expected.len(),
         ..Default::default()
@@ -108,7 +99,7 @@ fn wiki_perplexity_matches_transformers() {
     let tokens = tokenizer.encode(&text).unwrap();
     assert_eq!(
         &tokens[..16],
-        &ids(&r["first_16_ids"])[..],
+        &u32s(&r["first_16_ids"])[..],
         "corpus reconstruction / tokenization"
     );
     let protocol = PerplexityProtocol::wiki(512, 4);

@@ -176,3 +176,17 @@ pub fn logits(model: &Model, ids: &[u32]) -> Vec<f32> {
             .unwrap(),
     )
 }
+
+/// A JSON fixture under tests/fixtures.
+pub fn fixture_json(path: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(fixtures().join(path)).unwrap()).unwrap()
+}
+
+/// A JSON array of integers as token ids.
+pub fn u32s(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
