@@ -162,3 +162,12 @@ fn generation_stops_at_the_context_limit() {
     assert_eq!(stop, scalpel::generate::StopReason::ContextFull);
     assert_eq!(tokens.len() + 3, ctx);
 }
+
+/// Fuzzing regression (crates/core/fuzz, target `tokenizer`): a control character inside the
+/// decoder's JSON made tokenizers 0.23 panic; it must be an error.
+#[test]
+fn a_tokenizer_json_with_a_broken_decoder_is_an_error_not_a_panic() {
+    let bytes = std::fs::read(fixtures().join("fuzz/tokenizer-decoder-control-char.json")).unwrap();
+    let err = scalpel::TextTokenizer::from_json(&bytes, None, vec![]).unwrap_err();
+    assert!(err.to_string().contains("not valid JSON"), "{err}");
+}
