@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 
 use scalpel::circuit::file::{CircuitNotes, from_json, to_json};
-use scalpel::circuit::{DEFAULT_FRACTIONS, check_dense, faithfulness, summarize};
+use scalpel::circuit::{DEFAULT_FRACTIONS, check_dense, faithfulness, random_circuit, summarize};
 use scalpel::prune::{Granularity, Group, Masks};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::task::metrics::{TaskMetrics, evaluate_async};
@@ -217,12 +217,14 @@ async fn held_out_metrics(
     yield_now().await;
     apply(state, masks)?;
     let circuit = metrics(&state.loaded()?.model, &held).await?;
-    let random = {
-        let loaded = state.loaded()?;
-        let scores =
-            Scores::random(&loaded.model, masks.granularity(), seed ^ 0x5EED_0000).map_err(text)?;
-        Masks::from_scores(&scores, fraction, masks.info.group).map_err(text)?
-    };
+    let random = random_circuit(
+        &state.loaded()?.model,
+        masks.granularity(),
+        fraction,
+        masks.info.group,
+        seed,
+    )
+    .map_err(text)?;
     progress("Testing a random circuit of the same size", 1.0, 2.0);
     yield_now().await;
     apply(state, &random)?;

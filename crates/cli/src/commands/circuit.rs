@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use scalpel::circuit::file::{CircuitNotes, from_json, to_json};
 use scalpel::circuit::{
     CircuitSummary, CurvePoint, DEFAULT_FRACTIONS, DEFAULT_THRESHOLD, Search, check_dense,
-    check_group, faithfulness, mean_std, summarize,
+    check_group, faithfulness, mean_std, random_circuit, summarize,
 };
 use scalpel::prune::{Granularity, Group, Masks};
 use scalpel::relevance::MemoryLimits;
@@ -317,8 +317,8 @@ pub fn run(args: Args) -> Result<()> {
                 Some(point) => {
                     let masks = Masks::from_scores(&scores, point.fraction, group)?;
                     let (_, held) = with_masks(model, &masks, &scoring, &held_out)?;
-                    let random_scores = Scores::random(model, granularity, seed ^ 0x5EED_0000)?;
-                    let random_masks = Masks::from_scores(&random_scores, point.fraction, group)?;
+                    let random_masks =
+                        random_circuit(model, granularity, point.fraction, group, seed)?;
                     let (rs, rh) = with_masks(model, &random_masks, &scoring, &held_out)?;
                     let found = Found {
                         point,

@@ -152,6 +152,20 @@ impl Search<'_> {
     }
 }
 
+/// The baseline for a circuit: random components of `granularity`, as many as pruning
+/// `fraction` with `group` keeps. Its seed is derived from the search's `seed`, so it differs
+/// from a `random` method's scores of the same seed.
+pub fn random_circuit(
+    model: &Model,
+    granularity: Granularity,
+    fraction: f64,
+    group: Group,
+    seed: u64,
+) -> Result<Masks> {
+    let scores = Scores::random(model, granularity, seed ^ 0x5EED_0000)?;
+    Masks::from_scores(&scores, fraction, group)
+}
+
 /// A curve point from the mask it was measured with.
 pub fn point(fraction: f64, masks: &Masks, metrics: TaskMetrics) -> CurvePoint {
     let report = masks.report();
