@@ -30,6 +30,9 @@ enum Command {
     Sweep(commands::sweep::Args),
     /// Find the circuit of a task (IOI, …): curves over seeds, held-out test, random baseline.
     Circuit(commands::circuit::Args),
+    /// Remove the components behind an unwanted behaviour (toxicity, repetition, your own):
+    /// dose–response against Wanda, gradient and random; corrected checkpoint and report.
+    Correct(commands::correct::Args),
     /// Evaluate a model (perplexity).
     #[command(subcommand)]
     Eval(commands::eval::EvalCommand),
@@ -47,6 +50,7 @@ fn main() {
         Command::Prune(args) => commands::prune::run(args),
         Command::Sweep(args) => commands::sweep::run(args),
         Command::Circuit(args) => commands::circuit::run(args),
+        Command::Correct(args) => commands::correct::run(args),
         Command::Eval(cmd) => commands::eval::run(cmd),
         Command::Info(args) => commands::info::run(args),
         Command::Bench(args) => commands::bench::run(args),

@@ -175,6 +175,15 @@ pub fn compute(
     Ok(out)
 }
 
+/// Runs every step of `scorer` under a progress bar labelled `label`.
+pub fn run_scorer(scorer: &mut Scorer, label: &str) -> Result<()> {
+    let (_, total) = scorer.progress();
+    let pb = bar(total as u64, label);
+    scorer.run(&mut |done, _| pb.set_position(done as u64))?;
+    pb.finish_and_clear();
+    Ok(())
+}
+
 /// Sequential Wanda at one sparsity and group, with a progress bar over blocks.
 pub fn compute_sequential(
     model: &mut Model,

@@ -4,6 +4,7 @@
 //! the browser (wasm32 + WebGPU): callers hand it bytes.
 
 pub mod circuit;
+pub mod correct;
 pub mod device;
 pub mod error;
 pub mod eval;

@@ -163,11 +163,16 @@ fn generation_stops_at_the_context_limit() {
     assert_eq!(tokens.len() + 3, ctx);
 }
 
-/// Fuzzing regression (crates/core/fuzz, target `tokenizer`): a control character inside the
-/// decoder's JSON made tokenizers 0.23 panic; it must be an error.
+/// Fuzzing regressions (crates/core/fuzz, target `tokenizer`): a control character, and a byte
+/// that is not UTF-8, inside the decoder's JSON made tokenizers 0.23 panic; each must be an error.
 #[test]
 fn a_tokenizer_json_with_a_broken_decoder_is_an_error_not_a_panic() {
-    let bytes = std::fs::read(fixtures().join("fuzz/tokenizer-decoder-control-char.json")).unwrap();
-    let err = scalpel::TextTokenizer::from_json(&bytes, None, vec![]).unwrap_err();
-    assert!(err.to_string().contains("not valid JSON"), "{err}");
+    for file in [
+        "tokenizer-decoder-control-char.json",
+        "tokenizer-decoder-invalid-utf8.json",
+    ] {
+        let bytes = std::fs::read(fixtures().join("fuzz").join(file)).unwrap();
+        let err = scalpel::TextTokenizer::from_json(&bytes, None, vec![]).unwrap_err();
+        assert!(err.to_string().contains("not valid JSON"), "{file}: {err}");
+    }
 }

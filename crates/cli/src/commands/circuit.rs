@@ -25,6 +25,7 @@ use serde_json::json;
 use super::prune::write_atomically;
 use crate::model_source::{ModelArgs, load};
 use crate::progress::bar;
+use crate::scoring::run_scorer;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -175,10 +176,7 @@ fn score_all(
                 let used = lead.uses_reference().then(|| reference.clone());
                 let mut scorer =
                     Scorer::at(model, lead, granularity, used, MemoryLimits::default())?;
-                let (_, total) = scorer.progress();
-                let pb = bar(total as u64, lead.name());
-                scorer.run(&mut |done, _| pb.set_position(done as u64))?;
-                pb.finish_and_clear();
+                run_scorer(&mut scorer, lead.name())?;
                 scorer
                     .scores_at(granularity, &wanted)?
                     .into_iter()

@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod circuit;
+pub mod correct;
 pub mod eval;
 pub mod explain;
 pub mod generate;

@@ -57,6 +57,27 @@ pub struct Args {
     pub wiki: WikiArgs,
 }
 
+/// Writes the model (with its masks applied) as a checkpoint folder: config.json,
+/// model.safetensors (with `note` in its metadata), tokenizer.json and a JSON sidecar.
+pub fn write_checkpoint(
+    out: &Path,
+    model: &scalpel::Model,
+    tokenizer: &scalpel::TextTokenizer,
+    note: &serde_json::Value,
+    (sidecar_name, sidecar): (&str, &serde_json::Value),
+) -> Result<()> {
+    let checkpoint =
+        pollster::block_on(export_checkpoint(model, tokenizer, Some(note.to_string())))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    for (name, bytes) in checkpoint.files() {
+        write_atomically(&out.join(name), bytes)?;
+    }
+    write_atomically(
+        &out.join(sidecar_name),
+        serde_json::to_string_pretty(sidecar)?.as_bytes(),
+    )
+}
+
 /// Writes `bytes` to `path` through a temporary file, so a failure never leaves half a file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("partial");
@@ -198,19 +219,7 @@ pub fn run(args: Args) -> Result<()> {
             "group": info.group,
             "reference": info.scores.reference,
         });
-        let checkpoint = pollster::block_on(export_checkpoint(
-            model,
-            &loaded.tokenizer,
-            Some(note.to_string()),
-        ))?;
-        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-        for (name, bytes) in checkpoint.files() {
-            write_atomically(&out.join(name), bytes)?;
-        }
-        write_atomically(
-            &out.join(SIDECAR),
-            serde_json::to_string_pretty(&sidecar)?.as_bytes(),
-        )?;
+        write_checkpoint(out, model, &loaded.tokenizer, &note, (SIDECAR, &sidecar))?;
         eprintln!(
             "pruned checkpoint written to {} (evaluate it with `scalpel eval ppl --model {}`)",
             out.display(),

@@ -24,9 +24,10 @@ impl TextTokenizer {
         bos_token_id: Option<u32>,
         eos_token_ids: Vec<u32>,
     ) -> Result<Self> {
-        // tokenizers 0.23 panics instead of failing on a JSON syntax error inside "decoder"
-        // (found by fuzzing): reject malformed JSON before it gets there.
-        serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+        // tokenizers 0.23 panics instead of failing on a JSON syntax error, invalid UTF-8 or a
+        // bad escape inside "decoder" (found by fuzzing): reject malformed JSON before it gets
+        // there. A full `Value` parse checks every string, which skipping (`IgnoredAny`) does not.
+        serde_json::from_slice::<Value>(bytes)
             .map_err(|e| Error::format("tokenizer.json", format!("not valid JSON: {e}")))?;
         let inner = Tokenizer::from_bytes(bytes)
             .map_err(|e| Error::format("tokenizer.json", e.to_string()))?;

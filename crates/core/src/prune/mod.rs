@@ -190,7 +190,8 @@ impl Masks {
             )));
         }
         let linears = if group == Group::Global {
-            global_keep(scores, sparsity)?
+            let total = scores.linears.values().map(HostTensor::n_elements).sum();
+            global_keep(scores, count(total, sparsity))?
         } else {
             scores
                 .linears
@@ -208,6 +209,26 @@ impl Masks {
                 scores: scores.info.clone(),
             },
             linears,
+        })
+    }
+
+    /// Masks pruning exactly the `count` lowest-scored components of one global ranking (a
+    /// dose of targeted correction: "100 neurons", not a share).
+    pub fn lowest(scores: &Scores, count: usize) -> Result<Self> {
+        let total: usize = scores.linears.values().map(HostTensor::n_elements).sum();
+        if count > total {
+            return Err(Error::InvalidInput(format!(
+                "cannot prune {count} {}: the model has only {total}",
+                scores.info.granularity.name()
+            )));
+        }
+        Ok(Self {
+            info: MaskInfo {
+                sparsity: count as f64 / total.max(1) as f64,
+                group: Group::Global,
+                scores: scores.info.clone(),
+            },
+            linears: global_keep(scores, count)?,
         })
     }
 
@@ -323,8 +344,8 @@ pub(crate) fn linear_keep(scores: &HostTensor, sparsity: f64, group: Group) -> R
     Ok(keep)
 }
 
-/// One ranking over every Linear's scores, in (layer, kind) order.
-fn global_keep(scores: &Scores, sparsity: f64) -> Result<BTreeMap<LinearId, LinearMask>> {
+/// One ranking over every Linear's scores, in (layer, kind) order; the `pruned` lowest go.
+fn global_keep(scores: &Scores, pruned: usize) -> Result<BTreeMap<LinearId, LinearMask>> {
     let total: usize = scores.linears.values().map(HostTensor::n_elements).sum();
     if total > u32::MAX as usize {
         return Err(Error::TooLarge {
@@ -338,7 +359,7 @@ fn global_keep(scores: &Scores, sparsity: f64) -> Result<BTreeMap<LinearId, Line
         all.extend_from_slice(&s.data);
     }
     let mut keep = vec![1u8; total];
-    prune_lowest(&all, count(total, sparsity), &mut keep, &mut Vec::new());
+    prune_lowest(&all, pruned, &mut keep, &mut Vec::new());
     drop(all);
     let mut out = BTreeMap::new();
     let mut offset = 0;

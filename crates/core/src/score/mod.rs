@@ -160,6 +160,9 @@ pub enum Explained {
     NextTokens,
     /// Each task prompt's `logit(answer) − logit(distractor)` at the last position.
     TaskMetric,
+    /// The sum of the logits of each prompt's continuation (generated or given): what drives
+    /// a behaviour, for targeted correction.
+    Continuation,
 }
 
 impl Explained {
@@ -167,6 +170,7 @@ impl Explained {
         match self {
             Explained::NextTokens => "sum of the true next tokens' logits",
             Explained::TaskMetric => "each prompt's logit(answer) − logit(distractor)",
+            Explained::Continuation => "sum of the logits of each prompt's continuation tokens",
         }
     }
 
@@ -174,6 +178,7 @@ impl Explained {
     fn with_article(self) -> &'static str {
         match self {
             Explained::NextTokens => "the sum of the true next tokens' logits",
+            Explained::Continuation => "the sum of the logits of each prompt's continuation tokens",
             Explained::TaskMetric => self.describe(),
         }
     }

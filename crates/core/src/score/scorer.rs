@@ -10,7 +10,9 @@ use crate::error::{Error, Result};
 use crate::io::HostTensor;
 use crate::model::{LinearId, Model};
 use crate::prune::Granularity;
-use crate::relevance::{MemoryLimits, RelevancePass, RuleSet, Trace, WeightRelevanceAccumulator};
+use crate::relevance::{
+    MemoryLimits, RelevancePass, RuleSet, Target, Trace, WeightRelevanceAccumulator,
+};
 
 enum Work<'m> {
     Magnitude,
@@ -222,34 +224,68 @@ impl<'m> Scorer<'m> {
                 "scores can only be read between samples".into(),
             ));
         }
-        let model = self.model;
-        let reference = self
-            .reference
-            .as_ref()
-            .map(|r| r.prefix_protocol(self.next_sample));
         methods
             .iter()
-            .map(|&method| {
-                let mut tensors = Vec::new();
-                for id in granularity.linear_ids(model) {
-                    let scores = self.unit_scores(id, method, granularity)?;
-                    tensors.push((id, scores));
-                }
-                let mut info = ScoreInfo::new(method, reference.clone(), model);
-                info.granularity = granularity;
-                info.formula = method.formula_at(granularity, self.explained());
-                Ok(PendingScores { info, tensors })
-            })
+            .map(|&method| self.pending(granularity, method, false))
             .collect()
     }
 }
 
 impl Scorer<'_> {
+    /// The signed mean relevance (LRP) or `x ⊙ ∇x` (gradient) of each component over the
+    /// samples done, before any magnitude is taken: what targeted correction subtracts, where
+    /// a component that works against the behaviour must not count as driving it.
+    pub fn signed_scores_at(&self, granularity: Granularity) -> Result<PendingScores> {
+        if !matches!(self.method, ScoreMethod::Lrp | ScoreMethod::Gradient) {
+            return Err(Error::InvalidInput(format!(
+                "signed scores come from lrp or gradient scoring, not {}",
+                self.method.name()
+            )));
+        }
+        if matches!(&self.work, Work::Relevance { pass: Some(_), .. }) {
+            return Err(Error::InvalidInput(
+                "scores can only be read between samples".into(),
+            ));
+        }
+        let mut pending = self.pending(granularity, self.method, true)?;
+        pending.info.formula = pending
+            .info
+            .formula
+            .replacen("|mean over samples of ", "mean over samples of ", 1)
+            .replacen("| (", ", signed (", 1);
+        Ok(pending)
+    }
+
+    /// The scores of `method` for every Linear `granularity` covers, still on the device.
+    fn pending(
+        &self,
+        granularity: Granularity,
+        method: ScoreMethod,
+        signed: bool,
+    ) -> Result<PendingScores> {
+        let model = self.model;
+        let reference = self
+            .reference
+            .as_ref()
+            .map(|r| r.prefix_protocol(self.next_sample));
+        let mut tensors = Vec::new();
+        for id in granularity.linear_ids(model) {
+            tensors.push((id, self.unit_scores(id, method, granularity, signed)?));
+        }
+        let mut info = ScoreInfo::new(method, reference, model);
+        info.granularity = granularity;
+        info.formula = method.formula_at(granularity, self.explained());
+        Ok(PendingScores { info, tensors })
+    }
+
     /// What this scorer's relevance passes explain.
     fn explained(&self) -> Explained {
         match self.reference.as_ref().and_then(|r| r.targets.as_ref()) {
-            Some(_) => Explained::TaskMetric,
             None => Explained::NextTokens,
+            Some(t) if t.iter().all(|t| matches!(t, Target::NextTokens { .. })) => {
+                Explained::Continuation
+            }
+            Some(_) => Explained::TaskMetric,
         }
     }
 
@@ -259,6 +295,7 @@ impl Scorer<'_> {
         id: LinearId,
         method: ScoreMethod,
         granularity: Granularity,
+        signed: bool,
     ) -> Result<Tensor<2>> {
         let model = self.model;
         let w = model.weight(id)?;
@@ -319,7 +356,7 @@ impl Scorer<'_> {
                 },
                 m,
             ) if relevance_method(*rules, m) => {
-                let signed = m == ScoreMethod::LrpSigned;
+                let signed = signed || m == ScoreMethod::LrpSigned;
                 let r = match granularity {
                     Granularity::Weights => match m {
                         ScoreMethod::LrpAbs => accumulator.mean_abs(id),
