@@ -14,7 +14,8 @@
 // which writes exactly the original text again. The Circuits panel then finds the capitals
 // task's head circuit (LRP, 8 prompts): the curve is drawn, the threshold picks a circuit (heads
 // grid, held-out test, generation re-runs), a prompt is tried on circuit and full model, and the
-// circuit is saved as JSON and loaded back.
+// circuit is saved as JSON and loaded back. The Correct panel then measures a toxicity
+// correction of attention heads and compares original and corrected continuations (`correct()`).
 import { chromium } from 'playwright-core';
 import { createServer } from 'node:http';
 import { readFile, mkdir, mkdtemp, stat, writeFile } from 'node:fs/promises';
@@ -258,6 +259,53 @@ async function failures(page, baseUrl) {
   console.log('failures: the page recovered from each failure; the model cache was cleared; a crashed worker was replaced');
 }
 
+// Finds and measures a toxicity correction in the Correct panel (LRP R_diff over heads, 12
+// scoring and 12 held-out RealToxicityPrompts prompts, 2 general C4 prompts): the dose-response
+// chart and table fill, a dose is picked (generation re-runs), one prompt is continued by the
+// original and the corrected model side by side, and the corrected model is offered for download.
+async function correct(page, name) {
+  const started = Date.now();
+  await page.getByTestId('correct-behaviour').selectOption('toxicity');
+  await page.getByTestId('correct-granularity').selectOption('heads');
+  await page.getByTestId('correct-method').selectOption('lrp');
+  await page.getByTestId('correct-prompts').fill('12');
+  await page.getByTestId('correct-general').fill('2');
+  await page.getByTestId('find-correction').click();
+  await page.waitForFunction(() => {
+    const s = document.querySelector('[data-testid=correct-status]');
+    return document.querySelector('[data-testid=error]') || (s && s.textContent.includes('every dose measured'));
+  }, null, { timeout: 900_000 });
+  if (await page.getByTestId('error').count()) throw new Error(`correction: ${await page.getByTestId('error').innerText()}`);
+  const status = await page.getByTestId('correct-status').innerText();
+  console.log(`${name}: ${status}`);
+  if (!/toxicity \(insult, profanity\): \d+ of 12 scoring prompts show it/.test(status)) throw new Error(`unexpected status: ${status}`);
+  const rows = await page.locator('[data-testid=correct-doses] tr').count();
+  if (rows !== 6) throw new Error(`expected 5 dose rows and a header, got ${rows}`);
+  if (await page.locator('[data-testid=correct-chart] svg circle').count() < 5) throw new Error('the dose-response chart has too few points');
+  const stats = await page.getByTestId('stats').innerText();
+  await page.getByTestId('correct-dose').selectOption('4');
+  const picked = await changed(page, 'correct-picked', '');
+  if (!picked.startsWith('running the correction of 4 components') || !picked.includes('first removed: L')) throw new Error(`picked: ${picked}`);
+  await changed(page, 'stats', stats);
+  console.log(`${name}: ${picked}`);
+  await page.getByTestId('correct-prompt').fill('You are such a');
+  await page.getByTestId('correct-compare').click();
+  await changed(page, 'correct-compared', '');
+  const original = await page.getByTestId('correct-original').innerText();
+  const corrected = await page.getByTestId('correct-corrected').innerText();
+  if (!/flagged|not flagged/.test(original) || !/flagged|not flagged/.test(corrected)) throw new Error(`compare: ${original} | ${corrected}`);
+  const after = await page.getByTestId('correct-picked').innerText();
+  if (!after.startsWith('running')) throw new Error(`the correction should still run after comparing: ${after}`);
+  await page.getByTestId('correct').screenshot({ path: join(artifacts, `${name}-correct.png`) });
+  const files = [];
+  page.on('download', (d) => files.push(d.suggestedFilename()));
+  await page.getByTestId('correct-export').click();
+  await page.waitForFunction(() => !document.querySelector('[data-testid=correct-export]').disabled, null, { timeout: 600_000 });
+  for (let i = 0; i < 50 && files.length < 3; i++) await page.waitForTimeout(200);
+  if (files.sort().join() !== 'config.json,model.safetensors,tokenizer.json') throw new Error(`downloads: ${files}`);
+  console.log(`${name}: correct panel ok (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+}
+
 async function scenario(name, { webgpu, expectGpu, failurePaths }, baseUrl) {
   const profile = await mkdtemp(join(tmpdir(), 'scalpel-e2e-'));
   const args = [...BASE_FLAGS, `--user-data-dir=${profile}`, ...(webgpu ? ['--enable-unsafe-webgpu'] : [])];
@@ -309,6 +357,7 @@ async function scenario(name, { webgpu, expectGpu, failurePaths }, baseUrl) {
     } else if (!expectGpu) {
       await compress(page, name);
       await circuits(page, name);
+      await correct(page, name);
     }
     await page.screenshot({ path: join(artifacts, `${name}.png`), fullPage: true });
     const violations = await page.evaluate(() => window.__cspViolations);

@@ -8,6 +8,7 @@ use web_sys::{HtmlInputElement, MessageEvent, Worker, WorkerOptions, WorkerType}
 
 use crate::circuit_view::{CircuitPanel, CircuitStatus};
 use crate::compress_view::{CompressPanel, offer_downloads};
+use crate::correct_view::{CorrectPanel, CorrectStatus};
 use crate::explain_view::ExplainPanel;
 use crate::protocol::{
     DEFAULT_MODEL_NAME, DeviceChoice, ExplainRequest, ExplanationView, GenerateRequest, MaskView,
@@ -34,6 +35,7 @@ enum Phase {
 pub(crate) enum Panel {
     Compress,
     Circuits,
+    Correct,
 }
 
 /// What the compression panel shows.
@@ -73,6 +75,7 @@ pub(crate) struct Ui {
     pub(crate) rules: RwSignal<String>,
     pub(crate) compress: RwSignal<CompressStatus>,
     pub(crate) circuits: RwSignal<CircuitStatus>,
+    pub(crate) correct: RwSignal<CorrectStatus>,
     /// The panel whose job runs (its progress bar shows).
     pub(crate) panel: RwSignal<Panel>,
     /// Bumped when the model changed (a mask applied or undone): the page generates again.
@@ -99,6 +102,7 @@ impl Ui {
             rules: RwSignal::new("attnlrp".into()),
             compress: RwSignal::new(CompressStatus::default()),
             circuits: RwSignal::new(CircuitStatus::default()),
+            correct: RwSignal::new(CorrectStatus::default()),
             panel: RwSignal::new(Panel::Compress),
             regenerate: RwSignal::new(0),
         }
@@ -112,6 +116,7 @@ impl Ui {
     fn reset_model_state(&self) {
         self.compress.set(CompressStatus::default());
         self.circuits.set(CircuitStatus::default());
+        self.correct.set(CorrectStatus::default());
         self.explanation.set(None);
         self.selected.set(None);
         self.error.set(None);
@@ -228,12 +233,14 @@ impl Ui {
             Response::Masked(view) => {
                 self.compress.update(|c| c.masked = Some(view));
                 self.circuits.update(CircuitStatus::model_changed);
+                self.correct.update(CorrectStatus::model_changed);
                 self.finish_job();
                 self.regenerate.update(|n| *n += 1);
             }
             Response::Restored => {
                 self.compress.update(|c| c.masked = None);
                 self.circuits.update(CircuitStatus::model_changed);
+                self.correct.update(CorrectStatus::model_changed);
                 self.finish_job();
                 self.regenerate.update(|n| *n += 1);
             }
@@ -261,6 +268,7 @@ impl Ui {
             Response::CircuitPicked(view) => {
                 // A circuit replaces any compression mask (the model changed either way).
                 self.compress.update(|c| c.masked = None);
+                self.correct.update(CorrectStatus::model_changed);
                 self.circuits.update(|c| c.picked = Some(view));
                 self.finish_job();
                 self.regenerate.update(|n| *n += 1);
@@ -274,6 +282,36 @@ impl Ui {
                 if let Err(e) = offer_downloads(&[(name, url, 0)]) {
                     self.fail(format!("could not offer the download: {e}"));
                 }
+            }
+            Response::CorrectStarted(setup) => {
+                self.correct.update(|c| {
+                    *c = CorrectStatus {
+                        setup: Some(setup),
+                        ..Default::default()
+                    }
+                });
+            }
+            Response::CorrectPoint(d) => self.correct.update(|c| c.doses.push(d)),
+            Response::CorrectReady { seconds } => {
+                self.correct.update(|c| c.ready = Some(seconds));
+                self.finish_job();
+            }
+            Response::CorrectPicked {
+                count,
+                applied,
+                removed,
+            } => {
+                // A correction replaces any compression mask or circuit.
+                self.compress.update(|c| c.masked = None);
+                self.circuits.update(CircuitStatus::model_changed);
+                self.correct
+                    .update(|c| c.picked = Some((count, applied, removed)));
+                self.finish_job();
+                self.regenerate.update(|n| *n += 1);
+            }
+            Response::Compared(view) => {
+                self.correct.update(|c| c.compared = Some(view));
+                self.finish_job();
             }
             Response::Error { message } => {
                 self.error.set(Some(message));
@@ -646,6 +684,7 @@ fn App() -> impl IntoView {
             <Show when=move || !ui.model_name.get().is_empty()>
                 <CompressPanel ui=ui link=link />
                 <CircuitPanel ui=ui link=link />
+                <CorrectPanel ui=ui link=link />
             </Show>
 
             {move || ui.error.get().map(|e| view! { <div class="error" role="alert" data-testid="error">{e}</div> })}

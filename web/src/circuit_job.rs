@@ -60,6 +60,7 @@ async fn metrics(model: &Model, task: &EncodedTask) -> Result<TaskMetrics, Strin
 }
 
 fn restore_dense(state: &State) -> Result<(), String> {
+    state.correction.borrow_mut().model_changed();
     with_model_mut(state, |l| {
         l.model.restore_dense();
         Ok(())
@@ -67,6 +68,7 @@ fn restore_dense(state: &State) -> Result<(), String> {
 }
 
 fn apply(state: &State, masks: &Masks) -> Result<(), String> {
+    state.correction.borrow_mut().model_changed();
     with_model_mut(state, |l| {
         masks.apply(&mut l.model).map(|_| ()).map_err(text)
     })
@@ -157,11 +159,16 @@ async fn score(
 }
 
 /// `"L23 H3"` for a head, `"L5 N1021"` for a neuron, `"L2 Down[17]"` for a weight.
-fn component_name(granularity: Granularity, c: &scalpel::circuit::Component) -> String {
+pub(crate) fn component_label(
+    granularity: Granularity,
+    layer: usize,
+    linear: scalpel::model::LinearKind,
+    index: usize,
+) -> String {
     match granularity {
-        Granularity::Heads => format!("L{} H{}", c.layer, c.index),
-        Granularity::Neurons => format!("L{} N{}", c.layer, c.index),
-        Granularity::Weights => format!("L{} {:?}[{}]", c.layer, c.linear, c.index),
+        Granularity::Heads => format!("L{layer} H{index}"),
+        Granularity::Neurons => format!("L{layer} N{index}"),
+        Granularity::Weights => format!("L{layer} {linear:?}[{index}]"),
     }
 }
 
@@ -173,7 +180,7 @@ fn view_of(masks: &Masks, scores: Option<&Scores>, fraction: f64) -> CircuitView
         .map(|s| summarize(masks, s, 12).top)
         .unwrap_or_default()
         .iter()
-        .map(|c| component_name(granularity, c))
+        .map(|c| component_label(granularity, c.layer, c.linear, c.index))
         .collect();
     CircuitView {
         granularity: granularity.name().into(),

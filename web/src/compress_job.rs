@@ -18,7 +18,7 @@ use crate::worker::{State, download, post, progress, yield_now};
 
 /// The perplexity readout, a quick named variant of `wiki-512`: 4 windows of 256 wiki tokens on
 /// a GPU; 2 of 128 on the CPU, where one 256-token forward takes seconds in a single wasm thread.
-fn readout_protocol(on_gpu: bool) -> PerplexityProtocol {
+pub(crate) fn readout_protocol(on_gpu: bool) -> PerplexityProtocol {
     if on_gpu {
         PerplexityProtocol::wiki(256, 4)
     } else {
@@ -114,16 +114,7 @@ pub(crate) async fn run_scorer(
     mut scorer: Scorer<'_>,
     stage: &str,
 ) -> Result<Scores, String> {
-    progress(stage, 0.0, 0.0);
-    yield_now().await;
-    while scorer.step().map_err(text)? {
-        let (done, total) = scorer.progress();
-        progress(stage, done as f64, total as f64);
-        yield_now().await;
-        if state.cancel.get() {
-            return Err("scoring stopped".into());
-        }
-    }
+    step_scorer(state, &mut scorer, stage).await?;
     progress("Reading scores back", 0.0, 0.0);
     yield_now().await;
     scorer
@@ -134,7 +125,26 @@ pub(crate) async fn run_scorer(
         .map_err(text)
 }
 
-async fn readout_perplexity(
+/// Steps `scorer` to the end with progress, yielding between steps and stopping on Cancel.
+pub(crate) async fn step_scorer(
+    state: &State,
+    scorer: &mut Scorer<'_>,
+    stage: &str,
+) -> Result<(), String> {
+    progress(stage, 0.0, 0.0);
+    yield_now().await;
+    while scorer.step().map_err(text)? {
+        let (done, total) = scorer.progress();
+        progress(stage, done as f64, total as f64);
+        yield_now().await;
+        if state.cancel.get() {
+            return Err("scoring stopped".into());
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn readout_perplexity(
     state: &State,
     model: &Model,
     tokens: &[u32],
@@ -150,7 +160,7 @@ async fn readout_perplexity(
 }
 
 /// The readout's tokens and dense perplexity, computed once per loaded model.
-async fn readout(state: &State) -> Result<(Vec<u32>, f64), String> {
+pub(crate) async fn readout(state: &State) -> Result<(Vec<u32>, f64), String> {
     if let Some(r) = state.compression.borrow().readout.clone() {
         return Ok(r);
     }
@@ -210,8 +220,9 @@ pub(crate) async fn mask(state: &State, req: MaskRequest) -> Result<(), String> 
     Ok(())
 }
 
-fn restore_dense(state: &State) -> Result<(), String> {
+pub(crate) fn restore_dense(state: &State) -> Result<(), String> {
     state.circuits.borrow_mut().model_changed();
+    state.correction.borrow_mut().model_changed();
     with_model_mut(state, |l| {
         l.model.restore_dense();
         Ok(())

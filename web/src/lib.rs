@@ -18,6 +18,10 @@ mod compress_job;
 #[cfg(target_arch = "wasm32")]
 mod compress_view;
 #[cfg(target_arch = "wasm32")]
+mod correct_job;
+#[cfg(target_arch = "wasm32")]
+mod correct_view;
+#[cfg(target_arch = "wasm32")]
 pub mod explain_job;
 #[cfg(target_arch = "wasm32")]
 mod explain_view;

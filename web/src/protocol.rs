@@ -184,6 +184,89 @@ pub struct ProbeView {
     pub circuit: Option<(f32, bool)>,
 }
 
+/// Same-origin paths of the toxicity prompts and lexicon (copied by Trunk from `assets/`).
+pub const RTP_URLS: [(&str, &str); 2] = [
+    ("insult", "assets/rtp_insult.txt"),
+    ("profanity", "assets/rtp_profanity.txt"),
+];
+pub const LEXICON_URL: &str = "assets/profanity_en.csv";
+
+/// The behaviour to correct.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum BehaviourChoice {
+    /// RealToxicityPrompts insult and profanity prompts, judged by the profanity lexicon.
+    Toxicity,
+    /// The paper's repetition prompts, judged by the response uniqueness ratio.
+    Repetition,
+    /// Pasted prompts (optionally `prompt | unwanted continuation`), judged by the lexicon.
+    Lines(String),
+}
+
+/// Find what drives a behaviour and measure corrections of several sizes.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CorrectRequest {
+    pub behaviour: BehaviourChoice,
+    /// `neurons`, `heads` or `weights`.
+    pub granularity: String,
+    /// `lrp`, `gradient`, `wanda` or `random`.
+    pub method: String,
+    /// Prompts per split (scoring, held out).
+    pub prompts: usize,
+    /// General (C4) prompts whose own continuations are the general set.
+    pub general_samples: usize,
+    pub seed: u64,
+}
+
+/// A behaviour measured on the held-out prompts.
+pub type BehaviourMetrics = scalpel::correct::BehaviourMetrics;
+
+/// What a correction run measures with, and the dense model's numbers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CorrectionSetup {
+    pub behaviour: String,
+    pub judge: String,
+    /// "lexicon hit rate" / "repetitive share", "mean severity" / "mean RUR".
+    pub rate_name: String,
+    pub score_name: String,
+    pub lower_is_better: bool,
+    pub scoring_prompts: usize,
+    pub held_out_prompts: usize,
+    /// Continuations that show the behaviour (the undesired set) and the general set's name.
+    pub undesired: usize,
+    pub general: String,
+    pub components: String,
+    pub total_components: u64,
+    pub dense: BehaviourMetrics,
+    /// The perplexity readout's protocol and the dense model's perplexity.
+    pub protocol: String,
+    pub dense_perplexity: f64,
+}
+
+/// One dose of the dose–response curve.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct DoseView {
+    pub count: usize,
+    pub metrics: BehaviourMetrics,
+    pub perplexity: f64,
+}
+
+/// One prompt's continuation and the judge's verdict.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct JudgedText {
+    pub text: String,
+    pub exhibits: bool,
+    pub score: f64,
+    pub evidence: Vec<String>,
+}
+
+/// The same prompt continued by the original and the corrected model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CompareView {
+    pub prompt: String,
+    pub original: JudgedText,
+    pub corrected: JudgedText,
+}
+
 /// Page → worker.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Request {
@@ -215,6 +298,17 @@ pub enum Request {
     CircuitLoad {
         name: String,
         text: String,
+    },
+    Correct(CorrectRequest),
+    /// Apply (or lift) the correction of `count` components.
+    CorrectPick {
+        count: usize,
+        apply: bool,
+    },
+    /// Continue `prompt` greedily with the original and the corrected model.
+    CorrectCompare {
+        prompt: String,
+        max_new_tokens: usize,
     },
     /// Delete the model downloads kept in Cache Storage.
     ClearCache,
@@ -291,6 +385,19 @@ pub enum Response {
         name: String,
         url: String,
     },
+    CorrectStarted(CorrectionSetup),
+    CorrectPoint(DoseView),
+    /// Every dose is measured: pick one.
+    CorrectReady {
+        seconds: f64,
+    },
+    /// The correction of `count` components is applied (or lifted); the first removed ones.
+    CorrectPicked {
+        count: usize,
+        applied: bool,
+        removed: Vec<String>,
+    },
+    Compared(CompareView),
     /// A failure with a message meant for the person using the page.
     Error {
         message: String,

@@ -17,6 +17,7 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 use crate::circuit_job::{self, Circuits};
 use crate::compress_job::{self, Compression};
+use crate::correct_job::{self, Correction};
 use crate::fetch::{exists, fetch_bytes};
 use crate::protocol::{
     DEFAULT_MODEL_NAME, DEFAULT_MODEL_URL, DeviceChoice, ExplainRequest, GenerateRequest,
@@ -35,6 +36,7 @@ pub(crate) struct State {
     pub(crate) cancel: Cell<bool>,
     pub(crate) compression: RefCell<Compression>,
     pub(crate) circuits: RefCell<Circuits>,
+    pub(crate) correction: RefCell<Correction>,
     /// Whether the model runs on WebGPU (sizes the perplexity readout).
     pub(crate) on_gpu: Cell<bool>,
 }
@@ -122,6 +124,18 @@ pub fn start() {
                 spawn_job(state, async move |s| circuit_job::probe(s, line).await)
             }
             Request::CircuitExport => spawn_job(state, async move |s| circuit_job::export(s)),
+            Request::Correct(req) => {
+                spawn_job(state, async move |s| correct_job::run(s, req).await)
+            }
+            Request::CorrectPick { count, apply } => {
+                spawn_job(state, async move |s| correct_job::pick(s, count, apply))
+            }
+            Request::CorrectCompare {
+                prompt,
+                max_new_tokens,
+            } => spawn_job(state, async move |s| {
+                correct_job::compare(s, prompt, max_new_tokens).await
+            }),
             Request::ClearCache => spawn_job(state, async move |_| {
                 let message = match crate::fetch::clear_cache().await? {
                     true => "cleared the cached model downloads",
@@ -368,6 +382,7 @@ async fn load(state: &State, source: ModelSource, choice: DeviceChoice) -> Resul
     state.model.borrow_mut().take();
     Compression::reset(&state.compression);
     Circuits::reset(&state.circuits);
+    Correction::reset(&state.correction);
     let device = pick_device(choice).await?;
     post(&Response::Device {
         label: device.label.clone(),

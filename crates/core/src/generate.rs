@@ -303,6 +303,24 @@ impl SplitMix64 {
     }
 }
 
+/// Generates with asynchronous read-backs (the browser), without streaming: the new tokens and
+/// why generation stopped.
+pub async fn generate_async(
+    model: &Model,
+    prompt: &[u32],
+    options: GenerateOptions,
+) -> Result<(Vec<u32>, StopReason)> {
+    let mut g = Generator::new(model, prompt, options)?;
+    while !g.is_finished() {
+        let logits = crate::readback::to_vec_async(g.forward()?).await?;
+        g.accept(&logits)?;
+    }
+    Ok((
+        g.generated().to_vec(),
+        g.stop_reason().unwrap_or(StopReason::MaxTokens),
+    ))
+}
+
 /// Generates natively, calling `on_token(id)` after each new token; return `false` to stop early.
 #[cfg(not(target_family = "wasm"))]
 pub fn generate(

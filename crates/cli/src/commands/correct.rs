@@ -10,9 +10,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use scalpel::correct::{
     Behaviour, BehaviourMetrics, ContinuationScorer, EncodedPrompt, Judgement, Lexicon, Measure,
-    OVERLAP_WARNING, Removed, TOXICITY_CATEGORIES, Uniqueness, check_method, check_present,
+    OVERLAP_WARNING, Removed, TOXICITY_CATEGORIES, Uniqueness, check_method,
     continuation_reference, continue_greedily, default_count, default_doses, differential, dose,
-    encode, judge_all, overlap, removed,
+    encode, judge_all, overlap, removed, to_continue, undesired_set,
 };
 use scalpel::eval::perplexity::PerplexityProtocol;
 use scalpel::prune::Granularity;
@@ -340,30 +340,15 @@ pub fn run(args: Args) -> Result<()> {
         protocol: args.wiki.protocol(),
     };
 
-    // The undesired set: given continuations as they are; otherwise the dense model's greedy
-    // continuations that show the behaviour (as the paper keeps only prompts that trigger it).
-    let to_generate: Vec<EncodedPrompt> = scoring
-        .iter()
-        .filter(|p| p.given.is_none())
-        .cloned()
-        .collect();
+    let to_generate = to_continue(&scoring);
     let generated = eval.continuations(&model, &to_generate, "scoring set")?;
-    if scoring.iter().all(|p| p.given.is_none()) {
-        check_present(&behaviour.name, &generated.judgements, scorer)?;
-    }
-    let mut pairs: Vec<(Vec<u32>, Vec<u32>)> = scoring
-        .iter()
-        .filter_map(|p| p.given.clone().map(|g| (p.ids.clone(), g)))
-        .collect();
-    pairs.extend(
-        to_generate
-            .iter()
-            .zip(&generated.continuations)
-            .zip(&generated.judgements)
-            .filter(|(_, j)| j.exhibits)
-            .map(|((p, c), _)| (p.ids.clone(), c.clone())),
-    );
-    let undesired = continuation_reference(&behaviour.name, &pairs)?;
+    let undesired = undesired_set(
+        &behaviour.name,
+        &scoring,
+        &generated.continuations,
+        &generated.judgements,
+        scorer,
+    )?;
     let text = args.reference.build(tokenizer)?;
     let general = match args.general_explains.as_str() {
         "text" => text,

@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
+use crate::task::data_lines;
 
 use super::measure::Measure;
 
@@ -83,12 +84,8 @@ impl Behaviour {
     /// Blank lines and lines starting with `#` are skipped.
     pub fn parse(name: &str, text: &str, measure: Measure, max_new_tokens: usize) -> Result<Self> {
         let mut prompts = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim_end_matches('\r');
-            if line.trim().is_empty() || line.trim_start().starts_with('#') {
-                continue;
-            }
-            let bad = |why: String| Error::InvalidInput(format!("{name}, line {}: {why}", i + 1));
+        for (number, line) in data_lines(text) {
+            let bad = |why: String| Error::InvalidInput(format!("{name}, line {number}: {why}"));
             let p = if line.trim_start().starts_with('{') {
                 #[derive(serde::Deserialize)]
                 struct Line {
@@ -104,7 +101,8 @@ impl Behaviour {
                 match line.split_once('|') {
                     Some((p, c)) => BehaviourPrompt {
                         prompt: p.trim().to_string(),
-                        continuation: Some(format!(" {}", c.trim())).filter(|c| !c.trim().is_empty()),
+                        continuation: Some(format!(" {}", c.trim()))
+                            .filter(|c| !c.trim().is_empty()),
                     },
                     None => BehaviourPrompt {
                         prompt: line.trim().to_string(),
@@ -144,11 +142,9 @@ impl Behaviour {
     }
 }
 
-/// Non-empty, non-comment lines, trimmed.
+/// Data lines, trimmed.
 fn lines(text: &str) -> impl Iterator<Item = &str> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    data_lines(text).map(|(_, l)| l.trim())
 }
 
 fn non_empty(b: Behaviour) -> Result<Behaviour> {

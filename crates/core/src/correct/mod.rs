@@ -132,6 +132,44 @@ pub fn continuation_reference(name: &str, pairs: &[(Vec<u32>, Vec<u32>)]) -> Res
     })
 }
 
+/// The undesired set of a behaviour's scoring prompts: each given continuation as it is, and of
+/// the prompts without one (`generated`, `judgements`: their dense greedy continuations, in order)
+/// those that show the behaviour — as the paper keeps only prompts that trigger it. Errors with
+/// "behaviour not present" when no prompt has a given continuation and none shows it.
+pub fn undesired_set(
+    name: &str,
+    scoring: &[EncodedPrompt],
+    generated: &[Vec<u32>],
+    judgements: &[Judgement],
+    scorer: &dyn ContinuationScorer,
+) -> Result<ReferenceSet> {
+    if scoring.iter().all(|p| p.given.is_none()) {
+        check_present(name, judgements, scorer)?;
+    }
+    let mut pairs: Vec<(Vec<u32>, Vec<u32>)> = scoring
+        .iter()
+        .filter_map(|p| p.given.clone().map(|g| (p.ids.clone(), g)))
+        .collect();
+    pairs.extend(
+        scoring
+            .iter()
+            .filter(|p| p.given.is_none())
+            .zip(generated.iter().zip(judgements))
+            .filter(|(_, (_, j))| j.exhibits)
+            .map(|(p, (c, _))| (p.ids.clone(), c.clone())),
+    );
+    continuation_reference(name, &pairs)
+}
+
+/// The scoring prompts without a given continuation: the ones the model continues itself.
+pub fn to_continue(scoring: &[EncodedPrompt]) -> Vec<EncodedPrompt> {
+    scoring
+        .iter()
+        .filter(|p| p.given.is_none())
+        .cloned()
+        .collect()
+}
+
 /// Errors unless at least one scoring prompt exhibits the behaviour: correcting a behaviour
 /// the model does not show would prune blindly.
 pub fn check_present(
@@ -302,18 +340,35 @@ pub fn removed(
     out
 }
 
-/// Greedy continuation of `prompt` (stops at end of sequence), natively.
+/// Greedy decoding of `max_new_tokens`, stopping at end of sequence: how continuations are made.
+fn greedy(max_new_tokens: usize) -> crate::GenerateOptions {
+    crate::GenerateOptions {
+        max_new_tokens,
+        ..Default::default()
+    }
+}
+
+/// Greedy continuation of `prompt`, natively.
 #[cfg(not(target_family = "wasm"))]
 pub fn continue_greedily(
     model: &crate::Model,
     prompt: &[u32],
     max_new_tokens: usize,
 ) -> Result<Vec<u32>> {
-    let options = crate::GenerateOptions {
-        max_new_tokens,
-        ..Default::default()
-    };
-    Ok(crate::generate::generate(model, prompt, options, |_| true)?.0)
+    Ok(crate::generate::generate(model, prompt, greedy(max_new_tokens), |_| true)?.0)
+}
+
+/// [`continue_greedily`] with asynchronous read-backs (the browser).
+pub async fn continue_greedily_async(
+    model: &crate::Model,
+    prompt: &[u32],
+    max_new_tokens: usize,
+) -> Result<Vec<u32>> {
+    Ok(
+        crate::generate::generate_async(model, prompt, greedy(max_new_tokens))
+            .await?
+            .0,
+    )
 }
 
 /// Judges each continuation (token ids, decoded with `tokenizer`).

@@ -170,12 +170,8 @@ impl Task {
     /// distractor get one leading space. Blank lines and lines starting with `#` are skipped.
     pub fn parse(name: &str, text: &str) -> Result<Self> {
         let mut prompts = Vec::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim_end_matches('\r');
-            if line.trim().is_empty() || line.trim_start().starts_with('#') {
-                continue;
-            }
-            let bad = |why: String| Error::InvalidInput(format!("{name}, line {}: {why}", i + 1));
+        for (number, line) in data_lines(text) {
+            let bad = |why: String| Error::InvalidInput(format!("{name}, line {number}: {why}"));
             let p = if line.trim_start().starts_with('{') {
                 serde_json::from_str::<TaskPrompt>(line).map_err(|e| bad(e.to_string()))?
             } else {
@@ -276,6 +272,15 @@ impl Task {
             notes: Vec::new(),
         })
     }
+}
+
+/// The lines of a data file that hold data, with their 1-based numbers: blank lines and lines
+/// starting with `#` are skipped, a trailing `\r` is dropped.
+pub(crate) fn data_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim_end_matches('\r')))
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
 }
 
 #[cfg(test)]

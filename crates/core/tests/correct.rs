@@ -1,0 +1,244 @@
+//! Targeted correction: relevance over a continuation set is the explanation of the
+//! continuation's logits, signed scores are what compression's magnitudes are taken of, R_diff
+//! is the difference of shares and a dose prunes exactly its lowest components; on SmolLM2 the
+//! real lexicon flags continuations, and a behaviour the model does not show is refused.
+
+mod common;
+
+use common::*;
+use scalpel::Model;
+use scalpel::correct::{
+    Behaviour, BehaviourPrompt, ContinuationScorer, Lexicon, Measure, Uniqueness, check_present,
+    continuation_reference, continue_greedily, differential, dose, encode, judge_all, removed,
+};
+use scalpel::model::LinearId;
+use scalpel::prune::{Granularity, Masks};
+use scalpel::relevance::{MemoryLimits, RuleSet, Target, WeightDetail, explain};
+use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
+
+fn close(a: &[f32], b: &[f32], what: &str) {
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
+    let diff = max_abs_diff(a, b);
+    assert!(diff <= 1e-4 * scale, "{what}: {diff} vs max {scale}");
+}
+
+/// `(magnitude, signed)` unit scores of `method` over `set`.
+fn both(
+    model: &Model,
+    method: ScoreMethod,
+    granularity: Granularity,
+    set: &ReferenceSet,
+) -> (Scores, Scores) {
+    let mut scorer = Scorer::at(
+        model,
+        method,
+        granularity,
+        Some(set.clone()),
+        MemoryLimits::default(),
+    )
+    .unwrap();
+    scorer.run(&mut |_, _| {}).unwrap();
+    let signed = scorer
+        .signed_scores_at(granularity)
+        .unwrap()
+        .read()
+        .unwrap();
+    (scorer.finish().unwrap().read().unwrap(), signed)
+}
+
+/// A prompt and a continuation of in-vocabulary ids.
+fn continuation_set(model: &Model) -> ReferenceSet {
+    let ids = &reference(model, 1, 11).samples[0];
+    continuation_reference("test", &[(ids[..4].to_vec(), ids[4..].to_vec())]).unwrap()
+}
+
+#[test]
+fn continuation_relevance_is_the_explanation_of_the_continuation_logits() {
+    let model = load_fixture_model("llama-gqa-tied");
+    let set = continuation_set(&model);
+    assert_eq!(set.target(0), Target::NextTokens { from: 3 });
+    let e = explain(
+        &model,
+        &set.samples[0],
+        Some(Target::NextTokens { from: 3 }),
+        RuleSet::AttnLrp,
+        WeightDetail::None,
+        &MemoryLimits::default(),
+        &mut |_, _| {},
+    )
+    .unwrap()
+    .explanation;
+    let (magnitude, signed) = both(&model, ScoreMethod::Lrp, Granularity::Neurons, &set);
+    assert!(
+        signed.info.formula.contains("signed"),
+        "{}",
+        signed.info.formula
+    );
+    assert!(
+        signed.info.formula.contains("continuation"),
+        "{}",
+        signed.info.formula
+    );
+    for layer in 0..model.config.num_layers {
+        let id = LinearId {
+            layer,
+            kind: Granularity::Neurons
+                .unit_kind(model.config.architecture)
+                .unwrap(),
+        };
+        close(
+            &signed.linears[&id].data,
+            &e.neurons[layer],
+            "signed neurons",
+        );
+        let abs: Vec<f32> = e.neurons[layer].iter().map(|v| v.abs()).collect();
+        close(&magnitude.linears[&id].data, &abs, "|neurons|");
+    }
+    // Gradient: the same signed/magnitude relation; Wanda has no signed form.
+    let (magnitude, signed) = both(&model, ScoreMethod::Gradient, Granularity::Heads, &set);
+    for (id, s) in &signed.linears {
+        let abs: Vec<f32> = s.data.iter().map(|v| v.abs()).collect();
+        close(&magnitude.linears[id].data, &abs, "|gradient heads|");
+    }
+    let mut wanda = Scorer::at(
+        &model,
+        ScoreMethod::Wanda,
+        Granularity::Heads,
+        Some(set),
+        MemoryLimits::default(),
+    )
+    .unwrap();
+    wanda.run(&mut |_, _| {}).unwrap();
+    assert!(wanda.signed_scores_at(Granularity::Heads).is_err());
+}
+
+#[test]
+fn r_diff_is_the_difference_of_shares_and_a_dose_prunes_exactly_its_lowest() {
+    let model = load_fixture_model("opt-pre-ln");
+    let general = reference(&model, 3, 12);
+    let undesired = continuation_set(&model);
+    let (g, _) = both(&model, ScoreMethod::Lrp, Granularity::Neurons, &general);
+    let (_, u) = both(&model, ScoreMethod::Lrp, Granularity::Neurons, &undesired);
+    let diff = differential(&g, &u).unwrap();
+    let total = |s: &Scores| -> f64 {
+        s.linears
+            .values()
+            .flat_map(|t| &t.data)
+            .map(|v| f64::from(v.abs()))
+            .sum()
+    };
+    let (gt, ut) = (total(&g), total(&u));
+    for (id, d) in &diff.linears {
+        for (i, v) in d.data.iter().enumerate() {
+            let want =
+                f64::from(g.linears[id].data[i]) / gt - f64::from(u.linears[id].data[i]) / ut;
+            assert!((f64::from(*v) - want).abs() < 1e-6, "{id}[{i}]");
+        }
+    }
+    assert!(diff.info.formula.starts_with("R_diff = G/Σ|G| − U/Σ|U|"));
+
+    let all: Vec<f32> = diff.linears.values().flat_map(|t| t.data.clone()).collect();
+    let k = 5;
+    let masks = dose(&diff, k).unwrap();
+    let report = masks.report();
+    assert_eq!(report.pruned, k as u64);
+    let mut sorted = all.clone();
+    sorted.sort_by(f32::total_cmp);
+    let first = removed(&masks, &diff, &g, &u, 100);
+    assert_eq!(first.len(), k);
+    for (r, want) in first.iter().zip(&sorted) {
+        assert_eq!(r.r_diff, *want, "removed in ascending R_diff");
+    }
+    assert!(dose(&diff, all.len() + 1).is_err());
+    assert_eq!(
+        dose(&diff, all.len()).unwrap().report().pruned,
+        all.len() as u64
+    );
+    assert_eq!(Masks::lowest(&diff, 0).unwrap().report().pruned, 0);
+
+    let heads = Scores::random(&model, Granularity::Heads, 1).unwrap();
+    assert!(
+        differential(&g, &heads).is_err(),
+        "granularities must match"
+    );
+    let mut zero = u.clone();
+    zero.linears.values_mut().for_each(|t| t.data.fill(0.0));
+    assert!(differential(&g, &zero).is_err(), "all-zero scores");
+}
+
+#[test]
+fn prompts_that_cannot_fit_the_context_are_refused() {
+    let model = load_fixture_model("llama-gqa-tied");
+    let tokenizer = tiny_tokenizer(model.config.vocab_size);
+    let prompts = [BehaviourPrompt {
+        prompt: "t1 t2 t3 t4".into(),
+        continuation: None,
+    }];
+    let context = model.config.max_position_embeddings;
+    assert!(encode(&tokenizer, &prompts, context - 4, context).is_ok());
+    let err = encode(&tokenizer, &prompts, context - 3, context).unwrap_err();
+    assert!(err.to_string().contains("does not fit"), "{err}");
+    let given = [BehaviourPrompt {
+        prompt: "t1".into(),
+        continuation: Some(" t2 t3".into()),
+    }];
+    let encoded = encode(&tokenizer, &given, 20, context).unwrap();
+    assert_eq!(encoded[0].given.as_ref().map(Vec::len), Some(2));
+}
+
+#[test]
+fn smollm2_flags_toxic_continuations_and_refuses_an_absent_behaviour() {
+    let loaded = smollm2();
+    let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);
+    let lexicon = Lexicon::parse(
+        "profanity_en.csv",
+        &String::from_utf8(asset("profanity_en.csv")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(lexicon.len(), 1598);
+    assert!(lexicon.judge(" you stupid bitch.", &[]).exhibits);
+    assert!(!lexicon.judge(" a sunny day in Paris.", &[]).exhibits);
+
+    let rtp = String::from_utf8(asset("rtp_insult.txt")).unwrap();
+    let toxicity = Behaviour::toxicity(&[("insult", &rtp)]).unwrap();
+    assert_eq!(toxicity.prompts.len(), 100);
+    assert_eq!(toxicity.measure, Measure::Lexicon);
+
+    // Ordinary prompts: greedy continuations hit no profanity, so there is nothing to correct.
+    let neutral = Behaviour::parse(
+        "neutral",
+        "The capital of France is\nWater boils at a temperature of\n",
+        Measure::Lexicon,
+        8,
+    )
+    .unwrap();
+    let prompts = encode(tokenizer, &neutral.prompts, 8, 2048).unwrap();
+    let continuations: Vec<Vec<u32>> = prompts
+        .iter()
+        .map(|p| continue_greedily(model, &p.ids, 8).unwrap())
+        .collect();
+    assert!(
+        tokenizer
+            .decode(&continuations[0])
+            .unwrap()
+            .starts_with(" Paris")
+    );
+    let judged = judge_all(&lexicon, tokenizer, &continuations).unwrap();
+    let err = check_present("neutral", &judged, &lexicon).unwrap_err();
+    assert!(err.to_string().contains("behaviour not present"), "{err}");
+
+    // The paper's repetition prompt makes SmolLM2 repeat itself (RUR below 0.5).
+    let stop = encode(
+        tokenizer,
+        &[BehaviourPrompt {
+            prompt: "Stop, stop, stop,".into(),
+            continuation: None,
+        }],
+        50,
+        2048,
+    )
+    .unwrap();
+    let repeated = continue_greedily(model, &stop[0].ids, 50).unwrap();
+    let j = Uniqueness.judge("", &repeated);
+    assert!(j.exhibits, "RUR {}", j.score);
+}

@@ -1,0 +1,449 @@
+//! The worker's correction jobs: find what drives an unwanted behaviour (relevance on its
+//! continuations against general text), measure corrections of several sizes point by point,
+//! apply the one the page picks, and continue any prompt with the original and corrected model.
+
+use std::cell::RefCell;
+
+use scalpel::correct::{
+    Behaviour, ContinuationScorer, EncodedPrompt, Judgement, Lexicon, Measure, OVERLAP_WARNING,
+    Uniqueness, check_method, continuation_reference, continue_greedily_async, differential, dose,
+    encode, judge_all, overlap, removed, to_continue, undesired_set,
+};
+use scalpel::prune::{Granularity, Masks};
+use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
+use scalpel::{LoadedModel, Model};
+
+use crate::circuit_job::component_label;
+use crate::compress_job::{
+    readout, readout_perplexity, restore_dense, step_scorer, text, with_model_mut,
+};
+use crate::protocol::{
+    BehaviourChoice, C4_URL, CompareView, CorrectRequest, CorrectionSetup, DoseView, JudgedText,
+    LEXICON_URL, RTP_URLS, Response,
+};
+use crate::worker::{State, download, post, progress, yield_now};
+
+/// Tokens of each C4 sample that prompt the general set's own continuations.
+const GENERAL_PROMPT_TOKENS: usize = 32;
+
+/// What the correction panel keeps between requests.
+#[derive(Default)]
+pub(crate) struct Correction {
+    /// `R_diff`, and the general and undesired scores it came from (absent for random).
+    scores: Option<Scores>,
+    parts: Option<(Scores, Scores)>,
+    judge: Option<Box<dyn ContinuationScorer>>,
+    max_new_tokens: usize,
+    /// The correction picked last, and whether it is applied now.
+    picked: Option<(usize, Masks)>,
+    applied: bool,
+}
+
+impl Correction {
+    /// Another job changed the model's weights: the picked correction no longer runs.
+    pub(crate) fn model_changed(&mut self) {
+        self.applied = false;
+    }
+
+    /// Forgets everything tied to the previous model.
+    pub(crate) fn reset(cell: &RefCell<Correction>) {
+        *cell.borrow_mut() = Correction::default();
+    }
+}
+
+async fn behaviour(choice: &BehaviourChoice) -> Result<Behaviour, String> {
+    match choice {
+        BehaviourChoice::Toxicity => {
+            let mut texts = Vec::new();
+            for (category, url) in RTP_URLS {
+                let raw = download(url, &format!("{category} prompts")).await?;
+                texts.push((category, String::from_utf8_lossy(&raw).into_owned()));
+            }
+            let pairs: Vec<(&str, &str)> = texts.iter().map(|(c, t)| (*c, t.as_str())).collect();
+            Behaviour::toxicity(&pairs).map_err(text)
+        }
+        BehaviourChoice::Repetition => Ok(Behaviour::repetition()),
+        BehaviourChoice::Lines(lines) => {
+            Behaviour::parse("your behaviour", lines, Measure::Lexicon, 20).map_err(text)
+        }
+    }
+}
+
+async fn judge(measure: Measure) -> Result<Box<dyn ContinuationScorer>, String> {
+    Ok(match measure {
+        Measure::Lexicon => {
+            let raw = download(LEXICON_URL, "profanity lexicon").await?;
+            Box::new(
+                Lexicon::parse("profanity_en.csv", &String::from_utf8_lossy(&raw)).map_err(text)?,
+            )
+        }
+        Measure::Uniqueness => Box::new(Uniqueness),
+    })
+}
+
+/// Greedy continuations of `prompts` with progress, stopping on Cancel.
+async fn continuations(
+    state: &State,
+    model: &Model,
+    prompts: &[EncodedPrompt],
+    max_new_tokens: usize,
+    stage: &str,
+) -> Result<Vec<Vec<u32>>, String> {
+    let mut out = Vec::with_capacity(prompts.len());
+    for (i, p) in prompts.iter().enumerate() {
+        progress(stage, i as f64, prompts.len() as f64);
+        yield_now().await;
+        if state.cancel.get() {
+            return Err("correction stopped".into());
+        }
+        out.push(
+            continue_greedily_async(model, &p.ids, max_new_tokens)
+                .await
+                .map_err(text)?,
+        );
+    }
+    Ok(out)
+}
+
+/// The general set: C4 prompts and the model's own continuations of them, explained as the
+/// behaviour's continuations are (so the two differ in behaviour, not in kind of output).
+async fn general_set(
+    state: &State,
+    loaded: &LoadedModel,
+    samples: usize,
+    max_new_tokens: usize,
+) -> Result<ReferenceSet, String> {
+    let raw = download(C4_URL, "C4 sample").await?;
+    let c4 = ReferenceSet::c4(
+        &String::from_utf8_lossy(&raw),
+        &loaded.tokenizer,
+        samples,
+        GENERAL_PROMPT_TOKENS,
+    )
+    .map_err(text)?;
+    let prompts: Vec<EncodedPrompt> = c4
+        .samples
+        .iter()
+        .map(|ids| EncodedPrompt {
+            text: String::new(),
+            ids: ids.clone(),
+            given: None,
+        })
+        .collect();
+    let own = continuations(
+        state,
+        &loaded.model,
+        &prompts,
+        max_new_tokens,
+        "Continuing general prompts",
+    )
+    .await?;
+    let pairs: Vec<(Vec<u32>, Vec<u32>)> = c4.samples.into_iter().zip(own).collect();
+    continuation_reference(
+        &format!("{}-prompts{GENERAL_PROMPT_TOKENS}", c4.protocol.name),
+        &pairs,
+    )
+    .map_err(text)
+}
+
+/// Scores of `method` over `reference`; signed for the undesired set (lrp, gradient).
+async fn score(
+    state: &State,
+    model: &Model,
+    method: ScoreMethod,
+    granularity: Granularity,
+    reference: ReferenceSet,
+    signed: bool,
+    stage: &str,
+) -> Result<Scores, String> {
+    let mut scorer = Scorer::at(
+        model,
+        method,
+        granularity,
+        Some(reference),
+        state.limits.get(),
+    )
+    .map_err(text)?;
+    step_scorer(state, &mut scorer, stage).await?;
+    progress("Reading scores back", 0.0, 0.0);
+    yield_now().await;
+    let pending = if signed && method != ScoreMethod::Wanda {
+        scorer.signed_scores_at(granularity)
+    } else {
+        scorer.finish()
+    }
+    .map_err(text)?;
+    pending.read_async().await.map_err(text)
+}
+
+fn apply(state: &State, masks: &Masks) -> Result<(), String> {
+    state.circuits.borrow_mut().model_changed();
+    with_model_mut(state, |l| {
+        masks.apply(&mut l.model).map(|_| ()).map_err(text)
+    })
+}
+
+pub(crate) async fn run(state: &State, req: CorrectRequest) -> Result<(), String> {
+    let started = js_sys::Date::now();
+    let method = ScoreMethod::parse(&req.method).map_err(text)?;
+    check_method(method).map_err(text)?;
+    let granularity = Granularity::parse(&req.granularity).map_err(text)?;
+    restore_dense(state)?;
+    Correction::reset(&state.correction);
+    let behaviour = behaviour(&req.behaviour).await?;
+    let judge = judge(behaviour.measure).await?;
+    let max_new = behaviour.max_new_tokens;
+    let (mut scoring, mut held_out) = behaviour.split(req.seed).map_err(text)?;
+    scoring.truncate(req.prompts.max(1));
+    held_out.truncate(req.prompts.max(1));
+    let (tokens, dense_ppl) = readout(state).await?;
+    let loaded = state.loaded()?;
+    let model = &loaded.model;
+    let context = model.config.max_position_embeddings;
+    let scoring = encode(&loaded.tokenizer, &scoring, max_new, context).map_err(text)?;
+    let held_out = encode(&loaded.tokenizer, &held_out, max_new, context).map_err(text)?;
+    let total: u64 = granularity
+        .linear_ids(model)
+        .into_iter()
+        .map(|id| granularity.shape(model, id).map(|[r, c]| (r * c) as u64))
+        .sum::<scalpel::Result<u64>>()
+        .map_err(text)?;
+
+    let to_generate = to_continue(&scoring);
+    let generated = continuations(
+        state,
+        model,
+        &to_generate,
+        max_new,
+        "Continuing scoring prompts",
+    )
+    .await?;
+    let judged = judge_all(judge.as_ref(), &loaded.tokenizer, &generated).map_err(text)?;
+    let undesired = undesired_set(
+        &behaviour.name,
+        &scoring,
+        &generated,
+        &judged,
+        judge.as_ref(),
+    )
+    .map_err(text)?;
+    let general = general_set(state, &loaded, req.general_samples, max_new).await?;
+    let shared = overlap(&general, &undesired);
+    if shared > OVERLAP_WARNING {
+        post(&Response::Notice {
+            message: format!(
+                "{:.0} % of the behaviour's token 4-grams also occur in the general set: their relevance cancels, use prompts that differ from ordinary text",
+                100.0 * shared
+            ),
+        });
+    }
+
+    let dense_out = continuations(
+        state,
+        model,
+        &held_out,
+        max_new,
+        "Dense model, held-out prompts",
+    )
+    .await?;
+    let dense = scalpel::correct::BehaviourMetrics::of(
+        &judge_all(judge.as_ref(), &loaded.tokenizer, &dense_out).map_err(text)?,
+    );
+    post(&Response::CorrectStarted(CorrectionSetup {
+        behaviour: behaviour.name.clone(),
+        judge: judge.describe(),
+        rate_name: judge.rate_name().into(),
+        score_name: judge.score_name().into(),
+        lower_is_better: judge.lower_is_better(),
+        scoring_prompts: scoring.len(),
+        held_out_prompts: held_out.len(),
+        undesired: undesired.samples.len(),
+        general: general.protocol.name.clone(),
+        components: granularity.name().into(),
+        total_components: total,
+        dense,
+        protocol: crate::compress_job::readout_protocol(state.on_gpu.get()).name,
+        dense_perplexity: dense_ppl,
+    }));
+
+    let (scores, parts) = if method == ScoreMethod::Random {
+        (
+            Scores::random(model, granularity, req.seed ^ 0x5EED_0000).map_err(text)?,
+            None,
+        )
+    } else {
+        let g = score(
+            state,
+            model,
+            method,
+            granularity,
+            general,
+            false,
+            "Scoring the general set",
+        )
+        .await?;
+        let u = score(
+            state,
+            model,
+            method,
+            granularity,
+            undesired,
+            true,
+            "Scoring the behaviour",
+        )
+        .await?;
+        (differential(&g, &u).map_err(text)?, Some((g, u)))
+    };
+    drop(loaded);
+
+    let doses: Vec<usize> = scalpel::correct::default_doses(granularity)
+        .into_iter()
+        .filter(|&d| d as u64 <= total)
+        .collect();
+    for (i, &count) in doses.iter().enumerate() {
+        progress("Measuring doses", i as f64, doses.len() as f64);
+        let masks = dose(&scores, count).map_err(text)?;
+        apply(state, &masks)?;
+        let measured =
+            measure_dose(state, &held_out, judge.as_ref(), max_new, &tokens, count).await;
+        restore_dense(state)?;
+        let (metrics, perplexity) = measured?;
+        post(&Response::CorrectPoint(DoseView {
+            count,
+            metrics,
+            perplexity,
+        }));
+    }
+    *state.correction.borrow_mut() = Correction {
+        scores: Some(scores),
+        parts,
+        judge: Some(judge),
+        max_new_tokens: max_new,
+        picked: None,
+        applied: false,
+    };
+    post(&Response::CorrectReady {
+        seconds: (js_sys::Date::now() - started) / 1000.0,
+    });
+    Ok(())
+}
+
+/// The held-out behaviour and the readout perplexity of the model as masked now.
+async fn measure_dose(
+    state: &State,
+    held_out: &[EncodedPrompt],
+    judge: &dyn ContinuationScorer,
+    max_new: usize,
+    tokens: &[u32],
+    count: usize,
+) -> Result<(scalpel::correct::BehaviourMetrics, f64), String> {
+    let loaded = state.loaded()?;
+    let out = continuations(
+        state,
+        &loaded.model,
+        held_out,
+        max_new,
+        &format!("{count} components pruned: held-out prompts"),
+    )
+    .await?;
+    let metrics = scalpel::correct::BehaviourMetrics::of(
+        &judge_all(judge, &loaded.tokenizer, &out).map_err(text)?,
+    );
+    let ppl = readout_perplexity(
+        state,
+        &loaded.model,
+        tokens,
+        &format!("{count} components pruned: perplexity"),
+    )
+    .await?;
+    Ok((metrics, ppl))
+}
+
+pub(crate) fn pick(state: &State, count: usize, on: bool) -> Result<(), String> {
+    let (masks, names) = {
+        let c = state.correction.borrow();
+        let scores = c.scores.as_ref().ok_or("find a correction first")?;
+        let masks = dose(scores, count).map_err(text)?;
+        let granularity = masks.granularity();
+        let names = match &c.parts {
+            Some((g, u)) => removed(&masks, scores, g, u, 12)
+                .iter()
+                .map(|r| component_label(granularity, r.layer, r.linear, r.index))
+                .collect(),
+            None => Vec::new(),
+        };
+        (masks, names)
+    };
+    if on {
+        apply(state, &masks)?;
+    } else {
+        restore_dense(state)?;
+    }
+    let mut c = state.correction.borrow_mut();
+    c.picked = Some((count, masks));
+    c.applied = on;
+    post(&Response::CorrectPicked {
+        count,
+        applied: on,
+        removed: names,
+    });
+    Ok(())
+}
+
+fn judged(judge: &dyn ContinuationScorer, text_: String, ids: &[u32]) -> JudgedText {
+    let Judgement {
+        exhibits,
+        score,
+        evidence,
+    } = judge.judge(&text_, ids);
+    JudgedText {
+        text: text_,
+        exhibits,
+        score,
+        evidence,
+    }
+}
+
+pub(crate) async fn compare(state: &State, prompt: String, max_new: usize) -> Result<(), String> {
+    let (masks, was_applied) = {
+        let c = state.correction.borrow();
+        let (_, masks) = c.picked.as_ref().ok_or("pick a correction first")?;
+        (masks.clone(), c.applied)
+    };
+    let ids = state.loaded()?.tokenizer.encode(&prompt).map_err(text)?;
+    if ids.is_empty() {
+        return Err("type a prompt first".into());
+    }
+    let max_new = if max_new == 0 {
+        state.correction.borrow().max_new_tokens.max(1)
+    } else {
+        max_new
+    };
+    let run = async |stage: &str| -> Result<Vec<u32>, String> {
+        progress(stage, 0.0, 0.0);
+        yield_now().await;
+        let loaded = state.loaded()?;
+        continue_greedily_async(&loaded.model, &ids, max_new)
+            .await
+            .map_err(text)
+    };
+    apply(state, &masks)?;
+    let corrected = run("Corrected model").await;
+    restore_dense(state)?;
+    let original = run("Original model").await;
+    if was_applied {
+        apply(state, &masks)?;
+    }
+    state.correction.borrow_mut().applied = was_applied;
+    let (corrected, original) = (corrected?, original?);
+    let loaded = state.loaded()?;
+    let c = state.correction.borrow();
+    let judge = c.judge.as_deref().ok_or("find a correction first")?;
+    let decode = |ids: &[u32]| loaded.tokenizer.decode(ids).map_err(text);
+    post(&Response::Compared(CompareView {
+        prompt,
+        original: judged(judge, decode(&original)?, &original),
+        corrected: judged(judge, decode(&corrected)?, &corrected),
+    }));
+    Ok(())
+}

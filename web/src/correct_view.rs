@@ -1,0 +1,310 @@
+//! The "Correct" panel: choose a behaviour (toxicity, repetition or pasted prompts), find what
+//! drives it, watch the dose–response curve grow, pick a dose, compare original and corrected
+//! generation side by side on any prompt, and export the corrected model.
+
+use leptos::prelude::*;
+use scalpel::report::{LineChart, Series};
+
+use crate::app::{Panel, Ui, WorkerLink, progress_view};
+use crate::protocol::{
+    BehaviourChoice, CompareView, CorrectRequest, CorrectionSetup, DoseView, JudgedText, Request,
+};
+use crate::widgets::{number_field, select_field};
+
+const BEHAVIOURS: [(&str, &str); 3] = [
+    ("toxicity", "Toxicity (RealToxicityPrompts)"),
+    ("repetition", "Repetition (the paper's prompts)"),
+    ("lines", "Your prompts"),
+];
+const GRANULARITIES: [(&str, &str); 3] = [
+    ("neurons", "MLP neurons"),
+    ("heads", "attention heads"),
+    ("weights", "weights"),
+];
+const METHODS: [(&str, &str); 4] = [
+    ("lrp", "LRP (R_diff)"),
+    ("gradient", "Gradient"),
+    ("wanda", "Wanda"),
+    ("random", "Random"),
+];
+
+/// What the correction panel shows.
+#[derive(Clone, Default, PartialEq)]
+pub(crate) struct CorrectStatus {
+    pub(crate) setup: Option<CorrectionSetup>,
+    pub(crate) doses: Vec<DoseView>,
+    /// Seconds the run took, once every dose is measured.
+    pub(crate) ready: Option<f64>,
+    /// The picked dose, whether it runs now, and the first components it removes.
+    pub(crate) picked: Option<(usize, bool, Vec<String>)>,
+    pub(crate) compared: Option<CompareView>,
+}
+
+impl CorrectStatus {
+    /// Another panel changed the model: the picked correction is no longer what runs.
+    pub(crate) fn model_changed(&mut self) {
+        if let Some(p) = &mut self.picked {
+            p.1 = false;
+        }
+    }
+}
+
+#[component]
+pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
+    let behaviour = RwSignal::new("toxicity".to_string());
+    let lines = RwSignal::new(String::new());
+    let granularity = RwSignal::new("neurons".to_string());
+    let method = RwSignal::new("lrp".to_string());
+    let prompts = RwSignal::new(24usize);
+    let general = RwSignal::new(16usize);
+    let dose = RwSignal::new(0usize);
+    let prompt = RwSignal::new("You are such a".to_string());
+    let send = move |r: Request| {
+        ui.start_job(Panel::Correct);
+        link.update_value(|l| l.send(ui, r));
+    };
+    let run = move || {
+        let choice = match behaviour.get_untracked().as_str() {
+            "repetition" => BehaviourChoice::Repetition,
+            "lines" => BehaviourChoice::Lines(lines.get_untracked()),
+            _ => BehaviourChoice::Toxicity,
+        };
+        ui.correct.set(CorrectStatus::default());
+        send(Request::Correct(CorrectRequest {
+            behaviour: choice,
+            granularity: granularity.get_untracked(),
+            method: method.get_untracked(),
+            prompts: prompts.get_untracked(),
+            general_samples: general.get_untracked(),
+            seed: 0,
+        }));
+    };
+    let idle = move || ui.is_idle();
+    let ready = move || ui.correct.get().ready.is_some();
+    let pick = move |apply: bool| {
+        if dose.get_untracked() > 0 {
+            send(Request::CorrectPick {
+                count: dose.get_untracked(),
+                apply,
+            });
+        }
+    };
+
+    view! {
+        <section class="card correct" data-testid="correct">
+            <h2>"Correct"</h2>
+            <p class="hint">
+                "Find the components that drive an unwanted behaviour: relevance on the behaviour's continuations "
+                "minus relevance on ordinary text (R_diff). Pruning the lowest few removes the behaviour while sparing "
+                "general ability; perplexity is the guard-rail."
+            </p>
+            <div class="row">
+                {select_field("Behaviour", "correct-behaviour", behaviour, &BEHAVIOURS)}
+                {select_field("Prune", "correct-granularity", granularity, &GRANULARITIES)}
+                {select_field("Scores", "correct-method", method, &METHODS)}
+                {number_field("Prompts", prompts, "2", "350", "correct-prompts")}
+                {number_field("General prompts", general, "1", "128", "correct-general")}
+            </div>
+            <Show when=move || behaviour.get() == "lines">
+                <textarea rows="4" data-testid="correct-lines"
+                    placeholder="One prompt per line, or `prompt | unwanted continuation`; continuations are judged by the profanity lexicon"
+                    prop:value=move || lines.get() on:input=move |ev| lines.set(event_target_value(&ev))></textarea>
+            </Show>
+            <div class="row">
+                <button class="primary" data-testid="find-correction" disabled=move || !idle()
+                    on:click=move |_| run()>"Find & measure corrections"</button>
+                <span class="stats" data-testid="correct-status">{move || status_line(&ui.correct.get())}</span>
+            </div>
+            {move || ui.is_busy_in(Panel::Correct).then(|| progress_view(ui))}
+            {move || {
+                let c = ui.correct.get();
+                c.setup.clone().filter(|_| !c.doses.is_empty()).map(|s| chart_view(&s, &c.doses))
+            }}
+            <div class="row">
+                <label class="inline">"Dose "
+                    <select data-testid="correct-dose" disabled=move || !ready() || !idle()
+                        on:change=move |ev| {
+                            if let Ok(v) = event_target_value(&ev).parse() {
+                                dose.set(v);
+                                pick(true);
+                            }
+                        }>
+                        <option value="0" selected=move || dose.get() == 0>"choose…"</option>
+                        {move || ui.correct.get().doses.iter().map(|d| {
+                            let count = d.count;
+                            view! { <option value=count.to_string() selected=move || dose.get() == count>{dose_label(d)}</option> }
+                        }).collect_view()}
+                    </select>
+                </label>
+                <label class="inline">
+                    <input type="checkbox" data-testid="correct-apply"
+                        prop:checked=move || ui.correct.get().picked.as_ref().is_some_and(|p| p.1)
+                        disabled=move || ui.correct.get().picked.is_none() || !idle()
+                        on:change=move |ev| pick(event_target_checked(&ev)) />
+                    "Corrected model running (else the original)"
+                </label>
+                <button data-testid="correct-export"
+                    disabled=move || !idle() || !ui.correct.get().picked.as_ref().is_some_and(|p| p.1)
+                    on:click=move |_| send(Request::Export)>"Export corrected model"</button>
+            </div>
+            {move || ui.correct.get().picked.map(|(count, applied, removed)| picked_view(count, applied, &removed, &ui.correct.get()))}
+            <div class="row">
+                <input type="text" class="grow" data-testid="correct-prompt" prop:value=move || prompt.get()
+                    on:input=move |ev| prompt.set(event_target_value(&ev)) />
+                <button data-testid="correct-compare" disabled=move || !idle() || ui.correct.get().picked.is_none()
+                    on:click=move |_| send(Request::CorrectCompare { prompt: prompt.get_untracked(), max_new_tokens: 0 })>
+                    "Compare original and corrected"</button>
+            </div>
+            {move || ui.correct.get().compared.map(compare_view)}
+        </section>
+    }
+}
+
+fn dose_label(d: &DoseView) -> String {
+    format!("{} components", d.count)
+}
+
+fn status_line(c: &CorrectStatus) -> String {
+    let Some(s) = &c.setup else {
+        return String::new();
+    };
+    let done = c.ready.map_or(String::new(), |t| {
+        format!(" · every dose measured in {t:.1} s: pick one")
+    });
+    format!(
+        "{}: {} of {} scoring prompts show it (undesired set), general set {} · dense on {} held-out prompts: {} {:.0} %, {} {:.3} · {} perplexity {:.2}{done}",
+        s.behaviour,
+        s.undesired,
+        s.scoring_prompts,
+        s.general,
+        s.held_out_prompts,
+        s.rate_name,
+        100.0 * s.dense.rate,
+        s.score_name,
+        s.dense.mean_score,
+        s.protocol,
+        s.dense_perplexity
+    )
+}
+
+/// The headline number of a behaviour: the lexicon hit rate (%), or the mean RUR.
+fn headline(s: &CorrectionSetup, m: &scalpel::correct::BehaviourMetrics) -> f64 {
+    if s.lower_is_better {
+        100.0 * m.rate
+    } else {
+        m.mean_score
+    }
+}
+
+/// The dose–response chart so far, with the dense model as the reference line.
+fn chart_view(s: &CorrectionSetup, doses: &[DoseView]) -> impl IntoView + use<> {
+    let y_label = if s.lower_is_better {
+        format!("{} (%)", s.rate_name)
+    } else {
+        s.score_name.clone()
+    };
+    let chart = LineChart {
+        title: format!("{} on held-out prompts vs components pruned", s.behaviour),
+        x_label: format!("{} pruned (lowest R_diff first)", s.components),
+        y_label,
+        log_y: false,
+        series: vec![Series {
+            name: "corrected".into(),
+            points: doses
+                .iter()
+                .map(|d| (d.count as f64, headline(s, &d.metrics)))
+                .collect(),
+            spread: vec![],
+        }],
+        reference: Some(("dense".into(), headline(s, &s.dense))),
+    };
+    let table = doses
+        .iter()
+        .map(|d| {
+            view! {
+                <tr>
+                    <td>{d.count}</td>
+                    <td>{format!("{:.0} %", 100.0 * d.metrics.rate)}</td>
+                    <td>{format!("{:.3}", d.metrics.mean_score)}</td>
+                    <td>{format!("{:.2} ({:+.1} %)", d.perplexity, 100.0 * (d.perplexity / s.dense_perplexity - 1.0))}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <div class="chart" data-testid="correct-chart" inner_html=chart.to_svg()></div>
+        <table class="doses" data-testid="correct-doses">
+            <tr><th>"pruned"</th><th>{s.rate_name.clone()}</th><th>{s.score_name.clone()}</th><th>{format!("{} perplexity", s.protocol)}</th></tr>
+            {table}
+        </table>
+    }
+}
+
+fn picked_view(
+    count: usize,
+    applied: bool,
+    removed: &[String],
+    c: &CorrectStatus,
+) -> impl IntoView + use<> {
+    let point = c.doses.iter().find(|d| d.count == count).copied();
+    let change = match (point, &c.setup) {
+        (Some(d), Some(s)) => format!(
+            " · held out: {} {:.0} % (dense {:.0} %), perplexity {:.2} → {:.2} ({:+.1} %)",
+            s.rate_name,
+            100.0 * d.metrics.rate,
+            100.0 * s.dense.rate,
+            s.dense_perplexity,
+            d.perplexity,
+            100.0 * (d.perplexity / s.dense_perplexity - 1.0)
+        ),
+        _ => String::new(),
+    };
+    let removed = if removed.is_empty() {
+        String::new()
+    } else {
+        format!(" · first removed: {}", removed.join(", "))
+    };
+    view! {
+        <div class="stats" data-testid="correct-picked">
+            {format!(
+                "{} correction of {count} components{change}{removed}",
+                if applied { "running the" } else { "original model running; chosen" }
+            )}
+        </div>
+    }
+}
+
+fn judged_view(title: &'static str, j: JudgedText, id: &'static str) -> impl IntoView {
+    let flag = if j.exhibits {
+        if j.evidence.is_empty() {
+            format!("⚠ shows the behaviour (score {:.2})", j.score)
+        } else {
+            format!(
+                "⚠ flagged: {} (severity {:.1})",
+                j.evidence.join(", "),
+                j.score
+            )
+        }
+    } else {
+        format!("✓ not flagged (score {:.2})", j.score)
+    };
+    view! {
+        <div class="side" data-testid=id>
+            <h3>{title}</h3>
+            <p class="continuation">{j.text}</p>
+            <p class="flag" class:bad=j.exhibits>{flag}</p>
+        </div>
+    }
+}
+
+fn compare_view(c: CompareView) -> impl IntoView {
+    view! {
+        <div class="compare" data-testid="correct-compared">
+            <p class="hint">{format!("“{}” …", c.prompt)}</p>
+            <div class="sides">
+                {judged_view("Original", c.original, "correct-original")}
+                {judged_view("Corrected", c.corrected, "correct-corrected")}
+            </div>
+        </div>
+    }
+}
