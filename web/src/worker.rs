@@ -392,9 +392,11 @@ async fn load(state: &State, source: ModelSource, choice: DeviceChoice) -> Resul
     progress("Preparing tensors", 0.0, 0.0);
     yield_now().await;
     let loaded = files
-        .load(&device.device, &mut |done, total| {
-            progress("Loading tensors", done as f64, total as f64)
-        })
+        .load_within(
+            &device.device,
+            device.max_binding_bytes,
+            &mut |done, total| progress("Loading tensors", done as f64, total as f64),
+        )
         .map_err(|e| e.to_string())?;
     let params = summary(&loaded.model.config);
     state.on_gpu.set(device.is_gpu);

@@ -161,10 +161,14 @@ pub fn load(args: &ModelArgs) -> Result<(LoadedModel, SelectedDevice)> {
     let device = select(args.device)?;
     let pb = bar(0, "loading");
     let loaded = files
-        .load(&device.device, &mut |done, total| {
-            pb.set_length(total as u64);
-            pb.set_position(done as u64);
-        })
+        .load_within(
+            &device.device,
+            device.max_binding_bytes,
+            &mut |done, total| {
+                pb.set_length(total as u64);
+                pb.set_position(done as u64);
+            },
+        )
         .with_context(|| format!("loading {}", args.model))?;
     pb.finish_and_clear();
     Ok((loaded, device))

@@ -42,6 +42,47 @@ pub struct SelectedDevice {
     pub max_binding_bytes: Option<u64>,
 }
 
+/// Errors unless every weight matrix of `config` fits in one storage binding of `max_binding_bytes`
+/// (a GPU holds each tensor in one buffer, and WebGPU adapters often allow only 128 MiB–2 GiB):
+/// checked before anything is uploaded, with the largest offender named.
+pub fn check_fits(config: &crate::ModelConfig, max_binding_bytes: u64) -> crate::Result<()> {
+    let c = config;
+    let embed = c
+        .opt
+        .as_ref()
+        .map_or(c.hidden_size, |o| o.word_embed_proj_dim);
+    let positions = c
+        .opt
+        .as_ref()
+        .map_or(0, |o| c.max_position_embeddings + o.position_offset);
+    let matrices = [
+        ("the token embedding", c.vocab_size, embed),
+        ("the learned positions", positions, c.hidden_size),
+        ("an MLP projection", c.intermediate_size, c.hidden_size),
+        (
+            "an attention projection",
+            c.num_heads * c.head_dim,
+            c.hidden_size,
+        ),
+    ];
+    let (what, rows, cols) = matrices
+        .into_iter()
+        .max_by_key(|(_, r, c)| r * c)
+        .unwrap_or(("a weight", 0, 0));
+    let bytes = (rows * cols * 4) as u64;
+    if bytes > max_binding_bytes {
+        return Err(crate::Error::TooLarge {
+            what: format!(
+                "{what} ({rows} × {cols} float32) in one GPU buffer, over this adapter's storage-binding limit: \
+                 run this model on the CPU backend, or natively on a GPU with larger limits"
+            ),
+            requested: bytes.into(),
+            limit: max_binding_bytes.into(),
+        });
+    }
+    Ok(())
+}
+
 impl SelectedDevice {
     pub fn cpu(fallback_reason: Option<String>) -> Self {
         let label = match &fallback_reason {

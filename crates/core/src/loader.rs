@@ -54,6 +54,17 @@ impl ModelFiles {
         device: &Device,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<LoadedModel> {
+        self.load_within(device, None, progress)
+    }
+
+    /// [`ModelFiles::load`], first checking that every weight fits a GPU buffer of
+    /// `max_binding_bytes` ([`crate::device::check_fits`]) when a limit is given.
+    pub fn load_within(
+        self,
+        device: &Device,
+        max_binding_bytes: Option<u64>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<LoadedModel> {
         let (config, source, tokenizer): (ModelConfig, Box<dyn WeightSource>, TextTokenizer) =
             match self {
                 ModelFiles::Gguf {
@@ -96,6 +107,9 @@ impl ModelFiles {
                 tokenizer.vocab_size(),
                 config.vocab_size
             )));
+        }
+        if let Some(limit) = max_binding_bytes {
+            crate::device::check_fits(&config, limit)?;
         }
         let model = Model::load(config, source.as_ref(), device, progress)?;
         Ok(LoadedModel { model, tokenizer })

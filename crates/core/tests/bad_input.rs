@@ -176,3 +176,26 @@ fn a_tokenizer_json_with_a_broken_decoder_is_an_error_not_a_panic() {
         assert!(err.to_string().contains("not valid JSON"), "{file}: {err}");
     }
 }
+
+/// A GPU holds each tensor in one buffer: a model whose largest matrix exceeds the adapter's
+/// storage-binding limit is refused before any upload, naming the matrix and the limit.
+#[test]
+fn a_model_over_the_storage_binding_limit_is_refused_before_upload() {
+    let files = scalpel::ModelFiles::Gguf {
+        gguf: asset(SMOLLM2_GGUF),
+        tokenizer_json: None,
+    };
+    let config = files.config().unwrap();
+    // 49152 × 576 float32 = 113 MB: under WebGPU's default 128 MiB, over a 64 MiB limit.
+    scalpel::device::check_fits(&config, 128 << 20).unwrap();
+    let err = files
+        .load_within(&cpu(), Some(64 << 20), &mut |_, _| {
+            panic!("nothing may be uploaded")
+        })
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("the token embedding (49152 × 576 float32)") && text.contains("67108864"),
+        "{text}"
+    );
+}
