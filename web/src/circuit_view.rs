@@ -55,13 +55,10 @@ impl CircuitStatus {
 
     /// The largest measured share pruned whose faithfulness reaches `threshold`.
     fn fraction_for(&self, threshold: f64) -> Option<f64> {
-        self.curve
-            .iter()
-            .filter(|p| p.faithfulness >= threshold)
-            .map(|p| p.fraction)
-            .fold(None, |best: Option<f64>, f| {
-                Some(best.map_or(f, |b| b.max(f)))
-            })
+        scalpel::circuit::largest_keeping(
+            self.curve.iter().map(|p| (p.fraction, p.faithfulness)),
+            threshold,
+        )
     }
 }
 

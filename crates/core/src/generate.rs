@@ -8,6 +8,7 @@ use burn::tensor::Tensor;
 
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Logits, Model};
+use crate::rng::SplitMix64;
 
 /// How the next token is chosen.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,7 +144,7 @@ impl<'m> Generator<'m> {
             pending: prompt.to_vec(),
             history: prompt.to_vec(),
             generated: Vec::new(),
-            rng: SplitMix64(options.seed),
+            rng: SplitMix64::new(options.seed),
             options,
             stop: None,
         })
@@ -285,24 +286,6 @@ fn sample(
     *order.last().expect("at least one candidate")
 }
 
-/// A tiny seeded generator (SplitMix64): reproducible across platforms, no OS entropy needed.
-#[derive(Debug, Clone)]
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
 /// Generates with asynchronous read-backs (the browser), without streaming: the new tokens and
 /// why generation stopped.
 pub async fn generate_async(
@@ -374,7 +357,7 @@ mod tests {
     #[test]
     fn sampling_follows_the_distribution() {
         let logits = [0.0f32, (3.0f32).ln()]; // p = [0.25, 0.75]
-        let mut rng = SplitMix64(7);
+        let mut rng = SplitMix64::new(7);
         let n = 20_000;
         let ones = (0..n)
             .filter(|_| sample(&logits, 1.0, None, None, rng.next_f64()) == 1)

@@ -187,10 +187,27 @@ pub fn bracket(
 ) -> Option<(CurvePoint, Option<CurvePoint>)> {
     let mut sorted: Vec<CurvePoint> = points.to_vec();
     sorted.sort_by(|a, b| a.fraction.total_cmp(&b.fraction));
-    let best = sorted
-        .iter()
-        .rposition(|p| faithfulness(&p.metrics, dense) >= threshold)?;
-    Some((sorted[best], sorted.get(best + 1).copied()))
+    let best = largest_keeping(
+        sorted
+            .iter()
+            .map(|p| (p.fraction, faithfulness(&p.metrics, dense))),
+        threshold,
+    )?;
+    let at = sorted.iter().position(|p| p.fraction == best)?;
+    Some((sorted[at], sorted.get(at + 1).copied()))
+}
+
+/// The largest share pruned among `(fraction, faithfulness)` points whose faithfulness reaches
+/// `threshold`: the circuit a threshold picks from a measured curve.
+pub fn largest_keeping(
+    points: impl IntoIterator<Item = (f64, f64)>,
+    threshold: f64,
+) -> Option<f64> {
+    points
+        .into_iter()
+        .filter(|&(_, f)| f >= threshold)
+        .map(|(fraction, _)| fraction)
+        .max_by(f64::total_cmp)
 }
 
 /// One kept component with its score: a head or neuron (`index` within its layer), or a
