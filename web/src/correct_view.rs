@@ -210,9 +210,13 @@ fn chart_view(s: &CorrectionSetup, doses: &[DoseView]) -> impl IntoView + use<> 
         log_y: false,
         series: vec![Series {
             name: "corrected".into(),
-            points: doses
-                .iter()
-                .map(|d| (d.count as f64, headline(s, &d.metrics)))
+            // Starting from the dense model at 0 pruned.
+            points: std::iter::once((0.0, headline(s, &s.dense)))
+                .chain(
+                    doses
+                        .iter()
+                        .map(|d| (d.count as f64, headline(s, &d.metrics))),
+                )
                 .collect(),
             spread: vec![],
         }],

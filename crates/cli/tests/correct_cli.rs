@@ -101,6 +101,22 @@ fn correction_writes_its_report_and_a_checkpoint_that_measures_the_same() {
                 .starts_with("<svg")
         );
     }
+    // --render re-writes the same report from the JSON alone.
+    let rendered = dir.join("rendered");
+    ok(&scalpel(&[
+        "correct",
+        "--render",
+        out.join("correction.json").to_str().unwrap(),
+        "--out",
+        rendered.to_str().unwrap(),
+    ]));
+    for file in ["correction.md", "correction.svg", "perplexity.svg"] {
+        assert_eq!(
+            std::fs::read(rendered.join(file)).unwrap(),
+            std::fs::read(out.join(file)).unwrap(),
+            "{file}"
+        );
+    }
 
     // The checkpoint is the lrp correction at --count: it measures what the report says.
     let checkpoint = out.join("checkpoint");

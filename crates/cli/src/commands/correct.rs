@@ -97,6 +97,10 @@ pub struct Args {
     /// Skip writing the corrected checkpoint (the report only).
     #[arg(long)]
     pub no_checkpoint: bool,
+    /// Only re-write correction.md and the SVG charts in --out from this correction.json (e.g.
+    /// after a Scalpel update), computing nothing.
+    #[arg(long)]
+    pub render: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -258,6 +262,16 @@ fn score(
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(json) = &args.render {
+        let doc: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(json).with_context(|| format!("reading {}", json.display()))?,
+        )
+        .with_context(|| format!("{} is not a correction report", json.display()))?;
+        if !doc["methods"].is_array() || !doc["protocol"].is_object() {
+            bail!("{} is not a correction.json", json.display());
+        }
+        return write_report(&args.out, &doc);
+    }
     let behaviour = behaviour(&args)?;
     let granularity = Granularity::parse(&args.components)?;
     let methods: Vec<ScoreMethod> = args
@@ -534,17 +548,20 @@ pub fn run(args: Args) -> Result<()> {
         &args.out.join("correction.json"),
         serde_json::to_string_pretty(&doc)?.as_bytes(),
     )?;
-    write_atomically(&args.out.join("correction.md"), markdown(&doc).as_bytes())?;
-    let [behaviour_chart, ppl_chart] = charts(&doc);
+    write_report(&args.out, &doc)
+}
+
+/// correction.md, correction.svg and perplexity.svg from the report's JSON.
+fn write_report(out: &Path, doc: &serde_json::Value) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    write_atomically(&out.join("correction.md"), markdown(doc).as_bytes())?;
+    let [behaviour_chart, ppl_chart] = charts(doc);
     write_atomically(
-        &args.out.join("correction.svg"),
+        &out.join("correction.svg"),
         behaviour_chart.to_svg().as_bytes(),
     )?;
-    write_atomically(
-        &args.out.join("perplexity.svg"),
-        ppl_chart.to_svg().as_bytes(),
-    )?;
-    eprintln!("report written to {}", args.out.display());
+    write_atomically(&out.join("perplexity.svg"), ppl_chart.to_svg().as_bytes())?;
+    eprintln!("report written to {}", out.display());
     Ok(())
 }
 
@@ -657,23 +674,29 @@ fn charts(doc: &serde_json::Value) -> [LineChart; 2] {
             m["mean_score"].as_f64().unwrap_or(f64::NAN)
         }
     };
-    let series = |value: &dyn Fn(&serde_json::Value) -> f64| -> Vec<Series> {
+    // Every line starts from the dense model at 0 pruned.
+    let series = |value: &dyn Fn(&serde_json::Value) -> f64, dense: f64| -> Vec<Series> {
         doc["methods"]
             .as_array()
             .into_iter()
             .flatten()
             .map(|run| Series {
                 name: run["method"].as_str().unwrap_or("").to_string(),
-                points: run["doses"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|d| (d["count"].as_f64().unwrap_or(f64::NAN), value(d)))
+                points: std::iter::once((0.0, dense))
+                    .chain(
+                        run["doses"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .map(|d| (d["count"].as_f64().unwrap_or(f64::NAN), value(d))),
+                    )
                     .collect(),
                 spread: Vec::new(),
             })
             .collect()
     };
+    let dense_headline = headline(&doc["dense"]["held_out"]);
+    let dense_ppl = doc["dense"]["perplexity"].as_f64().unwrap_or(f64::NAN);
     let components = p["components"].as_str().unwrap_or("components");
     let title = format!(
         "{} — {}",
@@ -696,8 +719,8 @@ fn charts(doc: &serde_json::Value) -> [LineChart; 2] {
         x_label: format!("{components} pruned"),
         y_label,
         log_y: false,
-        series: series(&|d| headline(&d["held_out"])),
-        reference: Some(("dense".into(), headline(&doc["dense"]["held_out"]))),
+        series: series(&|d| headline(&d["held_out"]), dense_headline),
+        reference: Some(("dense".into(), dense_headline)),
     };
     let ppl_name = p["perplexity"]["name"].as_str().unwrap_or("perplexity");
     let ppl = LineChart {
@@ -705,11 +728,8 @@ fn charts(doc: &serde_json::Value) -> [LineChart; 2] {
         x_label: format!("{components} pruned"),
         y_label: format!("{ppl_name} perplexity"),
         log_y: false,
-        series: series(&|d| d["perplexity"].as_f64().unwrap_or(f64::NAN)),
-        reference: Some((
-            "dense".into(),
-            doc["dense"]["perplexity"].as_f64().unwrap_or(f64::NAN),
-        )),
+        series: series(&|d| d["perplexity"].as_f64().unwrap_or(f64::NAN), dense_ppl),
+        reference: Some(("dense".into(), dense_ppl)),
     };
     [behaviour, ppl]
 }
