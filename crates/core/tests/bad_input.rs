@@ -165,6 +165,7 @@ fn generation_stops_at_the_context_limit() {
 
 /// Fuzzing regressions (crates/core/fuzz, target `tokenizer`): a control character, and a byte
 /// that is not UTF-8, inside the decoder's JSON made tokenizers 0.23 panic; each must be an error.
+/// So must a BPE merge whose result is longer than any vocabulary token (a slice panic there).
 #[test]
 fn a_tokenizer_json_with_a_broken_decoder_is_an_error_not_a_panic() {
     for file in [
@@ -175,6 +176,13 @@ fn a_tokenizer_json_with_a_broken_decoder_is_an_error_not_a_panic() {
         let err = scalpel::TextTokenizer::from_json(&bytes, None, vec![]).unwrap_err();
         assert!(err.to_string().contains("not valid JSON"), "{file}: {err}");
     }
+    let bytes =
+        std::fs::read(fixtures().join("fuzz/tokenizer-bpe-merge-beyond-vocab.json")).unwrap();
+    let err = scalpel::TextTokenizer::from_json(&bytes, None, vec![]).unwrap_err();
+    assert!(
+        err.to_string().contains("which is not in the vocabulary"),
+        "{err}"
+    );
 }
 
 /// A GPU holds each tensor in one buffer: a model whose largest matrix exceeds the adapter's

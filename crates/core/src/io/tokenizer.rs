@@ -27,8 +27,9 @@ impl TextTokenizer {
         // tokenizers 0.23 panics instead of failing on a JSON syntax error, invalid UTF-8 or a
         // bad escape inside "decoder" (found by fuzzing): reject malformed JSON before it gets
         // there. A full `Value` parse checks every string, which skipping (`IgnoredAny`) does not.
-        serde_json::from_slice::<Value>(bytes)
+        let doc = serde_json::from_slice::<Value>(bytes)
             .map_err(|e| Error::format("tokenizer.json", format!("not valid JSON: {e}")))?;
+        check_bpe_merges(&doc).map_err(|why| Error::format("tokenizer.json", why))?;
         let inner = Tokenizer::from_bytes(bytes)
             .map_err(|e| Error::format("tokenizer.json", e.to_string()))?;
         Ok(Self {
@@ -242,4 +243,50 @@ fn string_array(file: &GgufFile, key: &str) -> Result<Vec<String>> {
                 .ok_or_else(|| Error::Tokenizer(format!("`{key}` holds a non-string")))
         })
         .collect()
+}
+
+/// tokenizers 0.23 panics (an out-of-range slice) on a BPE merge whose two parts are in the
+/// vocabulary but whose result is longer than every vocabulary token, or whose second part is
+/// shorter than the continuing-subword prefix (found by fuzzing). A merge must join two
+/// vocabulary tokens into a third: check that first, naming the merge.
+fn check_bpe_merges(doc: &Value) -> std::result::Result<(), String> {
+    let model = &doc["model"];
+    if model["type"].as_str() != Some("BPE") {
+        return Ok(());
+    }
+    let (Some(vocab), Some(merges)) = (model["vocab"].as_object(), model["merges"].as_array())
+    else {
+        return Ok(());
+    };
+    let prefix = model["continuing_subword_prefix"].as_str().unwrap_or("");
+    for (i, merge) in merges.iter().enumerate() {
+        let (a, b) = match merge {
+            Value::String(s) => match s.split_once(' ') {
+                Some(pair) => pair,
+                None => continue,
+            },
+            Value::Array(pair) => match (
+                pair.first().and_then(Value::as_str),
+                pair.get(1).and_then(Value::as_str),
+            ) {
+                (Some(a), Some(b)) => (a, b),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        let Some(tail) = b.strip_prefix(prefix) else {
+            return Err(format!(
+                "merge {i} (`{a}` + `{b}`): `{b}` does not start with the continuing-subword prefix `{prefix}`"
+            ));
+        };
+        if vocab.contains_key(a)
+            && vocab.contains_key(b)
+            && !vocab.contains_key(&format!("{a}{tail}"))
+        {
+            return Err(format!(
+                "merge {i} (`{a}` + `{b}`) makes `{a}{tail}`, which is not in the vocabulary"
+            ));
+        }
+    }
+    Ok(())
 }
