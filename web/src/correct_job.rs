@@ -5,9 +5,10 @@
 use std::cell::RefCell;
 
 use scalpel::correct::{
-    Behaviour, ContinuationScorer, EncodedPrompt, Judgement, Lexicon, Measure, OVERLAP_WARNING,
-    Uniqueness, check_method, continuation_reference, continue_greedily_async, differential, dose,
-    encode, judge_all, overlap, removed, to_continue, undesired_set,
+    Behaviour, ContinuationScorer, EncodedPrompt, GENERAL_PROMPT_TOKENS, Judgement, Lexicon,
+    Measure, OVERLAP_WARNING, Uniqueness, check_method, continue_greedily_async, differential,
+    dose, encode, general_prompts, general_reference, judge_all, overlap, removed, to_continue,
+    undesired_scores, undesired_set,
 };
 use scalpel::prune::{Granularity, Masks};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
@@ -22,9 +23,6 @@ use crate::protocol::{
     LEXICON_URL, RTP_URLS, Response,
 };
 use crate::worker::{State, download, post, progress, yield_now};
-
-/// Tokens of each C4 sample that prompt the general set's own continuations.
-const GENERAL_PROMPT_TOKENS: usize = 32;
 
 /// What the correction panel keeps between requests.
 #[derive(Default)]
@@ -105,8 +103,7 @@ async fn continuations(
     Ok(out)
 }
 
-/// The general set: C4 prompts and the model's own continuations of them, explained as the
-/// behaviour's continuations are (so the two differ in behaviour, not in kind of output).
+/// The general set: C4 prompts and the model's own continuations of them ([`general_reference`]).
 async fn general_set(
     state: &State,
     loaded: &LoadedModel,
@@ -121,15 +118,7 @@ async fn general_set(
         GENERAL_PROMPT_TOKENS,
     )
     .map_err(text)?;
-    let prompts: Vec<EncodedPrompt> = c4
-        .samples
-        .iter()
-        .map(|ids| EncodedPrompt {
-            text: String::new(),
-            ids: ids.clone(),
-            given: None,
-        })
-        .collect();
+    let prompts = general_prompts(&c4, GENERAL_PROMPT_TOKENS).map_err(text)?;
     let own = continuations(
         state,
         &loaded.model,
@@ -138,22 +127,18 @@ async fn general_set(
         "Continuing general prompts",
     )
     .await?;
-    let pairs: Vec<(Vec<u32>, Vec<u32>)> = c4.samples.into_iter().zip(own).collect();
-    continuation_reference(
-        &format!("{}-prompts{GENERAL_PROMPT_TOKENS}", c4.protocol.name),
-        &pairs,
-    )
-    .map_err(text)
+    general_reference(&c4, GENERAL_PROMPT_TOKENS, own).map_err(text)
 }
 
-/// Scores of `method` over `reference`; signed for the undesired set (lrp, gradient).
+/// Scores of `method` over `reference`: the undesired set's (`undesired_scores`) when
+/// `undesired`, else the method's own.
 async fn score(
     state: &State,
     model: &Model,
     method: ScoreMethod,
     granularity: Granularity,
     reference: ReferenceSet,
-    signed: bool,
+    undesired: bool,
     stage: &str,
 ) -> Result<Scores, String> {
     let mut scorer = Scorer::at(
@@ -167,8 +152,8 @@ async fn score(
     step_scorer(state, &mut scorer, stage).await?;
     progress("Reading scores back", 0.0, 0.0);
     yield_now().await;
-    let pending = if signed && method != ScoreMethod::Wanda {
-        scorer.signed_scores_at(granularity)
+    let pending = if undesired {
+        undesired_scores(scorer, granularity)
     } else {
         scorer.finish()
     }
@@ -202,12 +187,7 @@ pub(crate) async fn run(state: &State, req: CorrectRequest) -> Result<(), String
     let context = model.config.max_position_embeddings;
     let scoring = encode(&loaded.tokenizer, &scoring, max_new, context).map_err(text)?;
     let held_out = encode(&loaded.tokenizer, &held_out, max_new, context).map_err(text)?;
-    let total: u64 = granularity
-        .linear_ids(model)
-        .into_iter()
-        .map(|id| granularity.shape(model, id).map(|[r, c]| (r * c) as u64))
-        .sum::<scalpel::Result<u64>>()
-        .map_err(text)?;
+    let total = granularity.total(model).map_err(text)?;
 
     let to_generate = to_continue(&scoring);
     let generated = continuations(
@@ -268,7 +248,7 @@ pub(crate) async fn run(state: &State, req: CorrectRequest) -> Result<(), String
 
     let (scores, parts) = if method == ScoreMethod::Random {
         (
-            Scores::random(model, granularity, req.seed ^ 0x5EED_0000).map_err(text)?,
+            Scores::random_baseline(model, granularity, req.seed).map_err(text)?,
             None,
         )
     } else {

@@ -9,13 +9,14 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use scalpel::correct::{
-    Behaviour, BehaviourMetrics, ContinuationScorer, EncodedPrompt, Judgement, Lexicon, Measure,
-    OVERLAP_WARNING, Removed, TOXICITY_CATEGORIES, Uniqueness, check_method,
-    continuation_reference, continue_greedily, default_count, default_doses, differential, dose,
-    encode, judge_all, overlap, removed, to_continue, undesired_set,
+    Behaviour, BehaviourMetrics, ContinuationScorer, EncodedPrompt, GENERAL_PROMPT_TOKENS,
+    Judgement, Lexicon, Measure, OVERLAP_WARNING, Removed, TOXICITY_CATEGORIES, Uniqueness,
+    check_method, continue_greedily, default_count, default_doses, differential, dose, encode,
+    general_prompts, general_reference, judge_all, overlap, removed, to_continue, undesired_scores,
+    undesired_set,
 };
 use scalpel::eval::perplexity::PerplexityProtocol;
-use scalpel::prune::Granularity;
+use scalpel::prune::{Granularity, Masks};
 use scalpel::relevance::MemoryLimits;
 use scalpel::report::{LineChart, Series};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
@@ -86,7 +87,7 @@ pub struct Args {
     #[arg(long, default_value = "continuation")]
     pub general_explains: String,
     /// Tokens of each general sample used as the prompt with --general-explains continuation.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = GENERAL_PROMPT_TOKENS)]
     pub general_prompt_tokens: usize,
     #[command(flatten)]
     pub wiki: WikiArgs,
@@ -236,13 +237,14 @@ fn behaviour(args: &Args) -> Result<Behaviour> {
     Ok(b)
 }
 
-/// Component scores of `method` over `reference` (signed for lrp and gradient when `signed`).
+/// Component scores of `method` over `reference`: the undesired set's ([`undesired_scores`]) when
+/// `undesired`, else the method's own.
 fn score(
     model: &Model,
     method: ScoreMethod,
     granularity: Granularity,
     reference: &ReferenceSet,
-    signed: bool,
+    undesired: bool,
     label: &str,
 ) -> Result<Scores> {
     let mut scorer = Scorer::at(
@@ -253,8 +255,8 @@ fn score(
         MemoryLimits::default(),
     )?;
     run_scorer(&mut scorer, label)?;
-    let pending = if signed && method != ScoreMethod::Wanda {
-        scorer.signed_scores_at(granularity)?
+    let pending = if undesired {
+        undesired_scores(scorer, granularity)?
     } else {
         scorer.finish()?
     };
@@ -287,6 +289,9 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--methods needs at least one method");
     }
     let count = args.count.unwrap_or(default_count(granularity));
+    if count == 0 {
+        bail!("--count must be at least 1 (the components the written correction prunes)");
+    }
     let mut doses = if args.doses.is_empty() {
         default_doses(granularity)
     } else {
@@ -312,11 +317,7 @@ pub fn run(args: Args) -> Result<()> {
     let (loaded, device) = load(&args.model)?;
     let tokenizer = &loaded.tokenizer;
     let mut model = loaded.model;
-    let total: u64 = granularity
-        .linear_ids(&model)
-        .into_iter()
-        .map(|id| granularity.shape(&model, id).map(|[r, c]| (r * c) as u64))
-        .sum::<scalpel::Result<u64>>()?;
+    let total = granularity.total(&model)?;
     if let Some(&largest) = doses.last()
         && largest as u64 > total
     {
@@ -368,28 +369,9 @@ pub fn run(args: Args) -> Result<()> {
         "text" => text,
         "continuation" => {
             let n = args.general_prompt_tokens;
-            if n == 0 || n > text.protocol.sample_len {
-                bail!(
-                    "--general-prompt-tokens must be in 1..={} (the general samples' length)",
-                    text.protocol.sample_len
-                );
-            }
-            let prompts: Vec<EncodedPrompt> = text
-                .samples
-                .iter()
-                .map(|s| EncodedPrompt {
-                    text: String::new(),
-                    ids: s[..n].to_vec(),
-                    given: None,
-                })
-                .collect();
+            let prompts = general_prompts(&text, n).context("--general-prompt-tokens")?;
             let own = eval.continuations(&model, &prompts, "general set")?;
-            let pairs: Vec<(Vec<u32>, Vec<u32>)> = prompts
-                .into_iter()
-                .map(|p| p.ids)
-                .zip(own.continuations)
-                .collect();
-            continuation_reference(&format!("{}-prompts{n}", text.protocol.name), &pairs)?
+            general_reference(&text, n, own.continuations)?
         }
         other => bail!("--general-explains is continuation or text, not `{other}`"),
     };
@@ -425,12 +407,13 @@ pub fn run(args: Args) -> Result<()> {
     );
 
     let mut runs = Vec::new();
-    let mut checkpoint_scores = None;
+    // The written correction: the first method at --count, with its held-out continuations.
+    let mut checkpoint: Option<(Scores, Masks, Measured)> = None;
     for &method in &methods {
         let start = Instant::now();
         let mut parts = None;
         let scores = if method == ScoreMethod::Random {
-            Scores::random(&model, granularity, args.seed ^ 0x5EED_0000)?
+            Scores::random_baseline(&model, granularity, args.seed)?
         } else {
             let g = score(
                 &model,
@@ -452,12 +435,10 @@ pub fn run(args: Args) -> Result<()> {
             parts = Some((g, u));
             diff
         };
-        let top_removed = match &parts {
-            Some((g, u)) => removed(&dose(&scores, count)?, &scores, g, u, 20),
-            None => Vec::new(),
-        };
         let scoring_seconds = start.elapsed().as_secs_f64();
         let mut points = Vec::new();
+        let mut top_removed = Vec::new();
+        let mut at_count = None;
         for &d in &doses {
             let masks = dose(&scores, d)?;
             masks.apply(&mut model)?;
@@ -480,6 +461,12 @@ pub fn run(args: Args) -> Result<()> {
                 held_out: m,
                 perplexity,
             });
+            if d == count {
+                if let Some((g, u)) = &parts {
+                    top_removed = removed(&masks, &scores, g, u, 20);
+                }
+                at_count = Some((masks, measured));
+            }
         }
         runs.push(MethodRun {
             method,
@@ -488,19 +475,14 @@ pub fn run(args: Args) -> Result<()> {
             doses: points,
             removed: top_removed,
         });
-        if checkpoint_scores.is_none() {
-            checkpoint_scores = Some(scores);
+        if checkpoint.is_none() {
+            let (masks, measured) = at_count.context("--count is among the doses")?;
+            checkpoint = Some((scores, masks, measured));
         }
     }
 
-    // The written correction: the first method at --count.
-    let scores = checkpoint_scores.context("no method ran")?;
-    let masks = dose(&scores, count)?;
-    masks.apply(&mut model)?;
-    let corrected = eval.continuations(&model, &held_out, "examples")?;
+    let (scores, masks, corrected) = checkpoint.context("no method ran")?;
     let examples = examples(tokenizer, &held_out, &dense_measured, &corrected, 6)?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
     let doc = json!({
         "scalpel": env!("CARGO_PKG_VERSION"),
         "command": std::env::args().collect::<Vec<_>>().join(" "),
@@ -532,6 +514,7 @@ pub fn run(args: Args) -> Result<()> {
         "examples": examples,
     });
     if !args.no_checkpoint {
+        masks.apply(&mut model)?;
         let note = json!({
             "correction": behaviour.name,
             "method": scores.info.method,

@@ -153,8 +153,7 @@ impl Search<'_> {
 }
 
 /// The baseline for a circuit: random components of `granularity`, as many as pruning
-/// `fraction` with `group` keeps. Its seed is derived from the search's `seed`, so it differs
-/// from a `random` method's scores of the same seed.
+/// `fraction` with `group` keeps ([`Scores::random_baseline`] of the search's `seed`).
 pub fn random_circuit(
     model: &Model,
     granularity: Granularity,
@@ -162,7 +161,7 @@ pub fn random_circuit(
     group: Group,
     seed: u64,
 ) -> Result<Masks> {
-    let scores = Scores::random(model, granularity, seed ^ 0x5EED_0000)?;
+    let scores = Scores::random_baseline(model, granularity, seed)?;
     Masks::from_scores(&scores, fraction, group)
 }
 

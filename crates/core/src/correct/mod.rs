@@ -23,7 +23,7 @@ use crate::io::tokenizer::TextTokenizer;
 use crate::model::LinearKind;
 use crate::prune::{Granularity, Masks};
 use crate::relevance::Target;
-use crate::score::{ReferenceProtocol, ReferenceSet, ScoreMethod, Scores};
+use crate::score::{PendingScores, ReferenceProtocol, ReferenceSet, ScoreMethod, Scorer, Scores};
 
 /// Doses (components pruned) a dose–response sweep measures by default. Neurons: the paper's
 /// 100 (≈0.3 % of OPT-125M's fc1) in the middle; weights: around its ≈7,000 for repetition.
@@ -95,6 +95,45 @@ pub fn encode(
             })
         })
         .collect()
+}
+
+/// Tokens of each general sample that prompt the model's own continuations (the general set).
+pub const GENERAL_PROMPT_TOKENS: usize = 32;
+
+/// The general set's prompts: the first `n` tokens of each sample of `text`, which the model
+/// continues itself ([`general_reference`]).
+pub fn general_prompts(text: &ReferenceSet, n: usize) -> Result<Vec<EncodedPrompt>> {
+    let len = text.protocol.sample_len;
+    if n == 0 || n > len {
+        return Err(Error::InvalidInput(format!(
+            "general prompts must have 1..={len} tokens (the general samples' length), not {n}"
+        )));
+    }
+    Ok(text
+        .samples
+        .iter()
+        .map(|s| EncodedPrompt {
+            text: String::new(),
+            ids: s[..n.min(s.len())].to_vec(),
+            given: None,
+        })
+        .collect())
+}
+
+/// The general set: the prompts of [`general_prompts`]`(text, n)` with the model's own
+/// `continuations` of them, explained as the behaviour's continuations are (so the two sets
+/// differ in behaviour, not in kind of output).
+pub fn general_reference(
+    text: &ReferenceSet,
+    n: usize,
+    continuations: Vec<Vec<u32>>,
+) -> Result<ReferenceSet> {
+    let pairs: Vec<(Vec<u32>, Vec<u32>)> = general_prompts(text, n)?
+        .into_iter()
+        .map(|p| p.ids)
+        .zip(continuations)
+        .collect();
+    continuation_reference(&format!("{}-prompts{n}", text.protocol.name), &pairs)
 }
 
 /// A reference set of prompts followed by continuations (the unwanted ones of a behaviour, or
@@ -286,6 +325,16 @@ pub fn check_method(method: ScoreMethod) -> Result<()> {
             "correction ranks by lrp, gradient, wanda or random, not {}",
             other.name()
         ))),
+    }
+}
+
+/// The scores an undesired set contributes to `R_diff`: the signed mean for relevance and
+/// gradient ([`Scorer::signed_scores_at`]: a component that works against the behaviour is no
+/// reason to remove it), Wanda's own scores otherwise. `scorer` must have run to the end.
+pub fn undesired_scores(scorer: Scorer<'_>, granularity: Granularity) -> Result<PendingScores> {
+    match scorer.method() {
+        ScoreMethod::Lrp | ScoreMethod::Gradient => scorer.signed_scores_at(granularity),
+        _ => scorer.finish(),
     }
 }
 

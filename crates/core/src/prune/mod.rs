@@ -190,8 +190,7 @@ impl Masks {
             )));
         }
         let linears = if group == Group::Global {
-            let total = scores.linears.values().map(HostTensor::n_elements).sum();
-            global_keep(scores, count(total, sparsity))?
+            global_keep(scores, count(scores.components(), sparsity))?
         } else {
             scores
                 .linears
@@ -215,7 +214,7 @@ impl Masks {
     /// Masks pruning exactly the `count` lowest-scored components of one global ranking (a
     /// dose of targeted correction: "100 neurons", not a share).
     pub fn lowest(scores: &Scores, count: usize) -> Result<Self> {
-        let total: usize = scores.linears.values().map(HostTensor::n_elements).sum();
+        let total = scores.components();
         if count > total {
             return Err(Error::InvalidInput(format!(
                 "cannot prune {count} {}: the model has only {total}",
@@ -346,7 +345,7 @@ pub(crate) fn linear_keep(scores: &HostTensor, sparsity: f64, group: Group) -> R
 
 /// One ranking over every Linear's scores, in (layer, kind) order; the `pruned` lowest go.
 fn global_keep(scores: &Scores, pruned: usize) -> Result<BTreeMap<LinearId, LinearMask>> {
-    let total: usize = scores.linears.values().map(HostTensor::n_elements).sum();
+    let total = scores.components();
     if total > u32::MAX as usize {
         return Err(Error::TooLarge {
             what: "a global ranking".into(),

@@ -65,6 +65,14 @@ impl Granularity {
         }
     }
 
+    /// How many components of this granularity `model` has (weights, neurons or heads).
+    pub fn total(self, model: &Model) -> Result<u64> {
+        self.linear_ids(model)
+            .into_iter()
+            .map(|id| self.shape(model, id).map(|[r, c]| (r * c) as u64))
+            .sum()
+    }
+
     /// Input columns per unit.
     pub fn unit_width(self, config: &ModelConfig) -> usize {
         match self {

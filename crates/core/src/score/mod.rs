@@ -239,6 +239,18 @@ impl Scores {
         Ok(Self { info, linears })
     }
 
+    /// How many components are scored (weights, neurons or heads, over every Linear).
+    pub fn components(&self) -> usize {
+        self.linears.values().map(HostTensor::n_elements).sum()
+    }
+
+    /// Random scores for a baseline drawn alongside a run of `seed` (a circuit's same-size random
+    /// circuit, a correction's random components): the seed is derived from `seed`, so they
+    /// differ from a `random` method's scores of the same seed.
+    pub fn random_baseline(model: &Model, granularity: Granularity, seed: u64) -> Result<Self> {
+        Self::random(model, granularity, seed ^ 0x5EED_0000)
+    }
+
     /// Errors unless these scores belong to `model`: same architecture and sizes, and a score
     /// of the right shape for every block Linear (every unit Linear for neurons and heads).
     pub fn check_for(&self, model: &Model) -> Result<()> {

@@ -123,6 +123,11 @@ impl<'m> Scorer<'m> {
         }
     }
 
+    /// The method this scorer was made for.
+    pub fn method(&self) -> ScoreMethod {
+        self.method
+    }
+
     pub fn samples_done(&self) -> usize {
         self.next_sample
     }
@@ -219,11 +224,6 @@ impl<'m> Scorer<'m> {
         granularity: Granularity,
         methods: &[ScoreMethod],
     ) -> Result<Vec<PendingScores>> {
-        if matches!(&self.work, Work::Relevance { pass: Some(_), .. }) {
-            return Err(Error::InvalidInput(
-                "scores can only be read between samples".into(),
-            ));
-        }
         methods
             .iter()
             .map(|&method| self.pending(granularity, method, false))
@@ -242,11 +242,6 @@ impl Scorer<'_> {
                 self.method.name()
             )));
         }
-        if matches!(&self.work, Work::Relevance { pass: Some(_), .. }) {
-            return Err(Error::InvalidInput(
-                "scores can only be read between samples".into(),
-            ));
-        }
         let mut pending = self.pending(granularity, self.method, true)?;
         pending.info.formula = pending
             .info
@@ -263,6 +258,11 @@ impl Scorer<'_> {
         method: ScoreMethod,
         signed: bool,
     ) -> Result<PendingScores> {
+        if matches!(&self.work, Work::Relevance { pass: Some(_), .. }) {
+            return Err(Error::InvalidInput(
+                "scores can only be read between samples".into(),
+            ));
+        }
         let model = self.model;
         let reference = self
             .reference
