@@ -3,7 +3,9 @@
 //
 // Scenarios (the third, `failures`, is described at `failures()` below):
 //  1. WebGPU (SwiftShader adapter): the default model loads, the device badge names the GPU
-//     adapter, greedy generation of "The capital of France is" streams " Paris".
+//     adapter, greedy generation of "The capital of France is" streams " Paris"; after the
+//     explanation below, the GPU process is crashed mid-generation and the page recovers
+//     (`deviceLoss()`).
 //  2. No WebGPU (Chromium without --enable-unsafe-webgpu): the page falls back to the CPU, says why,
 //     and generates the same text.
 // In both, clicking the first generated token (" Paris") explains it: a heatmap over the prompt
@@ -206,9 +208,9 @@ async function expectError(page, what, expected) {
 }
 
 // Failure paths: a model URL that answers 404, one on another origin without CORS headers, a
-// corrupt local file, a crashed worker (as a lost GPU device leaves it), and a long computation
-// stopped halfway. Each shows a clear error, and the page recovers: the default model loads again
-// and generates, and after Stop the next job runs.
+// corrupt local file, a crashed worker (a wasm trap; a lost GPU device is `deviceLoss()`), and a
+// long computation stopped halfway. Each shows a clear error, and the page recovers: the default
+// model loads again and generates, and after Stop the next job runs.
 async function failures(page, baseUrl) {
   await page.getByTestId('source-remote').check();
   await page.getByTestId('remote-location').fill(`${baseUrl}no-such-model.gguf`);
@@ -245,11 +247,11 @@ async function failures(page, baseUrl) {
   // The model cache can be emptied (e.g. when the quota is full).
   await page.getByTestId('clear-cache').click();
   await page.waitForFunction(() => [...document.querySelectorAll('.notices li')].some((li) => li.textContent.includes('cleared the cached model downloads')), null, { timeout: 60_000 });
-  // A crashed worker (a lost GPU device ends the same way) is replaced and the model reloaded.
+  // A crashed worker (a wasm trap) is replaced and the model reloaded.
   const workers = page.workers();
   if (workers.length !== 1) throw new Error(`expected one worker, found ${workers.length}`);
-  await workers[0].evaluate(() => setTimeout(() => { throw new Error('simulated device loss'); }, 0));
-  await page.waitForFunction(() => [...document.querySelectorAll('.notices li')].some((li) => li.textContent.includes('started a new one')), null, { timeout: 60_000 });
+  await workers[0].evaluate(() => setTimeout(() => { throw new Error('simulated worker crash'); }, 0));
+  await page.waitForFunction(() => [...document.querySelectorAll('.notices li')].some((li) => li.textContent.includes('the compute worker crashed') && li.textContent.includes('started a new compute worker')), null, { timeout: 60_000 });
   await page.waitForFunction(() => document.querySelector('[data-testid=model-name]')?.textContent.includes('SmolLM2'), null, { timeout: 300_000 });
   const beforeCrash = await page.getByTestId('stats').innerText();
   await page.getByTestId('generate').click();
@@ -257,6 +259,37 @@ async function failures(page, baseUrl) {
   const afterCrash = await page.locator('[data-testid=output] .generated').innerText();
   if (!afterCrash.startsWith(' Paris')) throw new Error(`after the restart: ${JSON.stringify(afterCrash)}`);
   console.log('failures: the page recovered from each failure; the model cache was cleared; a crashed worker was replaced');
+}
+
+// A real lost GPU device: while the model generates on WebGPU, Chromium's GPU process is crashed
+// (DevTools' Browser.crashGpuProcess, as a driver reset or a GPU process crash does it). The page
+// hears the device-lost event, says so, starts a new worker on a new device, loads the model again
+// and generates the same text.
+async function deviceLoss(page, browser, name) {
+  const started = Date.now();
+  await page.getByTestId('max-tokens').fill('20');
+  await page.getByTestId('generate').click();
+  await page.waitForFunction(() => document.querySelector('[data-testid=stats]')?.textContent === ''
+    && document.querySelector('[data-testid=output] .generated')?.textContent.length > 0, null, { timeout: 600_000 });
+  const cdp = await browser.newBrowserCDPSession();
+  await cdp.send('Browser.crashGpuProcess');
+  await page.waitForFunction(() => [...document.querySelectorAll('.notices li')].some((li) => li.textContent.includes('the GPU device was lost')), null, { timeout: 120_000 });
+  const notice = await page.locator('.notices li', { hasText: 'the GPU device was lost' }).innerText();
+  console.log(`${name}: ${notice}`);
+  if (!notice.includes('loading the model again')) throw new Error(`unexpected notice: ${notice}`);
+  await page.waitForFunction(() => {
+    const err = document.querySelector('[data-testid=error]');
+    return err || document.querySelector('[data-testid=model-name]')?.textContent.includes('SmolLM2');
+  }, null, { timeout: 300_000 });
+  if (await page.getByTestId('error').count()) throw new Error(`after the device loss: ${await page.getByTestId('error').innerText()}`);
+  const device = await page.getByTestId('device').innerText();
+  if (!device.startsWith('WebGPU')) throw new Error(`the new worker should be on WebGPU again, got "${device}"`);
+  await page.getByTestId('max-tokens').fill('3');
+  await page.getByTestId('generate').click();
+  await changed(page, 'stats', '');
+  const output = await page.locator('[data-testid=output] .generated').innerText();
+  if (!output.startsWith(' Paris')) throw new Error(`after the device loss: ${JSON.stringify(output)}`);
+  console.log(`${name}: recovered from a lost GPU device on "${device}" and generated ${JSON.stringify(output)} (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
 
 // Finds and measures a toxicity correction in the Correct panel (LRP R_diff over heads, 12
@@ -352,6 +385,7 @@ async function scenario(name, { webgpu, expectGpu, failurePaths }, baseUrl) {
     if (!/tokens\/s/.test(stats)) throw new Error(`no tokens/s in stats: ${stats}`);
     if (!failurePaths) await explainToken(page, name, 0, null);
     if (!expectGpu && !failurePaths) await explainToken(page, name, 0, 'gradient');
+    if (expectGpu) await deviceLoss(page, browser, name);
     if (failurePaths) {
       await failures(page, baseUrl);
     } else if (!expectGpu) {

@@ -171,7 +171,8 @@ impl Ui {
 
     fn handle(&self, response: Response) {
         match response {
-            Response::Ready => {}
+            // The worker link handles these (see `spawn_worker`).
+            Response::Ready | Response::DeviceLost { .. } => {}
             Response::Device { label, is_gpu } => {
                 self.device.set(label);
                 self.device_is_gpu.set(is_gpu);
@@ -333,7 +334,8 @@ pub(crate) struct WorkerLink {
     queue: Vec<Request>,
     /// The last model load asked for: replayed when a crashed worker is replaced.
     last_load: Option<Request>,
-    /// Workers replaced so far; after [`MAX_RESTARTS`] the page asks for a reload instead.
+    /// Workers replaced so far; after [`MAX_RESTARTS`] the page asks for a reload instead. It also
+    /// names the current worker: messages still arriving from a replaced one are ignored.
     restarts: u32,
 }
 
@@ -364,9 +366,10 @@ impl WorkerLink {
         }
     }
 
-    /// Replaces a crashed worker (everything it held is gone: the model, scores, masks) and loads
-    /// the last model again, saying so. `false` once the restarts are used up.
-    fn restart(&mut self, ui: Ui, link: StoredValue<WorkerLink>, why: &str) -> bool {
+    /// Replaces a crashed worker or one whose GPU device was lost (everything it held is gone: the
+    /// model, scores, masks) and loads the last model again, saying `what` happened. `false` once
+    /// the restarts are used up.
+    fn restart(&mut self, ui: Ui, link: StoredValue<WorkerLink>, what: &str) -> bool {
         if self.restarts >= MAX_RESTARTS {
             return false;
         }
@@ -374,7 +377,7 @@ impl WorkerLink {
         if let Some(old) = self.worker.take() {
             old.terminate();
         }
-        let worker = match spawn_worker(ui, link) {
+        let worker = match spawn_worker(ui, link, self.restarts) {
             Ok(w) => w,
             Err(_) => return false,
         };
@@ -382,19 +385,21 @@ impl WorkerLink {
         self.ready = false;
         self.queue.clear();
         ui.reset_model_state();
-        ui.notices.update(|n| {
-            n.push(format!(
-                "the compute worker stopped ({why}; a lost GPU device does this); \
-                 started a new one"
-            ))
-        });
+        ui.progress.set(None);
         ui.model_name.set(String::new());
         match self.last_load.clone() {
             Some(load) => {
+                ui.notices.update(|n| {
+                    n.push(format!(
+                        "{what}; started a new compute worker and loading the model again"
+                    ))
+                });
                 ui.phase.set(Phase::Loading);
                 self.send(ui, load);
             }
             None => {
+                ui.notices
+                    .update(|n| n.push(format!("{what}; started a new compute worker")));
                 ui.phase.set(Phase::Failed);
                 ui.error.set(Some(
                     "pick your model files again and press Load model".into(),
@@ -412,14 +417,21 @@ impl WorkerLink {
     }
 }
 
-/// Starts the worker and wires its messages into the UI state.
-fn spawn_worker(ui: Ui, link: StoredValue<WorkerLink>) -> Result<Worker, String> {
+/// Starts worker number `id` and wires its messages into the UI state.
+fn spawn_worker(ui: Ui, link: StoredValue<WorkerLink>, id: u32) -> Result<Worker, String> {
     let options = WorkerOptions::new();
     options.set_type(WorkerType::Classic);
     let worker = Worker::new_with_options(WORKER_SCRIPT, &options).map_err(|e| format!("{e:?}"))?;
+    let is_current = move || link.try_with_value(|l| l.restarts) == Some(id);
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+        if !is_current() {
+            return;
+        }
         match serde_wasm_bindgen::from_value::<Response>(event.data()) {
             Ok(Response::Ready) => link.update_value(|l| l.mark_ready(ui)),
+            Ok(Response::DeviceLost { reason }) => {
+                replace_worker(ui, link, format!("the GPU device was lost ({reason})"))
+            }
             Ok(r) => ui.handle(r),
             Err(e) => ui
                 .error
@@ -430,21 +442,28 @@ fn spawn_worker(ui: Ui, link: StoredValue<WorkerLink>) -> Result<Worker, String>
     on_message.forget();
     let on_error =
         Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
-            ui.progress.set(None);
-            let why = event.message();
-            let restarted = link
-                .try_update_value(|l| l.restart(ui, link, &why))
-                .unwrap_or(false);
-            if !restarted {
-                ui.error.set(Some(format!(
-                    "the compute worker crashed ({why}); reload the page to start again"
-                )));
-                ui.phase.set(Phase::Failed);
+            if is_current() {
+                let why = event.message();
+                replace_worker(ui, link, format!("the compute worker crashed ({why})"));
             }
         });
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
     on_error.forget();
     Ok(worker)
+}
+
+/// Replaces the worker after `what` (a crash, a lost GPU device), or asks for a reload once the
+/// restarts are used up.
+fn replace_worker(ui: Ui, link: StoredValue<WorkerLink>, what: String) {
+    let restarted = link
+        .try_update_value(|l| l.restart(ui, link, &what))
+        .unwrap_or(false);
+    if !restarted {
+        ui.progress.set(None);
+        ui.error
+            .set(Some(format!("{what}; reload the page to start again")));
+        ui.phase.set(Phase::Failed);
+    }
 }
 
 pub fn mount() {
@@ -455,7 +474,7 @@ pub fn mount() {
 fn App() -> impl IntoView {
     let ui = Ui::new();
     let link = StoredValue::new(WorkerLink::default());
-    match spawn_worker(ui, link) {
+    match spawn_worker(ui, link, 0) {
         Ok(w) => link.update_value(|l| l.worker = Some(SendWrapper::new(w))),
         Err(e) => {
             ui.error

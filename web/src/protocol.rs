@@ -332,6 +332,11 @@ pub enum Response {
         done: f64,
         total: f64,
     },
+    /// The GPU device was lost (a crashed GPU process, a driver reset): everything on it is gone
+    /// and wgpu cannot start again in this worker, so the page replaces the worker.
+    DeviceLost {
+        reason: String,
+    },
     /// A non-fatal notice, e.g. "model not cached: storage quota exceeded".
     Notice {
         message: String,

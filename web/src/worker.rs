@@ -4,7 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::{Promise, Reflect};
-use scalpel::device::{DevicePreference, SelectedDevice, select_async};
+use scalpel::device::{DevicePreference, SelectedDevice, on_gpu_lost, select_async};
 use scalpel::generate::{GenerateOptions, Generator, Sampling};
 use scalpel::io::safetensors::SafetensorsSource;
 use scalpel::readback::to_vec_async;
@@ -39,6 +39,8 @@ pub(crate) struct State {
     pub(crate) correction: RefCell<Correction>,
     /// Whether the model runs on WebGPU (sizes the perplexity readout).
     pub(crate) on_gpu: Cell<bool>,
+    /// Whether the page hears about the GPU device being lost (set up once per worker).
+    watching_device_loss: Cell<bool>,
 }
 
 impl State {
@@ -384,6 +386,10 @@ async fn load(state: &State, source: ModelSource, choice: DeviceChoice) -> Resul
     Circuits::reset(&state.circuits);
     Correction::reset(&state.correction);
     let device = pick_device(choice).await?;
+    if device.is_gpu && !state.watching_device_loss.get() {
+        let watching = on_gpu_lost(|reason| post(&Response::DeviceLost { reason }));
+        state.watching_device_loss.set(watching);
+    }
     post(&Response::Device {
         label: device.label.clone(),
         is_gpu: device.is_gpu,

@@ -4,7 +4,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use burn::tensor::Device;
-use scalpel::device::{DevicePreference, select_async};
+use scalpel::device::{DevicePreference, on_gpu_lost, select_async};
 use scalpel::io::safetensors::SafetensorsSource;
 use scalpel::prune::{Granularity, Group, Masks};
 use scalpel::relevance::{
@@ -266,6 +266,11 @@ async fn webgpu_matches_transformers() {
     let selected = select_async(DevicePreference::Gpu)
         .await
         .expect("WebGPU adapter (Chromium with --enable-unsafe-webgpu)");
+    // The page hears about a lost device through this watch (the e2e test crashes the GPU process).
+    assert!(
+        on_gpu_lost(|reason| panic!("the WebGPU device was lost during the test: {reason}")),
+        "no device-lost watch on the initialised WebGPU device"
+    );
     for (name, fixture) in [("llama", &LLAMA), ("opt", &OPT)] {
         let diff = max_diff(fixture, &selected.device).await;
         // GPU reductions sum in a different order than the CPU.

@@ -106,6 +106,9 @@ struct GpuInit {
     label: String,
     software: bool,
     max_binding_bytes: u64,
+    /// The wgpu device under `device`, for watching it being lost (read in the browser only).
+    #[cfg_attr(not(target_family = "wasm"), allow(dead_code))]
+    wgpu: burn::tensor::wgpu::wgpu::Device,
 }
 
 fn describe(device: Device, setup: &WgpuSetup) -> GpuInit {
@@ -117,6 +120,7 @@ fn describe(device: Device, setup: &WgpuSetup) -> GpuInit {
         label: format!("GPU: {} ({:?})", info.name, info.backend),
         software,
         max_binding_bytes,
+        wgpu: setup.device.clone(),
     }
 }
 
@@ -179,16 +183,18 @@ mod native {
 #[cfg(not(target_family = "wasm"))]
 pub use native::select;
 
+thread_local! {
+    /// The browser's GPU initialisation, attempted once per worker.
+    static BROWSER_GPU: std::cell::RefCell<Option<Result<GpuInit, String>>> = const { std::cell::RefCell::new(None) };
+}
+
 /// Picks a device asynchronously (required in the browser, where adapters are promises).
 /// Initialisation is attempted once per page; later calls reuse the outcome.
 pub async fn select_async(pref: DevicePreference) -> Result<SelectedDevice, crate::Error> {
-    thread_local! {
-        static GPU: std::cell::RefCell<Option<Result<GpuInit, String>>> = const { std::cell::RefCell::new(None) };
-    }
     if pref == DevicePreference::Cpu {
         return Ok(SelectedDevice::cpu(None));
     }
-    let cached = GPU.with(|g| g.borrow().clone());
+    let cached = BROWSER_GPU.with(|g| g.borrow().clone());
     let gpu = match cached {
         Some(g) => g,
         None => {
@@ -197,9 +203,27 @@ pub async fn select_async(pref: DevicePreference) -> Result<SelectedDevice, crat
                 .await
                 .map(|(d, s)| describe(d, &s))
                 .map_err(init_error);
-            GPU.with(|slot| *slot.borrow_mut() = Some(g.clone()));
+            BROWSER_GPU.with(|slot| *slot.borrow_mut() = Some(g.clone()));
             g
         }
     };
     choose(pref, gpu, cfg!(target_family = "wasm"))
+}
+
+/// Calls `on_lost` with the reason once the GPU device [`select_async`] initialised is lost (a
+/// crashed GPU process, a driver reset). Every later operation on it fails and wgpu cannot be
+/// initialised twice in one worker, so the caller starts over in a new one. `false` when no GPU
+/// was initialised. Browser only: natively the device keeps a single lost-callback, cubecl's,
+/// which turns every later read-back into an [`Error::Device`](crate::Error::Device).
+#[cfg(target_family = "wasm")]
+pub fn on_gpu_lost(on_lost: impl Fn(String) + Send + 'static) -> bool {
+    let gpu = BROWSER_GPU.with(|g| match g.borrow().as_ref() {
+        Some(Ok(init)) => Some(init.wgpu.clone()),
+        _ => None,
+    });
+    let Some(gpu) = gpu else {
+        return false;
+    };
+    gpu.set_device_lost_callback(move |reason, message| on_lost(format!("{reason:?}: {message}")));
+    true
 }
