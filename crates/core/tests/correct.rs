@@ -69,10 +69,23 @@ fn continuation_relevance_is_the_explanation_of_the_continuation_logits() {
     .unwrap()
     .explanation;
     let (magnitude, signed) = both(&model, ScoreMethod::Lrp, Granularity::Neurons, &set);
+    // The signed mean: no magnitude bars, the word "signed" (the magnitude formula has both bars).
     assert!(
-        signed.info.formula.contains("signed"),
+        signed
+            .info
+            .formula
+            .starts_with("mean over samples of x ⊙ G")
+            && signed.info.formula.contains(", signed (AttnLRP"),
         "{}",
         signed.info.formula
+    );
+    assert!(
+        magnitude
+            .info
+            .formula
+            .starts_with("|mean over samples of x ⊙ G"),
+        "{}",
+        magnitude.info.formula
     );
     assert!(
         signed.info.formula.contains("continuation"),

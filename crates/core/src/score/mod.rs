@@ -99,6 +99,17 @@ impl ScoreMethod {
 
     /// The formula for scores of `granularity` whose relevance explains `explained`.
     pub fn formula_at(self, granularity: Granularity, explained: Explained) -> String {
+        self.formula_of(granularity, explained, false)
+    }
+
+    /// [`ScoreMethod::formula_at`]; `signed`: lrp's and gradient's mean before its magnitude is
+    /// taken (the undesired side of a correction).
+    pub(crate) fn formula_of(
+        self,
+        granularity: Granularity,
+        explained: Explained,
+        signed: bool,
+    ) -> String {
         let weights = granularity == Granularity::Weights;
         let r = if weights {
             "W ⊙ G_W"
@@ -110,12 +121,17 @@ impl ScoreMethod {
         } else {
             "Σ over the unit's columns of |W| ⊙ ‖X_col‖₂"
         };
+        let mean = |x: &str| {
+            if signed {
+                format!("mean over samples of {x}, signed")
+            } else {
+                format!("|mean over samples of {x}|")
+            }
+        };
         let gradient_of = explained.with_article();
         let explained = explained.describe();
         match self {
-            ScoreMethod::Lrp => {
-                format!("|mean over samples of {r}| (AttnLRP; explained: {explained})")
-            }
+            ScoreMethod::Lrp => format!("{} (AttnLRP; explained: {explained})", mean(r)),
             ScoreMethod::LrpAbs => {
                 format!("mean over samples of |{r}| (AttnLRP; explained: {explained})")
             }
@@ -123,13 +139,12 @@ impl ScoreMethod {
                 "mean over samples of {r}, signed (AttnLRP; explained: {explained}; the most negative are pruned first)"
             ),
             ScoreMethod::Gradient => format!(
-                "|mean over samples of {}| (plain gradient of {})",
-                if weights {
+                "{} (plain gradient of {gradient_of})",
+                mean(if weights {
                     "W ⊙ ∇W"
                 } else {
                     "x ⊙ ∇x at the unit"
-                },
-                gradient_of
+                })
             ),
             ScoreMethod::Wanda => format!("{w} over all reference tokens (dense inputs)"),
             ScoreMethod::WandaSequential => {

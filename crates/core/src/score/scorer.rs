@@ -242,13 +242,7 @@ impl Scorer<'_> {
                 self.method.name()
             )));
         }
-        let mut pending = self.pending(granularity, self.method, true)?;
-        pending.info.formula = pending
-            .info
-            .formula
-            .replacen("|mean over samples of ", "mean over samples of ", 1)
-            .replacen("| (", ", signed (", 1);
-        Ok(pending)
+        self.pending(granularity, self.method, true)
     }
 
     /// The scores of `method` for every Linear `granularity` covers, still on the device.
@@ -274,7 +268,7 @@ impl Scorer<'_> {
         }
         let mut info = ScoreInfo::new(method, reference, model);
         info.granularity = granularity;
-        info.formula = method.formula_at(granularity, self.explained());
+        info.formula = method.formula_of(granularity, self.explained(), signed);
         Ok(PendingScores { info, tensors })
     }
 
