@@ -385,7 +385,6 @@ impl WorkerLink {
         self.ready = false;
         self.queue.clear();
         ui.reset_model_state();
-        ui.progress.set(None);
         ui.model_name.set(String::new());
         match self.last_load.clone() {
             Some(load) => {
@@ -455,11 +454,12 @@ fn spawn_worker(ui: Ui, link: StoredValue<WorkerLink>, id: u32) -> Result<Worker
 /// Replaces the worker after `what` (a crash, a lost GPU device), or asks for a reload once the
 /// restarts are used up.
 fn replace_worker(ui: Ui, link: StoredValue<WorkerLink>, what: String) {
+    // Whatever ran in the old worker is gone, restarted or not.
+    ui.progress.set(None);
     let restarted = link
         .try_update_value(|l| l.restart(ui, link, &what))
         .unwrap_or(false);
     if !restarted {
-        ui.progress.set(None);
         ui.error
             .set(Some(format!("{what}; reload the page to start again")));
         ui.phase.set(Phase::Failed);

@@ -184,8 +184,9 @@ mod native {
 pub use native::select;
 
 thread_local! {
-    /// The browser's GPU initialisation, attempted once per worker.
-    static BROWSER_GPU: std::cell::RefCell<Option<Result<GpuInit, String>>> = const { std::cell::RefCell::new(None) };
+    /// [`select_async`]'s GPU initialisation, attempted once per thread (in the browser, once per
+    /// worker); [`on_gpu_lost`] watches the device it made.
+    static ASYNC_GPU: std::cell::RefCell<Option<Result<GpuInit, String>>> = const { std::cell::RefCell::new(None) };
 }
 
 /// Picks a device asynchronously (required in the browser, where adapters are promises).
@@ -194,7 +195,7 @@ pub async fn select_async(pref: DevicePreference) -> Result<SelectedDevice, crat
     if pref == DevicePreference::Cpu {
         return Ok(SelectedDevice::cpu(None));
     }
-    let cached = BROWSER_GPU.with(|g| g.borrow().clone());
+    let cached = ASYNC_GPU.with(|g| g.borrow().clone());
     let gpu = match cached {
         Some(g) => g,
         None => {
@@ -203,7 +204,7 @@ pub async fn select_async(pref: DevicePreference) -> Result<SelectedDevice, crat
                 .await
                 .map(|(d, s)| describe(d, &s))
                 .map_err(init_error);
-            BROWSER_GPU.with(|slot| *slot.borrow_mut() = Some(g.clone()));
+            ASYNC_GPU.with(|slot| *slot.borrow_mut() = Some(g.clone()));
             g
         }
     };
@@ -217,7 +218,7 @@ pub async fn select_async(pref: DevicePreference) -> Result<SelectedDevice, crat
 /// which turns every later read-back into an [`Error::Device`](crate::Error::Device).
 #[cfg(target_family = "wasm")]
 pub fn on_gpu_lost(on_lost: impl Fn(String) + Send + 'static) -> bool {
-    let gpu = BROWSER_GPU.with(|g| match g.borrow().as_ref() {
+    let gpu = ASYNC_GPU.with(|g| match g.borrow().as_ref() {
         Some(Ok(init)) => Some(init.wgpu.clone()),
         _ => None,
     });
