@@ -113,13 +113,17 @@ impl Llama {
     ) -> Tensor<3> {
         let [_, t] = tokens.dims();
         let start = cache.len();
-        let positions = self.positions(start, t);
+        let device = self.embed.device();
+        let rope = self.rope.tables(start, t, &device);
+        let mask = causal_mask(t, start + t, &device);
         let mut x = embed(&self.embed, tokens);
         for (i, block) in self.layers.iter().enumerate() {
             if let Some(inputs) = residuals.as_deref_mut() {
                 inputs.push(x.clone());
             }
-            x = self.block(block, x, &positions, cache, i, false).0;
+            x = self
+                .block(block, x, &rope, mask.as_ref(), cache, i, false)
+                .0;
         }
         if let Some(inputs) = residuals {
             inputs.push(x.clone());
@@ -134,24 +138,23 @@ impl Llama {
     }
 
     /// Re-runs block `layer` alone on `x` (positions from 0), recording its internals; also
-    /// returns the positions' tables used (the backward needs the RoPE tables).
-    fn rerun(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, BlockActs, Positions) {
+    /// returns the RoPE tables used (the backward needs them).
+    fn rerun(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, BlockActs, (Tensor<4>, Tensor<4>)) {
         let [_, t, _] = x.dims();
-        let positions = self.positions(0, t);
-        let mut cache = KvCache::new(self.layers.len());
-        let (out, acts) = self.block(&self.layers[layer], x, &positions, &mut cache, layer, true);
-        (out, acts.expect("recording was requested"), positions)
-    }
-
-    /// What every block of a forward over positions `start..start + t` shares.
-    fn positions(&self, start: usize, t: usize) -> Positions {
         let device = self.embed.device();
-        let (cos, signed_sin) = self.rope.tables(start, t, &device);
-        Positions {
-            cos,
-            signed_sin,
-            mask: causal_mask(t, start + t, &device),
-        }
+        let rope = self.rope.tables(0, t, &device);
+        let mask = causal_mask(t, t, &device);
+        let mut cache = KvCache::new(self.layers.len());
+        let (out, acts) = self.block(
+            &self.layers[layer],
+            x,
+            &rope,
+            mask.as_ref(),
+            &mut cache,
+            layer,
+            true,
+        );
+        (out, acts.expect("recording was requested"), rope)
     }
 
     /// One decoder block; with `record`, also returns what its backward needs.
@@ -159,7 +162,8 @@ impl Llama {
         &self,
         block: &Block,
         x: Tensor<3>,
-        positions: &Positions,
+        (cos, sin): &(Tensor<4>, Tensor<4>),
+        mask: Option<&Tensor<4>>,
         cache: &mut KvCache,
         layer: usize,
         record: bool,
@@ -167,24 +171,19 @@ impl Llama {
         let h_attn = block.input_norm.forward(x.clone());
         let q = Rope::apply(
             split_heads(block.q.forward(h_attn.clone()), self.num_heads),
-            &positions.cos,
-            &positions.signed_sin,
+            cos,
+            sin,
         );
         let k = Rope::apply(
             split_heads(block.k.forward(h_attn.clone()), self.num_kv_heads),
-            &positions.cos,
-            &positions.signed_sin,
+            cos,
+            sin,
         );
         let v = split_heads(block.v.forward(h_attn.clone()), self.num_kv_heads);
         let (k_all, v_all) = cache.append(layer, k.clone(), v.clone());
         let [_, _, _, hd] = q.dims();
         let q_scaled = q.mul_scalar(1.0 / (hd as f64).sqrt());
-        let attn = merge_heads(causal_attention(
-            q_scaled.clone(),
-            k_all,
-            v_all,
-            positions.mask.as_ref(),
-        ));
+        let attn = merge_heads(causal_attention(q_scaled.clone(), k_all, v_all, mask));
         let x_mid = x + block.o.forward(attn.clone());
         let h_mlp = block.post_attention_norm.forward(x_mid.clone());
         let gate = block.gate.forward(h_mlp.clone());
@@ -203,13 +202,6 @@ impl Llama {
         });
         (out, acts)
     }
-}
-
-/// The RoPE tables and the causal mask of one forward's positions, shared by its blocks.
-struct Positions {
-    cos: Tensor<4>,
-    signed_sin: Tensor<4>,
-    mask: Option<Tensor<4>>,
 }
 
 /// A block's internals, recorded for its backward.
@@ -331,7 +323,7 @@ impl ArchOps for Llama {
         sink.heads(layer, head_relevance(&a.attn, &g_attn, self.num_heads))?;
         let grads = attention_backward(&a.attention, g_attn, rules, &self.embed.device());
         let [_, _, _, hd] = a.attention.q_scaled.dims();
-        let (cos, sin) = (&rope.cos, &rope.signed_sin);
+        let (cos, sin) = &rope;
         let project = |g: Option<Tensor<4>>, scale: f64| {
             g.map(|g| merge_heads(Rope::apply_transposed(g.mul_scalar(scale), cos, sin)))
         };
