@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::lxt::{RULES, Reference, check_tiny_models, compare, run};
+use common::lxt::{RULES, Reference, TINY, compare, run};
 use common::{load_fixture_model, max_abs_diff, to_vec};
 use scalpel::Error;
 use scalpel::relevance::{
@@ -14,7 +14,20 @@ use scalpel::relevance::{
 
 #[test]
 fn tiny_models_match_lxt_and_autograd() {
-    check_tiny_models(&common::cpu());
+    for name in TINY {
+        let model = load_fixture_model(name);
+        for rules in RULES {
+            let reference = Reference::load(name, rules);
+            for target in ["token", "contrast", "sequence"] {
+                let worst = compare(&model, name, &reference, target);
+                assert!(
+                    worst <= 1e-4,
+                    "{name} {} {target}: relative error {worst:.2e} > 1e-4",
+                    rules.name()
+                );
+            }
+        }
+    }
 }
 
 #[test]

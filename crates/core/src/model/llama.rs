@@ -10,8 +10,8 @@ use super::backward::{
 };
 use super::config::ModelConfig;
 use super::layers::{
-    KvCache, Linear, Loader, RmsNorm, causal_attention, causal_mask, embed, keep_positions,
-    merge_heads, output_embedding, split_heads, vocab_logits,
+    KvCache, Linear, Loader, RmsNorm, causal_attention, embed, keep_positions, merge_heads,
+    output_embedding, repeat_kv, split_heads, vocab_logits,
 };
 use super::{ArchOps, Architecture, Embedded, LinearInputs, Param, export_linears};
 use crate::error::Result;
@@ -113,17 +113,13 @@ impl Llama {
     ) -> Tensor<3> {
         let [_, t] = tokens.dims();
         let start = cache.len();
-        let device = self.embed.device();
-        let rope = self.rope.tables(start, t, &device);
-        let mask = causal_mask(t, start + t, &device);
+        let rope = self.rope.tables(start, t, &self.embed.device());
         let mut x = embed(&self.embed, tokens);
         for (i, block) in self.layers.iter().enumerate() {
             if let Some(inputs) = residuals.as_deref_mut() {
                 inputs.push(x.clone());
             }
-            x = self
-                .block(block, x, &rope, mask.as_ref(), cache, i, false)
-                .0;
+            x = self.block(block, x, &rope, cache, i, false).0;
         }
         if let Some(inputs) = residuals {
             inputs.push(x.clone());
@@ -141,19 +137,9 @@ impl Llama {
     /// returns the RoPE tables used (the backward needs them).
     fn rerun(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, BlockActs, (Tensor<4>, Tensor<4>)) {
         let [_, t, _] = x.dims();
-        let device = self.embed.device();
-        let rope = self.rope.tables(0, t, &device);
-        let mask = causal_mask(t, t, &device);
+        let rope = self.rope.tables(0, t, &self.embed.device());
         let mut cache = KvCache::new(self.layers.len());
-        let (out, acts) = self.block(
-            &self.layers[layer],
-            x,
-            &rope,
-            mask.as_ref(),
-            &mut cache,
-            layer,
-            true,
-        );
+        let (out, acts) = self.block(&self.layers[layer], x, &rope, &mut cache, layer, true);
         (out, acts.expect("recording was requested"), rope)
     }
 
@@ -163,7 +149,6 @@ impl Llama {
         block: &Block,
         x: Tensor<3>,
         (cos, sin): &(Tensor<4>, Tensor<4>),
-        mask: Option<&Tensor<4>>,
         cache: &mut KvCache,
         layer: usize,
         record: bool,
@@ -181,9 +166,14 @@ impl Llama {
         );
         let v = split_heads(block.v.forward(h_attn.clone()), self.num_kv_heads);
         let (k_all, v_all) = cache.append(layer, k.clone(), v.clone());
+        let n_rep = self.num_heads / self.num_kv_heads;
         let [_, _, _, hd] = q.dims();
         let q_scaled = q.mul_scalar(1.0 / (hd as f64).sqrt());
-        let attn = merge_heads(causal_attention(q_scaled.clone(), k_all, v_all, mask));
+        let attn = merge_heads(causal_attention(
+            q_scaled.clone(),
+            repeat_kv(k_all, n_rep),
+            repeat_kv(v_all, n_rep),
+        ));
         let x_mid = x + block.o.forward(attn.clone());
         let h_mlp = block.post_attention_norm.forward(x_mid.clone());
         let gate = block.gate.forward(h_mlp.clone());
@@ -396,19 +386,18 @@ impl Rope {
         }
     }
 
-    /// cos and signed sin tables `[1, 1, t, head_dim]` for positions `start..start + t`: the sin
-    /// table's first half is negated, so `rotate_half(x) ⊙ sin = swap_halves(x) ⊙ signed_sin`.
+    /// cos and sin tables `[1, 1, t, head_dim]` for positions `start..start + t`.
     fn tables(&self, start: usize, t: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(t * half * 2);
         let mut sin = Vec::with_capacity(t * half * 2);
         for pos in start..start + t {
-            for sign in [-1.0, 1.0] {
+            for _ in 0..2 {
                 for f in &self.inv_freq {
                     // Angles in f32 as Hugging Face computes them, so long positions round alike.
                     let angle = (pos as f32 * *f as f32) as f64;
                     cos.push(angle.cos() as f32);
-                    sin.push(sign * angle.sin() as f32);
+                    sin.push(angle.sin() as f32);
                 }
             }
         }
@@ -419,25 +408,26 @@ impl Rope {
         )
     }
 
-    /// `x cos + rotate_half(x) sin`, with `rotate_half([a, b]) = [-b, a]` on each head's halves
-    /// (the sign lives in the table, the swap is one kernel).
-    fn apply(x: Tensor<4>, cos: &Tensor<4>, signed_sin: &Tensor<4>) -> Tensor<4> {
-        let swapped = Self::swap_halves(x.clone());
-        x * cos.clone() + swapped * signed_sin.clone()
+    /// `x cos + rotate_half(x) sin`, with `rotate_half([a, b]) = [-b, a]` on each head's halves.
+    fn apply(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+        let (first, second) = Self::halves(&x);
+        let rotated = Tensor::cat(vec![second.neg(), first], 3);
+        x * cos.clone() + rotated * sin.clone()
     }
 
     /// The transpose of [`Rope::apply`], which carries gradients back: `g cos + rotate_halfᵀ(g sin)`
-    /// with `rotate_halfᵀ([a, b]) = [b, -a]`, which is `swap_halves(g ⊙ signed_sin)`.
-    fn apply_transposed(g: Tensor<4>, cos: &Tensor<4>, signed_sin: &Tensor<4>) -> Tensor<4> {
-        let rotated = Self::swap_halves(g.clone() * signed_sin.clone());
-        g * cos.clone() + rotated
+    /// with `rotate_halfᵀ([a, b]) = [b, -a]`.
+    fn apply_transposed(g: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
+        let g_sin = g.clone() * sin.clone();
+        let (first, second) = Self::halves(&g_sin);
+        g * cos.clone() + Tensor::cat(vec![second, first.neg()], 3)
     }
 
-    /// `[a, b] → [b, a]` on each head's halves.
-    fn swap_halves(x: Tensor<4>) -> Tensor<4> {
+    fn halves(x: &Tensor<4>) -> (Tensor<4>, Tensor<4>) {
         let [b, h, t, d] = x.dims();
-        x.reshape([b, h, t, 2, d / 2])
-            .flip([3])
-            .reshape([b, h, t, d])
+        (
+            x.clone().slice([0..b, 0..h, 0..t, 0..d / 2]),
+            x.clone().slice([0..b, 0..h, 0..t, d / 2..d]),
+        )
     }
 }

@@ -1,9 +1,7 @@
 //! LXT 2.1 / autograd relevance references (tests/fixtures/make_relevance_fixtures.py) and the
 //! comparison of an explanation against them, shared by the CPU and the native GPU tests.
 
-use burn::tensor::Device;
-
-use super::{fixtures, load_fixture_model_on, max_abs_diff, read_f32, read_ids, to_vec};
+use super::{fixtures, max_abs_diff, read_f32, read_ids, to_vec};
 use scalpel::Model;
 use scalpel::relevance::{
     Explanation, LinearId, MemoryLimits, RuleSet, Target, WeightDetail, explain,
@@ -141,23 +139,4 @@ pub fn compare(model: &Model, name: &str, reference: &Reference, target: &str) -
         }
     }
     worst
-}
-
-/// Every tiny model under every rule set and target against its reference on `device`, within
-/// 1e-4 of the reference's largest value.
-pub fn check_tiny_models(device: &Device) {
-    for name in TINY {
-        let model = load_fixture_model_on(name, device);
-        for rules in RULES {
-            let reference = Reference::load(name, rules);
-            for target in ["token", "contrast", "sequence"] {
-                let worst = compare(&model, name, &reference, target);
-                assert!(
-                    worst <= 1e-4,
-                    "{name} {} {target} on {device:?}: relative error {worst:.2e} > 1e-4",
-                    rules.name()
-                );
-            }
-        }
-    }
 }
