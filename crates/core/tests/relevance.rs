@@ -4,162 +4,17 @@
 
 mod common;
 
-use common::{fixtures, load_fixture_model, max_abs_diff, read_f32, read_ids, to_vec};
+use common::lxt::{RULES, Reference, check_tiny_models, compare, run};
+use common::{load_fixture_model, max_abs_diff, to_vec};
+use scalpel::Error;
 use scalpel::relevance::{
-    Explanation, LinearId, MemoryLimits, RelevancePass, RuleSet, Target, Trace, WeightDetail,
-    WeightRelevanceAccumulator, explain,
+    MemoryLimits, RelevancePass, RuleSet, Target, Trace, WeightDetail, WeightRelevanceAccumulator,
+    explain,
 };
-use scalpel::{Error, Model};
-
-const TINY: [&str; 5] = [
-    "llama-gqa-tied",
-    "llama-untied-llama3rope",
-    "opt-pre-ln",
-    "opt-350m-style",
-    "opt-bias-free",
-];
-const RULES: [RuleSet; 3] = [RuleSet::AttnLrp, RuleSet::CpLrp, RuleSet::Gradient];
-
-struct Reference {
-    bytes: Vec<u8>,
-    rules: RuleSet,
-}
-
-impl Reference {
-    fn load(model: &str, rules: RuleSet) -> Self {
-        let path = fixtures()
-            .join("relevance")
-            .join(format!("{model}.{}.safetensors", rules.name()));
-        Self {
-            bytes: std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
-            rules,
-        }
-    }
-
-    fn get(&self, target: &str, what: &str) -> Vec<f32> {
-        read_f32(
-            &self.bytes,
-            &format!("{}.{target}.{what}", self.rules.name()),
-        )
-        .1
-    }
-
-    fn ids(&self) -> Vec<u32> {
-        read_ids(&self.bytes, "input_ids")
-    }
-
-    fn target(&self, name: &str) -> Target {
-        let t = read_ids(&self.bytes, "targets");
-        match name {
-            "token" => Target::Token {
-                position: None,
-                token: t[0],
-            },
-            "contrast" => Target::Contrast {
-                position: None,
-                token: t[0],
-                foil: t[1],
-            },
-            _ => Target::NextTokens { from: 0 },
-        }
-    }
-}
-
-fn hf_name(model: &Model, id: LinearId) -> String {
-    let llama = model.config.architecture == scalpel::Architecture::Llama;
-    let root = if llama {
-        "model.layers"
-    } else {
-        "model.decoder.layers"
-    };
-    format!("{root}.{}.{}", id.layer, id.kind.module(llama))
-}
-
-/// `max |a − b| / max |b|`, the tolerance measure of ../shared/docs/lrp.md.
-fn rel_err(actual: &[f32], expected: &[f32]) -> f32 {
-    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    max_abs_diff(actual, expected) / scale
-}
-
-fn run(
-    model: &Model,
-    ids: &[u32],
-    target: Target,
-    rules: RuleSet,
-) -> (Explanation, Vec<(LinearId, burn::tensor::Tensor<2>)>) {
-    explain(
-        model,
-        ids,
-        Some(target),
-        rules,
-        WeightDetail::Full,
-        &MemoryLimits::default(),
-        &mut |_, _| {},
-    )
-    .map(|e| (e.explanation, e.weights))
-    .unwrap()
-}
-
-/// Compares every reported quantity with the reference; returns the worst relative error.
-/// Per-weight relevance is compared wherever the reference has it (all of it for the tiny
-/// models, the first rows of a few layers for SmolLM2).
-fn compare(model: &Model, name: &str, reference: &Reference, target: &str) -> f32 {
-    let (e, weights) = run(
-        model,
-        &reference.ids(),
-        reference.target(target),
-        reference.rules,
-    );
-    let mut worst = 0f32;
-    let mut check = |what: &str, actual: &[f32], expected: &[f32]| {
-        let err = rel_err(actual, expected);
-        println!(
-            "{name} {} {target} {what}: rel err {err:.2e}",
-            reference.rules.name()
-        );
-        worst = worst.max(err);
-    };
-    check("output", &[e.output], &reference.get(target, "output"));
-    check("input", &e.tokens, &reference.get(target, "input"));
-    check(
-        "neurons",
-        &e.neurons.concat(),
-        &reference.get(target, "neurons"),
-    );
-    check("heads", &e.heads.concat(), &reference.get(target, "heads"));
-    let sums: Vec<f32> = e.weight_sums.iter().map(|w| w.sum).collect();
-    check("weight sums", &sums, &reference.get(target, "weight_sums"));
-    let stored = safetensors::SafeTensors::deserialize(&reference.bytes).unwrap();
-    for (id, r) in weights {
-        let key = format!(
-            "{}.{target}.weight.{}",
-            reference.rules.name(),
-            hf_name(model, id)
-        );
-        if stored.tensor(&key).is_ok() {
-            let expected = read_f32(&reference.bytes, &key).1;
-            check(&key, &to_vec(r)[..expected.len()], &expected);
-        }
-    }
-    worst
-}
 
 #[test]
 fn tiny_models_match_lxt_and_autograd() {
-    for name in TINY {
-        let model = load_fixture_model(name);
-        for rules in RULES {
-            let reference = Reference::load(name, rules);
-            for target in ["token", "contrast", "sequence"] {
-                let worst = compare(&model, name, &reference, target);
-                assert!(
-                    worst <= 1e-4,
-                    "{name} {} {target}: relative error {worst:.2e} > 1e-4",
-                    rules.name()
-                );
-            }
-        }
-    }
+    check_tiny_models(&common::cpu());
 }
 
 #[test]

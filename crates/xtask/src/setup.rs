@@ -15,7 +15,7 @@ const WASM_BINDGEN_VERSION: &str = "0.2.130";
 /// Everything: the web build plus the browser test tools.
 pub fn all() -> Result<()> {
     web_build()?;
-    chromium()?;
+    debian_packages()?;
     e2e_packages()
 }
 
@@ -64,8 +64,25 @@ fn wasm_bindgen_cli() -> Result<()> {
     run(c)
 }
 
-fn chromium() -> Result<()> {
-    if Path::new("/usr/bin/chromium").exists() && Path::new("/usr/bin/chromedriver").exists() {
+/// Debian packages, each checked by a file it installs: Chromium and its driver for the browser
+/// tests, Mesa's software Vulkan (lavapipe) for the native wgpu tests on machines without a GPU.
+const DEBIAN_PACKAGES: &[(&str, &str)] = &[
+    ("chromium", "/usr/bin/chromium"),
+    ("chromium-driver", "/usr/bin/chromedriver"),
+    (
+        "mesa-vulkan-drivers",
+        "/usr/share/vulkan/icd.d/lvp_icd.x86_64.json",
+    ),
+    ("libvulkan1", "/usr/lib/x86_64-linux-gnu/libvulkan.so.1"),
+];
+
+fn debian_packages() -> Result<()> {
+    let missing: Vec<&str> = DEBIAN_PACKAGES
+        .iter()
+        .filter(|(_, file)| !Path::new(file).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    if missing.is_empty() {
         return Ok(());
     }
     if !Command::new("id")
@@ -74,20 +91,17 @@ fn chromium() -> Result<()> {
         .is_ok_and(|o| o.stdout.starts_with(b"0"))
     {
         bail!(
-            "Chromium is missing: run `sudo apt-get install -y chromium chromium-driver` (Debian packages)"
+            "missing Debian packages: run `sudo apt-get install -y {}`",
+            missing.join(" ")
         );
     }
     let mut update = Command::new("apt-get");
     update.arg("update");
     run(update)?;
     let mut install = Command::new("apt-get");
-    install.args([
-        "install",
-        "-y",
-        "--no-install-recommends",
-        "chromium",
-        "chromium-driver",
-    ]);
+    install
+        .args(["install", "-y", "--no-install-recommends"])
+        .args(&missing);
     install.env("DEBIAN_FRONTEND", "noninteractive");
     run(install)
 }

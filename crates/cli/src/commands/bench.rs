@@ -45,6 +45,49 @@ pub struct Args {
     /// The C4 text for --scoring.
     #[arg(long, default_value = "assets/c4.utf8")]
     pub c4: std::path::PathBuf,
+    /// On a GPU, print only the kernel-launch counts (no timing).
+    #[arg(long)]
+    pub launches_only: bool,
+    /// Decode steps the launches per generated token are averaged over.
+    #[arg(long, default_value_t = 16)]
+    pub launch_steps: usize,
+}
+
+/// The prompt of the timed generation, of the launch counts and of the page's first example.
+const PROMPT: &str = "The capital of France is";
+
+/// On a GPU: kernel launches per generated token and per relevance pass, as two fixed lines
+/// (for comparing runs), after the protocol and the most launched kernels.
+fn launches(loaded: &scalpel::LoadedModel, steps: usize) -> Result<()> {
+    let model = &loaded.model;
+    let prompt = loaded.tokenizer.encode(PROMPT)?;
+    let decode = scalpel::device::per_decode_step(model, &prompt, steps)?;
+    let relevance = scalpel::device::per_relevance_pass(model, &prompt)?;
+    let layers = model.config.num_layers.max(1);
+    eprintln!(
+        "launch protocol: prompt {PROMPT:?} ({} tokens); decode = mean over {steps} steps after the \
+         prefill (forward + logits read back), the same generation run once before uncounted; relevance = AttnLRP with \
+         every W ⊙ G_W kept, explaining the greedy next token, counted on the second pass",
+        prompt.len()
+    );
+    for (what, per) in [("decode step", &decode), ("relevance pass", &relevance)] {
+        eprintln!(
+            "most launched kernels per {what} ({} per layer):",
+            per.per_repeat() / layers
+        );
+        for (name, n) in per.table(12) {
+            eprintln!("  {n:>8.1}  {name}");
+        }
+    }
+    println!(
+        "kernel launches per generated token: {}",
+        decode.per_repeat()
+    );
+    println!(
+        "kernel launches per relevance pass: {}",
+        relevance.per_repeat()
+    );
+    Ok(())
 }
 
 /// `VmRSS` and `VmHWM` of this process in bytes (Linux), after resetting the high-water mark
@@ -138,6 +181,14 @@ pub fn run(args: Args) -> Result<()> {
     let (loaded, device) = load(&args.model)?;
     let model = &loaded.model;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if device.is_gpu {
+        launches(&loaded, args.launch_steps)?;
+        if args.launches_only {
+            return Ok(());
+        }
+    } else if args.launches_only {
+        bail!("--launches-only counts GPU kernels: run with --device gpu");
+    }
     if let Some(method) = &args.scoring {
         let method = ScoreMethod::parse(method)?;
         let raw = std::fs::read_to_string(&args.c4)?;
@@ -184,7 +235,7 @@ pub fn run(args: Args) -> Result<()> {
             .collect::<Result<_>>()?,
     );
 
-    let prompt = loaded.tokenizer.encode("The capital of France is")?;
+    let prompt = loaded.tokenizer.encode(PROMPT)?;
     let options = GenerateOptions {
         max_new_tokens: args.gen_tokens,
         stop_at_eos: false,

@@ -1,10 +1,12 @@
 //! The backward of each shared operation under a [`RuleSet`]: what `G` becomes when it passes
 //! from an operation's output to its input (../shared/docs/lrp.md, table of rules).
 
-use burn::tensor::activation::{sigmoid, softmax};
+use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};
 
-use super::layers::{LayerNorm, Linear, RmsNorm, causal_mask, repeat_kv, split_heads};
+use super::layers::{
+    LayerNorm, Linear, RmsNorm, attention_probs, causal_mask, grouped_queries, split_heads,
+};
 use crate::error::Result;
 use crate::relevance::{LinearId, RelevanceSink, RuleSet};
 
@@ -144,15 +146,18 @@ pub(crate) fn attention_backward(
     rules: RuleSet,
     device: &Device,
 ) -> AttentionGrads {
-    let [_, heads, t, _] = inputs.q_scaled.dims();
+    let [b, heads, t, d] = inputs.q_scaled.dims();
     let [_, kv_heads, _, _] = inputs.k.dims();
-    let n_rep = heads / kv_heads;
-    let k = repeat_kv(inputs.k.clone(), n_rep);
-    let v = repeat_kv(inputs.v.clone(), n_rep);
-    let scores = inputs.q_scaled.clone().matmul(k.clone().swap_dims(2, 3));
-    let probs = softmax(scores + causal_mask(t, t, device), 3);
-    let g = split_heads(g_out, heads);
-    let g_v = unrepeat_kv(probs.clone().swap_dims(2, 3).matmul(g.clone()), n_rep);
+    // Grouped as in the forward: query heads sharing a KV head are rows of one product, so the
+    // key and value gradients come out summed over each group without a copy per head.
+    let q = grouped_queries(inputs.q_scaled.clone(), kv_heads);
+    let probs = attention_probs(
+        q.clone(),
+        inputs.k.clone(),
+        causal_mask(t, t, device).as_ref(),
+    );
+    let g = grouped_queries(split_heads(g_out, heads), kv_heads);
+    let g_v = probs.clone().swap_dims(2, 3).matmul(g.clone());
     if rules == RuleSet::CpLrp {
         return AttentionGrads {
             q_scaled: None,
@@ -160,13 +165,13 @@ pub(crate) fn attention_backward(
             v: g_v,
         };
     }
-    let g_probs = g.matmul(v.swap_dims(2, 3));
+    let g_probs = g.matmul(inputs.v.clone().swap_dims(2, 3));
     let g_scores = probs.clone() * (g_probs.clone() - (g_probs * probs).sum_dim(3));
-    let g_q = g_scores.clone().matmul(k);
-    let g_k = unrepeat_kv(
-        g_scores.swap_dims(2, 3).matmul(inputs.q_scaled.clone()),
-        n_rep,
-    );
+    let g_q = g_scores
+        .clone()
+        .matmul(inputs.k.clone())
+        .reshape([b, heads, t, d]);
+    let g_k = g_scores.swap_dims(2, 3).matmul(q);
     match rules {
         RuleSet::AttnLrp => AttentionGrads {
             q_scaled: Some(g_q.div_scalar(4.0)),
@@ -179,17 +184,6 @@ pub(crate) fn attention_backward(
             v: g_v,
         },
     }
-}
-
-/// Sums the gradient of each repeated KV head back onto its group (the transpose of `repeat_kv`).
-fn unrepeat_kv(g: Tensor<4>, n_rep: usize) -> Tensor<4> {
-    if n_rep == 1 {
-        return g;
-    }
-    let [b, h, s, d] = g.dims();
-    g.reshape([b, h / n_rep, n_rep, s, d])
-        .sum_dim(2)
-        .reshape([b, h / n_rep, s, d])
 }
 
 /// Relevance of each head at the attention output `[b, t, heads*d]`: `Σ_tokens,dims a ⊙ G`.

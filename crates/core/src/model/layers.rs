@@ -132,7 +132,8 @@ impl RmsNorm {
 
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         let inv_rms = self.inv_rms(x.clone());
-        x * inv_rms * self.weight.clone().unsqueeze::<3>()
+        // γ first: burn's fusion then folds the whole norm into the reduction's kernel.
+        x * self.weight.clone().unsqueeze::<3>() * inv_rms
     }
 
     /// `1 / sqrt(mean(x²) + eps)` per position: `[b, t, 1]`.
@@ -174,12 +175,17 @@ impl LayerNorm {
     }
 }
 
-/// Keys and values of every layer for the tokens seen so far: `[batch, kv_heads, seq, head_dim]`.
+/// Keys and values of every layer for the tokens seen so far: `[batch, kv_heads, capacity, head_dim]`,
+/// of which the first `len` positions are filled. New positions are written in place, so a decode
+/// step copies one position per layer instead of the whole cache.
 #[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     len: usize,
 }
+
+/// Positions the cache grows by when it is full (one copy of the cache per this many tokens).
+const KV_GROWTH: usize = 256;
 
 impl KvCache {
     pub fn new(num_layers: usize) -> Self {
@@ -199,18 +205,40 @@ impl KvCache {
     }
 
     /// Appends this step's keys and values for `layer` and returns all keys and values so far.
+    /// The first forward keeps its tensors as they are (a one-shot forward never pays for
+    /// spare capacity); the first append after it makes room for [`KV_GROWTH`] more positions.
     pub(crate) fn append(
         &mut self,
         layer: usize,
         k: Tensor<4>,
         v: Tensor<4>,
     ) -> (Tensor<4>, Tensor<4>) {
-        let (k, v) = match self.layers[layer].take() {
-            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+        let (start, [b, heads, t, d]) = (self.len, k.dims());
+        let end = start + t;
+        let (k_all, v_all) = match self.layers[layer].take() {
             None => (k, v),
+            Some((cached_k, cached_v)) => {
+                let write = |cached: Tensor<4>, new: Tensor<4>| {
+                    let cached = if cached.dims()[2] < end {
+                        let mut grown =
+                            Tensor::empty([b, heads, end + KV_GROWTH, d], &cached.device());
+                        grown = grown.slice_assign(
+                            [0..b, 0..heads, 0..start, 0..d],
+                            cached.slice([0..b, 0..heads, 0..start, 0..d]),
+                        );
+                        grown
+                    } else {
+                        cached
+                    };
+                    cached.slice_assign([0..b, 0..heads, start..end, 0..d], new)
+                };
+                (write(cached_k, k), write(cached_v, v))
+            }
         };
-        self.layers[layer] = Some((k.clone(), v.clone()));
-        (k, v)
+        let filled = |x: &Tensor<4>| x.clone().slice([0..b, 0..heads, 0..end, 0..d]);
+        let out = (filled(&k_all), filled(&v_all));
+        self.layers[layer] = Some((k_all, v_all));
+        out
     }
 
     /// Marks `n` new positions as cached (called once per forward, after all layers).
@@ -231,39 +259,66 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
     x.swap_dims(1, 2).reshape([b, t, h * d])
 }
 
-/// Repeats each KV head `n_rep` times so grouped-query attention can use plain batched matmuls.
-pub fn repeat_kv(x: Tensor<4>, n_rep: usize) -> Tensor<4> {
-    if n_rep == 1 {
-        return x;
-    }
-    let [b, kvh, s, d] = x.dims();
-    x.unsqueeze_dim::<5>(2)
-        .repeat_dim(2, n_rep)
-        .reshape([b, kvh * n_rep, s, d])
+/// Causal scaled attention of `q` `[b, heads, t, d]` (already scaled) over `k`, `v`
+/// `[b, kv_heads, s, d]`, where the `t` queries are the last `t` of the `s` positions and
+/// `mask` is [`causal_mask`]`(t, s)` (`None` for a single query, which sees every key).
+///
+/// Grouped-query attention without copying keys and values per head: the `heads / kv_heads`
+/// query heads that share a KV head are stacked as rows of one matrix product.
+pub fn causal_attention(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    mask: Option<&Tensor<4>>,
+) -> Tensor<4> {
+    let [b, heads, t, d] = q.dims();
+    let probs = attention_probs(grouped_queries(q, k.dims()[1]), k, mask);
+    // burn's fused `attention` op was tried for the single-query case: on lavapipe its
+    // autotune picks the unfused fallback, 6 more launches per layer than this.
+    probs.matmul(v).reshape([b, heads, t, d])
 }
 
-/// Causal scaled attention of `q` `[b, h, t, d]` (already scaled) over `k`, `v` `[b, h, s, d]`,
-/// where the `t` queries are the last `t` of the `s` positions.
-pub fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>) -> Tensor<4> {
-    let [_, _, t, _] = q.dims();
-    let [_, _, s, _] = k.dims();
-    let device = q.device();
-    let scores = q.matmul(k.swap_dims(2, 3));
-    let scores = if t > 1 {
-        scores + causal_mask(t, s, &device)
-    } else {
-        scores
+/// `[b, heads, t, d]` as `[b, kv_heads, group · t, d]`: each KV head's query heads stacked (the
+/// head order of Hugging Face's `repeat_kv`, which repeats each KV head for consecutive heads).
+pub(crate) fn grouped_queries(x: Tensor<4>, kv_heads: usize) -> Tensor<4> {
+    let [b, heads, t, d] = x.dims();
+    x.reshape([b, kv_heads, heads / kv_heads * t, d])
+}
+
+/// Softmax attention probabilities of grouped queries over `k`: `[b, kv_heads, group · t, s]`.
+pub(crate) fn attention_probs(
+    grouped_q: Tensor<4>,
+    k: Tensor<4>,
+    mask: Option<&Tensor<4>>,
+) -> Tensor<4> {
+    let scores = grouped_q.matmul(k.swap_dims(2, 3));
+    let scores = match mask {
+        Some(mask) => {
+            let [b, kv_heads, rows, s] = scores.dims();
+            let [_, _, t, _] = mask.dims();
+            let masked =
+                scores.reshape([b, kv_heads, rows / t, t, s]) + mask.clone().unsqueeze_dim::<5>(2);
+            masked.reshape([b, kv_heads, rows, s])
+        }
+        None => scores,
     };
-    softmax(scores, 3).matmul(v)
+    softmax(scores, 3)
 }
 
 /// Additive mask `[1, 1, t, s]`: query i (absolute position s - t + i) may not see keys after it.
-pub(crate) fn causal_mask(t: usize, s: usize, device: &Device) -> Tensor<4> {
+/// `None` for a single query. Built once per forward and shared by every layer.
+pub(crate) fn causal_mask(t: usize, s: usize, device: &Device) -> Option<Tensor<4>> {
+    if t == 1 {
+        return None;
+    }
     let past = s - t;
     let data: Vec<f32> = (0..t)
         .flat_map(|i| (0..s).map(move |j| if j > past + i { -1e30 } else { 0.0 }))
         .collect();
-    Tensor::from_data(TensorData::new(data, [1, 1, t, s]), device)
+    Some(Tensor::from_data(
+        TensorData::new(data, [1, 1, t, s]),
+        device,
+    ))
 }
 
 /// Rows of the embedding `table` for each token: `[batch, seq, width]`.

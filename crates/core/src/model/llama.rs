@@ -10,8 +10,8 @@ use super::backward::{
 };
 use super::config::ModelConfig;
 use super::layers::{
-    KvCache, Linear, Loader, RmsNorm, causal_attention, embed, keep_positions, merge_heads,
-    output_embedding, repeat_kv, split_heads, vocab_logits,
+    KvCache, Linear, Loader, RmsNorm, causal_attention, causal_mask, embed, keep_positions,
+    merge_heads, output_embedding, split_heads, vocab_logits,
 };
 use super::{ArchOps, Architecture, Embedded, LinearInputs, Param, export_linears};
 use crate::error::Result;
@@ -113,13 +113,13 @@ impl Llama {
     ) -> Tensor<3> {
         let [_, t] = tokens.dims();
         let start = cache.len();
-        let rope = self.rope.tables(start, t, &self.embed.device());
+        let positions = self.positions(start, t);
         let mut x = embed(&self.embed, tokens);
         for (i, block) in self.layers.iter().enumerate() {
             if let Some(inputs) = residuals.as_deref_mut() {
                 inputs.push(x.clone());
             }
-            x = self.block(block, x, &rope, cache, i, false).0;
+            x = self.block(block, x, &positions, cache, i, false).0;
         }
         if let Some(inputs) = residuals {
             inputs.push(x.clone());
@@ -134,13 +134,24 @@ impl Llama {
     }
 
     /// Re-runs block `layer` alone on `x` (positions from 0), recording its internals; also
-    /// returns the RoPE tables used (the backward needs them).
-    fn rerun(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, BlockActs, (Tensor<4>, Tensor<4>)) {
+    /// returns the positions' tables used (the backward needs the RoPE tables).
+    fn rerun(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, BlockActs, Positions) {
         let [_, t, _] = x.dims();
-        let rope = self.rope.tables(0, t, &self.embed.device());
+        let positions = self.positions(0, t);
         let mut cache = KvCache::new(self.layers.len());
-        let (out, acts) = self.block(&self.layers[layer], x, &rope, &mut cache, layer, true);
-        (out, acts.expect("recording was requested"), rope)
+        let (out, acts) = self.block(&self.layers[layer], x, &positions, &mut cache, layer, true);
+        (out, acts.expect("recording was requested"), positions)
+    }
+
+    /// What every block of a forward over positions `start..start + t` shares.
+    fn positions(&self, start: usize, t: usize) -> Positions {
+        let device = self.embed.device();
+        let (cos, signed_sin) = self.rope.tables(start, t, &device);
+        Positions {
+            cos,
+            signed_sin,
+            mask: causal_mask(t, start + t, &device),
+        }
     }
 
     /// One decoder block; with `record`, also returns what its backward needs.
@@ -148,7 +159,7 @@ impl Llama {
         &self,
         block: &Block,
         x: Tensor<3>,
-        (cos, sin): &(Tensor<4>, Tensor<4>),
+        positions: &Positions,
         cache: &mut KvCache,
         layer: usize,
         record: bool,
@@ -156,23 +167,23 @@ impl Llama {
         let h_attn = block.input_norm.forward(x.clone());
         let q = Rope::apply(
             split_heads(block.q.forward(h_attn.clone()), self.num_heads),
-            cos,
-            sin,
+            &positions.cos,
+            &positions.signed_sin,
         );
         let k = Rope::apply(
             split_heads(block.k.forward(h_attn.clone()), self.num_kv_heads),
-            cos,
-            sin,
+            &positions.cos,
+            &positions.signed_sin,
         );
         let v = split_heads(block.v.forward(h_attn.clone()), self.num_kv_heads);
         let (k_all, v_all) = cache.append(layer, k.clone(), v.clone());
-        let n_rep = self.num_heads / self.num_kv_heads;
         let [_, _, _, hd] = q.dims();
         let q_scaled = q.mul_scalar(1.0 / (hd as f64).sqrt());
         let attn = merge_heads(causal_attention(
             q_scaled.clone(),
-            repeat_kv(k_all, n_rep),
-            repeat_kv(v_all, n_rep),
+            k_all,
+            v_all,
+            positions.mask.as_ref(),
         ));
         let x_mid = x + block.o.forward(attn.clone());
         let h_mlp = block.post_attention_norm.forward(x_mid.clone());
@@ -192,6 +203,13 @@ impl Llama {
         });
         (out, acts)
     }
+}
+
+/// The RoPE tables and the causal mask of one forward's positions, shared by its blocks.
+struct Positions {
+    cos: Tensor<4>,
+    signed_sin: Tensor<4>,
+    mask: Option<Tensor<4>>,
 }
 
 /// A block's internals, recorded for its backward.
@@ -313,7 +331,7 @@ impl ArchOps for Llama {
         sink.heads(layer, head_relevance(&a.attn, &g_attn, self.num_heads))?;
         let grads = attention_backward(&a.attention, g_attn, rules, &self.embed.device());
         let [_, _, _, hd] = a.attention.q_scaled.dims();
-        let (cos, sin) = &rope;
+        let (cos, sin) = (&rope.cos, &rope.signed_sin);
         let project = |g: Option<Tensor<4>>, scale: f64| {
             g.map(|g| merge_heads(Rope::apply_transposed(g.mul_scalar(scale), cos, sin)))
         };
@@ -386,18 +404,19 @@ impl Rope {
         }
     }
 
-    /// cos and sin tables `[1, 1, t, head_dim]` for positions `start..start + t`.
+    /// cos and signed sin tables `[1, 1, t, head_dim]` for positions `start..start + t`: the sin
+    /// table's first half is negated, so `rotate_half(x) ⊙ sin = swap_halves(x) ⊙ signed_sin`.
     fn tables(&self, start: usize, t: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
         let half = self.inv_freq.len();
         let mut cos = Vec::with_capacity(t * half * 2);
         let mut sin = Vec::with_capacity(t * half * 2);
         for pos in start..start + t {
-            for _ in 0..2 {
+            for sign in [-1.0, 1.0] {
                 for f in &self.inv_freq {
                     // Angles in f32 as Hugging Face computes them, so long positions round alike.
                     let angle = (pos as f32 * *f as f32) as f64;
                     cos.push(angle.cos() as f32);
-                    sin.push(angle.sin() as f32);
+                    sin.push(sign * angle.sin() as f32);
                 }
             }
         }
@@ -408,26 +427,25 @@ impl Rope {
         )
     }
 
-    /// `x cos + rotate_half(x) sin`, with `rotate_half([a, b]) = [-b, a]` on each head's halves.
-    fn apply(x: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
-        let (first, second) = Self::halves(&x);
-        let rotated = Tensor::cat(vec![second.neg(), first], 3);
-        x * cos.clone() + rotated * sin.clone()
+    /// `x cos + rotate_half(x) sin`, with `rotate_half([a, b]) = [-b, a]` on each head's halves
+    /// (the sign lives in the table, the swap is one kernel).
+    fn apply(x: Tensor<4>, cos: &Tensor<4>, signed_sin: &Tensor<4>) -> Tensor<4> {
+        let swapped = Self::swap_halves(x.clone());
+        x * cos.clone() + swapped * signed_sin.clone()
     }
 
     /// The transpose of [`Rope::apply`], which carries gradients back: `g cos + rotate_halfᵀ(g sin)`
-    /// with `rotate_halfᵀ([a, b]) = [b, -a]`.
-    fn apply_transposed(g: Tensor<4>, cos: &Tensor<4>, sin: &Tensor<4>) -> Tensor<4> {
-        let g_sin = g.clone() * sin.clone();
-        let (first, second) = Self::halves(&g_sin);
-        g * cos.clone() + Tensor::cat(vec![second, first.neg()], 3)
+    /// with `rotate_halfᵀ([a, b]) = [b, -a]`, which is `swap_halves(g ⊙ signed_sin)`.
+    fn apply_transposed(g: Tensor<4>, cos: &Tensor<4>, signed_sin: &Tensor<4>) -> Tensor<4> {
+        let rotated = Self::swap_halves(g.clone() * signed_sin.clone());
+        g * cos.clone() + rotated
     }
 
-    fn halves(x: &Tensor<4>) -> (Tensor<4>, Tensor<4>) {
+    /// `[a, b] → [b, a]` on each head's halves.
+    fn swap_halves(x: Tensor<4>) -> Tensor<4> {
         let [b, h, t, d] = x.dims();
-        (
-            x.clone().slice([0..b, 0..h, 0..t, 0..d / 2]),
-            x.clone().slice([0..b, 0..h, 0..t, d / 2..d]),
-        )
+        x.reshape([b, h, t, 2, d / 2])
+            .flip([3])
+            .reshape([b, h, t, d])
     }
 }

@@ -11,8 +11,8 @@ use super::backward::{
 };
 use super::config::{ModelConfig, OptOptions};
 use super::layers::{
-    KvCache, LayerNorm, Linear, Loader, causal_attention, embed, keep_positions, merge_heads,
-    output_embedding, split_heads, vocab_logits,
+    KvCache, LayerNorm, Linear, Loader, causal_attention, causal_mask, embed, keep_positions,
+    merge_heads, output_embedding, split_heads, vocab_logits,
 };
 use super::{ArchOps, Architecture, Embedded, LinearInputs, Param, export_linears};
 use crate::error::{Error, Result};
@@ -123,11 +123,12 @@ impl Opt {
         let [_, t] = tokens.dims();
         let start = cache.len();
         let mut x = self.embed_at(tokens, start).block_input;
+        let mask = causal_mask(t, start + t, &self.embed.device());
         for (i, block) in self.layers.iter().enumerate() {
             if let Some(inputs) = residuals.as_deref_mut() {
                 inputs.push(x.clone());
             }
-            x = self.block(block, x, cache, i, false).0;
+            x = self.block(block, x, mask.as_ref(), cache, i, false).0;
         }
         if let Some(inputs) = residuals {
             inputs.push(x.clone());
@@ -160,8 +161,17 @@ impl Opt {
 
     /// Re-runs block `layer` alone on `x` (positions from 0), recording its internals.
     fn rerun(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, BlockActs) {
+        let [_, t, _] = x.dims();
+        let mask = causal_mask(t, t, &self.embed.device());
         let mut cache = KvCache::new(self.layers.len());
-        let (out, acts) = self.block(&self.layers[layer], x, &mut cache, layer, true);
+        let (out, acts) = self.block(
+            &self.layers[layer],
+            x,
+            mask.as_ref(),
+            &mut cache,
+            layer,
+            true,
+        );
         (out, acts.expect("recording was requested"))
     }
 
@@ -171,6 +181,7 @@ impl Opt {
         &self,
         block: &Block,
         x: Tensor<3>,
+        mask: Option<&Tensor<4>>,
         cache: &mut KvCache,
         layer: usize,
         record: bool,
@@ -188,7 +199,7 @@ impl Opt {
         let k = split_heads(block.k.forward(h_attn.clone()), self.num_heads);
         let v = split_heads(block.v.forward(h_attn.clone()), self.num_heads);
         let (k_all, v_all) = cache.append(layer, k.clone(), v.clone());
-        let attn = merge_heads(causal_attention(q_scaled.clone(), k_all, v_all));
+        let attn = merge_heads(causal_attention(q_scaled.clone(), k_all, v_all, mask));
         let attn_sum = x + block.out.forward(attn.clone());
         let x_mid = if pre_ln {
             attn_sum.clone()

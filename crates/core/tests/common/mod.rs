@@ -1,6 +1,9 @@
 //! Shared helpers for the core's integration tests: fixture paths and small loaders.
 #![allow(dead_code)]
 
+pub mod lxt;
+pub mod transformers;
+
 use std::path::PathBuf;
 
 use burn::tensor::Device;
@@ -59,6 +62,11 @@ pub fn cpu() -> Device {
 
 /// Loads a Hugging Face-layout fixture model (config.json + safetensors shards) on the CPU.
 pub fn load_fixture_model(name: &str) -> Model {
+    load_fixture_model_on(name, &cpu())
+}
+
+/// [`load_fixture_model`] on `device`.
+pub fn load_fixture_model_on(name: &str, device: &Device) -> Model {
     let dir = fixtures().join("models").join(name);
     let config =
         ModelConfig::from_hf_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
@@ -71,7 +79,7 @@ pub fn load_fixture_model(name: &str) -> Model {
         }
     }
     let source = SafetensorsSource::new(shards).unwrap();
-    Model::load(config, &source, &cpu(), &mut |_, _| {}).unwrap()
+    Model::load(config, &source, device, &mut |_, _| {}).unwrap()
 }
 
 /// A named f32 tensor from a safetensors file, flattened, with its shape.

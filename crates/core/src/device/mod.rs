@@ -2,6 +2,12 @@
 //! exists, else the pure-Rust CPU backend. The wgpu runtime can be initialised only once per
 //! process, so the outcome of the first attempt is cached.
 
+mod launches;
+
+pub use launches::{LaunchCount, LaunchCounter, LaunchesPer};
+#[cfg(not(target_family = "wasm"))]
+pub use launches::{per_decode_step, per_relevance_pass};
+
 use burn::tensor::Device;
 use burn::tensor::wgpu::{WgpuInitError, WgpuSetup};
 

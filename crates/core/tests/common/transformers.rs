@@ -1,0 +1,73 @@
+//! Logits of the tiny fixture models against Hugging Face `transformers`
+//! (tests/fixtures/make_fixtures.py), shared by the CPU and the native GPU tests.
+
+use burn::tensor::Device;
+use scalpel::Logits;
+
+use super::{fixtures, load_fixture_model_on, max_abs_diff, read_f32, read_ids, to_vec};
+
+/// The fixture models with transformers' logits (reference.safetensors beside them).
+pub const LOGIT_FIXTURES: [&str; 4] = [
+    "llama-gqa-tied",
+    "llama-untied-llama3rope",
+    "opt-pre-ln",
+    "opt-350m-style",
+];
+
+/// Largest |Δlogit| accepted, for a full forward and for every cached step.
+pub const TOLERANCE: f32 = 1e-4;
+
+/// One forward over the whole reference sequence, then a prefix and one token at a time through
+/// the KV cache, each against the reference logits.
+pub fn check_logits(name: &str, device: &Device) {
+    let model = load_fixture_model_on(name, device);
+    let reference = std::fs::read(
+        fixtures()
+            .join("models")
+            .join(name)
+            .join("reference.safetensors"),
+    )
+    .unwrap();
+    let ids = read_ids(&reference, "input_ids");
+    let (shape, expected) = read_f32(&reference, "logits");
+    let vocab = shape[2];
+
+    // One forward over the whole sequence.
+    let mut cache = model.new_cache();
+    let logits = model
+        .forward(model.tokens(&ids).unwrap(), &mut cache, Logits::All)
+        .unwrap();
+    let got = to_vec(logits);
+    let diff = max_abs_diff(&got, &expected);
+    assert!(
+        diff <= TOLERANCE,
+        "{name}: full forward max |Δlogit| = {diff}"
+    );
+
+    // A prefix, then one token at a time through the cache: each step's last-position logits
+    // must equal the reference at that position.
+    let split = 4;
+    let mut cache = model.new_cache();
+    let first = model
+        .forward(
+            model.tokens(&ids[..split]).unwrap(),
+            &mut cache,
+            Logits::Last,
+        )
+        .unwrap();
+    let mut steps = vec![(split - 1, to_vec(first))];
+    for (pos, &id) in ids.iter().enumerate().skip(split) {
+        let out = model
+            .forward(model.tokens(&[id]).unwrap(), &mut cache, Logits::Last)
+            .unwrap();
+        steps.push((pos, to_vec(out)));
+    }
+    for (pos, got) in steps {
+        let want = &expected[pos * vocab..(pos + 1) * vocab];
+        let diff = max_abs_diff(&got, want);
+        assert!(
+            diff <= TOLERANCE,
+            "{name}: cached step at position {pos}: max |Δlogit| = {diff}"
+        );
+    }
+}
