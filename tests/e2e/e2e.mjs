@@ -383,6 +383,13 @@ async function scenario(name, { webgpu, expectGpu, failurePaths }, baseUrl) {
     console.log(`${name}: generated ${JSON.stringify(output)} (${stats})`);
     if (!output.startsWith(' Paris')) throw new Error(`expected the continuation to start with " Paris", got ${JSON.stringify(output)}`);
     if (!/tokens\/s/.test(stats)) throw new Error(`no tokens/s in stats: ${stats}`);
+    // The device badge names the weights' dtype and the last generation's speed.
+    const dtype = await page.getByTestId('dtype').innerText();
+    const badgeSpeed = await page.getByTestId('badge-speed').innerText();
+    const statsSpeed = Number(stats.match(/([\d.]+) tokens\/s/)[1]);
+    if (dtype !== 'f32') throw new Error(`the badge should say f32, got ${JSON.stringify(dtype)}`);
+    if (Math.abs(parseFloat(badgeSpeed) - statsSpeed) > 0.051) throw new Error(`badge speed ${badgeSpeed} differs from the stats' ${statsSpeed}`);
+    console.log(`${name}: device badge shows ${dtype} and ${badgeSpeed}`);
     if (!failurePaths) await explainToken(page, name, 0, null);
     if (!expectGpu && !failurePaths) await explainToken(page, name, 0, 'gradient');
     if (expectGpu) await deviceLoss(page, browser, name);

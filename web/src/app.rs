@@ -59,6 +59,9 @@ pub(crate) struct Ui {
     phase: RwSignal<Phase>,
     device: RwSignal<String>,
     device_is_gpu: RwSignal<bool>,
+    /// The loaded weights' element type and the last generation's speed (the device badge).
+    dtype: RwSignal<Option<String>>,
+    tokens_per_second: RwSignal<Option<f64>>,
     model_name: RwSignal<String>,
     model_summary: RwSignal<String>,
     progress: RwSignal<Option<ProgressState>>,
@@ -88,6 +91,8 @@ impl Ui {
             phase: RwSignal::new(Phase::Starting),
             device: RwSignal::new("starting…".into()),
             device_is_gpu: RwSignal::new(false),
+            dtype: RwSignal::new(None),
+            tokens_per_second: RwSignal::new(None),
             model_name: RwSignal::new(String::new()),
             model_summary: RwSignal::new(String::new()),
             progress: RwSignal::new(None),
@@ -176,6 +181,8 @@ impl Ui {
             Response::Device { label, is_gpu } => {
                 self.device.set(label);
                 self.device_is_gpu.set(is_gpu);
+                self.dtype.set(None);
+                self.tokens_per_second.set(None);
             }
             Response::Progress { stage, done, total } => {
                 self.progress
@@ -186,7 +193,10 @@ impl Ui {
                 name,
                 summary,
                 seconds,
+                dtype,
             } => {
+                self.dtype.set(Some(dtype));
+                self.tokens_per_second.set(None);
                 self.model_name.set(name);
                 self.model_summary
                     .set(format!("{summary} · loaded in {seconds:.1} s"));
@@ -203,6 +213,9 @@ impl Ui {
                 pieces,
             } => {
                 self.sequence.set(ids.into_iter().zip(pieces).collect());
+                if tokens_per_second > 0.0 {
+                    self.tokens_per_second.set(Some(tokens_per_second));
+                }
                 self.prompt_tokens.set(prompt_tokens);
                 self.stats.set(format!(
                     "{tokens} tokens · {tokens_per_second:.2} tokens/s · prompt {prompt_tokens} tokens · stop: {stop}"
@@ -592,6 +605,10 @@ fn App() -> impl IntoView {
             <div class="device" class:gpu=move || ui.device_is_gpu.get() data-testid="device">
                 <span class="dot"></span>
                 {move || ui.device.get()}
+                {move || ui.dtype.get().map(|d| view! { <span class="badge-part" data-testid="dtype">{d}</span> })}
+                {move || ui.tokens_per_second.get().map(|t| view! {
+                    <span class="badge-part" data-testid="badge-speed">{format!("{t:.1} tokens/s")}</span>
+                })}
             </div>
         </header>
 

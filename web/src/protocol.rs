@@ -345,6 +345,8 @@ pub enum Response {
         name: String,
         summary: String,
         seconds: f64,
+        /// The weights' element type on the device, e.g. "f32" (shown in the device badge).
+        dtype: String,
     },
     /// The next piece of generated text.
     Token {

@@ -32,7 +32,7 @@ mod weights;
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 pub(crate) use backward::token_relevance;
 pub use config::{Architecture, ModelConfig};
@@ -93,6 +93,21 @@ impl Model {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The element type the weights are held in on the device, read off the first block's query
+    /// (OPT and Llama alike have one; `load` refuses a model without blocks). Every checkpoint is
+    /// widened to float32 on load today.
+    pub fn weight_dtype(&self) -> DType {
+        let q = LinearId {
+            layer: 0,
+            kind: LinearKind::Q,
+        };
+        self.arch()
+            .linear(q)
+            .expect("a loaded model has a block 0 with a query projection")
+            .weight
+            .dtype()
     }
 
     /// A fresh, empty KV cache for one sequence batch.
