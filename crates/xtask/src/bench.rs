@@ -29,7 +29,7 @@ fn json_line(out: std::process::Output, who: &str) -> Result<Value> {
 }
 
 /// The peer Python if it can import `modules` (comma-separated).
-fn peer_python(modules: &str) -> Option<String> {
+pub fn peer_python(modules: &str) -> Option<String> {
     let candidate =
         std::env::var("SCALPEL_PEER_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
     let ok = Command::new(&candidate)
@@ -79,7 +79,8 @@ pub fn run(only: Option<&str>) -> Result<()> {
         Some("forward") => forward(&threads),
         Some("relevance") => relevance(&threads),
         Some("scoring") => scoring(&threads),
-        Some(other) => bail!("unknown benchmark `{other}` (forward, relevance or scoring)"),
+        Some("gpu") => crate::gpu_bench::local(),
+        Some(other) => bail!("unknown benchmark `{other}` (forward, relevance, scoring or gpu)"),
     }
 }
 

@@ -6,11 +6,14 @@
 //! - `serve`  sets up, then serves the web app with the default model (release build);
 //! - `test`   sets up, then runs every test: native, wasm in headless Chromium, end-to-end;
 //! - `bench`  Scalpel vs PyTorch (+ transformers, LXT) on this CPU, printed as ratios;
-//!   `bench forward|relevance|scoring` runs one part.
+//!   `bench forward|relevance|scoring` runs one part; `bench gpu` the GPU benchmark at a small
+//!   shape (lavapipe here);
+//! - `gpu-pack` prepares what the GPU benchmark takes to the GPU machine (see gpu_bench.rs).
 
 mod assets;
 mod bench;
 mod cmd;
+mod gpu_bench;
 mod setup;
 mod test;
 
@@ -33,8 +36,9 @@ fn main() -> Result<()> {
         }
         Some("e2e") => test::e2e(),
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
+        Some("gpu-pack") => gpu_bench::pack(),
         _ => bail!(
-            "usage: cargo xtask <setup|assets|serve|test|e2e|bench [forward|relevance|scoring]>"
+            "usage: cargo xtask <setup|assets|serve|test|e2e|bench [forward|relevance|scoring|gpu]|gpu-pack>"
         ),
     }
 }
