@@ -87,24 +87,14 @@ def forward(a, device):
 
 def relevance(a, device):
     from make_relevance_fixtures import apply_rules
+    from peer_lxt import relevance_pass
 
     apply_rules("attnlrp")
     model, window, _ = load(a, device)
     linears = [m for m in model.model.layers.modules() if isinstance(m, torch.nn.Linear)]
 
     def once():
-        sync(device)
-        start = time.perf_counter()
-        model.zero_grad(set_to_none=True)
-        embeds = model.model.embed_tokens(window).detach().requires_grad_(True)
-        logits = model(inputs_embeds=embeds, use_cache=False).logits
-        logits[0, -1].max().backward()
-        tokens = (embeds * embeds.grad).sum(-1)[0].tolist()
-        weights = [m.weight.detach() * m.weight.grad for m in linears]
-        sync(device)
-        elapsed = time.perf_counter() - start
-        del weights, tokens, logits, embeds
-        return elapsed
+        return relevance_pass(model, window, linears, sync=lambda: sync(device))
 
     once()
     return {"tokens": a.tokens, "relevance_seconds": statistics.median(once() for _ in range(a.repeats))}

@@ -34,6 +34,24 @@ def rss(reset: bool):
     return fields["VmRSS"], fields["VmHWM"]
 
 
+def relevance_pass(model, ids, linears, sync=lambda: None) -> float:
+    """Seconds of one pass: forward with inputs_embeds requiring grad, backward from the last
+    position's top logit, input relevance to the host and W * grad of every Linear in `linears`
+    (kept, as Scalpel keeps them). `sync` waits for an asynchronous device (CUDA)."""
+    sync()
+    start = time.perf_counter()
+    model.zero_grad(set_to_none=True)
+    embeds = model.model.embed_tokens(ids).detach().requires_grad_(True)
+    logits = model(inputs_embeds=embeds, use_cache=False).logits
+    logits[0, -1].max().backward()
+    tokens = (embeds * embeds.grad).sum(-1)[0].tolist()
+    weights = [m.weight.detach() * m.weight.grad for m in linears]
+    sync()
+    elapsed = time.perf_counter() - start
+    del weights, tokens, logits, embeds
+    return elapsed
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--gguf", default="assets/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -57,16 +75,7 @@ def main():
     linears = [m for name, m in model.model.layers.named_modules() if isinstance(m, torch.nn.Linear)]
 
     def once():
-        start = time.perf_counter()
-        model.zero_grad(set_to_none=True)
-        embeds = model.model.embed_tokens(ids).detach().requires_grad_(True)
-        logits = model(inputs_embeds=embeds, use_cache=False).logits
-        logits[0, -1].max().backward()
-        tokens = (embeds * embeds.grad).sum(-1)[0].tolist()
-        weights = [m.weight.detach() * m.weight.grad for m in linears]
-        elapsed = time.perf_counter() - start
-        del weights, tokens
-        return elapsed
+        return relevance_pass(model, ids, linears)
 
     before, _ = rss(True)
     once()
