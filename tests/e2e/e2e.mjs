@@ -3,7 +3,8 @@
 //
 // Scenarios (the third, `failures`, is described at `failures()` below):
 //  1. WebGPU (SwiftShader adapter): the default model loads, the device badge names the GPU
-//     adapter, greedy generation of "The capital of France is" streams " Paris"; after the
+//     adapter, greedy generation of "The capital of France is" streams " Paris" (the badge then
+//     adds the weights' dtype and the generation's tokens/s); after the
 //     explanation below, the GPU process is crashed mid-generation and the page recovers
 //     (`deviceLoss()`).
 //  2. No WebGPU (Chromium without --enable-unsafe-webgpu): the page falls back to the CPU, says why,
@@ -19,40 +20,10 @@
 // circuit is saved as JSON and loaded back. The Correct panel then measures a toxicity
 // correction of attention heads and compares original and corrected continuations (`correct()`).
 import { chromium } from 'playwright-core';
-import { createServer } from 'node:http';
-import { readFile, mkdir, mkdtemp, stat, writeFile } from 'node:fs/promises';
-import { join, extname, resolve, normalize } from 'node:path';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-
-const root = resolve(new URL('../..', import.meta.url).pathname);
-const dist = join(root, 'dist');
-const artifacts = join(root, 'tests', 'artifacts');
-const MIME = {
-  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.wasm': 'application/wasm',
-  '.css': 'text/css', '.gguf': 'application/octet-stream', '.json': 'application/json',
-};
-
-// A minimal static server on loopback (a fresh port), serving dist/ only.
-function serve() {
-  const server = createServer(async (req, res) => {
-    try {
-      const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
-      let file = join(dist, path);
-      if (!file.startsWith(dist)) throw new Error('outside dist');
-      if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
-      const body = await readFile(file);
-      res.writeHead(200, { 'Content-Type': MIME[extname(file)] ?? 'application/octet-stream', 'Content-Length': body.length });
-      res.end(req.method === 'HEAD' ? undefined : body);
-    } catch {
-      res.writeHead(404);
-      res.end('not found');
-    }
-  });
-  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
-}
-
-const BASE_FLAGS = ['--remote-debugging-pipe', '--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync', '--disable-quic', '--disable-gpu-sandbox'];
+import { artifacts, serve, BASE_FLAGS } from './harness.mjs';
 
 // Clicks generated token `index`, waits for its explanation and checks what the panel shows.
 async function explainToken(page, name, index, rules) {
@@ -282,7 +253,7 @@ async function deviceLoss(page, browser, name) {
     return err || document.querySelector('[data-testid=model-name]')?.textContent.includes('SmolLM2');
   }, null, { timeout: 300_000 });
   if (await page.getByTestId('error').count()) throw new Error(`after the device loss: ${await page.getByTestId('error').innerText()}`);
-  const device = await page.getByTestId('device').innerText();
+  const device = (await page.getByTestId('device').innerText()).split('\n')[0]; // the badge's first line: the adapter
   if (!device.startsWith('WebGPU')) throw new Error(`the new worker should be on WebGPU again, got "${device}"`);
   await page.getByTestId('max-tokens').fill('3');
   await page.getByTestId('generate').click();
@@ -364,7 +335,7 @@ async function scenario(name, { webgpu, expectGpu, failurePaths }, baseUrl) {
     }, null, { timeout: 300_000 });
     const error = await page.getByTestId('error').count() ? await page.getByTestId('error').innerText() : null;
     if (error) throw new Error(`load failed: ${error}`);
-    const device = await page.getByTestId('device').innerText();
+    const device = (await page.getByTestId('device').innerText()).split('\n')[0]; // the badge's first line: the adapter
     console.log(`${name}: loaded "${await modelName.innerText()}" on "${device}" in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     if (expectGpu && !device.startsWith('WebGPU')) throw new Error(`expected a WebGPU device, got "${device}"`);
     if (!expectGpu && !device.startsWith('CPU (no GPU')) throw new Error(`expected the CPU fallback with a reason, got "${device}"`);

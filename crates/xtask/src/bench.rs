@@ -8,7 +8,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::cmd::cargo;
+use crate::cmd::{self, cargo, tool_path};
+use crate::setup::trunk;
 
 const FORWARD_TOKENS: &str = "512";
 const GEN_TOKENS: &str = "64";
@@ -80,8 +81,25 @@ pub fn run(only: Option<&str>) -> Result<()> {
         Some("relevance") => relevance(&threads),
         Some("scoring") => scoring(&threads),
         Some("gpu") => crate::gpu_bench::local(),
-        Some(other) => bail!("unknown benchmark `{other}` (forward, relevance, scoring or gpu)"),
+        Some("page") => page(),
+        Some(other) => {
+            bail!("unknown benchmark `{other}` (forward, relevance, scoring, gpu or page)")
+        }
     }
+}
+
+/// The page's default long jobs on its CPU fallback in headless Chromium (tests/e2e/page_defaults.mjs),
+/// on the dev build the tests use.
+fn page() -> Result<()> {
+    cmd::run(trunk(&["build"]))?;
+    let mut c = Command::new("node");
+    c.arg("tests/e2e/page_defaults.mjs")
+        .env("PATH", tool_path())
+        .env(
+            "PAGE_BUILD",
+            "the dev build (`trunk build`: dependencies at opt-level 3, core at 1, no wasm-opt)",
+        );
+    cmd::run(c)
 }
 
 /// One long forward and greedy generation, Scalpel vs PyTorch + transformers.

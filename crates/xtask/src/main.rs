@@ -7,7 +7,7 @@
 //! - `test`   sets up, then runs every test: native, wasm in headless Chromium, end-to-end;
 //! - `bench`  Scalpel vs PyTorch (+ transformers, LXT) on this CPU, printed as ratios;
 //!   `bench forward|relevance|scoring` runs one part; `bench gpu` the GPU benchmark at a small
-//!   shape (lavapipe here);
+//!   shape (lavapipe here); `bench page` times the page's default long jobs in Chromium;
 //! - `gpu-pack` prepares what the GPU benchmark takes to the GPU machine (see gpu_bench.rs).
 
 mod assets;
@@ -38,7 +38,7 @@ fn main() -> Result<()> {
         Some("bench") => bench::run(args.get(1).map(String::as_str)),
         Some("gpu-pack") => gpu_bench::pack(),
         _ => bail!(
-            "usage: cargo xtask <setup|assets|serve|test|e2e|bench [forward|relevance|scoring|gpu]|gpu-pack>"
+            "usage: cargo xtask <setup|assets|serve|test|e2e|bench [forward|relevance|scoring|gpu|page]|gpu-pack>"
         ),
     }
 }

@@ -1,0 +1,34 @@
+// What the page tests and the page benchmark share: a static server for dist/ and Chromium's flags.
+import { createServer } from 'node:http';
+import { readFile, stat } from 'node:fs/promises';
+import { join, extname, resolve, normalize } from 'node:path';
+
+export const root = resolve(new URL('../..', import.meta.url).pathname);
+const dist = join(root, 'dist');
+export const artifacts = join(root, 'tests', 'artifacts');
+const MIME = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.wasm': 'application/wasm',
+  '.css': 'text/css', '.gguf': 'application/octet-stream', '.json': 'application/json',
+};
+
+// A minimal static server on loopback (a fresh port), serving dist/ only.
+export function serve() {
+  const server = createServer(async (req, res) => {
+    try {
+      const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+      let file = join(dist, path);
+      if (!file.startsWith(dist)) throw new Error('outside dist');
+      if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
+      const body = await readFile(file);
+      res.writeHead(200, { 'Content-Type': MIME[extname(file)] ?? 'application/octet-stream', 'Content-Length': body.length });
+      res.end(req.method === 'HEAD' ? undefined : body);
+    } catch {
+      res.writeHead(404);
+      res.end('not found');
+    }
+  });
+  return new Promise((ok) => server.listen(0, '127.0.0.1', () => ok(server)));
+}
+
+export const BASE_FLAGS = ['--remote-debugging-pipe', '--headless', '--no-sandbox', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync', '--disable-quic', '--disable-gpu-sandbox'];

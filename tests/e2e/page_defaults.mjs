@@ -1,0 +1,48 @@
+// Benchmark (not a test): how long the page's default long jobs take on its CPU fallback, as a new
+// user meets them. Needs a built dist/ (`trunk build`, or `--release`); `cargo xtask bench page`
+// builds one and runs this. Prints the protocol and one JSON line.
+//  - Compress: "Compute scores" with the panel's defaults (method, reference set, sizes);
+//  - Circuits: "Find circuit" with the panel's defaults (task, granularity, method, prompts).
+// Each is timed from the click until the panel reports it finished.
+import { chromium } from 'playwright-core';
+import { mkdtemp } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { serve, BASE_FLAGS } from './harness.mjs';
+
+const JOB_TIMEOUT = 1_800_000;
+
+async function timed(page, button, statusId, done) {
+  const started = Date.now();
+  await page.getByTestId(button).click();
+  await page.waitForFunction(([id, text]) => {
+    const s = document.querySelector(`[data-testid=${id}]`);
+    return document.querySelector('[data-testid=error]') || (s && s.textContent.includes(text));
+  }, [statusId, done], { timeout: JOB_TIMEOUT });
+  if (await page.getByTestId('error').count()) throw new Error(`${button}: ${await page.getByTestId('error').innerText()}`);
+  return { seconds: (Date.now() - started) / 1000, status: await page.getByTestId(statusId).innerText() };
+}
+
+const server = await serve();
+const profile = await mkdtemp(join(tmpdir(), 'scalpel-bench-'));
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, ignoreDefaultArgs: true, args: [...BASE_FLAGS, `--user-data-dir=${profile}`] });
+try {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  await page.goto(`http://127.0.0.1:${server.address().port}/`);
+  await page.waitForFunction(() => document.querySelector('[data-testid=error]') || document.querySelector('[data-testid=model-name]')?.textContent.includes('SmolLM2'), null, { timeout: 300_000 });
+  const device = (await page.getByTestId('device').innerText()).split('\n')[0];
+  const defaults = async (ids) => Object.fromEntries(await Promise.all(ids.map(async (id) => [id, await page.getByTestId(id).inputValue()])));
+  const compressDefaults = await defaults(['compress-method', 'samples', 'sample-len']);
+  const circuitDefaults = await defaults(['circuit-task', 'circuit-granularity', 'circuit-method', 'circuit-prompts']);
+  console.log(`protocol: the page's default model in headless Chromium without WebGPU ("${device}"), ` +
+    `${process.env.PAGE_BUILD ?? 'the dist/ build on disk'}; each job timed from its button's click until its panel reports it done, ` +
+    `with the panel's defaults: compress ${JSON.stringify(compressDefaults)}, circuits ${JSON.stringify(circuitDefaults)}`);
+  const scoring = await timed(page, 'compute-scores', 'scores-status', 'drag the slider');
+  console.log(`compress: ${scoring.status} (${scoring.seconds.toFixed(1)} s)`);
+  const circuit = await timed(page, 'find-circuit', 'circuit-status', 'curve measured');
+  console.log(`circuits: ${circuit.status} (${circuit.seconds.toFixed(1)} s)`);
+  console.log(JSON.stringify({ device, compressDefaults, compressSeconds: scoring.seconds, circuitDefaults, circuitSeconds: circuit.seconds }));
+} finally {
+  await browser.close();
+  server.close();
+}
