@@ -2,7 +2,7 @@
 measurement as Scalpel's reference-set scoring (same model file, same reference set, same thread count).
 
 Reference set: protocol `c4-<samples>x<seq_len>` (default `c4-128x256`) of
-../shared/docs/assets-and-evaluation.md, built by `c4_reference` below.
+docs/protocols.md, built by `c4_reference` below.
 
 Methods (every decoder-block Linear: q, k, v, o, gate, up, down):
 - `lrp`: per sample (batch 1), LXT 2.1 efficient-mode AttnLRP (the fixture script's

@@ -1,5 +1,5 @@
 //! The backward of each shared operation under a [`RuleSet`]: what `G` becomes when it passes
-//! from an operation's output to its input (../shared/docs/lrp.md, table of rules).
+//! from an operation's output to its input (docs/relevance-rules.md, table of rules).
 
 use burn::tensor::activation::sigmoid;
 use burn::tensor::{Device, Tensor};

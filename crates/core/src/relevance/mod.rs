@@ -1,6 +1,6 @@
 //! Relevance (LRP) through OPT and Llama: input tokens, attention heads, MLP neurons and every
 //! decoder-block weight, computed as `x ⊙ G` where `G` is a gradient modified by a rule set
-//! (../shared/docs/lrp.md).
+//! (docs/relevance-rules.md).
 //!
 //! The pass is an explicit backward over the model's own blocks: the forward keeps only each
 //! block's input, and the backward re-runs one block at a time (the same forward code, asked to

@@ -1,5 +1,5 @@
 //! Reference sets: fixed-length token samples cut from documents, in the order the protocol
-//! (`c4-128x256`, ../shared/docs/assets-and-evaluation.md) defines.
+//! (`c4-128x256`, docs/protocols.md) defines.
 
 use crate::error::{Error, Result};
 use crate::io::tokenizer::TextTokenizer;

@@ -74,7 +74,7 @@ pub fn hf_name(model: &Model, id: LinearId) -> String {
     format!("{root}.{}.{}", id.layer, id.kind.module(llama))
 }
 
-/// `max |a − b| / max |b|`, the tolerance measure of ../shared/docs/lrp.md.
+/// `max |a − b| / max |b|`, the tolerance measure of docs/relevance-rules.md.
 pub fn rel_err(actual: &[f32], expected: &[f32]) -> f32 {
     let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
     max_abs_diff(actual, expected) / scale
