@@ -3,7 +3,8 @@
 // builds one and runs this. Prints the protocol and one JSON line.
 //  - Compress: "Compute scores" with the panel's defaults (method, reference set, sizes);
 //  - Circuits: "Find circuit" with the panel's defaults (task, granularity, method, prompts).
-// Each is timed from the click until the panel reports it finished.
+// Each is timed from the click until the panel reports it finished. PAGE_BENCH_ONLY=compress or
+// circuits runs one of them.
 import { chromium } from 'playwright-core';
 import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -37,11 +38,19 @@ try {
   console.log(`protocol: the page's default model in headless Chromium without WebGPU ("${device}"), ` +
     `${process.env.PAGE_BUILD ?? 'the dist/ build on disk'}; each job timed from its button's click until its panel reports it done, ` +
     `with the panel's defaults: compress ${JSON.stringify(compressDefaults)}, circuits ${JSON.stringify(circuitDefaults)}`);
-  const scoring = await timed(page, 'compute-scores', 'scores-status', 'drag the slider');
-  console.log(`compress: ${scoring.status} (${scoring.seconds.toFixed(1)} s)`);
-  const circuit = await timed(page, 'find-circuit', 'circuit-status', 'curve measured');
-  console.log(`circuits: ${circuit.status} (${circuit.seconds.toFixed(1)} s)`);
-  console.log(JSON.stringify({ device, compressDefaults, compressSeconds: scoring.seconds, circuitDefaults, circuitSeconds: circuit.seconds }));
+  const only = process.env.PAGE_BENCH_ONLY;
+  const result = { device };
+  if (!only || only === 'compress') {
+    const scoring = await timed(page, 'compute-scores', 'scores-status', 'drag the slider');
+    console.log(`compress: ${scoring.status} (${scoring.seconds.toFixed(1)} s)`);
+    Object.assign(result, { compressDefaults, compressSeconds: scoring.seconds });
+  }
+  if (!only || only === 'circuits') {
+    const circuit = await timed(page, 'find-circuit', 'circuit-status', 'curve measured');
+    console.log(`circuits: ${circuit.status} (${circuit.seconds.toFixed(1)} s)`);
+    Object.assign(result, { circuitDefaults, circuitSeconds: circuit.seconds });
+  }
+  console.log(JSON.stringify(result));
 } finally {
   await browser.close();
   server.close();

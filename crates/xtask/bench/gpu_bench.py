@@ -172,6 +172,10 @@ def main():
             try:
                 result, peak = memory.run(cmd, deadline - started)
                 results[name] = {**json_line(result, name), "gpu_peak_bytes": peak}
+                label = results[name].get("device", "")
+                if torch_device == "cuda" and name.startswith("scalpel") and "llvmpipe" in label:
+                    # wgpu found no hardware Vulkan driver (see gpu_bench.sh) and fell back to Mesa.
+                    results[name]["error"] = f"Scalpel ran on a software adapter ({label}), not the GPU"
                 if name == "scalpel forward":  # the launch counts, printed before the JSON line
                     for line in result.stdout.splitlines():
                         if line.startswith("kernel launches"):
