@@ -2,8 +2,10 @@
 
 mod commands;
 mod model_source;
+mod output;
 mod progress;
 mod scoring;
+mod wiki;
 
 use clap::{Parser, Subcommand};
 

@@ -22,8 +22,8 @@ use scalpel::{Model, TextTokenizer};
 use serde::Serialize;
 use serde_json::json;
 
-use super::prune::write_atomically;
 use crate::model_source::{ModelArgs, load};
+use crate::output::write_atomically;
 use crate::progress::bar;
 use crate::scoring::run_scorer;
 

@@ -24,11 +24,11 @@ use scalpel::{Model, TextTokenizer};
 use serde::Serialize;
 use serde_json::json;
 
-use super::eval::{WikiArgs, evaluate};
-use super::prune::{write_atomically, write_checkpoint};
 use crate::model_source::{ModelArgs, load};
+use crate::output::{write_atomically, write_checkpoint};
 use crate::progress::bar;
 use crate::scoring::{ReferenceArgs, run_scorer};
+use crate::wiki::{WikiArgs, evaluate};
 
 /// The sidecar written next to the corrected checkpoint.
 const SIDECAR: &str = "scalpel-correct.json";

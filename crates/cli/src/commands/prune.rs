@@ -1,17 +1,17 @@
 //! `scalpel prune`: score, mask and export a pruned checkpoint with a sidecar that records the
 //! exact protocol and the achieved sparsity per layer.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use scalpel::export::export_checkpoint;
 use scalpel::prune::{Group, Masks, SparsityReport};
 use scalpel::score::ScoreMethod;
 use serde_json::json;
 
-use super::eval::{WikiArgs, evaluate};
 use crate::model_source::{ModelArgs, load};
+use crate::output::{write_atomically, write_checkpoint};
 use crate::scoring::{ReferenceArgs, obtain};
+use crate::wiki::{WikiArgs, evaluate};
 
 /// The sidecar written next to the pruned checkpoint.
 pub const SIDECAR: &str = "scalpel-prune.json";
@@ -55,34 +55,6 @@ pub struct Args {
     pub eval: bool,
     #[command(flatten)]
     pub wiki: WikiArgs,
-}
-
-/// Writes the model (with its masks applied) as a checkpoint folder: config.json,
-/// model.safetensors (with `note` in its metadata), tokenizer.json and a JSON sidecar.
-pub fn write_checkpoint(
-    out: &Path,
-    model: &scalpel::Model,
-    tokenizer: &scalpel::TextTokenizer,
-    note: &serde_json::Value,
-    (sidecar_name, sidecar): (&str, &serde_json::Value),
-) -> Result<()> {
-    let checkpoint =
-        pollster::block_on(export_checkpoint(model, tokenizer, Some(note.to_string())))?;
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    for (name, bytes) in checkpoint.files() {
-        write_atomically(&out.join(name), bytes)?;
-    }
-    write_atomically(
-        &out.join(sidecar_name),
-        serde_json::to_string_pretty(sidecar)?.as_bytes(),
-    )
-}
-
-/// Writes `bytes` to `path` through a temporary file, so a failure never leaves half a file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
 }
 
 /// Pruned share overall and per layer (one line per layer with a bar, unless all are equal).

@@ -13,10 +13,10 @@ use scalpel::score::{ReferenceSet, ScoreMethod, Scores};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::eval::{WikiArgs, evaluate};
-use super::prune::write_atomically;
 use crate::model_source::{ModelArgs, load};
+use crate::output::write_atomically;
 use crate::scoring::{ReferenceArgs, compute, load_cached, obtain, save};
+use crate::wiki::{WikiArgs, evaluate};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
