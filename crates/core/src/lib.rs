@@ -20,6 +20,7 @@ pub mod report;
 pub mod rng;
 pub mod score;
 pub mod task;
+pub mod unit;
 
 pub use error::{Error, Result};
 pub use generate::{GenerateOptions, Sampling};

@@ -8,7 +8,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
-use crate::cmd::{self, cargo, tool_path};
+use crate::cmd::{self, cargo, peer_python, tool_path};
 use crate::setup::trunk;
 
 const FORWARD_TOKENS: &str = "512";
@@ -27,17 +27,6 @@ fn json_line(out: std::process::Output, who: &str) -> Result<Value> {
         .find(|l| l.starts_with('{'))
         .context("no JSON line in the output")?;
     Ok(serde_json::from_str(line)?)
-}
-
-/// The peer Python if it can import `modules` (comma-separated).
-pub fn peer_python(modules: &str) -> Option<String> {
-    let candidate =
-        std::env::var("SCALPEL_PEER_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
-    let ok = Command::new(&candidate)
-        .args(["-c", &format!("import {modules}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(candidate)
 }
 
 /// `scalpel bench` in release on the CPU with `args`, its JSON line.
@@ -80,7 +69,6 @@ pub fn run(only: Option<&str>) -> Result<()> {
         Some("forward") => forward(&threads),
         Some("relevance") => relevance(&threads),
         Some("scoring") => scoring(&threads),
-        Some("gpu") => crate::gpu_bench::local(),
         Some("page") => page(),
         Some(other) => {
             bail!("unknown benchmark `{other}` (forward, relevance, scoring, gpu or page)")

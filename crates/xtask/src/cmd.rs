@@ -54,3 +54,14 @@ pub fn tool_path() -> String {
     parts.push(std::env::var("PATH").unwrap_or_default());
     parts.join(":")
 }
+
+/// The peer Python if it can import `modules` (comma-separated).
+pub fn peer_python(modules: &str) -> Option<String> {
+    let candidate =
+        std::env::var("SCALPEL_PEER_PYTHON").unwrap_or_else(|_| ".venv/bin/python".into());
+    let ok = Command::new(&candidate)
+        .args(["-c", &format!("import {modules}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    ok.then_some(candidate)
+}

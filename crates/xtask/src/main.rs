@@ -8,12 +8,12 @@
 //! - `bench`  Scalpel vs PyTorch (+ transformers, LXT) on this CPU, printed as ratios;
 //!   `bench forward|relevance|scoring` runs one part; `bench gpu` the GPU benchmark at a small
 //!   shape (lavapipe here); `bench page` times the page's default long jobs in Chromium;
-//! - `gpu-pack` prepares what the GPU benchmark takes to the GPU machine (see gpu_bench.rs).
+//! - `gpu-pack` prepares what the GPU benchmark takes to the GPU machine (see gpu.rs).
 
 mod assets;
 mod bench;
 mod cmd;
-mod gpu_bench;
+mod gpu;
 mod setup;
 mod test;
 
@@ -35,8 +35,11 @@ fn main() -> Result<()> {
             test::all()
         }
         Some("e2e") => test::e2e(),
-        Some("bench") => bench::run(args.get(1).map(String::as_str)),
-        Some("gpu-pack") => gpu_bench::pack(),
+        Some("bench") => match args.get(1).map(String::as_str) {
+            Some("gpu") => gpu::local(),
+            part => bench::run(part),
+        },
+        Some("gpu-pack") => gpu::pack(),
         _ => bail!(
             "usage: cargo xtask <setup|assets|serve|test|e2e|bench [forward|relevance|scoring|gpu|page]|gpu-pack>"
         ),

@@ -4,92 +4,18 @@
 
 mod file;
 mod select;
-mod unit;
 
 use std::collections::BTreeMap;
 
 use burn::tensor::{Device, Tensor, TensorData};
 
+pub use crate::unit::{Granularity, Group};
 pub(crate) use select::prune_lowest;
-pub use unit::Granularity;
 
 use crate::error::{Error, Result};
 use crate::io::HostTensor;
 use crate::model::{LinearId, LinearKind, Model};
 use crate::score::{ScoreInfo, ScoreMethod, Scores};
-
-/// Which weights compete with each other for survival.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(into = "String", try_from = "String")]
-pub enum Group {
-    /// Each output row of each Linear loses the same fraction (Wanda's group; the default).
-    #[default]
-    Row,
-    /// Each Linear loses the same fraction.
-    Layer,
-    /// One ranking over every block Linear.
-    Global,
-    /// Semi-structured: in every `block` consecutive inputs of a row, `keep` survive (2:4, 4:8).
-    NofM { keep: usize, block: usize },
-}
-
-impl Group {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "row" | "output" | "per-row" => Ok(Group::Row),
-            "layer" | "per-layer" => Ok(Group::Layer),
-            "global" => Ok(Group::Global),
-            other => {
-                let bad = || {
-                    Error::InvalidInput(format!(
-                        "unknown group `{other}` (row, layer, global, or N:M such as 2:4)"
-                    ))
-                };
-                let (n, m) = other.split_once(':').ok_or_else(bad)?;
-                let (keep, block) = (
-                    n.parse::<usize>().map_err(|_| bad())?,
-                    m.parse::<usize>().map_err(|_| bad())?,
-                );
-                if keep == 0 || keep >= block {
-                    return Err(Error::InvalidInput(format!(
-                        "N:M needs 0 < N < M (got {keep}:{block})"
-                    )));
-                }
-                Ok(Group::NofM { keep, block })
-            }
-        }
-    }
-
-    pub fn name(self) -> String {
-        match self {
-            Group::Row => "row".into(),
-            Group::Layer => "layer".into(),
-            Group::Global => "global".into(),
-            Group::NofM { keep, block } => format!("{keep}:{block}"),
-        }
-    }
-
-    /// The sparsity an N:M pattern fixes.
-    pub fn implied_sparsity(self) -> Option<f64> {
-        match self {
-            Group::NofM { keep, block } => Some((block - keep) as f64 / block as f64),
-            _ => None,
-        }
-    }
-}
-
-impl From<Group> for String {
-    fn from(g: Group) -> String {
-        g.name()
-    }
-}
-
-impl TryFrom<String> for Group {
-    type Error = Error;
-    fn try_from(s: String) -> Result<Self> {
-        Group::parse(&s)
-    }
-}
 
 /// Rejects sparsities outside `[0, 1)`.
 pub fn check_sparsity(sparsity: f64) -> Result<()> {

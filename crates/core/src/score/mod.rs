@@ -23,7 +23,7 @@ pub use wanda_sequential::wanda_sequential;
 use crate::error::{Error, Result};
 use crate::io::HostTensor;
 use crate::model::{LinearId, Model};
-use crate::prune::{Granularity, Group};
+use crate::unit::{Granularity, Group};
 
 /// How each weight is scored; low scores are pruned first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

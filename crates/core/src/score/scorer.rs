@@ -9,10 +9,10 @@ use super::{Explained, ReferenceSet, ScoreInfo, ScoreMethod, Scores};
 use crate::error::{Error, Result};
 use crate::io::HostTensor;
 use crate::model::{LinearId, Model};
-use crate::prune::Granularity;
 use crate::relevance::{
     MemoryLimits, RelevancePass, RuleSet, Target, Trace, WeightRelevanceAccumulator,
 };
+use crate::unit::Granularity;
 
 enum Work<'m> {
     Magnitude,

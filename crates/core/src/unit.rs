@@ -1,7 +1,9 @@
-//! What is pruned as one piece: single weights, MLP neurons (a column of down_proj / fc2) or
-//! attention heads (a head's block of columns of o_proj / out_proj). Zeroing those input columns
-//! removes the unit's whole contribution to the residual stream; the rest of the model is
-//! untouched, so neuron and head masks are ordinary weight masks on one Linear per layer.
+//! What is scored and pruned as one piece, and which pieces compete. A piece is a single weight,
+//! an MLP neuron (a column of down_proj / fc2) or an attention head (a head's block of columns of
+//! o_proj / out_proj). Zeroing those input columns removes the unit's whole contribution to the
+//! residual stream; the rest of the model is untouched, so neuron and head masks are ordinary
+//! weight masks on one Linear per layer. Scoring (`score`) and masking (`prune`) both build on
+//! these two choices, so they live below both.
 
 use crate::error::{Error, Result};
 use crate::model::{Architecture, LinearId, LinearKind, Model, ModelConfig};
@@ -102,6 +104,79 @@ impl Granularity {
                 row.repeat(rows)
             }
         }
+    }
+}
+
+/// Which weights compete with each other for survival.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub enum Group {
+    /// Each output row of each Linear loses the same fraction (Wanda's group; the default).
+    #[default]
+    Row,
+    /// Each Linear loses the same fraction.
+    Layer,
+    /// One ranking over every block Linear.
+    Global,
+    /// Semi-structured: in every `block` consecutive inputs of a row, `keep` survive (2:4, 4:8).
+    NofM { keep: usize, block: usize },
+}
+
+impl Group {
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "row" | "output" | "per-row" => Ok(Group::Row),
+            "layer" | "per-layer" => Ok(Group::Layer),
+            "global" => Ok(Group::Global),
+            other => {
+                let bad = || {
+                    Error::InvalidInput(format!(
+                        "unknown group `{other}` (row, layer, global, or N:M such as 2:4)"
+                    ))
+                };
+                let (n, m) = other.split_once(':').ok_or_else(bad)?;
+                let (keep, block) = (
+                    n.parse::<usize>().map_err(|_| bad())?,
+                    m.parse::<usize>().map_err(|_| bad())?,
+                );
+                if keep == 0 || keep >= block {
+                    return Err(Error::InvalidInput(format!(
+                        "N:M needs 0 < N < M (got {keep}:{block})"
+                    )));
+                }
+                Ok(Group::NofM { keep, block })
+            }
+        }
+    }
+
+    pub fn name(self) -> String {
+        match self {
+            Group::Row => "row".into(),
+            Group::Layer => "layer".into(),
+            Group::Global => "global".into(),
+            Group::NofM { keep, block } => format!("{keep}:{block}"),
+        }
+    }
+
+    /// The sparsity an N:M pattern fixes.
+    pub fn implied_sparsity(self) -> Option<f64> {
+        match self {
+            Group::NofM { keep, block } => Some((block - keep) as f64 / block as f64),
+            _ => None,
+        }
+    }
+}
+
+impl From<Group> for String {
+    fn from(g: Group) -> String {
+        g.name()
+    }
+}
+
+impl TryFrom<String> for Group {
+    type Error = Error;
+    fn try_from(s: String) -> Result<Self> {
+        Group::parse(&s)
     }
 }
 

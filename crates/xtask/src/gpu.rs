@@ -1,4 +1,4 @@
-//! The GPU benchmark (`bench/gpu_bench.py`): Scalpel on wgpu against PyTorch + LXT on one GPU.
+//! The GPU benchmark (`bench/gpu_bench.py`, `bench/gpu_bench.sh`): Scalpel on wgpu against PyTorch + LXT on one GPU.
 //!
 //! - `cargo xtask bench gpu` runs it here at a small shape (Scalpel on Mesa's lavapipe, PyTorch
 //!   on the CPU), to show that every step works end to end;
@@ -13,8 +13,7 @@ use std::process::Command;
 
 use anyhow::{Result, bail};
 
-use crate::bench::peer_python;
-use crate::cmd::{cargo, run};
+use crate::cmd::{cargo, peer_python, run};
 
 const RELEASE_BINARY: &str = "target/release/scalpel";
 const PACK: &str = ".gpu-bench";
