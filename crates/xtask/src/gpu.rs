@@ -1,10 +1,11 @@
-//! The GPU benchmark (`bench/gpu_bench.py`, `bench/gpu_bench.sh`): Scalpel on wgpu against PyTorch + LXT on one GPU.
+//! The GPU benchmark (`bench/gpu_bench.py`, `bench/gpu_bench.sh`): Scalpel on wgpu against
+//! PyTorch + LXT on one GPU.
 //!
 //! - `cargo xtask bench gpu` runs it here at a small shape (Scalpel on Mesa's lavapipe, PyTorch
 //!   on the CPU), to show that every step works end to end;
 //! - `cargo xtask gpu-pack` prepares what the GPU machine's run takes along: `.gpu-bench/` (the
 //!   stripped release CLI, xz-compressed to fit the 64 MiB a command may carry, and an LXT 2.1
-//!   wheel) and `.gl/` (the Vulkan and GL loaders as Debian packages, which that machine lacks).
+//!   wheel) and `.gl/` (the Vulkan and GL loaders as Debian packages, which that machine may lack).
 //!   Then the one command there is `bash crates/xtask/bench/gpu_bench.sh`, carrying both folders.
 
 use std::fs::File;
