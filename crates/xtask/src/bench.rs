@@ -64,16 +64,66 @@ pub fn run(only: Option<&str>) -> Result<()> {
         None => {
             forward(&threads)?;
             relevance(&threads)?;
-            scoring(&threads)
+            scoring(&threads)?;
+            gemm(&threads)
         }
         Some("forward") => forward(&threads),
         Some("relevance") => relevance(&threads),
         Some("scoring") => scoring(&threads),
+        Some("gemm") => gemm(&threads),
         Some("page") => page(),
         Some(other) => {
-            bail!("unknown benchmark `{other}` (forward, relevance, scoring, gpu or page)")
+            bail!("unknown benchmark `{other}` (forward, relevance, scoring, gemm, gpu or page)")
         }
     }
+}
+
+/// The model's matrix products alone, Scalpel's CPU backend vs PyTorch's (same shapes, threads).
+fn gemm(threads: &str) -> Result<()> {
+    println!(
+        "protocol: SmolLM2-135M's layer-0 Linears and LM head as `x Wᵀ` (W [out, in]) on random \
+         inputs at 1, 256 and 512 tokens, f32, CPU, {threads} threads; median of {REPEATS} after a \
+         warm-up; Scalpel = burn's flex backend (gemm crate) through Linear::forward, PyTorch = \
+         torch.nn.functional.linear; one after the other on this machine"
+    );
+    let ours = scalpel_bench(threads, &["--gemm", "--repeats", REPEATS])?;
+    let Some(python) = peer_python("torch") else {
+        println!("scalpel: {ours}");
+        println!("peer skipped: no Python with torch (set SCALPEL_PEER_PYTHON)");
+        return Ok(());
+    };
+    let peer = Command::new(python)
+        .arg("crates/xtask/bench/peer_gemm.py")
+        .args(["--shapes", &ours.to_string(), "--threads", threads])
+        .args(["--repeats", REPEATS])
+        .output()?;
+    let theirs = json_line(peer, "the PyTorch gemm peer")?;
+    let rows = |v: &Value| v["gemm"].as_array().cloned().unwrap_or_default();
+    println!(
+        "| shape | tokens | scalpel GFLOP/s | pytorch GFLOP/s | time ratio (scalpel / pytorch) |"
+    );
+    println!("|---|---|---|---|---|");
+    let (mut our_total, mut their_total) = (0.0, 0.0);
+    for (a, b) in rows(&ours).iter().zip(rows(&theirs)) {
+        let f = |v: &Value, k: &str| field(v, &[k]);
+        our_total += f(a, "seconds");
+        their_total += f(&b, "seconds");
+        println!(
+            "| {} {}→{} | {} | {:.1} | {:.1} | {:.2} |",
+            a["name"].as_str().unwrap_or("?"),
+            f(a, "in"),
+            f(a, "out"),
+            f(a, "tokens"),
+            f(a, "gflops_per_second"),
+            f(&b, "gflops_per_second"),
+            f(a, "seconds") / f(&b, "seconds"),
+        );
+    }
+    println!(
+        "all shapes together: time ratio (scalpel / pytorch) {:.2}  (lower is better for scalpel)",
+        our_total / their_total
+    );
+    Ok(())
 }
 
 /// The page's default long jobs on its CPU fallback in headless Chromium (tests/e2e/page_defaults.mjs),

@@ -6,8 +6,9 @@
 //! - `serve`  sets up, then serves the web app with the default model (release build);
 //! - `test`   sets up, then runs every test: native, wasm in headless Chromium, end-to-end;
 //! - `bench`  Scalpel vs PyTorch (+ transformers, LXT) on this CPU, printed as ratios;
-//!   `bench forward|relevance|scoring` runs one part; `bench gpu` the GPU benchmark at a small
-//!   shape (lavapipe here); `bench page` times the page's default long jobs in Chromium;
+//!   `bench forward|relevance|scoring|gemm` runs one part (gemm: the model's matrix products
+//!   alone); `bench gpu` the GPU benchmark at a small shape (lavapipe here); `bench page` times
+//!   the page's default long jobs in Chromium;
 //! - `gpu-pack` prepares what the GPU benchmark takes to the GPU machine (see gpu.rs).
 
 mod assets;
@@ -41,7 +42,7 @@ fn main() -> Result<()> {
         },
         Some("gpu-pack") => gpu::pack(),
         _ => bail!(
-            "usage: cargo xtask <setup|assets|serve|test|e2e|bench [forward|relevance|scoring|gpu|page]|gpu-pack>"
+            "usage: cargo xtask <setup|assets|serve|test|e2e|bench [forward|relevance|scoring|gemm|gpu|page]|gpu-pack>"
         ),
     }
 }

@@ -4,7 +4,9 @@
 use std::time::Instant;
 
 use anyhow::{Result, bail};
+use burn::tensor::{Distribution, Tensor};
 use scalpel::generate::{GenerateOptions, generate};
+use scalpel::model::Linear;
 use scalpel::relevance::{MemoryLimits, RuleSet, WeightDetail, explain};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer};
 use scalpel::{Logits, readback};
@@ -51,6 +53,10 @@ pub struct Args {
     /// Decode steps the launches per generated token are averaged over.
     #[arg(long, default_value_t = 16)]
     pub launch_steps: usize,
+    /// Time the model's matrix products on their own instead: layer 0's Linears and the LM head,
+    /// each at 1, 256 and 512 tokens (`cargo xtask bench gemm` runs PyTorch on the same shapes).
+    #[arg(long)]
+    pub gemm: bool,
 }
 
 /// The prompt of the timed generation, of the launch counts and of the page's first example.
@@ -169,6 +175,63 @@ fn scoring(model: &scalpel::Model, method: ScoreMethod, reference: ReferenceSet)
     }))
 }
 
+/// Token counts the matrix-product benchmark runs each shape at (a decode step, a reference
+/// sample, a long forward).
+const GEMM_TOKENS: [usize; 3] = [1, 256, 512];
+
+/// Each Linear of layer 0 and the LM head as `Linear::forward` runs them (`x Wᵀ`, W `[out, in]`),
+/// on random inputs: median seconds over repeats after a warm-up, and the GFLOP/s that gives.
+/// One output element is read back per run, so an asynchronous device has finished it.
+fn gemm(model: &scalpel::Model, repeats: usize) -> Result<Value> {
+    let device = model.device();
+    let config = &model.config;
+    let mut shapes: Vec<(String, Linear)> = model
+        .linear_ids()
+        .into_iter()
+        .filter(|id| id.layer == 0)
+        .map(|id| {
+            let weight = model.weight(id)?;
+            Ok((
+                format!("{:?}", id.kind).to_lowercase(),
+                Linear { weight, bias: None },
+            ))
+        })
+        .collect::<Result<_>>()?;
+    let head = Tensor::random(
+        [config.vocab_size, config.hidden_size],
+        Distribution::Default,
+        device,
+    );
+    shapes.push((
+        "lm_head".into(),
+        Linear {
+            weight: head,
+            bias: None,
+        },
+    ));
+    let mut rows = Vec::new();
+    for tokens in GEMM_TOKENS {
+        for (name, linear) in &shapes {
+            let [out, inputs] = linear.weight.dims();
+            let x = Tensor::<3>::random([1, tokens, inputs], Distribution::Default, device);
+            let once = || -> Result<f64> {
+                let start = Instant::now();
+                let y = linear.forward(x.clone());
+                readback::to_vec(y.slice([0..1, 0..1, 0..1]))?;
+                Ok(start.elapsed().as_secs_f64())
+            };
+            once()?;
+            let seconds = median((0..repeats).map(|_| once()).collect::<Result<_>>()?);
+            let flops = 2.0 * (tokens * inputs * out) as f64;
+            rows.push(serde_json::json!({
+                "name": name, "tokens": tokens, "in": inputs, "out": out,
+                "seconds": seconds, "gflops_per_second": flops / seconds / 1e9,
+            }));
+        }
+    }
+    Ok(serde_json::json!({ "gemm": rows, "repeats": repeats }))
+}
+
 fn median(mut xs: Vec<f64>) -> f64 {
     xs.sort_by(f64::total_cmp);
     xs[xs.len() / 2]
@@ -188,6 +251,14 @@ pub fn run(args: Args) -> Result<()> {
         }
     } else if args.launches_only {
         bail!("--launches-only counts GPU kernels: run with --device gpu");
+    }
+    if args.gemm {
+        let mut out = gemm(model, args.repeats)?;
+        out["impl"] = "scalpel".into();
+        out["device"] = device.label.clone().into();
+        out["threads"] = threads.into();
+        println!("{out}");
+        return Ok(());
     }
     if let Some(method) = &args.scoring {
         let method = ScoreMethod::parse(method)?;
