@@ -15,15 +15,16 @@ const WASM_BINDGEN_VERSION: &str = "0.2.130";
 /// Everything: the web build plus the browser test tools.
 pub fn all() -> Result<()> {
     web_build()?;
-    debian_packages()?;
-    e2e_packages()
+    debian_packages()
 }
 
-/// What building and serving the site needs: wasm target, Trunk, wasm-bindgen-cli, assets.
+/// What building and serving the site needs: wasm target, Trunk, wasm-bindgen-cli, binaryen's
+/// wasm-opt (npm), assets.
 pub fn web_build() -> Result<()> {
     wasm_target()?;
     trunk_installed()?;
     wasm_bindgen_cli()?;
+    npm_packages()?;
     crate::assets::fetch()
 }
 
@@ -106,9 +107,14 @@ fn debian_packages() -> Result<()> {
     run(install)
 }
 
-/// playwright-core (pinned by tests/e2e/package-lock.json) drives Debian's Chromium.
-fn e2e_packages() -> Result<()> {
-    if Path::new("tests/e2e/node_modules/playwright-core").exists() {
+/// The npm packages pinned by tests/e2e/package-lock.json: playwright-core drives Debian's
+/// Chromium in the page tests; binaryen 132 is the wasm-opt of the release build (Trunk finds it on
+/// `tool_path`; Debian's binaryen 108 produced a module the browser refused).
+fn npm_packages() -> Result<()> {
+    let installed = ["playwright-core", "binaryen"]
+        .iter()
+        .all(|p| Path::new("tests/e2e/node_modules").join(p).exists());
+    if installed {
         return Ok(());
     }
     let mut c = Command::new("npm");
