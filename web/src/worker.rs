@@ -405,7 +405,7 @@ async fn load(state: &State, source: ModelSource, choice: DeviceChoice) -> Resul
         )
         .map_err(|e| e.to_string())?;
     let params = summary(&loaded.model.config);
-    let dtype = format!("{:?}", loaded.model.weight_dtype()).to_lowercase();
+    let dtype = loaded.model.weight_dtype().name().to_string();
     state.on_gpu.set(device.is_gpu);
     state.limits.set(MemoryLimits {
         max_buffer_bytes: device.max_binding_bytes,
