@@ -48,7 +48,7 @@ def make_checkpoint(shape: str, root: Path, tokens: int) -> tuple[Path, Path]:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     out = root / shape
-    corpus = root / f"{shape}.corpus"
+    corpus = root / f"{shape}-{tokens}.corpus"  # long enough for this run's token count
     if (out / "config.json").exists() and corpus.exists():
         return out, corpus
     config = LlamaConfig(**SHAPES[shape], rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)
@@ -171,11 +171,13 @@ def main():
                 continue
             try:
                 result, peak = memory.run(cmd, deadline - started)
-                results[name] = {**json_line(result, name), "gpu_peak_bytes": peak}
-                label = results[name].get("device", "")
+                measured = {**json_line(result, name), "gpu_peak_bytes": peak}
+                label = measured.get("device", "")
                 if torch_device == "cuda" and name.startswith("scalpel") and "llvmpipe" in label:
-                    # wgpu found no hardware Vulkan driver (see gpu_bench.sh) and fell back to Mesa.
-                    results[name]["error"] = f"Scalpel ran on a software adapter ({label}), not the GPU"
+                    # wgpu found no hardware Vulkan driver (see gpu_bench.sh) and fell back to Mesa:
+                    # its figures are not the GPU's, so none of them enters a ratio.
+                    measured = {"error": f"Scalpel ran on a software adapter ({label}), not the GPU"}
+                results[name] = measured
                 if name == "scalpel forward":  # the launch counts, printed before the JSON line
                     for line in result.stdout.splitlines():
                         if line.startswith("kernel launches"):

@@ -12,7 +12,6 @@ import argparse
 import json
 import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tests" / "fixtures"))
@@ -20,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from peer_transformers import wiki_text  # noqa: E402
+from peer_transformers import forward_and_generation, wiki_text  # noqa: E402
 
 # Scalpel's `bench` prompt (crates/cli/src/commands/bench.rs).
 PROMPT = "The capital of France is"
@@ -56,27 +55,9 @@ def memory(device: torch.device):
 
 def forward(a, device):
     model, window, prompt = load(a, device)
-
-    def once():
-        start = time.perf_counter()
-        with torch.inference_mode():
-            model(window).logits.cpu()
-        return time.perf_counter() - start
-
-    def generation():
-        sync(device)
-        start = time.perf_counter()
-        with torch.inference_mode():
-            out = model.generate(
-                prompt, do_sample=False, max_new_tokens=a.gen_tokens, min_new_tokens=a.gen_tokens
-            )
-        sync(device)
-        return (out.shape[1] - prompt.shape[1]) / (time.perf_counter() - start)
-
-    once()
-    forward_s = statistics.median(once() for _ in range(a.repeats))
-    generation()
-    tps = statistics.median(generation() for _ in range(a.repeats))
+    forward_s, tps = forward_and_generation(
+        model, window, prompt, a.gen_tokens, a.repeats, sync=lambda: sync(device)
+    )
     return {
         "forward_tokens": a.tokens,
         "forward_seconds": forward_s,

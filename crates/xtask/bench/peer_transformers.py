@@ -34,6 +34,31 @@ def wiki_text(raw: str) -> str:
     return "\n\n".join(articles)
 
 
+def forward_and_generation(model, window, prompt, gen_tokens, repeats, sync=lambda: None):
+    """Median seconds of one forward over `window` with every logit copied to the host, and
+    median tokens/s of greedy generation of exactly `gen_tokens` after `prompt`, each after a
+    warm-up. `sync` waits for an asynchronous device (CUDA)."""
+
+    def forward():
+        start = time.perf_counter()
+        with torch.inference_mode():
+            model(window).logits.cpu()
+        return time.perf_counter() - start
+
+    def generation():
+        sync()
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(prompt, do_sample=False, max_new_tokens=gen_tokens, min_new_tokens=gen_tokens)
+        sync()
+        return (out.shape[1] - prompt.shape[1]) / (time.perf_counter() - start)
+
+    forward()
+    forward_s = statistics.median(forward() for _ in range(repeats))
+    generation()
+    return forward_s, statistics.median(generation() for _ in range(repeats))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--gguf", default="assets/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -54,24 +79,8 @@ def main():
     ids = tok(text[: a.forward_tokens * 16], add_special_tokens=False, return_tensors="pt").input_ids
     window = ids[:, : a.forward_tokens]
 
-    def forward():
-        start = time.perf_counter()
-        with torch.inference_mode():
-            model(window).logits.numpy()
-        return time.perf_counter() - start
-
     prompt = tok("The capital of France is", add_special_tokens=False, return_tensors="pt").input_ids
-
-    def generation():
-        start = time.perf_counter()
-        with torch.inference_mode():
-            out = model.generate(prompt, do_sample=False, max_new_tokens=a.gen_tokens, min_new_tokens=a.gen_tokens)
-        return (out.shape[1] - prompt.shape[1]) / (time.perf_counter() - start)
-
-    forward()
-    forward_s = statistics.median(forward() for _ in range(a.repeats))
-    generation()
-    tps = statistics.median(generation() for _ in range(a.repeats))
+    forward_s, tps = forward_and_generation(model, window, prompt, a.gen_tokens, a.repeats)
     print(json.dumps({
         "impl": f"pytorch {torch.__version__} + transformers {transformers.__version__}",
         "device": "CPU", "threads": torch.get_num_threads(),
