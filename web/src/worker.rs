@@ -9,7 +9,7 @@ use scalpel::generate::{GenerateOptions, Generator, Sampling};
 use scalpel::io::safetensors::SafetensorsSource;
 use scalpel::readback::to_vec_async;
 use scalpel::relevance::MemoryLimits;
-use scalpel::{LoadedModel, ModelFiles};
+use scalpel::{LoadOptions, LoadedModel, ModelFiles, WeightDtype};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
@@ -398,9 +398,12 @@ async fn load(state: &State, source: ModelSource, choice: DeviceChoice) -> Resul
     progress("Preparing tensors", 0.0, 0.0);
     yield_now().await;
     let loaded = files
-        .load_within(
+        .load_with(
             &device.device,
-            device.max_binding_bytes,
+            LoadOptions {
+                dtype: WeightDtype::Auto,
+                max_binding_bytes: device.max_binding_bytes,
+            },
             &mut |done, total| progress("Loading tensors", done as f64, total as f64),
         )
         .map_err(|e| e.to_string())?;

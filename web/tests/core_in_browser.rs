@@ -13,7 +13,7 @@ use scalpel::relevance::{
 use scalpel::score::{ReferenceProtocol, ReferenceSet, ScoreMethod, Scorer};
 use scalpel::task::metrics::evaluate_async;
 use scalpel::task::{EncodedTask, TaskItem};
-use scalpel::{Logits, Model, ModelConfig};
+use scalpel::{Logits, Model, ModelConfig, WeightDtype};
 use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
@@ -86,7 +86,8 @@ fn load(fixture: &Fixture, device: &Device) -> Model {
         .map(|(n, b)| (n.to_string(), b.to_vec()))
         .collect();
     let source = SafetensorsSource::new(shards).unwrap();
-    Model::load(config, &source, device, &mut |_, _| {}).unwrap()
+    let held = Model::weight_storage(&config, &source, WeightDtype::Auto, device).unwrap();
+    Model::load(config, &source, held, device, &mut |_, _| {}).unwrap()
 }
 
 /// Worst relative error (of max |R|) of AttnLRP input and head relevance for the greedy token.

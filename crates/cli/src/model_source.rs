@@ -7,7 +7,7 @@ use clap::Args;
 use scalpel::device::{DevicePreference, SelectedDevice, select};
 use scalpel::io::safetensors::SafetensorsSource;
 use scalpel::loader::is_gguf;
-use scalpel::{LoadedModel, ModelFiles};
+use scalpel::{LoadOptions, LoadedModel, ModelFiles, WeightDtype};
 
 use crate::progress::{HubProgress, bar};
 
@@ -32,6 +32,11 @@ pub struct ModelArgs {
     /// auto (hardware GPU if present, else CPU), gpu, or cpu.
     #[arg(long, default_value = "auto")]
     pub device: DevicePreference,
+    /// How to hold the weight matrices: auto (f16 and bf16 checkpoints stay 16-bit, float32 and
+    /// quantized GGUF become f32), f32, f16 (half of f32's memory for any checkpoint) or bf16
+    /// (CPU only). Every product accumulates in f32.
+    #[arg(long, default_value = "auto")]
+    pub dtype: WeightDtype,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -161,9 +166,12 @@ pub fn load(args: &ModelArgs) -> Result<(LoadedModel, SelectedDevice)> {
     let device = select(args.device)?;
     let pb = bar(0, "loading");
     let loaded = files
-        .load_within(
+        .load_with(
             &device.device,
-            device.max_binding_bytes,
+            LoadOptions {
+                dtype: args.dtype,
+                max_binding_bytes: device.max_binding_bytes,
+            },
             &mut |done, total| {
                 pb.set_length(total as u64);
                 pb.set_position(done as u64);

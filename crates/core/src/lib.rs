@@ -25,5 +25,5 @@ pub mod unit;
 pub use error::{Error, Result};
 pub use generate::{GenerateOptions, Sampling};
 pub use io::tokenizer::TextTokenizer;
-pub use loader::{LoadedModel, ModelFiles};
-pub use model::{Architecture, Logits, Model, ModelConfig};
+pub use loader::{LoadOptions, LoadedModel, ModelFiles};
+pub use model::{Architecture, Logits, Model, ModelConfig, WeightDtype};

@@ -7,7 +7,7 @@ use crate::io::WeightSource;
 use crate::io::gguf::{GgufFile, GgufSource};
 use crate::io::safetensors::SafetensorsSource;
 use crate::io::tokenizer::TextTokenizer;
-use crate::model::{Model, ModelConfig};
+use crate::model::{Model, ModelConfig, WeightDtype};
 
 /// The files of one checkpoint, already read into memory.
 #[derive(Debug)]
@@ -23,6 +23,15 @@ pub enum ModelFiles {
         shards: Vec<(String, Vec<u8>)>,
         tokenizer_json: Option<Vec<u8>>,
     },
+}
+
+/// How to load: the weights' element type and the device's buffer limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOptions {
+    pub dtype: WeightDtype,
+    /// The adapter's largest storage-buffer binding: every weight must fit one
+    /// ([`crate::device::check_fits`]), checked before anything is uploaded.
+    pub max_binding_bytes: Option<u64>,
 }
 
 /// A model with its tokenizer, ready to generate.
@@ -48,21 +57,21 @@ impl ModelFiles {
         }
     }
 
-    /// Parses, validates and uploads everything. `progress(done, total)` counts tensors.
+    /// Parses, validates and uploads everything (float32 weights only for float32 and quantized
+    /// checkpoints: [`WeightDtype::Auto`]). `progress(done, total)` counts tensors.
     pub fn load(
         self,
         device: &Device,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<LoadedModel> {
-        self.load_within(device, None, progress)
+        self.load_with(device, LoadOptions::default(), progress)
     }
 
-    /// [`ModelFiles::load`], first checking that every weight fits a GPU buffer of
-    /// `max_binding_bytes` ([`crate::device::check_fits`]) when a limit is given.
-    pub fn load_within(
+    /// [`ModelFiles::load`] with the weights' element type and the device's buffer limit given.
+    pub fn load_with(
         self,
         device: &Device,
-        max_binding_bytes: Option<u64>,
+        options: LoadOptions,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<LoadedModel> {
         let (config, source, tokenizer): (ModelConfig, Box<dyn WeightSource>, TextTokenizer) =
@@ -108,10 +117,11 @@ impl ModelFiles {
                 config.vocab_size
             )));
         }
-        if let Some(limit) = max_binding_bytes {
-            crate::device::check_fits(&config, limit)?;
+        let weight_dtype = Model::weight_storage(&config, source.as_ref(), options.dtype, device)?;
+        if let Some(limit) = options.max_binding_bytes {
+            crate::device::check_fits(&config, weight_dtype, limit)?;
         }
-        let model = Model::load(config, source.as_ref(), device, progress)?;
+        let model = Model::load(config, source.as_ref(), weight_dtype, device, progress)?;
         Ok(LoadedModel { model, tokenizer })
     }
 }

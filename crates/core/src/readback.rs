@@ -1,10 +1,16 @@
 //! Copying tensors back to the host. In the browser only the asynchronous read is allowed.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::error::{Error, Result};
 
+/// As float32 values, whatever the tensor's element type (16-bit weights are widened exactly).
 fn to_f32(data: TensorData) -> Result<Vec<f32>> {
+    let data = if data.dtype() == DType::F32 {
+        data
+    } else {
+        data.convert::<f32>()
+    };
     data.try_into_vec::<f32>()
         .map_err(|e| Error::Device(format!("reading a tensor back: {e:?}")))
 }

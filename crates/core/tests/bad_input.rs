@@ -195,9 +195,13 @@ fn a_model_over_the_storage_binding_limit_is_refused_before_upload() {
     };
     let config = files.config().unwrap();
     // 49152 × 576 float32 = 113 MB: under WebGPU's default 128 MiB, over a 64 MiB limit.
-    scalpel::device::check_fits(&config, 128 << 20).unwrap();
+    scalpel::device::check_fits(&config, burn::tensor::DType::F32, 128 << 20).unwrap();
+    let options = scalpel::LoadOptions {
+        max_binding_bytes: Some(64 << 20),
+        ..Default::default()
+    };
     let err = files
-        .load_within(&cpu(), Some(64 << 20), &mut |_, _| {
+        .load_with(&cpu(), options, &mut |_, _| {
             panic!("nothing may be uploaded")
         })
         .unwrap_err();

@@ -6,10 +6,12 @@
 mod common;
 
 use burn::tensor::Device;
-use common::load_fixture_model_on;
-use common::lxt::check_tiny_models;
-use common::transformers::{LOGIT_FIXTURES, check_logits};
+use common::load_fixture_model_as;
+use common::lxt::{check_tiny_models, check_tiny_models_as};
+use common::transformers::{LOGIT_FIXTURES, check_logits, check_logits_as};
+use scalpel::WeightDtype;
 use scalpel::device::{DevicePreference, per_decode_step, per_relevance_pass, select};
+use scalpel::model::LinearKind;
 
 /// The launch counter is process-wide: the tests here take turns on the device.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -41,18 +43,21 @@ fn relevance_on_wgpu_matches_lxt() {
     check_tiny_models(&device);
 }
 
-/// Launches per decoder block of one decode step, per architecture: what is measured today (README,
-/// Benchmark: "GPU kernel launches"; SmolLM2 counts 26 per layer); the target is 20. Raise
-/// them only with a reason in the README.
+/// Launches per decoder block of one decode step with float32 weights, per architecture: what is
+/// measured today (README, Benchmark: "GPU kernel launches"; SmolLM2 counts 26 per layer); the
+/// target is 20. Raise them only with a reason in the README.
 const DECODE_LAUNCHES_PER_LAYER: [(&str, usize); 2] = [("llama-gqa-tied", 26), ("opt-pre-ln", 30)];
 /// Launches outside the blocks: embedding lookup, final norm, LM head.
 const DECODE_LAUNCHES_OUTSIDE_LAYERS: usize = 6;
+/// What 16-bit weights add outside the blocks: widening the looked-up embedding rows, OPT's
+/// position rows and the LM head (each block adds one widening per Linear).
+const WIDENINGS_OUTSIDE_LAYERS: usize = 3;
 
 #[test]
 fn a_decode_step_stays_within_its_launch_budget() {
     let (_turn, device) = gpu();
     for (name, budget) in DECODE_LAUNCHES_PER_LAYER {
-        let model = load_fixture_model_on(name, &device);
+        let model = load_fixture_model_as(name, &device, WeightDtype::F32);
         let layers = model.config.num_layers;
         let decode = per_decode_step(&model, &[5, 19, 33, 47], 4).unwrap();
         let per_token = decode.per_repeat();
@@ -74,5 +79,34 @@ fn a_decode_step_stays_within_its_launch_budget() {
             relevance.per_repeat()
         );
         assert!(relevance.per_repeat() > per_token);
+
+        // Weights held as f16 cost one widening kernel per weight matrix used, nothing more.
+        let half = load_fixture_model_as(name, &device, WeightDtype::F16);
+        let half_per_token = per_decode_step(&half, &[5, 19, 33, 47], 4)
+            .unwrap()
+            .per_repeat();
+        let widenings = LinearKind::of(model.config.architecture).len() * layers;
+        println!("{name}: {half_per_token} launches per decode step with f16 weights");
+        assert!(
+            half_per_token <= per_token + widenings + WIDENINGS_OUTSIDE_LAYERS,
+            "{name}: {half_per_token} launches with f16 weights, over {per_token} + {widenings} \
+             widenings + {WIDENINGS_OUTSIDE_LAYERS}"
+        );
     }
+}
+
+#[test]
+fn weights_held_as_f16_on_wgpu_stay_within_f16_rounding_of_the_references() {
+    let (_turn, device) = gpu();
+    for name in ["llama-gqa-tied", "opt-350m-style"] {
+        let worst = check_logits_as(
+            name,
+            &device,
+            WeightDtype::F16,
+            common::transformers::F16_TOLERANCE,
+        );
+        println!("{name} held as f16 on wgpu: max |Δlogit| {worst:.2e}");
+    }
+    let worst = check_tiny_models_as(&device, WeightDtype::F16, common::lxt::F16_TOLERANCE);
+    println!("relevance held as f16 on wgpu: worst relative error {worst:.2e}");
 }

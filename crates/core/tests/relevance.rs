@@ -151,3 +151,14 @@ fn bad_targets_and_limits_are_clear_errors() {
     );
     assert!(empty.is_err());
 }
+
+/// Relevance of float32 fixtures held as f16 against LXT in float32.
+#[test]
+fn relevance_with_weights_held_as_f16_stays_within_f16_rounding_of_lxt() {
+    let worst = common::lxt::check_tiny_models_as(
+        &common::cpu(),
+        scalpel::WeightDtype::F16,
+        common::lxt::F16_TOLERANCE,
+    );
+    println!("worst relative error held as f16: {worst:.2e}");
+}

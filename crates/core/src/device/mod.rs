@@ -51,7 +51,11 @@ pub struct SelectedDevice {
 /// Errors unless every weight matrix of `config` fits in one storage binding of `max_binding_bytes`
 /// (a GPU holds each tensor in one buffer, and WebGPU adapters often allow only 128 MiB–2 GiB):
 /// checked before anything is uploaded, with the largest offender named.
-pub fn check_fits(config: &crate::ModelConfig, max_binding_bytes: u64) -> crate::Result<()> {
+pub fn check_fits(
+    config: &crate::ModelConfig,
+    weight_dtype: burn::tensor::DType,
+    max_binding_bytes: u64,
+) -> crate::Result<()> {
     let c = config;
     let embed = c
         .opt
@@ -75,12 +79,13 @@ pub fn check_fits(config: &crate::ModelConfig, max_binding_bytes: u64) -> crate:
         .into_iter()
         .max_by_key(|(_, r, c)| r * c)
         .unwrap_or(("a weight", 0, 0));
-    let bytes = (rows * cols * 4) as u64;
+    let bytes = (rows * cols) as u64 * crate::model::bytes_per_weight(weight_dtype);
     if bytes > max_binding_bytes {
         return Err(crate::Error::TooLarge {
             what: format!(
-                "{what} ({rows} × {cols} float32) in one GPU buffer, over this adapter's storage-binding limit: \
-                 run this model on the CPU backend, or natively on a GPU with larger limits"
+                "{what} ({rows} × {cols} {}) in one GPU buffer, over this adapter's storage-binding limit: \
+                 run this model on the CPU backend, or natively on a GPU with larger limits",
+                crate::model::dtype_name(weight_dtype)
             ),
             requested: bytes.into(),
             limit: max_binding_bytes.into(),

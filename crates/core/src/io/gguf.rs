@@ -459,6 +459,18 @@ impl super::WeightSource for GgufSource {
             .map(|&i| self.file.tensors[i].shape.clone())
     }
 
+    fn stored_type(&self, name: &str) -> Option<super::StoredType> {
+        use super::StoredType;
+        self.names
+            .get(name)
+            .map(|&i| match self.file.tensors[i].ty {
+                GgmlType::F32 => StoredType::F32,
+                GgmlType::F16 => StoredType::F16,
+                GgmlType::BF16 => StoredType::Bf16,
+                _ => StoredType::Quantized,
+            })
+    }
+
     fn load(&self, name: &str) -> Result<HostTensor> {
         let &i = self
             .names

@@ -58,6 +58,16 @@ pub fn checked_elements(shape: &[usize]) -> Result<usize> {
         .ok_or_else(too_large)
 }
 
+/// How a tensor is stored in a checkpoint file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoredType {
+    F32,
+    F16,
+    Bf16,
+    /// Any GGUF block quantization (Q4_0, Q6_K, ...).
+    Quantized,
+}
+
 /// Named weights that can be loaded one at a time (so peak memory stays at one dequantized tensor
 /// on top of the file bytes). Names are Hugging Face parameter names (`model.layers.0.mlp.up_proj.weight`).
 pub trait WeightSource {
@@ -67,6 +77,8 @@ pub trait WeightSource {
     fn shape(&self, name: &str) -> Option<Vec<usize>>;
     /// Loads and converts a tensor to f32.
     fn load(&self, name: &str) -> Result<HostTensor>;
+    /// How a tensor is stored in the file (`None`: no such tensor).
+    fn stored_type(&self, name: &str) -> Option<StoredType>;
 
     fn contains(&self, name: &str) -> bool {
         self.shape(name).is_some()

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors};
 
-use super::{HostTensor, WeightSource, checked_elements};
+use super::{HostTensor, StoredType, WeightSource, checked_elements};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -96,6 +96,15 @@ impl WeightSource for SafetensorsSource {
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
         self.entries.get(name).map(|e| e.shape.clone())
+    }
+
+    fn stored_type(&self, name: &str) -> Option<StoredType> {
+        self.entries.get(name).map(|e| match e.dtype {
+            Dtype::F16 => StoredType::F16,
+            Dtype::BF16 => StoredType::Bf16,
+            // F32, and anything `load` refuses by name.
+            _ => StoredType::F32,
+        })
     }
 
     fn load(&self, name: &str) -> Result<HostTensor> {

@@ -23,17 +23,18 @@ impl Linear {
         id: LinearId,
         sink: &mut dyn RelevanceSink,
     ) -> Result<Tensor<3>> {
+        let w = self.weight_f32();
         if sink.wants_weights() {
             let [b, t, d_out] = g.dims();
-            let [_, d_in] = self.weight.dims();
+            let [_, d_in] = w.dims();
             let grad_w = g
                 .clone()
                 .reshape([b * t, d_out])
                 .transpose()
                 .matmul(x.clone().reshape([b * t, d_in]));
-            sink.weight(id, grad_w * self.weight.clone())?;
+            sink.weight(id, grad_w * w.clone())?;
         }
-        Ok(self.backward_input(g))
+        Ok(input_gradient(g, w))
     }
 
     /// [`Linear::backward`] where a rule stops the gradient at the output (`None`, CP-LRP's
@@ -50,7 +51,7 @@ impl Linear {
             Some(g) => self.backward(x, g, id, sink),
             None => {
                 if sink.wants_weights() {
-                    sink.weight(id, self.weight.zeros_like())?;
+                    sink.weight(id, Tensor::zeros(self.weight.dims(), &x.device()))?;
                 }
                 Ok(x.zeros_like())
             }
@@ -59,12 +60,15 @@ impl Linear {
 
     /// `G_x = G_z W` for Linears outside the decoder blocks (no weight relevance wanted).
     pub(crate) fn backward_input(&self, g: Tensor<3>) -> Tensor<3> {
-        let [b, t, d_out] = g.dims();
-        let [_, d_in] = self.weight.dims();
-        g.reshape([b * t, d_out])
-            .matmul(self.weight.clone())
-            .reshape([b, t, d_in])
+        input_gradient(g, self.weight_f32())
     }
+}
+
+/// `G_x = G_z W` for a float32 weight `w` `[out, in]`.
+fn input_gradient(g: Tensor<3>, w: Tensor<2>) -> Tensor<3> {
+    let [b, t, d_out] = g.dims();
+    let [_, d_in] = w.dims();
+    g.reshape([b * t, d_out]).matmul(w).reshape([b, t, d_in])
 }
 
 impl RmsNorm {

@@ -1,17 +1,20 @@
 //! Building blocks shared by the architectures: weight loading, Linear, norms, attention, KV cache.
 
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{DType, Device, Int, Tensor, TensorCreationOptions, TensorData};
 
+use super::precision::{check_representable, widened};
 use super::{Logits, Param};
 
 use crate::error::{Error, Result};
 use crate::io::{HostTensor, WeightSource};
 
 /// Moves named tensors from a [`WeightSource`] to the device, checking shapes and reporting progress.
+/// Weight matrices go to the device as `weight_dtype`, everything else as float32.
 pub(crate) struct Loader<'a> {
     source: &'a dyn WeightSource,
     device: &'a Device,
+    weight_dtype: DType,
     progress: &'a mut dyn FnMut(usize, usize),
     done: usize,
     total: usize,
@@ -21,12 +24,14 @@ impl<'a> Loader<'a> {
     pub fn new(
         source: &'a dyn WeightSource,
         device: &'a Device,
+        weight_dtype: DType,
         progress: &'a mut dyn FnMut(usize, usize),
     ) -> Self {
         let total = source.names().len();
         Self {
             source,
             device,
+            weight_dtype,
             progress,
             done: 0,
             total,
@@ -68,6 +73,17 @@ impl<'a> Loader<'a> {
         ))
     }
 
+    /// A weight matrix (a Linear's or an embedding), held as the loader's weight dtype.
+    pub fn matrix(&mut self, name: &str, expected: [usize; 2]) -> Result<Tensor<2>> {
+        let t = self.host(name, &expected)?;
+        check_representable(name, &t.data, self.weight_dtype)?;
+        let options = TensorCreationOptions::new(self.device.clone()).with_dtype(self.weight_dtype);
+        Ok(Tensor::from_data(
+            TensorData::new(t.data, expected),
+            options,
+        ))
+    }
+
     pub fn linear(
         &mut self,
         prefix: &str,
@@ -75,7 +91,7 @@ impl<'a> Loader<'a> {
         in_features: usize,
         bias: bool,
     ) -> Result<Linear> {
-        let weight = self.tensor(&format!("{prefix}.weight"), [out_features, in_features])?;
+        let weight = self.matrix(&format!("{prefix}.weight"), [out_features, in_features])?;
         let bias = if bias {
             Some(self.tensor(&format!("{prefix}.bias"), [out_features])?)
         } else {
@@ -85,7 +101,8 @@ impl<'a> Loader<'a> {
     }
 }
 
-/// `y = x Wᵀ + b` with `W` stored `[out, in]` as in Hugging Face checkpoints.
+/// `y = x Wᵀ + b` with `W` stored `[out, in]` as in Hugging Face checkpoints, in the model's
+/// weight dtype (see `precision.rs`).
 #[derive(Debug, Clone)]
 pub struct Linear {
     pub weight: Tensor<2>,
@@ -93,6 +110,11 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// The weight as float32, for computing with.
+    pub fn weight_f32(&self) -> Tensor<2> {
+        widened(self.weight.clone())
+    }
+
     /// Appends `{prefix}.weight` (and `.bias`) to an export list.
     pub(crate) fn export(&self, prefix: &str, out: &mut Vec<(String, Param)>) {
         out.push((
@@ -109,7 +131,7 @@ impl Linear {
         let [d_out, _] = self.weight.dims();
         let y = x
             .reshape([b * t, d_in])
-            .matmul(self.weight.clone().transpose());
+            .matmul(self.weight_f32().transpose());
         let y = match &self.bias {
             Some(bias) => y + bias.clone().unsqueeze::<2>(),
             None => y,
@@ -321,14 +343,11 @@ pub(crate) fn causal_mask(t: usize, s: usize, device: &Device) -> Option<Tensor<
     ))
 }
 
-/// Rows of the embedding `table` for each token: `[batch, seq, width]`.
+/// Rows of the embedding `table` for each token: `[batch, seq, width]`, as float32.
 pub fn embed(table: &Tensor<2>, tokens: Tensor<2, Int>) -> Tensor<3> {
     let [b, t] = tokens.dims();
     let [_, width] = table.dims();
-    table
-        .clone()
-        .select(0, tokens.reshape([b * t]))
-        .reshape([b, t, width])
+    widened(table.clone().select(0, tokens.reshape([b * t]))).reshape([b, t, width])
 }
 
 /// The positions whose logits are wanted: all, or only the last (generation).
@@ -340,9 +359,15 @@ pub fn keep_positions(x: Tensor<3>, logits: Logits) -> Tensor<3> {
     }
 }
 
-/// The output embedding `[vocab, d]`: the LM head's weight, or the input embedding when tied.
-pub fn output_embedding<'a>(head: Option<&'a Linear>, embedding: &'a Tensor<2>) -> &'a Tensor<2> {
-    head.map_or(embedding, |h| &h.weight)
+/// Rows of the output embedding `[vocab, d]` (the LM head's weight, or the input embedding when
+/// tied) for `tokens`: `[n, d]`, as float32.
+pub fn output_rows(
+    head: Option<&Linear>,
+    embedding: &Tensor<2>,
+    tokens: Tensor<1, Int>,
+) -> Tensor<2> {
+    let table = head.map_or(embedding, |h| &h.weight);
+    widened(table.clone().select(0, tokens))
 }
 
 /// Logits over the vocabulary: the LM head, or the embedding matrix itself when tied.

@@ -11,7 +11,7 @@ use super::backward::{
 use super::config::ModelConfig;
 use super::layers::{
     KvCache, Linear, Loader, RmsNorm, causal_attention, causal_mask, embed, keep_positions,
-    merge_heads, output_embedding, split_heads, vocab_logits,
+    merge_heads, output_rows, split_heads, vocab_logits,
 };
 use super::{ArchOps, Architecture, Embedded, LinearInputs, Param, export_linears};
 use crate::error::Result;
@@ -53,7 +53,7 @@ impl Llama {
                 eps: c.norm_eps,
             })
         };
-        let embed = l.tensor("model.embed_tokens.weight", [c.vocab_size, h])?;
+        let embed = l.matrix("model.embed_tokens.weight", [c.vocab_size, h])?;
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
             let p = format!("model.layers.{i}");
@@ -275,9 +275,7 @@ impl ArchOps for Llama {
     }
 
     fn head_rows(&self, tokens: Tensor<1, Int>) -> Tensor<2> {
-        output_embedding(self.lm_head.as_ref(), &self.embed)
-            .clone()
-            .select(0, tokens)
+        output_rows(self.lm_head.as_ref(), &self.embed, tokens)
     }
 
     fn head_input(&self, x: Tensor<3>) -> Tensor<3> {

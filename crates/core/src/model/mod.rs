@@ -28,6 +28,7 @@ mod layers;
 mod linear_id;
 mod llama;
 mod opt;
+mod precision;
 mod weights;
 
 use std::collections::BTreeMap;
@@ -38,6 +39,7 @@ pub(crate) use backward::token_relevance;
 pub use config::{Architecture, ModelConfig};
 pub use layers::{KvCache, Linear};
 pub use linear_id::{LinearId, LinearKind};
+pub use precision::{WeightDtype, bytes_per_weight, dtype_name};
 
 use crate::error::{Error, Result};
 use crate::io::WeightSource;
@@ -69,16 +71,25 @@ pub enum Logits {
 }
 
 impl Model {
-    /// Builds the model from a weight source, checking every tensor's shape against the config.
-    /// `progress(done, total)` is called after each tensor is on the device.
+    /// Builds the model from a weight source, checking every tensor's shape against the config,
+    /// with its weight matrices held as `weight_dtype` (float32, or a 16-bit type from
+    /// [`Model::weight_storage`]). `progress(done, total)` is called after each tensor is on the
+    /// device.
     pub fn load(
         config: ModelConfig,
         source: &dyn WeightSource,
+        weight_dtype: DType,
         device: &Device,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<Self> {
         config.validate()?;
-        let mut loader = layers::Loader::new(source, device, progress);
+        if !device.supports_dtype(weight_dtype) {
+            return Err(Error::Unsupported {
+                what: "weight dtype",
+                detail: format!("this device cannot hold {weight_dtype:?} tensors"),
+            });
+        }
+        let mut loader = layers::Loader::new(source, device, weight_dtype, progress);
         let body = match config.architecture {
             Architecture::Llama => Body::Llama(Box::new(llama::Llama::load(&config, &mut loader)?)),
             Architecture::Opt => Body::Opt(Box::new(opt::Opt::load(&config, &mut loader)?)),
@@ -91,13 +102,33 @@ impl Model {
         })
     }
 
+    /// The element type `dtype` holds this checkpoint's weight matrices in on `device`, judged by
+    /// how the first block's query is stored (OPT and Llama alike have one).
+    pub fn weight_storage(
+        config: &ModelConfig,
+        source: &dyn WeightSource,
+        dtype: WeightDtype,
+        device: &Device,
+    ) -> Result<DType> {
+        let q = LinearId {
+            layer: 0,
+            kind: LinearKind::Q,
+        }
+        .checkpoint_name(config.architecture);
+        // OPT checkpoints may name their blocks without the leading `model.`.
+        let stored = source
+            .stored_type(&q)
+            .or_else(|| source.stored_type(q.trim_start_matches("model.")))
+            .ok_or(Error::MissingTensor(q))?;
+        dtype.storage(stored, device)
+    }
+
     pub fn device(&self) -> &Device {
         &self.device
     }
 
-    /// The element type the weights are held in on the device, read off the first block's query
-    /// (OPT and Llama alike have one; `load` refuses a model without blocks). Every checkpoint is
-    /// widened to float32 on load today.
+    /// The element type the weight matrices are held in on the device, read off the first
+    /// block's query.
     pub fn weight_dtype(&self) -> DType {
         let q = LinearId {
             layer: 0,

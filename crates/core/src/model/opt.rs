@@ -12,8 +12,9 @@ use super::backward::{
 use super::config::{ModelConfig, OptOptions};
 use super::layers::{
     KvCache, LayerNorm, Linear, Loader, causal_attention, causal_mask, embed, keep_positions,
-    merge_heads, output_embedding, split_heads, vocab_logits,
+    merge_heads, output_rows, split_heads, vocab_logits,
 };
+use super::precision::widened;
 use super::{ArchOps, Architecture, Embedded, LinearInputs, Param, export_linears};
 use crate::error::{Error, Result};
 use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
@@ -58,8 +59,8 @@ impl Opt {
             "decoder"
         };
         let (h, e, bias) = (c.hidden_size, o.word_embed_proj_dim, o.enable_bias);
-        let embed = l.tensor(&format!("{root}.embed_tokens.weight"), [c.vocab_size, e])?;
-        let positions = l.tensor(
+        let embed = l.matrix(&format!("{root}.embed_tokens.weight"), [c.vocab_size, e])?;
+        let positions = l.matrix(
             &format!("{root}.embed_positions.weight"),
             [c.max_position_embeddings + o.position_offset, h],
         )?;
@@ -151,7 +152,7 @@ impl Opt {
             .map(|p| (p + self.options.position_offset) as i64)
             .collect();
         let pos_ids = Tensor::<1, Int>::from_data(TensorData::new(pos_ids, [t]), &device);
-        let positions = self.positions.clone().select(0, pos_ids).unsqueeze::<3>();
+        let positions = widened(self.positions.clone().select(0, pos_ids)).unsqueeze::<3>();
         Embedded {
             tokens: token_embeds,
             positions: Some(positions.clone()),
@@ -320,9 +321,7 @@ impl ArchOps for Opt {
     }
 
     fn head_rows(&self, tokens: Tensor<1, Int>) -> Tensor<2> {
-        output_embedding(self.lm_head.as_ref(), &self.embed)
-            .clone()
-            .select(0, tokens)
+        output_rows(self.lm_head.as_ref(), &self.embed, tokens)
     }
 
     fn head_input(&self, x: Tensor<3>) -> Tensor<3> {

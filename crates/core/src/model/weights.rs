@@ -3,10 +3,12 @@
 //! A mask never destroys anything: the first time a Linear is masked its dense weight is kept
 //! aside, every later mask is applied to that dense weight (so masks do not compound), and
 //! [`Model::restore_dense`] puts the dense weights back. While masks are applied the masked
-//! Linears take twice their memory.
+//! Linears take twice their memory (in the model's weight dtype). Weights are handed out as
+//! float32 whatever they are held in.
 
 use burn::tensor::Tensor;
 
+use super::precision::{narrowed, widened};
 use super::{LinearId, LinearKind, Model};
 use crate::error::{Error, Result};
 
@@ -28,22 +30,27 @@ impl Model {
         Ok(self.linear_ref(id)?.weight.dims())
     }
 
-    /// The weight as the model uses it now (masked, if a mask is applied).
+    /// The weight as the model uses it now (masked, if a mask is applied), as float32.
     pub fn weight(&self, id: LinearId) -> Result<Tensor<2>> {
-        Ok(self.linear_ref(id)?.weight.clone())
+        Ok(self.linear_ref(id)?.weight_f32())
     }
 
-    /// The weight before any mask.
+    /// The weight before any mask, as float32.
     pub fn dense_weight(&self, id: LinearId) -> Result<Tensor<2>> {
+        Ok(widened(self.held_dense_weight(id)?))
+    }
+
+    /// The weight before any mask, as held.
+    fn held_dense_weight(&self, id: LinearId) -> Result<Tensor<2>> {
         match self.unmasked.get(&id) {
             Some(w) => Ok(w.clone()),
-            None => self.weight(id),
+            None => Ok(self.linear_ref(id)?.weight.clone()),
         }
     }
 
     /// Sets the weight of `id` to its dense weight times `keep` (`[out, in]`, 1 = kept, 0 = pruned).
     pub fn mask_linear(&mut self, id: LinearId, keep: Tensor<2>) -> Result<()> {
-        let dense = self.dense_weight(id)?;
+        let dense = self.held_dense_weight(id)?;
         if keep.dims() != dense.dims() {
             return Err(Error::ShapeMismatch {
                 name: format!("mask of {id}"),
@@ -51,7 +58,8 @@ impl Model {
                 actual: keep.dims().to_vec(),
             });
         }
-        let masked = dense.clone() * keep;
+        // 0 and 1 are exact in every weight dtype, so the product stays in the held one.
+        let masked = dense.clone() * narrowed(keep, dense.dtype());
         self.unmasked.entry(id).or_insert(dense);
         let linear = self.arch_mut().linear_mut(id).ok_or_else(|| missing(id))?;
         linear.weight = masked;

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use burn::tensor::Device;
 use safetensors::SafeTensors;
 use scalpel::io::safetensors::SafetensorsSource;
-use scalpel::{Model, ModelConfig};
+use scalpel::{Model, ModelConfig, WeightDtype};
 
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -65,8 +65,14 @@ pub fn load_fixture_model(name: &str) -> Model {
     load_fixture_model_on(name, &cpu())
 }
 
-/// [`load_fixture_model`] on `device`.
+/// [`load_fixture_model`] on `device`, its weights held as the checkpoint stores them
+/// ([`WeightDtype::Auto`]: the bf16 and f16 fixtures stay 16-bit).
 pub fn load_fixture_model_on(name: &str, device: &Device) -> Model {
+    load_fixture_model_as(name, device, WeightDtype::Auto)
+}
+
+/// [`load_fixture_model`] on `device` with its weights held as `dtype` asks.
+pub fn load_fixture_model_as(name: &str, device: &Device, dtype: WeightDtype) -> Model {
     let dir = fixtures().join("models").join(name);
     let config =
         ModelConfig::from_hf_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
@@ -79,7 +85,8 @@ pub fn load_fixture_model_on(name: &str, device: &Device) -> Model {
         }
     }
     let source = SafetensorsSource::new(shards).unwrap();
-    Model::load(config, &source, device, &mut |_, _| {}).unwrap()
+    let held = Model::weight_storage(&config, &source, dtype, device).unwrap();
+    Model::load(config, &source, held, device, &mut |_, _| {}).unwrap()
 }
 
 /// A named f32 tensor from a safetensors file, flattened, with its shape.
