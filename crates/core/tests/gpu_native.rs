@@ -49,9 +49,9 @@ fn relevance_on_wgpu_matches_lxt() {
 const DECODE_LAUNCHES_PER_LAYER: [(&str, usize); 2] = [("llama-gqa-tied", 26), ("opt-pre-ln", 30)];
 /// Launches outside the blocks: embedding lookup, final norm, LM head.
 const DECODE_LAUNCHES_OUTSIDE_LAYERS: usize = 6;
-/// What 16-bit weights add outside the blocks: widening the looked-up embedding rows, OPT's
-/// position rows and the LM head (each block adds one widening per Linear).
-const WIDENINGS_OUTSIDE_LAYERS: usize = 3;
+/// What f16 weights add outside the blocks: widening the looked-up embedding rows and OPT's
+/// position rows, the LM head's two casts.
+const CASTS_OUTSIDE_LAYERS: usize = 4;
 
 #[test]
 fn a_decode_step_stays_within_its_launch_budget() {
@@ -80,33 +80,32 @@ fn a_decode_step_stays_within_its_launch_budget() {
         );
         assert!(relevance.per_repeat() > per_token);
 
-        // Weights held as f16 cost one widening kernel per weight matrix used, nothing more.
+        // Weights held as f16 make each decode product an f16 product: at most two casts more
+        // per Linear (its input to f16, its output back) where fusion does not fold them in.
         let half = load_fixture_model_as(name, &device, WeightDtype::F16);
         let half_per_token = per_decode_step(&half, &[5, 19, 33, 47], 4)
             .unwrap()
             .per_repeat();
-        let widenings = LinearKind::of(model.config.architecture).len() * layers;
+        let casts = 2 * LinearKind::of(model.config.architecture).len() * layers;
         println!("{name}: {half_per_token} launches per decode step with f16 weights");
         assert!(
-            half_per_token <= per_token + widenings + WIDENINGS_OUTSIDE_LAYERS,
-            "{name}: {half_per_token} launches with f16 weights, over {per_token} + {widenings} \
-             widenings + {WIDENINGS_OUTSIDE_LAYERS}"
+            half_per_token <= per_token + casts + CASTS_OUTSIDE_LAYERS,
+            "{name}: {half_per_token} launches with f16 weights, over {per_token} + {casts} \
+             casts + {CASTS_OUTSIDE_LAYERS}"
         );
     }
 }
 
 #[test]
-fn weights_held_as_f16_on_wgpu_stay_within_f16_rounding_of_the_references() {
+fn sixteen_bit_weights_on_wgpu_stay_within_their_rounding_of_the_references() {
     let (_turn, device) = gpu();
-    for name in ["llama-gqa-tied", "opt-350m-style"] {
-        let worst = check_logits_as(
-            name,
-            &device,
-            WeightDtype::F16,
-            common::transformers::F16_TOLERANCE,
-        );
-        println!("{name} held as f16 on wgpu: max |Δlogit| {worst:.2e}");
+    for name in LOGIT_FIXTURES {
+        for dtype in [WeightDtype::Auto, WeightDtype::F16] {
+            let worst = check_logits_as(name, &device, dtype, common::transformers::F16_TOLERANCE);
+            println!("{name} as {dtype} on wgpu: max |Δlogit| {worst:.2e}");
+        }
     }
+    check_tiny_models_as(&device, WeightDtype::Auto, 1e-4);
     let worst = check_tiny_models_as(&device, WeightDtype::F16, common::lxt::F16_TOLERANCE);
     println!("relevance held as f16 on wgpu: worst relative error {worst:.2e}");
 }

@@ -35,14 +35,23 @@ SHAPES = {
     "tinyllama": dict(vocab_size=32000, hidden_size=2048, intermediate_size=5632, num_hidden_layers=22,
                       num_attention_heads=32, num_key_value_heads=4, max_position_embeddings=2048,
                       rope_theta=10000.0, tie_word_embeddings=False),
+    # Llama-2-7B's shape (benchmarks on the CPU only: `make_large_checkpoints.py`).
+    "llama2-7b": dict(vocab_size=32000, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32,
+                      num_attention_heads=32, num_key_value_heads=32, max_position_embeddings=4096,
+                      rope_theta=10000.0, tie_word_embeddings=False),
     "small": dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
                   rope_theta=10000.0, tie_word_embeddings=True),
 }
 
 
-def make_checkpoint(shape: str, root: Path, tokens: int) -> tuple[Path, Path]:
-    """A random Llama of `shape` in root/shape (config, safetensors, tokenizer.json) and a corpus."""
+def make_checkpoint(shape: str, root: Path, tokens: int, dtype: str = "float32",
+                    max_shard_size: str | None = None) -> tuple[Path, Path]:
+    """A random Llama of `shape` in root/shape (config, safetensors, tokenizer.json) and a corpus.
+
+    `dtype` is the stored precision (initialised in it, so a 7B bf16 model never exists in
+    float32); `max_shard_size` (e.g. "2GB") shards the safetensors with an index, as on the hub.
+    """
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -53,7 +62,14 @@ def make_checkpoint(shape: str, root: Path, tokens: int) -> tuple[Path, Path]:
         return out, corpus
     config = LlamaConfig(**SHAPES[shape], rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2)
     torch.manual_seed(0)
-    LlamaForCausalLM(config).eval().save_pretrained(out, safe_serialization=True)
+    torch.set_default_dtype(getattr(torch, dtype))
+    model = LlamaForCausalLM(config).eval()
+    torch.set_default_dtype(torch.float32)
+    save = dict(safe_serialization=True)
+    if max_shard_size:
+        save["max_shard_size"] = max_shard_size
+    model.save_pretrained(out, **save)
+    del model
     vocab = {"[UNK]": 0, **{f"t{i}": i for i in range(1, config.vocab_size)}}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()

@@ -1,7 +1,7 @@
 //! Building blocks shared by the architectures: weight loading, Linear, norms, attention, KV cache.
 
 use burn::tensor::activation::softmax;
-use burn::tensor::{DType, Device, Int, Tensor, TensorCreationOptions, TensorData};
+use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorCreationOptions, TensorData};
 
 use super::precision::{check_representable, widened};
 use super::{Logits, Param};
@@ -126,17 +126,66 @@ impl Linear {
         }
     }
 
+    /// `x Wᵀ + b` as a float32 product (the weight widened if it is held 16-bit).
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.apply(x, Products::Exact)
+    }
+
+    /// `x Wᵀ + b` computed as `products` says.
+    pub(crate) fn apply(&self, x: Tensor<3>, products: Products) -> Tensor<3> {
         let [b, t, d_in] = x.dims();
         let [d_out, _] = self.weight.dims();
-        let y = x
-            .reshape([b * t, d_in])
-            .matmul(self.weight_f32().transpose());
+        let x = x.reshape([b * t, d_in]);
+        let y = if products == Products::Fast && self.weight.dtype() == DType::F16 {
+            x.cast(FloatDType::F16)
+                .matmul(self.weight.clone().transpose())
+                .cast(FloatDType::F32)
+        } else {
+            x.matmul(self.weight_f32().transpose())
+        };
         let y = match &self.bias {
             Some(bias) => y + bias.clone().unsqueeze::<2>(),
             None => y,
         };
         y.reshape([b, t, d_out])
+    }
+}
+
+/// How a forward multiplies by weights held as f16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Products {
+    /// An f16 × f16 product, summed in f32 by both backends: the weight read at half the bytes
+    /// and never widened, the input and output rounded to f16. Generation, perplexity, scoring
+    /// forwards.
+    Fast,
+    /// The weight widened to f32 and an f32 product. Relevance passes: their rules divide by
+    /// and subtract forward values, which f16 rounding moved far from LXT's.
+    Exact,
+}
+
+impl Products {
+    /// Exact for a forward that a relevance pass traces, fast otherwise.
+    pub(crate) fn traced(traced: bool) -> Self {
+        if traced { Self::Exact } else { Self::Fast }
+    }
+}
+
+/// What a decoder block's forward is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlockRun {
+    /// A model forward: products as given, nothing recorded.
+    Forward(Products),
+    /// A relevance pass re-running one block: exact products, its internals recorded.
+    Record,
+}
+
+impl BlockRun {
+    /// Whether to record the internals, and how to multiply.
+    pub(crate) fn parts(self) -> (bool, Products) {
+        match self {
+            Self::Forward(products) => (false, products),
+            Self::Record => (true, Products::Exact),
+        }
     }
 }
 
@@ -371,13 +420,18 @@ pub fn output_rows(
 }
 
 /// Logits over the vocabulary: the LM head, or the embedding matrix itself when tied.
-pub fn vocab_logits(head: Option<&Linear>, embedding: &Tensor<2>, x: Tensor<3>) -> Tensor<3> {
+pub fn vocab_logits(
+    head: Option<&Linear>,
+    embedding: &Tensor<2>,
+    x: Tensor<3>,
+    products: Products,
+) -> Tensor<3> {
     match head {
-        Some(head) => head.forward(x),
+        Some(head) => head.apply(x, products),
         None => Linear {
             weight: embedding.clone(),
             bias: None,
         }
-        .forward(x),
+        .apply(x, products),
     }
 }

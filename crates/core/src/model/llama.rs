@@ -10,8 +10,8 @@ use super::backward::{
 };
 use super::config::ModelConfig;
 use super::layers::{
-    KvCache, Linear, Loader, RmsNorm, causal_attention, causal_mask, embed, keep_positions,
-    merge_heads, output_rows, split_heads, vocab_logits,
+    BlockRun, KvCache, Linear, Loader, Products, RmsNorm, causal_attention, causal_mask, embed,
+    keep_positions, merge_heads, output_rows, split_heads, vocab_logits,
 };
 use super::{ArchOps, Architecture, Embedded, LinearInputs, Param, export_linears};
 use crate::error::Result;
@@ -113,24 +113,28 @@ impl Llama {
     ) -> Tensor<3> {
         let [_, t] = tokens.dims();
         let start = cache.len();
+        let products = Products::traced(residuals.is_some());
         let positions = self.positions(start, t);
         let mut x = embed(&self.embed, tokens);
         for (i, block) in self.layers.iter().enumerate() {
             if let Some(inputs) = residuals.as_deref_mut() {
                 inputs.push(x.clone());
             }
-            x = self.block(block, x, &positions, cache, i, false).0;
+            x = self
+                .block(block, x, &positions, cache, i, BlockRun::Forward(products))
+                .0;
         }
         if let Some(inputs) = residuals {
             inputs.push(x.clone());
         }
         cache.advance(t);
-        self.head(keep_positions(x, logits))
+        self.head(keep_positions(x, logits), products)
     }
 
     /// The final norm and the LM head.
-    fn head(&self, x: Tensor<3>) -> Tensor<3> {
-        vocab_logits(self.lm_head.as_ref(), &self.embed, self.norm.forward(x))
+    fn head(&self, x: Tensor<3>, products: Products) -> Tensor<3> {
+        let x = self.norm.forward(x);
+        vocab_logits(self.lm_head.as_ref(), &self.embed, x, products)
     }
 
     /// Re-runs block `layer` alone on `x` (positions from 0), recording its internals; also
@@ -139,7 +143,14 @@ impl Llama {
         let [_, t, _] = x.dims();
         let positions = self.positions(0, t);
         let mut cache = KvCache::new(self.layers.len());
-        let (out, acts) = self.block(&self.layers[layer], x, &positions, &mut cache, layer, true);
+        let (out, acts) = self.block(
+            &self.layers[layer],
+            x,
+            &positions,
+            &mut cache,
+            layer,
+            BlockRun::Record,
+        );
         (out, acts.expect("recording was requested"), positions)
     }
 
@@ -162,20 +173,21 @@ impl Llama {
         positions: &Positions,
         cache: &mut KvCache,
         layer: usize,
-        record: bool,
+        run: BlockRun,
     ) -> (Tensor<3>, Option<BlockActs>) {
+        let (record, products) = run.parts();
         let h_attn = block.input_norm.forward(x.clone());
         let q = Rope::apply(
-            split_heads(block.q.forward(h_attn.clone()), self.num_heads),
+            split_heads(block.q.apply(h_attn.clone(), products), self.num_heads),
             &positions.cos,
             &positions.signed_sin,
         );
         let k = Rope::apply(
-            split_heads(block.k.forward(h_attn.clone()), self.num_kv_heads),
+            split_heads(block.k.apply(h_attn.clone(), products), self.num_kv_heads),
             &positions.cos,
             &positions.signed_sin,
         );
-        let v = split_heads(block.v.forward(h_attn.clone()), self.num_kv_heads);
+        let v = split_heads(block.v.apply(h_attn.clone(), products), self.num_kv_heads);
         let (k_all, v_all) = cache.append(layer, k.clone(), v.clone());
         let [_, _, _, hd] = q.dims();
         let q_scaled = q.mul_scalar(1.0 / (hd as f64).sqrt());
@@ -185,12 +197,12 @@ impl Llama {
             v_all,
             positions.mask.as_ref(),
         ));
-        let x_mid = x + block.o.forward(attn.clone());
+        let x_mid = x + block.o.apply(attn.clone(), products);
         let h_mlp = block.post_attention_norm.forward(x_mid.clone());
-        let gate = block.gate.forward(h_mlp.clone());
-        let up = block.up.forward(h_mlp.clone());
+        let gate = block.gate.apply(h_mlp.clone(), products);
+        let up = block.up.apply(h_mlp.clone(), products);
         let hidden = silu(gate.clone()) * up.clone();
-        let out = x_mid.clone() + block.down.forward(hidden.clone());
+        let out = x_mid.clone() + block.down.apply(hidden.clone(), products);
         let acts = record.then_some(BlockActs {
             h_attn,
             attention: AttentionInputs { q_scaled, k, v },

@@ -11,8 +11,8 @@ use super::backward::{
 };
 use super::config::{ModelConfig, OptOptions};
 use super::layers::{
-    KvCache, LayerNorm, Linear, Loader, causal_attention, causal_mask, embed, keep_positions,
-    merge_heads, output_rows, split_heads, vocab_logits,
+    BlockRun, KvCache, LayerNorm, Linear, Loader, Products, causal_attention, causal_mask, embed,
+    keep_positions, merge_heads, output_rows, split_heads, vocab_logits,
 };
 use super::precision::widened;
 use super::{ArchOps, Architecture, Embedded, LinearInputs, Param, export_linears};
@@ -123,20 +123,30 @@ impl Opt {
     ) -> Tensor<3> {
         let [_, t] = tokens.dims();
         let start = cache.len();
+        let products = Products::traced(residuals.is_some());
         let mut x = self.embed_at(tokens, start).block_input;
         let mask = causal_mask(t, start + t, &self.embed.device());
         for (i, block) in self.layers.iter().enumerate() {
             if let Some(inputs) = residuals.as_deref_mut() {
                 inputs.push(x.clone());
             }
-            x = self.block(block, x, mask.as_ref(), cache, i, false).0;
+            x = self
+                .block(
+                    block,
+                    x,
+                    mask.as_ref(),
+                    cache,
+                    i,
+                    BlockRun::Forward(products),
+                )
+                .0;
         }
         if let Some(inputs) = residuals {
             inputs.push(x.clone());
         }
         cache.advance(t);
         let x = self.head_input(keep_positions(x, logits));
-        vocab_logits(self.lm_head.as_ref(), &self.embed, x)
+        vocab_logits(self.lm_head.as_ref(), &self.embed, x, products)
     }
 
     /// Token embeddings (through `project_in`) plus learned positions from `start` on.
@@ -171,7 +181,7 @@ impl Opt {
             mask.as_ref(),
             &mut cache,
             layer,
-            true,
+            BlockRun::Record,
         );
         (out, acts.expect("recording was requested"))
     }
@@ -185,8 +195,9 @@ impl Opt {
         mask: Option<&Tensor<4>>,
         cache: &mut KvCache,
         layer: usize,
-        record: bool,
+        run: BlockRun,
     ) -> (Tensor<3>, Option<BlockActs>) {
+        let (record, products) = run.parts();
         let pre_ln = self.options.do_layer_norm_before;
         let h_attn = if pre_ln {
             block.attn_norm.forward(x.clone())
@@ -195,13 +206,13 @@ impl Opt {
         };
         let [_, _, d] = h_attn.dims();
         let head_dim = d / self.num_heads;
-        let q_scaled = split_heads(block.q.forward(h_attn.clone()), self.num_heads)
+        let q_scaled = split_heads(block.q.apply(h_attn.clone(), products), self.num_heads)
             .mul_scalar(1.0 / (head_dim as f64).sqrt());
-        let k = split_heads(block.k.forward(h_attn.clone()), self.num_heads);
-        let v = split_heads(block.v.forward(h_attn.clone()), self.num_heads);
+        let k = split_heads(block.k.apply(h_attn.clone(), products), self.num_heads);
+        let v = split_heads(block.v.apply(h_attn.clone(), products), self.num_heads);
         let (k_all, v_all) = cache.append(layer, k.clone(), v.clone());
         let attn = merge_heads(causal_attention(q_scaled.clone(), k_all, v_all, mask));
-        let attn_sum = x + block.out.forward(attn.clone());
+        let attn_sum = x + block.out.apply(attn.clone(), products);
         let x_mid = if pre_ln {
             attn_sum.clone()
         } else {
@@ -212,9 +223,9 @@ impl Opt {
         } else {
             x_mid.clone()
         };
-        let pre_act = block.fc1.forward(h_mlp.clone());
+        let pre_act = block.fc1.apply(h_mlp.clone(), products);
         let hidden = relu(pre_act.clone());
-        let mlp_sum = x_mid.clone() + block.fc2.forward(hidden.clone());
+        let mlp_sum = x_mid.clone() + block.fc2.apply(hidden.clone(), products);
         let out = if pre_ln {
             mlp_sum.clone()
         } else {
