@@ -262,7 +262,7 @@ async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> 
             Ok((
                 DEFAULT_MODEL_NAME.to_string(),
                 ModelFiles::Gguf {
-                    gguf,
+                    gguf: gguf.into(),
                     tokenizer_json: None,
                 },
             ))
@@ -285,7 +285,7 @@ async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> 
                 return Ok((
                     location,
                     ModelFiles::Gguf {
-                        gguf,
+                        gguf: gguf.into(),
                         tokenizer_json: None,
                     },
                 ));
@@ -298,7 +298,7 @@ async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> 
                     Ok((
                         location.clone(),
                         ModelFiles::Gguf {
-                            gguf,
+                            gguf: gguf.into(),
                             tokenizer_json: None,
                         },
                     ))
@@ -321,7 +321,10 @@ async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> 
                     };
                     let mut shards = Vec::new();
                     for n in names {
-                        shards.push((n.clone(), download(&hub_url(id, &revision, &n), &n).await?));
+                        shards.push((
+                            n.clone(),
+                            download(&hub_url(id, &revision, &n), &n).await?.into(),
+                        ));
                     }
                     Ok((
                         location.clone(),
@@ -351,7 +354,7 @@ async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> 
                 return Ok((
                     name,
                     ModelFiles::Gguf {
-                        gguf,
+                        gguf: gguf.into(),
                         tokenizer_json,
                     },
                 ));
@@ -362,6 +365,7 @@ async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> 
             let shards: Vec<_> = files
                 .into_iter()
                 .filter(|(n, _)| n.ends_with(".safetensors"))
+                .map(|(n, bytes)| (n, bytes.into()))
                 .collect();
             if shards.is_empty() {
                 return Err("no .safetensors file among the picked files".into());

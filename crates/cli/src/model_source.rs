@@ -6,6 +6,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use scalpel::device::{DevicePreference, SelectedDevice, select};
 use scalpel::io::safetensors::SafetensorsSource;
+use scalpel::io::{FileBytes, FileSource};
 use scalpel::loader::is_gguf;
 use scalpel::{LoadOptions, LoadedModel, ModelFiles, WeightDtype};
 
@@ -43,6 +44,45 @@ fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// A model file mapped into memory: loading reads each tensor's pages once and then drops them
+/// (`done_with`), so peak memory is the model plus about one tensor, never the whole file as well.
+struct MappedFile(memmap2::Mmap);
+
+impl FileSource for MappedFile {
+    fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    #[cfg(unix)]
+    fn done_with(&self, range: std::ops::Range<usize>) {
+        // Only whole pages inside the range; a failed hint costs memory, not correctness.
+        const PAGE: usize = 4096;
+        let start = range.start.div_ceil(PAGE) * PAGE;
+        let end = range.end / PAGE * PAGE;
+        if end > start {
+            // SAFETY: the map is private and read-only; DONTNEED only drops this process's view
+            // of pages that are reread from the file if touched again.
+            let _ = unsafe {
+                self.0.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    start,
+                    end - start,
+                )
+            };
+        }
+    }
+}
+
+/// Maps a model file (weights are never read whole into memory).
+fn map(path: &Path) -> Result<FileBytes> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    // SAFETY: the map is read-only; like every mmap-based loader (safetensors, llama.cpp) this
+    // assumes the file is not truncated or rewritten while the model loads.
+    let map = unsafe { memmap2::Mmap::map(&file) }
+        .with_context(|| format!("mapping {}", path.display()))?;
+    Ok(FileBytes::new(MappedFile(map)))
+}
+
 fn read_opt(path: &Path) -> Result<Option<Vec<u8>>> {
     if path.exists() {
         read(path).map(Some)
@@ -70,7 +110,7 @@ fn hf_folder(dir: &Path, tokenizer: Option<Vec<u8>>) -> Result<ModelFiles> {
     };
     let shards = names
         .into_iter()
-        .map(|n| read(&dir.join(&n)).map(|b| (n, b)))
+        .map(|n| map(&dir.join(&n)).map(|b| (n, b)))
         .collect::<Result<_>>()?;
     let tokenizer_json = match tokenizer {
         Some(t) => Some(t),
@@ -147,7 +187,7 @@ pub fn model_files(args: &ModelArgs) -> Result<ModelFiles> {
     if path.is_dir() {
         return hf_folder(&path, tokenizer);
     }
-    let bytes = read(&path)?;
+    let bytes = map(&path)?;
     if is_gguf(&bytes) {
         return Ok(ModelFiles::Gguf {
             gguf: bytes,

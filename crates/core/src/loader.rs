@@ -3,24 +3,24 @@
 use burn::tensor::Device;
 
 use crate::error::{Error, Result};
-use crate::io::WeightSource;
 use crate::io::gguf::{GgufFile, GgufSource};
 use crate::io::safetensors::SafetensorsSource;
 use crate::io::tokenizer::TextTokenizer;
+use crate::io::{FileBytes, WeightSource};
 use crate::model::{Model, ModelConfig, WeightDtype};
 
-/// The files of one checkpoint, already read into memory.
+/// The files of one checkpoint, in memory or memory-mapped ([`FileBytes`]).
 #[derive(Debug)]
 pub enum ModelFiles {
     /// A llama.cpp GGUF file; the tokenizer comes from its metadata unless a tokenizer.json is given.
     Gguf {
-        gguf: Vec<u8>,
+        gguf: FileBytes,
         tokenizer_json: Option<Vec<u8>>,
     },
     /// Hugging Face layout: config.json, one or more safetensors shards (file name, bytes), tokenizer.json.
     HuggingFace {
         config_json: Vec<u8>,
-        shards: Vec<(String, Vec<u8>)>,
+        shards: Vec<(String, FileBytes)>,
         tokenizer_json: Option<Vec<u8>>,
     },
 }

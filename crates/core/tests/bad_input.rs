@@ -96,7 +96,7 @@ fn wrong_shapes_are_named() {
         config_json: cfg.to_string().into_bytes(),
         shards: vec![(
             "model.safetensors".into(),
-            fixture("llama-gqa-tied", "model.safetensors"),
+            fixture("llama-gqa-tied", "model.safetensors").into(),
         )],
         tokenizer_json: Some(
             br#"{"version":"1.0","model":{"type":"WordLevel","vocab":{"a":0},"unk_token":"a"}}"#
@@ -114,7 +114,7 @@ fn missing_tokenizer_is_named() {
         config_json: fixture("llama-gqa-tied", "config.json"),
         shards: vec![(
             "model.safetensors".into(),
-            fixture("llama-gqa-tied", "model.safetensors"),
+            fixture("llama-gqa-tied", "model.safetensors").into(),
         )],
         tokenizer_json: None,
     };
@@ -190,7 +190,7 @@ fn a_tokenizer_json_with_a_broken_decoder_is_an_error_not_a_panic() {
 #[test]
 fn a_model_over_the_storage_binding_limit_is_refused_before_upload() {
     let files = scalpel::ModelFiles::Gguf {
-        gguf: asset(SMOLLM2_GGUF),
+        gguf: asset(SMOLLM2_GGUF).into(),
         tokenizer_json: None,
     };
     let config = files.config().unwrap();

@@ -189,7 +189,10 @@ proptest! {
             pollster::block_on(export_checkpoint(&model, &tokenizer, None)).unwrap();
         let reloaded = ModelFiles::HuggingFace {
             config_json: checkpoint.config_json.clone(),
-            shards: vec![("model.safetensors".into(), checkpoint.model_safetensors.clone())],
+            shards: vec![(
+                "model.safetensors".into(),
+                checkpoint.model_safetensors.clone().into(),
+            )],
             tokenizer_json: Some(checkpoint.tokenizer_json.clone()),
         }
         .load(&cpu(), &mut |_, _| {})

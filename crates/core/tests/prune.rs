@@ -135,7 +135,7 @@ fn a_pruned_export_reloads_to_the_same_logits() {
             config_json: checkpoint.config_json.clone(),
             shards: vec![(
                 "model.safetensors".into(),
-                checkpoint.model_safetensors.clone(),
+                checkpoint.model_safetensors.clone().into(),
             )],
             tokenizer_json: Some(checkpoint.tokenizer_json.clone()),
         }

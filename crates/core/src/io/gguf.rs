@@ -6,8 +6,8 @@
 
 use std::collections::BTreeMap;
 
-use super::HostTensor;
 use super::quant::{GgmlType, dequantize};
+use super::{FileBytes, HostTensor};
 use crate::error::{Error, Result};
 
 const MAGIC: &[u8; 4] = b"GGUF";
@@ -96,7 +96,7 @@ pub struct GgufFile {
     pub version: u32,
     pub metadata: BTreeMap<String, MetaValue>,
     pub tensors: Vec<TensorInfo>,
-    bytes: Vec<u8>,
+    bytes: FileBytes,
 }
 
 struct Reader<'a> {
@@ -226,7 +226,8 @@ fn truncated(at: usize, wanted: usize) -> Error {
 
 impl GgufFile {
     /// Parses the header, metadata and tensor table, validating every tensor's byte range.
-    pub fn parse(bytes: Vec<u8>) -> Result<Self> {
+    pub fn parse(bytes: impl Into<FileBytes>) -> Result<Self> {
+        let bytes: FileBytes = bytes.into();
         let mut r = Reader {
             bytes: &bytes,
             pos: 0,
@@ -357,6 +358,7 @@ impl GgufFile {
             info.n_elements(),
         )
         .map_err(|e| Error::format("GGUF", format!("tensor `{}`: {e}", info.name)))?;
+        self.bytes.done_with(info.start..info.end);
         HostTensor::new(info.shape.clone(), data)
     }
 }

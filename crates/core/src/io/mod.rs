@@ -7,7 +7,60 @@ pub mod quant;
 pub mod safetensors;
 pub mod tokenizer;
 
+use std::sync::Arc;
+
 use crate::error::{Error, Result};
+
+/// Where a model file's bytes live: in memory (read or fetched), or in a memory map the caller
+/// made natively.
+pub trait FileSource: Send + Sync {
+    fn bytes(&self) -> &[u8];
+
+    /// Called once a tensor's bytes have been converted and are not needed again; a memory map
+    /// drops those pages from the process here (they stay in the page cache), so loading never
+    /// holds the whole file besides the model.
+    fn done_with(&self, _range: std::ops::Range<usize>) {}
+}
+
+impl FileSource for Vec<u8> {
+    fn bytes(&self) -> &[u8] {
+        self
+    }
+}
+
+/// The bytes of one model file, shared: cloning never copies them.
+#[derive(Clone)]
+pub struct FileBytes(Arc<dyn FileSource>);
+
+impl FileBytes {
+    pub fn new(source: impl FileSource + 'static) -> Self {
+        Self(Arc::new(source))
+    }
+
+    /// See [`FileSource::done_with`].
+    pub fn done_with(&self, range: std::ops::Range<usize>) {
+        self.0.done_with(range)
+    }
+}
+
+impl std::ops::Deref for FileBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.0.bytes()
+    }
+}
+
+impl From<Vec<u8>> for FileBytes {
+    fn from(bytes: Vec<u8>) -> Self {
+        Self::new(bytes)
+    }
+}
+
+impl std::fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileBytes({} bytes)", self.len())
+    }
+}
 
 /// Largest tensor accepted from any file, in elements (16 Gi elements = 64 GiB of f32). Anything
 /// larger is a corrupt or hostile header; it is rejected before a byte is allocated. On wasm32 the

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, HashMap};
 use half::{bf16, f16};
 use safetensors::{Dtype, SafeTensors};
 
-use super::{HostTensor, StoredType, WeightSource, checked_elements};
+use super::{FileBytes, HostTensor, StoredType, WeightSource, checked_elements};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
@@ -21,13 +21,15 @@ struct Entry {
 /// One or more safetensors shards, indexed by tensor name.
 #[derive(Debug)]
 pub struct SafetensorsSource {
-    shards: Vec<(String, Vec<u8>)>,
+    shards: Vec<(String, FileBytes)>,
     entries: BTreeMap<String, Entry>,
 }
 
 impl SafetensorsSource {
     /// Indexes the given shards (`(file name, bytes)`). A tensor present in two shards is an error.
-    pub fn new(shards: Vec<(String, Vec<u8>)>) -> Result<Self> {
+    pub fn new<B: Into<FileBytes>>(shards: Vec<(String, B)>) -> Result<Self> {
+        let shards: Vec<(String, FileBytes)> =
+            shards.into_iter().map(|(n, b)| (n, b.into())).collect();
         if shards.is_empty() {
             return Err(Error::InvalidInput("no safetensors file given".into()));
         }
@@ -136,6 +138,7 @@ impl WeightSource for SafetensorsSource {
                 });
             }
         };
+        bytes.done_with(e.start..e.end);
         HostTensor::new(e.shape.clone(), data)
     }
 }

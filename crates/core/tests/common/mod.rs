@@ -43,7 +43,7 @@ pub const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 /// Loads SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized) on the CPU.
 pub fn load_smollm2() -> scalpel::LoadedModel {
     scalpel::ModelFiles::Gguf {
-        gguf: asset(SMOLLM2_GGUF),
+        gguf: asset(SMOLLM2_GGUF).into(),
         tokenizer_json: None,
     }
     .load(&cpu(), &mut |_, _| {})
