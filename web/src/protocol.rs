@@ -1,5 +1,6 @@
 //! Messages between the page and the compute worker (serialized with serde-wasm-bindgen).
 
+pub use scalpel::WeightDtype;
 use serde::{Deserialize, Serialize};
 
 /// Same-origin path of the default model, copied into the site by Trunk from `assets/`.
@@ -273,6 +274,8 @@ pub enum Request {
     Load {
         source: ModelSource,
         device: DeviceChoice,
+        /// How to hold the weights (`auto`: 16-bit checkpoints as f16, the rest as float32).
+        dtype: WeightDtype,
     },
     Generate(GenerateRequest),
     Explain(ExplainRequest),

@@ -105,9 +105,11 @@ pub fn start() {
             _ if state.busy.get() => post(&Response::Error {
                 message: "busy: wait for the current job to finish or press Stop".into(),
             }),
-            Request::Load { source, device } => {
-                spawn_job(state, async move |s| load(s, source, device).await)
-            }
+            Request::Load {
+                source,
+                device,
+                dtype,
+            } => spawn_job(state, async move |s| load(s, source, device, dtype).await),
             Request::Generate(req) => spawn_job(state, async move |s| generate(s, req).await),
             Request::Explain(req) => spawn_job(state, async move |s| explain(s, req).await),
             Request::Score(req) => {
@@ -382,7 +384,12 @@ async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> 
     }
 }
 
-async fn load(state: &State, source: ModelSource, choice: DeviceChoice) -> Result<(), String> {
+async fn load(
+    state: &State,
+    source: ModelSource,
+    choice: DeviceChoice,
+    dtype: WeightDtype,
+) -> Result<(), String> {
     let started = js_sys::Date::now();
     // Drop the previous model first: two models at once may not fit in the tab's memory.
     state.model.borrow_mut().take();
@@ -405,7 +412,7 @@ async fn load(state: &State, source: ModelSource, choice: DeviceChoice) -> Resul
         .load_with(
             &device.device,
             LoadOptions {
-                dtype: WeightDtype::Auto,
+                dtype,
                 max_binding_bytes: device.max_binding_bytes,
             },
             &mut |done, total| progress("Loading tensors", done as f64, total as f64),

@@ -78,7 +78,13 @@ fn reference(bytes: &[u8]) -> (Vec<u32>, Vec<f32>) {
     (ids, logits)
 }
 
+/// Loads with float32 weights: the path every reference is exact for.
 fn load(fixture: &Fixture, device: &Device) -> Model {
+    load_as(fixture, device, WeightDtype::F32).unwrap()
+}
+
+/// Loads with the weights held as `dtype` asks (an error where the device cannot hold them).
+fn load_as(fixture: &Fixture, device: &Device, dtype: WeightDtype) -> scalpel::Result<Model> {
     let config = ModelConfig::from_hf_json(fixture.config).unwrap();
     let shards = fixture
         .shards
@@ -86,23 +92,27 @@ fn load(fixture: &Fixture, device: &Device) -> Model {
         .map(|(n, b)| (n.to_string(), b.to_vec()))
         .collect();
     let source = SafetensorsSource::new(shards).unwrap();
-    let held = Model::weight_storage(&config, &source, WeightDtype::Auto, device).unwrap();
-    Model::load(config, &source, held, device, &mut |_, _| {}).unwrap()
+    let held = Model::weight_storage(&config, &source, dtype, device)?;
+    Model::load(config, &source, held, device, &mut |_, _| {})
 }
 
 /// Worst relative error (of max |R|) of AttnLRP input and head relevance for the greedy token.
 async fn relevance_error(fixture: &Fixture, device: &Device) -> f32 {
-    let model = load(fixture, device);
+    relevance_error_of(&load(fixture, device), fixture).await
+}
+
+/// [`relevance_error`] of an already loaded model.
+async fn relevance_error_of(model: &Model, fixture: &Fixture) -> f32 {
     let st = safetensors::SafeTensors::deserialize(fixture.relevance).unwrap();
     let (ids, _) = reference(fixture.reference);
     let token = st.tensor("targets").unwrap().data()[0] as u32;
-    let trace = Trace::new(&model, &ids, &MemoryLimits::default(), false).unwrap();
+    let trace = Trace::new(model, &ids, &MemoryLimits::default(), false).unwrap();
     let target = Target::Token {
         position: None,
         token,
     };
     let mut sink = ExplanationCollector::new(WeightDetail::None);
-    let input = RelevancePass::new(&model, trace, &target, RuleSet::AttnLrp)
+    let input = RelevancePass::new(model, trace, &target, RuleSet::AttnLrp)
         .unwrap()
         .run(&mut sink)
         .unwrap();
@@ -233,7 +243,11 @@ fn relative(a: &[f32], b: &[f32]) -> f32 {
 }
 
 async fn max_diff(fixture: &Fixture, device: &Device) -> f32 {
-    let model = load(fixture, device);
+    max_diff_of(&load(fixture, device), fixture).await
+}
+
+/// [`max_diff`] of an already loaded model.
+async fn max_diff_of(model: &Model, fixture: &Fixture) -> f32 {
     let (ids, expected) = reference(fixture.reference);
     let mut cache = model.new_cache();
     let logits = model
@@ -304,5 +318,47 @@ async fn webgpu_matches_transformers() {
             "{name} circuit on {}: head scores rel err {s}, pruned logit diffs rel err {d}",
             selected.label
         );
+    }
+}
+
+/// f16 weights in the browser (the page's "Weights: float16", and what `auto` holds the f16 OPT
+/// fixture as), on the wasm CPU backend and on WebGPU: logits within f16's rounding of
+/// transformers, relevance (float32 products) as float32's. An adapter without `shader-f16`
+/// (SwiftShader's, in the tests) must refuse f16 with the way out instead.
+#[wasm_bindgen_test]
+async fn f16_weights_stay_within_f16_rounding_in_the_browser() {
+    let selected = select_async(DevicePreference::Gpu)
+        .await
+        .expect("WebGPU adapter (Chromium with --enable-unsafe-webgpu)");
+    for (label, device) in [
+        ("wasm CPU".to_string(), Device::flex()),
+        (selected.label.clone(), selected.device.clone()),
+    ] {
+        if !device.supports_dtype(burn::tensor::DType::F16) {
+            let err = load_as(&LLAMA, &device, WeightDtype::F16).unwrap_err();
+            assert!(err.to_string().contains("float32"), "{label}: {err}");
+            let auto = load_as(&OPT, &device, WeightDtype::Auto).unwrap();
+            assert_eq!(auto.weight_dtype(), burn::tensor::DType::F32, "{label}");
+            continue;
+        }
+        for (name, fixture, dtype, relevance_tolerance) in [
+            ("llama as f16", &LLAMA, WeightDtype::F16, 5e-2),
+            (
+                "opt (an f16 checkpoint) as auto",
+                &OPT,
+                WeightDtype::Auto,
+                1e-3,
+            ),
+        ] {
+            let model = load_as(fixture, &device, dtype).unwrap();
+            assert_eq!(model.weight_dtype(), burn::tensor::DType::F16, "{name}");
+            let diff = max_diff_of(&model, fixture).await;
+            assert!(diff <= 2e-2, "{name} on {label}: max |Δlogit| = {diff}");
+            let err = relevance_error_of(&model, fixture).await;
+            assert!(
+                err <= relevance_tolerance,
+                "{name} relevance on {label}: rel err {err}"
+            );
+        }
     }
 }

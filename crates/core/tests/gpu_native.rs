@@ -109,3 +109,17 @@ fn sixteen_bit_weights_on_wgpu_stay_within_their_rounding_of_the_references() {
     let worst = check_tiny_models_as(&device, WeightDtype::F16, common::lxt::F16_TOLERANCE);
     println!("relevance held as f16 on wgpu: worst relative error {worst:.2e}");
 }
+
+/// wgpu has no bf16: asking for it is refused before anything loads, naming the way out.
+#[test]
+fn a_dtype_the_gpu_cannot_hold_is_refused_with_the_way_out() {
+    let (_turn, device) = gpu();
+    let err = WeightDtype::Bf16
+        .storage(scalpel::io::StoredType::Bf16, &device)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no bf16") && err.contains("--dtype f32"),
+        "{err}"
+    );
+}

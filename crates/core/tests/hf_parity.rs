@@ -72,3 +72,55 @@ fn sixteen_bit_weights_match_transformers_within_their_rounding() {
         TOLERANCE,
     );
 }
+
+/// A file source that records which byte ranges the loader says it is done with.
+struct Recording {
+    bytes: Vec<u8>,
+    released: std::sync::Arc<std::sync::Mutex<Vec<std::ops::Range<usize>>>>,
+}
+
+impl scalpel::io::FileSource for Recording {
+    fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    fn done_with(&self, range: std::ops::Range<usize>) {
+        self.released.lock().unwrap().push(range);
+    }
+}
+
+/// Loading hands every tensor's bytes back once it is converted (a memory-mapped file drops them
+/// there, so loading never holds the whole file besides the model), each exactly once.
+#[test]
+fn loading_releases_each_tensors_bytes_once_converted() {
+    let dir = common::fixtures().join("models/llama-untied-llama3rope");
+    let released = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let index = std::fs::read(dir.join("model.safetensors.index.json")).unwrap();
+    let names =
+        scalpel::io::safetensors::SafetensorsSource::shard_names_from_index(&index).unwrap();
+    let shards = names
+        .iter()
+        .map(|n| {
+            let source = Recording {
+                bytes: std::fs::read(dir.join(n)).unwrap(),
+                released: released.clone(),
+            };
+            (n.to_string(), scalpel::io::FileBytes::new(source))
+        })
+        .collect();
+    let files = scalpel::ModelFiles::HuggingFace {
+        config_json: std::fs::read(dir.join("config.json")).unwrap(),
+        shards,
+        tokenizer_json: Some(
+            br#"{"version":"1.0","model":{"type":"WordLevel","vocab":{"a":0},"unk_token":"a"}}"#
+                .to_vec(),
+        ),
+    };
+    let mut loaded = 0;
+    files
+        .load(&cpu(), &mut |done, _| loaded = done)
+        .expect("the fixture loads");
+    let ranges = released.lock().unwrap().clone();
+    assert_eq!(ranges.len(), loaded, "one release per tensor loaded");
+    assert!(ranges.iter().all(|r| r.start < r.end));
+}

@@ -54,7 +54,7 @@ impl WeightDtype {
         let refuse = |what: &str| Error::Unsupported {
             what: "weight dtype",
             detail: format!(
-                "this device cannot hold {what} tensors ({}); use --dtype f32{}",
+                "this device cannot hold {what} tensors ({}); use float32 weights (--dtype f32, the page's Weights: float32){}",
                 if what == "bf16" {
                     "WebGPU and wgpu have no bf16"
                 } else {
