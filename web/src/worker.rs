@@ -414,6 +414,7 @@ async fn load(
             LoadOptions {
                 dtype,
                 max_binding_bytes: device.max_binding_bytes,
+                ..Default::default()
             },
             &mut |done, total| progress("Loading tensors", done as f64, total as f64),
         )

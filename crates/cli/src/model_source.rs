@@ -200,6 +200,19 @@ pub fn model_files(args: &ModelArgs) -> Result<ModelFiles> {
     )
 }
 
+/// The machine's available memory (Linux: `MemAvailable`; elsewhere unknown).
+pub fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kb: u64 = info
+        .lines()
+        .find(|l| l.starts_with("MemAvailable:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
 /// Resolves, reads and loads a model with a progress bar; returns it with the device used.
 pub fn load(args: &ModelArgs) -> Result<(LoadedModel, SelectedDevice)> {
     let files = model_files(args)?;
@@ -211,6 +224,12 @@ pub fn load(args: &ModelArgs) -> Result<(LoadedModel, SelectedDevice)> {
             LoadOptions {
                 dtype: args.dtype,
                 max_binding_bytes: device.max_binding_bytes,
+                // A GPU holds the weights in its own memory, which wgpu does not report.
+                max_memory_bytes: if device.is_gpu {
+                    None
+                } else {
+                    available_memory()
+                },
             },
             &mut |done, total| {
                 pb.set_length(total as u64);

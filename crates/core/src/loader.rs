@@ -1,6 +1,6 @@
 //! From a set of files (as bytes) to a ready model + tokenizer.
 
-use burn::tensor::Device;
+use burn::tensor::{DType, Device};
 
 use crate::error::{Error, Result};
 use crate::io::gguf::{GgufFile, GgufSource};
@@ -25,13 +25,59 @@ pub enum ModelFiles {
     },
 }
 
-/// How to load: the weights' element type and the device's buffer limit.
+/// How to load: the weights' element type and the limits to check before anything is allocated.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct LoadOptions {
     pub dtype: WeightDtype,
     /// The adapter's largest storage-buffer binding: every weight must fit one
     /// ([`crate::device::check_fits`]), checked before anything is uploaded.
     pub max_binding_bytes: Option<u64>,
+    /// The memory the model may take where it is held (natively on the CPU: the machine's
+    /// available memory); a model that would not fit is refused before loading, naming the bytes
+    /// and, when float32 is too large, what f16 would need.
+    pub max_memory_bytes: Option<u64>,
+}
+
+/// Bytes a model from `source` takes once loaded: its matrices as `weight_dtype`, every other
+/// tensor as float32, plus the largest tensor's float32 copy while it converts.
+pub fn resident_bytes(source: &dyn WeightSource, weight_dtype: DType) -> u64 {
+    let (mut total, mut largest) = (0u64, 0u64);
+    for name in source.names() {
+        let shape = source.shape(&name).unwrap_or_default();
+        let n: u64 = shape.iter().map(|&d| d as u64).product();
+        total += n * if shape.len() == 2 {
+            crate::model::bytes_per_weight(weight_dtype)
+        } else {
+            4
+        };
+        largest = largest.max(n * 4);
+    }
+    total + largest
+}
+
+/// Refuses a model that would not fit in `limit` bytes held as `weight_dtype`.
+fn check_memory(source: &dyn WeightSource, weight_dtype: DType, limit: u64) -> Result<()> {
+    let needed = resident_bytes(source, weight_dtype);
+    if needed <= limit {
+        return Ok(());
+    }
+    let gb = |b: u64| b as f64 / 1e9;
+    let half = resident_bytes(source, DType::F16);
+    let way_out = if weight_dtype == DType::F32 && half <= limit {
+        format!("--dtype f16 needs {:.1} GB and fits", gb(half))
+    } else {
+        "close other programs, or use a machine with more memory".into()
+    };
+    Err(Error::TooLarge {
+        what: format!(
+            "this model with {} weights ({:.1} GB; {:.1} GB available; {way_out})",
+            crate::model::dtype_name(weight_dtype),
+            gb(needed),
+            gb(limit)
+        ),
+        requested: needed.into(),
+        limit: limit.into(),
+    })
 }
 
 /// A model with its tokenizer, ready to generate.
@@ -120,6 +166,9 @@ impl ModelFiles {
         let weight_dtype = Model::weight_storage(&config, source.as_ref(), options.dtype, device)?;
         if let Some(limit) = options.max_binding_bytes {
             crate::device::check_fits(&config, weight_dtype, limit)?;
+        }
+        if let Some(limit) = options.max_memory_bytes {
+            check_memory(source.as_ref(), weight_dtype, limit)?;
         }
         let model = Model::load(config, source.as_ref(), weight_dtype, device, progress)?;
         Ok(LoadedModel { model, tokenizer })

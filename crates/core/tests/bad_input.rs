@@ -211,3 +211,49 @@ fn a_model_over_the_storage_binding_limit_is_refused_before_upload() {
         "{text}"
     );
 }
+
+/// A model that would not fit in the memory it may take is refused before anything is loaded,
+/// naming the bytes needed and available and, when float32 is what does not fit, what f16 needs.
+#[test]
+fn a_model_over_the_memory_limit_is_refused_before_loading() {
+    use burn::tensor::DType;
+    let shards = || {
+        vec![(
+            "model.safetensors".to_string(),
+            scalpel::io::FileBytes::from(fixture("llama-gqa-tied", "model.safetensors")),
+        )]
+    };
+    let source = scalpel::io::safetensors::SafetensorsSource::new(shards()).unwrap();
+    let (full, half) = (
+        scalpel::loader::resident_bytes(&source, DType::F32),
+        scalpel::loader::resident_bytes(&source, DType::F16),
+    );
+    assert!(half < full);
+    for (limit, hint) in [
+        ((full + half) / 2, "--dtype f16 needs"),
+        (half / 2, "close other programs"),
+    ] {
+        let files = ModelFiles::HuggingFace {
+            config_json: fixture("llama-gqa-tied", "config.json"),
+            shards: shards(),
+            tokenizer_json: Some(
+                br#"{"version":"1.0","model":{"type":"WordLevel","vocab":{"a":0},"unk_token":"a"}}"#
+                    .to_vec(),
+            ),
+        };
+        let options = scalpel::LoadOptions {
+            max_memory_bytes: Some(limit),
+            ..Default::default()
+        };
+        let err = files
+            .load_with(&cpu(), options, &mut |_, _| panic!("nothing may be loaded"))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            matches!(err, Error::TooLarge { .. })
+                && text.contains("float32 weights")
+                && text.contains(hint),
+            "{text}"
+        );
+    }
+}

@@ -88,7 +88,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     let limits = MemoryLimits {
         max_buffer_bytes: device.max_binding_bytes,
-        max_total_bytes: available_memory(),
+        max_total_bytes: crate::model_source::available_memory(),
     };
     let progress = bar(loaded.model.config.num_layers as u64, "relevance (layers)");
     let explained = explain(
@@ -120,19 +120,6 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     Ok(())
-}
-
-/// Memory the system can still give us (Linux `MemAvailable`); unchecked elsewhere.
-fn available_memory() -> Option<u64> {
-    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kb: u64 = info
-        .lines()
-        .find(|l| l.starts_with("MemAvailable:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
 }
 
 /// The greedy next token (for a contrast given without a target).
