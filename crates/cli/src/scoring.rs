@@ -130,7 +130,7 @@ pub fn compute(
     reference: &ReferenceSet,
     snapshots: &[usize],
 ) -> Result<Vec<(usize, Vec<Scores>)>> {
-    // A scorer made for `lrp-abs` gives `lrp` too (one pass for both).
+    // A scorer made for `lrp-abs` gives `lrp` too (one pass for both) when it keeps Σ R as well.
     let first = if methods.contains(&ScoreMethod::LrpAbs) {
         ScoreMethod::LrpAbs
     } else {
@@ -138,6 +138,9 @@ pub fn compute(
     };
     let reference = first.uses_reference().then(|| reference.clone());
     let mut scorer = Scorer::new(model, first, reference, MemoryLimits::default())?;
+    if methods.contains(&ScoreMethod::Lrp) {
+        scorer = scorer.keeping_signed_sums();
+    }
     let (_, total) = scorer.progress();
     let pb = bar(total as u64, first.name());
     let start = Instant::now();

@@ -186,7 +186,8 @@ fn lrp_and_gradient_scores_are_the_mean_relevance_of_the_samples() {
         Some(r.clone()),
         MemoryLimits::default(),
     )
-    .unwrap();
+    .unwrap()
+    .keeping_signed_sums();
     scorer.run(&mut |_, _| {}).unwrap();
     let both = scorer
         .scores(&[ScoreMethod::Lrp, ScoreMethod::LrpAbs])
@@ -436,4 +437,39 @@ fn c4_reference_set_matches_the_python_construction() {
         let sum: u64 = s.iter().map(|&t| t as u64).sum();
         assert_eq!(want["id_sums"][i], sum, "sample {i}");
     }
+}
+
+/// `lrp-abs` scoring keeps only Σ |R| per weight (half the memory of keeping Σ R too): `lrp`
+/// scores from such a scorer are refused, and come from one made `keeping_signed_sums`.
+#[test]
+fn lrp_abs_scoring_keeps_only_the_absolute_sums_unless_asked() {
+    let model = load_fixture_model("llama-gqa-tied");
+    let reference = reference(&model, 2, 6);
+    let run = |keep_signed: bool| {
+        let mut scorer = Scorer::new(
+            &model,
+            ScoreMethod::LrpAbs,
+            Some(reference.clone()),
+            MemoryLimits::default(),
+        )
+        .unwrap();
+        if keep_signed {
+            scorer = scorer.keeping_signed_sums();
+        }
+        scorer.run(&mut |_, _| {}).unwrap();
+        scorer
+    };
+    let lean = run(false);
+    let err = lean.scores(&[ScoreMethod::Lrp]).err().expect("lrp refused");
+    assert!(err.to_string().contains("lrp"), "{err}");
+    let both = run(true);
+    let read = |s: &Scorer, m| s.scores(&[m]).unwrap().remove(0).read().unwrap();
+    let (a, b) = (
+        read(&lean, ScoreMethod::LrpAbs),
+        read(&both, ScoreMethod::LrpAbs),
+    );
+    for id in model.linear_ids() {
+        assert_eq!(a.linears[&id].data, b.linears[&id].data, "{id}");
+    }
+    assert!(both.scores(&[ScoreMethod::Lrp]).is_ok());
 }

@@ -176,6 +176,9 @@ fn score_all(
                 let used = lead.uses_reference().then(|| reference.clone());
                 let mut scorer =
                     Scorer::at(model, lead, granularity, used, MemoryLimits::default())?;
+                if wanted.len() > 1 {
+                    scorer = scorer.keeping_signed_sums();
+                }
                 run_scorer(&mut scorer, lead.name())?;
                 scorer
                     .scores_at(granularity, &wanted)?

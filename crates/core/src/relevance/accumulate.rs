@@ -1,5 +1,6 @@
 //! Weight, neuron and head relevance accumulated over a reference set, one sample at a time:
-//! memory holds the running sums (two per weight), never the per-sample relevance.
+//! memory holds the running sums (one or two per weight, as asked), never the per-sample
+//! relevance.
 
 use std::collections::BTreeMap;
 
@@ -8,14 +9,26 @@ use burn::tensor::Tensor;
 use super::{LinearId, RelevanceSink};
 use crate::error::Result;
 
-/// Running `Σ R` and `Σ |R|` per block Linear, neuron and head, over samples.
+/// Which running sums to keep per weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightSums {
+    /// `Σ R` and `Σ |R|` (8 bytes per weight): both `lrp` and `lrp-abs` from one pass.
+    #[default]
+    Both,
+    /// `Σ R` only (`lrp`, gradient).
+    Signed,
+    /// `Σ |R|` only (`lrp-abs`).
+    Abs,
+    /// None: neuron and head relevance only, and the pass skips the per-weight products.
+    None,
+}
+
+/// Running sums per block Linear (as [`WeightSums`] says), neuron and head, over samples.
 #[derive(Default)]
 pub struct WeightRelevanceAccumulator {
-    /// `Σ R` and, unless `signed_only`, `Σ |R|`.
-    weights: BTreeMap<LinearId, (Tensor<2>, Option<Tensor<2>>)>,
-    signed_only: bool,
-    /// No per-weight relevance at all (neuron and head scores only).
-    units_only: bool,
+    /// `Σ R` and `Σ |R|`, each if kept.
+    weights: BTreeMap<LinearId, (Option<Tensor<2>>, Option<Tensor<2>>)>,
+    sums: WeightSums,
     /// `Σ R` and `Σ |R|` per layer.
     neurons: BTreeMap<usize, (Tensor<1>, Tensor<1>)>,
     heads: BTreeMap<usize, (Tensor<1>, Tensor<1>)>,
@@ -30,24 +43,22 @@ fn add<const D: usize>(slot: Option<Tensor<D>>, r: Tensor<D>) -> Tensor<D> {
 }
 
 impl WeightRelevanceAccumulator {
+    /// Keeps `Σ R` and `Σ |R|` per weight.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Keeps only `Σ R` per weight (half the memory; [`Self::mean_abs`] is then unavailable).
-    pub fn signed_only() -> Self {
+    /// Keeps the per-weight sums `sums` says.
+    pub fn keeping(sums: WeightSums) -> Self {
         Self {
-            signed_only: true,
+            sums,
             ..Self::default()
         }
     }
 
-    /// Keeps neuron and head relevance only: the pass skips the per-weight products.
-    pub fn units_only() -> Self {
-        Self {
-            units_only: true,
-            ..Self::default()
-        }
+    /// Which per-weight sums this keeps.
+    pub fn sums(&self) -> WeightSums {
+        self.sums
     }
 
     /// Marks the end of one sample's pass.
@@ -64,14 +75,15 @@ impl WeightRelevanceAccumulator {
         self.weights.keys().copied()
     }
 
-    /// Mean weight relevance over the samples (paper Eq. 1).
+    /// Mean weight relevance over the samples (paper Eq. 1), if `Σ R` is kept.
     pub fn mean(&self, id: LinearId) -> Option<Tensor<2>> {
         self.weights
             .get(&id)
-            .map(|(s, _)| s.clone().div_scalar(self.samples.max(1) as f64))
+            .and_then(|(s, _)| s.clone())
+            .map(|s| s.div_scalar(self.samples.max(1) as f64))
     }
 
-    /// Mean of the absolute weight relevance over the samples.
+    /// Mean of the absolute weight relevance over the samples, if `Σ |R|` is kept.
     pub fn mean_abs(&self, id: LinearId) -> Option<Tensor<2>> {
         self.weights
             .get(&id)
@@ -123,16 +135,20 @@ fn add_units(units: &mut BTreeMap<usize, (Tensor<1>, Tensor<1>)>, layer: usize, 
 
 impl RelevanceSink for WeightRelevanceAccumulator {
     fn wants_weights(&self) -> bool {
-        !self.units_only
+        self.sums != WeightSums::None
     }
 
     fn weight(&mut self, id: LinearId, relevance: Tensor<2>) -> Result<()> {
-        let (sum, abs) = match self.weights.remove(&id) {
-            Some((s, a)) => (Some(s), a),
-            None => (None, None),
+        let (sum, abs) = self.weights.remove(&id).unwrap_or((None, None));
+        let entry = match self.sums {
+            WeightSums::Both => (
+                Some(add(sum, relevance.clone())),
+                Some(add(abs, relevance.abs())),
+            ),
+            WeightSums::Signed => (Some(add(sum, relevance)), None),
+            WeightSums::Abs => (None, Some(add(abs, relevance.abs()))),
+            WeightSums::None => return Ok(()),
         };
-        let abs = (!self.signed_only).then(|| add(abs, relevance.clone().abs()));
-        let entry = (add(sum, relevance), abs);
         self.weights.insert(id, entry);
         Ok(())
     }

@@ -14,7 +14,7 @@ pub mod heatmap;
 mod pass;
 mod target;
 
-pub use accumulate::WeightRelevanceAccumulator;
+pub use accumulate::{WeightRelevanceAccumulator, WeightSums};
 pub use explain::{
     Explained, Explanation, ExplanationCollector, Readback, WeightDetail, WeightSum,
 };

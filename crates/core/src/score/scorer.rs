@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::io::HostTensor;
 use crate::model::{LinearId, Model};
 use crate::relevance::{
-    MemoryLimits, RelevancePass, RuleSet, Target, Trace, WeightRelevanceAccumulator,
+    MemoryLimits, RelevancePass, RuleSet, Target, Trace, WeightRelevanceAccumulator, WeightSums,
 };
 use crate::unit::Granularity;
 
@@ -81,11 +81,13 @@ impl<'m> Scorer<'m> {
             ScoreMethod::Magnitude => Work::Magnitude,
             ScoreMethod::Wanda | ScoreMethod::Activation => Work::Inputs(InputStats::default()),
             ScoreMethod::Lrp | ScoreMethod::LrpSigned => {
-                Work::relevance(RuleSet::AttnLrp, weights, false)
+                Work::relevance(RuleSet::AttnLrp, weights, WeightSums::Signed)
             }
-            // Keeping Σ|R| as well lets `lrp` come from the same pass.
-            ScoreMethod::LrpAbs => Work::relevance(RuleSet::AttnLrp, weights, true),
-            ScoreMethod::Gradient => Work::relevance(RuleSet::Gradient, weights, false),
+            // Σ |R| only (half the memory); `keeping_signed_sums` adds Σ R for `lrp` as well.
+            ScoreMethod::LrpAbs => Work::relevance(RuleSet::AttnLrp, weights, WeightSums::Abs),
+            ScoreMethod::Gradient => {
+                Work::relevance(RuleSet::Gradient, weights, WeightSums::Signed)
+            }
             ScoreMethod::WandaSequential => {
                 return Err(Error::InvalidInput(
                     "sequential Wanda prunes while it scores: use `wanda_sequential`".into(),
@@ -121,6 +123,19 @@ impl<'m> Scorer<'m> {
             (Work::Magnitude, _) | (_, None) => 0,
             (_, Some(r)) => r.samples.len(),
         }
+    }
+
+    /// An `lrp-abs` scorer that also keeps `Σ R` per weight, so that `lrp` scores come from the
+    /// same pass ([`Scorer::scores`]) at twice the accumulators' memory. Call before stepping;
+    /// a no-op for other methods.
+    pub fn keeping_signed_sums(mut self) -> Self {
+        if let Work::Relevance { accumulator, .. } = &mut self.work
+            && accumulator.sums() == WeightSums::Abs
+            && self.next_sample == 0
+        {
+            *accumulator = WeightRelevanceAccumulator::keeping(WeightSums::Both);
+        }
+        self
     }
 
     /// The method this scorer was made for.
@@ -211,7 +226,8 @@ impl<'m> Scorer<'m> {
     }
 
     /// Per-weight scores of `methods` over the samples done so far (between samples), e.g. to
-    /// study how the reference set's size matters. A scorer made for `lrp-abs` also gives `lrp`.
+    /// study how the reference set's size matters. A scorer made for `lrp-abs` also gives `lrp`
+    /// when made [`Scorer::keeping_signed_sums`].
     pub fn scores(&self, methods: &[ScoreMethod]) -> Result<Vec<PendingScores>> {
         self.scores_at(Granularity::Weights, methods)
     }
@@ -389,12 +405,9 @@ impl Scorer<'_> {
 }
 
 impl Work<'_> {
-    fn relevance(rules: RuleSet, weights: bool, with_abs: bool) -> Self {
-        let accumulator = match (weights, with_abs) {
-            (false, _) => WeightRelevanceAccumulator::units_only(),
-            (true, true) => WeightRelevanceAccumulator::new(),
-            (true, false) => WeightRelevanceAccumulator::signed_only(),
-        };
+    fn relevance(rules: RuleSet, weights: bool, sums: WeightSums) -> Self {
+        let accumulator =
+            WeightRelevanceAccumulator::keeping(if weights { sums } else { WeightSums::None });
         Work::Relevance {
             rules,
             accumulator,
