@@ -27,6 +27,19 @@ pub fn write_checkpoint(
     )
 }
 
+/// Creates the output folder `out` if needed and checks that files can be written in it. Every
+/// command that writes under `--out` calls it before any work, so none computes for minutes and
+/// then loses its results to a missing or read-only folder.
+pub fn prepare_out(out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("creating the output folder {}", out.display()))?;
+    let probe = out.join(".scalpel-write-check");
+    std::fs::write(&probe, b"")
+        .with_context(|| format!("the output folder {} is not writable", out.display()))?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
 /// Writes `bytes` to `path` through a temporary file, so a failure never leaves half a file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension("partial");

@@ -86,6 +86,12 @@ fn circuit_search_writes_its_report_and_a_circuit_that_loads_back() {
 #[test]
 fn bad_tasks_fail_with_a_clear_message() {
     let dir = scratch("circuit-bad");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    fails(
+        &scalpel(&["circuit", "--out", file.join("out").to_str().unwrap()]),
+        "creating the output folder",
+    );
     let multi = dir.join("multi.txt");
     std::fs::write(
         &multi,

@@ -192,3 +192,41 @@ fn correction_refuses_bad_input() {
         "correction ranks by lrp, gradient, wanda or random",
     );
 }
+
+/// With `--no-checkpoint` only the report goes under `--out`: the command creates the folder
+/// (nested, new) before any work instead of failing at the end and losing every result; an
+/// `--out` that cannot be a folder fails at once.
+#[test]
+fn a_new_out_folder_is_made_before_any_work() {
+    let dir = scratch("correct-new-out");
+    let insults = dir.join("insults.txt");
+    std::fs::write(&insults, BEHAVIOUR).unwrap();
+    let insults = insults.to_str().unwrap();
+    let file = dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    fails(
+        &correct(&[
+            "--behaviour",
+            insults,
+            "--out",
+            file.join("out").to_str().unwrap(),
+        ]),
+        "creating the output folder",
+    );
+    let out = dir.join("new").join("nested");
+    ok(&correct(&[
+        "--behaviour",
+        insults,
+        "--methods",
+        "random",
+        "--doses",
+        "1",
+        "--count",
+        "1",
+        "--no-checkpoint",
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert!(out.join("correction.json").exists());
+    assert!(!out.join("checkpoint").exists());
+}

@@ -103,6 +103,19 @@ fn a_pruned_checkpoint_evaluates_like_the_pruned_model() {
 #[test]
 fn bad_prune_requests_fail_clearly() {
     let dir = scratch("bad");
+    // An --out that cannot be a folder fails before any scoring, for prune and sweep alike.
+    let file = dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let under_file = file.join("out");
+    let under_file = under_file.to_str().unwrap();
+    fails(
+        &scalpel(&["prune", "--method", "magnitude", "--out", under_file]),
+        "creating the output folder",
+    );
+    fails(
+        &scalpel(&["sweep", "--out", under_file]),
+        "creating the output folder",
+    );
     fails(
         &scalpel(&["prune", "--sparsity", "1.0", "--eval"]),
         "sparsity must be in [0, 1)",

@@ -23,7 +23,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::model_source::{ModelArgs, load};
-use crate::output::write_atomically;
+use crate::output::{prepare_out, write_atomically};
 use crate::progress::bar;
 use crate::scoring::run_scorer;
 
@@ -215,6 +215,9 @@ fn with_masks(
 }
 
 pub fn run(args: Args) -> Result<()> {
+    if let Some(out) = &args.out {
+        prepare_out(out)?;
+    }
     let granularity = Granularity::parse(&args.granularity)?;
     let group = Group::parse(&args.group)?;
     check_group(granularity, group)?;

@@ -25,7 +25,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::model_source::{ModelArgs, load};
-use crate::output::{write_atomically, write_checkpoint};
+use crate::output::{prepare_out, write_atomically, write_checkpoint};
 use crate::progress::bar;
 use crate::scoring::{ReferenceArgs, run_scorer};
 use crate::wiki::{WikiArgs, evaluate};
@@ -264,6 +264,7 @@ fn score(
 }
 
 pub fn run(args: Args) -> Result<()> {
+    prepare_out(&args.out)?;
     if let Some(json) = &args.render {
         let doc: serde_json::Value = serde_json::from_slice(
             &std::fs::read(json).with_context(|| format!("reading {}", json.display()))?,

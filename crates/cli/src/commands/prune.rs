@@ -9,7 +9,7 @@ use scalpel::score::ScoreMethod;
 use serde_json::json;
 
 use crate::model_source::{ModelArgs, load};
-use crate::output::{write_atomically, write_checkpoint};
+use crate::output::{prepare_out, write_atomically, write_checkpoint};
 use crate::scoring::{ReferenceArgs, obtain};
 use crate::wiki::{WikiArgs, evaluate};
 
@@ -94,6 +94,9 @@ pub fn run(args: Args) -> Result<()> {
             "{} already holds a checkpoint; pass --force to replace it",
             out.display()
         );
+    }
+    if let Some(out) = &args.out {
+        prepare_out(out)?;
     }
     let group = Group::parse(&args.group)?;
     let sparsity = match (args.sparsity, group.implied_sparsity()) {

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::model_source::{ModelArgs, load};
-use crate::output::write_atomically;
+use crate::output::{prepare_out, write_atomically};
 use crate::scoring::{ReferenceArgs, compute, load_cached, obtain, save};
 use crate::wiki::{WikiArgs, evaluate};
 
@@ -183,6 +183,7 @@ fn pruned_perplexity(
 }
 
 pub fn run(args: Args) -> Result<()> {
+    prepare_out(&args.out)?;
     let group = Group::parse(&args.group)?;
     let methods: Vec<ScoreMethod> = args
         .methods
@@ -200,8 +201,6 @@ pub fn run(args: Args) -> Result<()> {
         .scores_dir
         .clone()
         .unwrap_or_else(|| args.out.join("scores"));
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
     let protocol = json!({
         "model": args.model.model,
         "fingerprint": model.config.fingerprint(),
