@@ -136,6 +136,9 @@ def main():
     p.add_argument("--gen-tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3, help="timed runs after a warm-up (the median is kept)")
     p.add_argument("--scalpel", default="target/release/scalpel")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16"],
+                   help="weights on both sides: Scalpel's --dtype f32|f16 (f16 products when decoding, "
+                        "relevance in float32) against PyTorch and LXT in that dtype")
     p.add_argument("--torch-device", default=None, help="cuda (if available) or cpu")
     p.add_argument("--work", default="/tmp/scalpel-gpu-bench", help="where the checkpoints are written")
     p.add_argument("--out", default=None, help="folder for gpu-bench.json")
@@ -155,6 +158,7 @@ def main():
         f"every decoder-block Linear kept on the device (LXT 2.1 efficient mode for the peer); times = "
         f"median of {a.repeats} after a warm-up, each side in its own process, one after the other; "
         f"GPU memory = NVML used-memory peak minus the value before the process (whole process). "
+        f"weights: {a.dtype} on both sides (Scalpel's relevance is float32 whatever the weights); "
         f"Scalpel: wgpu (fusion + autotune), {a.scalpel}; peer: PyTorch {torch.__version__} on {torch_device}",
         flush=True,
     )
@@ -165,10 +169,12 @@ def main():
         started = time.time()
         model, corpus = make_checkpoint(shape, Path(a.work), a.tokens)
         print(f"\n== {shape}: {SHAPES[shape]} (checkpoint ready in {time.time() - started:.0f} s)", flush=True)
-        common = ["-m", str(model), "--corpus", str(corpus), "--forward-tokens", str(a.tokens)]
+        scalpel_dtype = {"float32": "f32", "float16": "f16"}[a.dtype]
+        common = ["-m", str(model), "--corpus", str(corpus), "--forward-tokens", str(a.tokens),
+                  "--dtype", scalpel_dtype]
         peer = [sys.executable, str(HERE / "peer_gpu.py")]
         peer_common = ["--model", str(model), "--corpus", str(corpus), "--tokens", str(a.tokens),
-                       "--repeats", str(a.repeats), "--device", torch_device]
+                       "--repeats", str(a.repeats), "--device", torch_device, "--dtype", a.dtype]
         # Paired, so that a run cut by the budget still gives whole ratios.
         steps = {
             "scalpel forward": [a.scalpel, "bench", "--device", "gpu", *common,

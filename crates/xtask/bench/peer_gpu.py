@@ -36,7 +36,7 @@ def load(a, device):
 
     tok = Tokenizer.from_file(str(Path(a.model) / "tokenizer.json"))
     model = AutoModelForCausalLM.from_pretrained(
-        a.model, dtype=torch.float32, attn_implementation="eager"
+        a.model, dtype=getattr(torch, a.dtype), attn_implementation="eager"
     ).to(device).eval()
     text = wiki_text(Path(a.corpus).read_text(encoding="utf-8"))
     ids = tok.encode(text[: a.tokens * 16], add_special_tokens=False).ids[: a.tokens]
@@ -90,6 +90,8 @@ def main():
     p.add_argument("--gen-tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"],
+                   help="the model's weights and activations")
     a = p.parse_args()
 
     import transformers
@@ -100,7 +102,7 @@ def main():
     rules = " + LXT 2.1 efficient AttnLRP" if a.what == "relevance" else ""
     print(json.dumps({
         "impl": f"pytorch {torch.__version__} + transformers {transformers.__version__}{rules}",
-        "device": name, "repeats": a.repeats, **out, "memory": memory(device),
+        "device": name, "dtype": a.dtype, "repeats": a.repeats, **out, "memory": memory(device),
     }))
 
 

@@ -244,6 +244,14 @@ pub fn run(args: Args) -> Result<()> {
     let (loaded, device) = load(&args.model)?;
     let model = &loaded.model;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // What every result line says about the run, so that lines from different runs compare.
+    let labelled = |mut out: serde_json::Value| {
+        out["impl"] = "scalpel".into();
+        out["device"] = device.label.clone().into();
+        out["threads"] = threads.into();
+        out["dtype"] = model.weight_dtype().name().into();
+        out
+    };
     if device.is_gpu {
         launches(&loaded, args.launch_steps)?;
         if args.launches_only {
@@ -253,22 +261,14 @@ pub fn run(args: Args) -> Result<()> {
         bail!("--launches-only counts GPU kernels: run with --device gpu");
     }
     if args.gemm {
-        let mut out = gemm(model, args.repeats)?;
-        out["impl"] = "scalpel".into();
-        out["device"] = device.label.clone().into();
-        out["threads"] = threads.into();
-        println!("{out}");
+        println!("{}", labelled(gemm(model, args.repeats)?));
         return Ok(());
     }
     if let Some(method) = &args.scoring {
         let method = ScoreMethod::parse(method)?;
         let raw = std::fs::read_to_string(&args.c4)?;
         let reference = ReferenceSet::c4(&raw, &loaded.tokenizer, args.samples, args.sample_len)?;
-        let mut out = scoring(model, method, reference)?;
-        out["impl"] = "scalpel".into();
-        out["device"] = device.label.clone().into();
-        out["threads"] = threads.into();
-        println!("{out}");
+        println!("{}", labelled(scoring(model, method, reference)?));
         return Ok(());
     }
     let text = scalpel::eval::corpus::wiki_text(&std::fs::read_to_string(&args.corpus)?);
@@ -283,10 +283,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let window = &tokens[..args.forward_tokens];
     if args.relevance {
-        let mut out = relevance(model, window, args.repeats)?;
-        out["impl"] = "scalpel".into();
-        out["device"] = device.label.clone().into();
-        out["threads"] = threads.into();
+        let mut out = labelled(relevance(model, window, args.repeats)?);
         out["tokens"] = args.forward_tokens.into();
         out["repeats"] = args.repeats.into();
         println!("{out}");
@@ -325,16 +322,13 @@ pub fn run(args: Args) -> Result<()> {
     );
     println!(
         "{}",
-        serde_json::json!({
-            "impl": "scalpel",
-            "device": device.label,
-            "threads": threads,
+        labelled(serde_json::json!({
             "forward_tokens": args.forward_tokens,
             "forward_seconds": forward_s,
             "gen_tokens": args.gen_tokens,
             "gen_tokens_per_second": tokens_per_s,
             "repeats": args.repeats,
-        })
+        }))
     );
     Ok(())
 }
