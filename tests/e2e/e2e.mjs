@@ -391,6 +391,7 @@ const baseUrl = `http://127.0.0.1:${server.address().port}/`;
 const other = await serve();
 const crossOrigin = `http://127.0.0.1:${other.address().port}/`;
 const results = [];
+const times = [];
 // E2E_ONLY=<name> runs one scenario (handy while iterating; CI runs all).
 const only = process.env.E2E_ONLY;
 for (const [name, options] of [
@@ -398,8 +399,13 @@ for (const [name, options] of [
   ['cpu-fallback', { webgpu: false, expectGpu: false }],
   ['failures', { webgpu: false, expectGpu: false, failurePaths: true }],
 ]) {
-  if (!only || only === name) results.push(await scenario(name, options, baseUrl));
+  if (!only || only === name) {
+    const started = Date.now();
+    results.push(await scenario(name, options, baseUrl));
+    times.push(`${name} ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  }
 }
+console.log(`e2e: time per scenario: ${times.join(', ')}`);
 server.close();
 other.close();
 const passed = results.filter(Boolean).length;

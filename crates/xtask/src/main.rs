@@ -31,10 +31,7 @@ fn main() -> Result<()> {
             setup::web_build()?;
             cmd::run(setup::trunk(&["serve", "--release"]))
         }
-        Some("test") => {
-            setup::all()?;
-            test::all()
-        }
+        Some("test") => test::all(),
         Some("e2e") => test::e2e(),
         Some("bench") => match args.get(1).map(String::as_str) {
             Some("gpu") => gpu::local(),

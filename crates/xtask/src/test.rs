@@ -1,16 +1,43 @@
 //! All tests: native (unit + integration), wasm in headless Chromium, end-to-end page tests.
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
 use crate::cmd::{cargo, run, tool_path};
-use crate::setup::trunk;
+use crate::setup::{self, trunk};
 
+/// One step of `cargo xtask test`.
+type Phase = (&'static str, fn() -> Result<()>);
+
+/// Setup and every test, then how long each phase took (printed also when one fails; the e2e
+/// run prints its scenarios' times itself).
 pub fn all() -> Result<()> {
-    native()?;
-    wasm()?;
-    e2e()
+    let phases: [Phase; 5] = [
+        ("setup", setup::all),
+        ("native tests", native),
+        ("wasm tests", wasm),
+        ("site build", site),
+        ("e2e scenarios", scenarios),
+    ];
+    let mut took: Vec<(&str, Duration)> = Vec::new();
+    let mut outcome = Ok(());
+    for (name, phase) in phases {
+        let start = Instant::now();
+        outcome = phase();
+        took.push((name, start.elapsed()));
+        if outcome.is_err() {
+            break;
+        }
+    }
+    let total: Duration = took.iter().map(|(_, d)| *d).sum();
+    eprintln!("\ncargo xtask test, time per phase:");
+    for (name, d) in &took {
+        eprintln!("  {name:<14} {:>6.0} s", d.as_secs_f64());
+    }
+    eprintln!("  {:<14} {:>6.0} s", "total", total.as_secs_f64());
+    outcome
 }
 
 fn native() -> Result<()> {
@@ -37,7 +64,17 @@ fn wasm() -> Result<()> {
 
 /// Builds the site and drives it in headless Chromium (tests/e2e/e2e.mjs), with WebGPU and without.
 pub fn e2e() -> Result<()> {
-    run(trunk(&["build"]))?;
+    site()?;
+    scenarios()
+}
+
+/// The site as the e2e tests serve it.
+fn site() -> Result<()> {
+    run(trunk(&["build"]))
+}
+
+/// tests/e2e/e2e.mjs over the built site.
+fn scenarios() -> Result<()> {
     let mut c = Command::new("node");
     c.arg("tests/e2e/e2e.mjs").env("PATH", tool_path());
     run(c)
