@@ -505,6 +505,7 @@ fn aggregate(
     serde_json::Value::Array(per_method)
 }
 
+/// circuit.json, circuit.md and circuit.svg in `out` (made by `prepare_out` before any work).
 #[allow(clippy::too_many_arguments)]
 fn write_outputs(
     out: &std::path::Path,
@@ -517,7 +518,6 @@ fn write_outputs(
     fractions: &[f64],
     seeds: &[SeedRun],
 ) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let summary = aggregate(seeds, methods, granularity, fractions);
     let protocol = json!({
         "model": args.model.model,

@@ -535,9 +535,9 @@ pub fn run(args: Args) -> Result<()> {
     write_report(&args.out, &doc)
 }
 
-/// correction.md, correction.svg and perplexity.svg from the report's JSON.
+/// correction.md, correction.svg and perplexity.svg from the report's JSON, in `out` (made by
+/// `prepare_out` before any work).
 fn write_report(out: &Path, doc: &serde_json::Value) -> Result<()> {
-    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     write_atomically(&out.join("correction.md"), markdown(doc).as_bytes())?;
     let [behaviour_chart, ppl_chart] = charts(doc);
     write_atomically(

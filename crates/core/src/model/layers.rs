@@ -61,23 +61,30 @@ impl<'a> Loader<'a> {
         Ok(t)
     }
 
+    /// A tensor as float32 (norms, biases, tables).
     pub fn tensor<const D: usize>(
         &mut self,
         name: &str,
         expected: [usize; D],
     ) -> Result<Tensor<D>> {
-        let t = self.host(name, &expected)?;
-        Ok(Tensor::from_data(
-            TensorData::new(t.data, expected),
-            self.device,
-        ))
+        self.upload(name, expected, DType::F32)
     }
 
     /// A weight matrix (a Linear's or an embedding), held as the loader's weight dtype.
     pub fn matrix(&mut self, name: &str, expected: [usize; 2]) -> Result<Tensor<2>> {
+        self.upload(name, expected, self.weight_dtype)
+    }
+
+    /// `name` on the device as `dtype`, refused if a value does not fit it.
+    fn upload<const D: usize>(
+        &mut self,
+        name: &str,
+        expected: [usize; D],
+        dtype: DType,
+    ) -> Result<Tensor<D>> {
         let t = self.host(name, &expected)?;
-        check_representable(name, &t.data, self.weight_dtype)?;
-        let options = TensorCreationOptions::new(self.device.clone()).with_dtype(self.weight_dtype);
+        check_representable(name, &t.data, dtype)?;
+        let options = TensorCreationOptions::new(self.device.clone()).with_dtype(dtype);
         Ok(Tensor::from_data(
             TensorData::new(t.data, expected),
             options,
