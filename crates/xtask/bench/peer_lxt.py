@@ -55,6 +55,10 @@ def relevance_pass(model, ids, linears, sync=lambda: None) -> float:
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--gguf", default="assets/SmolLM2-135M-Instruct.Q4_1.gguf")
+    p.add_argument("--model", type=Path, help="a Hugging Face folder (config.json, safetensors, "
+                   "tokenizer.json) instead of --gguf, e.g. from make_large_checkpoints.py")
+    p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+                   help="the dtype the model runs in (--model only)")
     p.add_argument("--corpus", default="assets/wiki.utf8")
     p.add_argument("--threads", type=int, required=True)
     p.add_argument("--tokens", type=int, default=512)
@@ -65,11 +69,19 @@ def main():
     apply_rules("attnlrp")
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = Path(a.gguf)
-    tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(
-        path.parent, gguf_file=path.name, dtype=torch.float32, attn_implementation="eager"
-    ).eval()
+    if a.model:
+        from transformers import PreTrainedTokenizerFast
+
+        tok = PreTrainedTokenizerFast(tokenizer_file=str(a.model / "tokenizer.json"))
+        model = AutoModelForCausalLM.from_pretrained(
+            a.model, dtype=getattr(torch, a.dtype), attn_implementation="eager"
+        ).eval()
+    else:
+        path = Path(a.gguf)
+        tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            path.parent, gguf_file=path.name, dtype=torch.float32, attn_implementation="eager"
+        ).eval()
     text = wiki_text(Path(a.corpus).read_text(encoding="utf-8"))
     ids = tok(text[: a.tokens * 16], add_special_tokens=False, return_tensors="pt").input_ids[:, : a.tokens]
     linears = [m for name, m in model.model.layers.named_modules() if isinstance(m, torch.nn.Linear)]
@@ -84,6 +96,7 @@ def main():
     print(json.dumps({
         "impl": f"LXT 2.1 efficient AttnLRP + pytorch {torch.__version__}",
         "device": "CPU", "threads": torch.get_num_threads(), "tokens": a.tokens,
+        "model": str(a.model or a.gguf), "dtype": str(model.dtype).removeprefix("torch."),
         "relevance_seconds": seconds, "repeats": a.repeats,
         "memory": {"rss_before_bytes": before, "peak_rss_bytes": peak, "pass_extra_bytes": peak - before},
     }))
