@@ -196,7 +196,7 @@ fn view_of(masks: &Masks, scores: Option<&Scores>, fraction: f64) -> CircuitView
             masks
                 .linears
                 .values()
-                .map(|m| m.keep.iter().map(|&k| k == 1).collect())
+                .map(|m| m.keep.iter().collect())
                 .collect()
         } else {
             Vec::new()

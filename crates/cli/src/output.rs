@@ -4,10 +4,13 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use scalpel::export::export_checkpoint;
+use scalpel::export::{Shards, config_json};
+
+use crate::progress::bar;
 
 /// Writes the model (with its masks applied) as a checkpoint folder: config.json,
-/// model.safetensors (with `note` in its metadata), tokenizer.json and a JSON sidecar.
+/// model.safetensors (or, over 2 GB, shards and their index; `note` in their metadata),
+/// tokenizer.json and a JSON sidecar.
 pub fn write_checkpoint(
     out: &Path,
     model: &scalpel::Model,
@@ -15,16 +18,72 @@ pub fn write_checkpoint(
     note: &serde_json::Value,
     (sidecar_name, sidecar): (&str, &serde_json::Value),
 ) -> Result<()> {
-    let checkpoint =
-        pollster::block_on(export_checkpoint(model, tokenizer, Some(note.to_string())))?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    for (name, bytes) in checkpoint.files() {
-        write_atomically(&out.join(name), bytes)?;
+    let shards = Shards::plan(model, MAX_SHARD_BYTES);
+    let note = note.to_string();
+    let index = out.join("model.safetensors.index.json");
+    let index_json = shards.index_json();
+    // A loader prefers an index: remove an old one before writing a single file over it.
+    if index_json.is_none() {
+        remove_if_present(&index)?;
     }
+    let pb = bar(shards.len() as u64, "writing shards");
+    for i in 0..shards.len() {
+        // Encoded straight to the file: the shard's tensors are in memory, not also its bytes.
+        write_through_partial(&out.join(shards.file_name(i)), |tmp| {
+            Ok(pollster::block_on(shards.write_file(i, Some(&note), tmp))?)
+        })?;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    // A sharded checkpoint written over a single-file one (or the reverse) must not leave the
+    // other layout's files behind.
+    if let Some(json) = index_json {
+        write_atomically(&index, &json)?;
+        remove_if_present(&out.join("model.safetensors"))?;
+    }
+    remove_stale_shards(out, &shards)?;
+    write_atomically(&out.join("config.json"), &config_json(model)?)?;
+    write_atomically(&out.join("tokenizer.json"), &tokenizer.to_json()?)?;
     write_atomically(
         &out.join(sidecar_name),
         serde_json::to_string_pretty(sidecar)?.as_bytes(),
     )
+}
+
+/// Checkpoints over this size are written in shards of at most this size, as the hub stores
+/// them; only one shard is in memory at a time.
+const MAX_SHARD_BYTES: u64 = 2_000_000_000;
+
+fn remove_if_present(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Removes shard files (`model-NNNNN-of-NNNNN.safetensors`) in `out` that `shards` did not write.
+fn remove_stale_shards(out: &Path, shards: &Shards) -> Result<()> {
+    let written: Vec<String> = (0..shards.len()).map(|i| shards.file_name(i)).collect();
+    let entries = std::fs::read_dir(out).with_context(|| format!("listing {}", out.display()))?;
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if is_shard_name(&name) && !written.contains(&name) {
+            remove_if_present(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
+/// `model-00001-of-00004.safetensors` and the like, as transformers and this export name shards.
+fn is_shard_name(name: &str) -> bool {
+    let digits = |s: &str| s.len() == 5 && s.bytes().all(|b| b.is_ascii_digit());
+    name.strip_prefix("model-")
+        .and_then(|rest| rest.strip_suffix(".safetensors"))
+        .and_then(|rest| rest.split_once("-of-"))
+        .is_some_and(|(part, total)| digits(part) && digits(total))
 }
 
 /// Creates the output folder `out` if needed and checks that files can be written in it. Every
@@ -42,7 +101,27 @@ pub fn prepare_out(out: &Path) -> Result<()> {
 
 /// Writes `bytes` to `path` through a temporary file, so a failure never leaves half a file.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_through_partial(path, |tmp| {
+        std::fs::write(tmp, bytes).with_context(|| format!("writing {}", tmp.display()))
+    })
+}
+
+/// Lets `write` fill `path` with a `.partial` extension, then renames it to `path`.
+fn write_through_partial(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = path.with_extension("partial");
-    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    write(&tmp)?;
     std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_shard_names_are_shard_names() {
+        assert!(super::is_shard_name("model-00001-of-00007.safetensors"));
+        assert!(!super::is_shard_name("model-v2-of-mine.safetensors"));
+        assert!(!super::is_shard_name("model.safetensors"));
+        assert!(!super::is_shard_name(
+            "model-00001-of-00007.safetensors.partial"
+        ));
+    }
 }

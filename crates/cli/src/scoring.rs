@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use scalpel::prune::Group;
+use scalpel::prune::{Group, Masks};
 use scalpel::relevance::MemoryLimits;
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores, wanda_sequential};
 use scalpel::{Model, TextTokenizer};
@@ -130,17 +130,8 @@ pub fn compute(
     reference: &ReferenceSet,
     snapshots: &[usize],
 ) -> Result<Vec<(usize, Vec<Scores>)>> {
-    // A scorer made for `lrp-abs` gives `lrp` too (one pass for both) when it keeps Σ R as well.
-    let first = if methods.contains(&ScoreMethod::LrpAbs) {
-        ScoreMethod::LrpAbs
-    } else {
-        methods[0]
-    };
-    let reference = first.uses_reference().then(|| reference.clone());
-    let mut scorer = Scorer::new(model, first, reference, MemoryLimits::default())?;
-    if methods.contains(&ScoreMethod::Lrp) {
-        scorer = scorer.keeping_signed_sums();
-    }
+    let mut scorer = scorer_for(model, methods, reference)?;
+    let first = scorer.method();
     let (_, total) = scorer.progress();
     let pb = bar(total as u64, first.name());
     let start = Instant::now();
@@ -165,6 +156,12 @@ pub fn compute(
     }
     pb.finish_and_clear();
     out.push((scorer.samples_done(), read(&scorer)?));
+    report_scored(methods, &scorer, start);
+    Ok(out)
+}
+
+/// Prints which methods were scored over how many samples and how long it took.
+fn report_scored(methods: &[ScoreMethod], scorer: &Scorer, start: Instant) {
     eprintln!(
         "scored {} ({} samples) in {:.1} s",
         methods
@@ -175,7 +172,57 @@ pub fn compute(
         scorer.samples_done(),
         start.elapsed().as_secs_f64()
     );
-    Ok(out)
+}
+
+/// The memory a scoring job may use beside the model: on the CPU, what the system has
+/// available now (the model is already loaded); unbounded on a GPU.
+pub fn job_limits(model: &Model) -> MemoryLimits {
+    MemoryLimits {
+        max_buffer_bytes: None,
+        max_total_bytes: if model.on_cpu() {
+            crate::model_source::available_memory()
+        } else {
+            None
+        },
+    }
+}
+
+/// One scorer for `methods` (they must share it: `lrp` and `lrp-abs`, or a single method).
+/// On the CPU it refuses, before its first pass, per-weight sums that would not fit in the
+/// memory available.
+fn scorer_for<'m>(
+    model: &'m Model,
+    methods: &[ScoreMethod],
+    reference: &ReferenceSet,
+) -> Result<Scorer<'m>> {
+    // A scorer made for `lrp-abs` gives `lrp` too (one pass for both) when it keeps Σ R as well.
+    let first = if methods.contains(&ScoreMethod::LrpAbs) {
+        ScoreMethod::LrpAbs
+    } else {
+        methods[0]
+    };
+    let reference = first.uses_reference().then(|| reference.clone());
+    let mut scorer = Scorer::new(model, first, reference, job_limits(model))?;
+    if methods.contains(&ScoreMethod::Lrp) {
+        scorer = scorer.keeping_signed_sums();
+    }
+    Ok(scorer)
+}
+
+/// Scores `method` over `reference` and cuts the masks one Linear at a time
+/// ([`Masks::from_scorer`]): the scores are never all in memory. Row, layer and N:M groups.
+pub fn streamed_masks(
+    model: &Model,
+    method: ScoreMethod,
+    reference: &ReferenceSet,
+    sparsity: f64,
+    group: Group,
+) -> Result<Masks> {
+    let mut scorer = scorer_for(model, &[method], reference)?;
+    let start = Instant::now();
+    run_scorer(&mut scorer, method.name())?;
+    report_scored(&[method], &scorer, start);
+    Ok(Masks::from_scorer(&scorer, sparsity, group)?)
 }
 
 /// Runs every step of `scorer` under a progress bar labelled `label`.

@@ -154,6 +154,20 @@ fn bad_prune_requests_fail_clearly() {
         ]),
         "too short",
     );
+    // A sharded checkpoint in --out (its index) is replaced only with --force.
+    let sharded = dir.join("sharded");
+    std::fs::create_dir_all(&sharded).unwrap();
+    std::fs::write(sharded.join("model.safetensors.index.json"), "{}").unwrap();
+    fails(
+        &scalpel(&[
+            "prune",
+            "--method",
+            "magnitude",
+            "--out",
+            sharded.to_str().unwrap(),
+        ]),
+        "already holds a checkpoint",
+    );
     let junk = dir.join("junk.safetensors");
     std::fs::write(&junk, b"definitely not a mask").unwrap();
     fails(

@@ -1,16 +1,22 @@
-//! Writing a (pruned) model as a Hugging Face checkpoint: `config.json`, `model.safetensors`
-//! (float32, Hugging Face names and layouts) and `tokenizer.json`, loadable by Scalpel and by
+//! Writing a (pruned) model as a Hugging Face checkpoint: `config.json`, the weights as
+//! safetensors (Hugging Face names and layouts, each tensor in the dtype the model holds it in:
+//! float32, or f16/bf16 for 16-bit weights) and `tokenizer.json`, loadable by Scalpel and by
 //! `transformers`. Reloaded, it gives exactly the logits of the model it was written from.
+//!
+//! Large models are written in shards, as the hub stores them (`model-00001-of-00004.safetensors`
+//! and `model.safetensors.index.json`): only one shard's tensors are read back at a time, so a
+//! 7B model is written with a few GB beside it instead of twice its size.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use burn::tensor::DType;
 
 use crate::error::{Error, Result};
-use crate::io::HostTensor;
 use crate::io::safetensors::{OutData, write};
 use crate::io::tokenizer::TextTokenizer;
-use crate::model::{Model, Param};
+use crate::model::{Model, Param, bytes_per_weight};
 
-/// The files of an exported checkpoint, as bytes.
+/// The files of an exported single-file checkpoint, as bytes.
 #[derive(Debug)]
 pub struct Checkpoint {
     pub config_json: Vec<u8>,
@@ -29,39 +35,203 @@ impl Checkpoint {
     }
 }
 
-/// Reads every parameter back from the device and writes the checkpoint. `note` goes into the
-/// safetensors metadata (`scalpel`), e.g. the pruning protocol.
+/// Reads every parameter back from the device and writes a single-file checkpoint. `note` goes
+/// into the safetensors metadata (`scalpel`), e.g. the pruning protocol.
 pub async fn export_checkpoint(
     model: &Model,
     tokenizer: &TextTokenizer,
     note: Option<String>,
 ) -> Result<Checkpoint> {
-    let mut host = Vec::new();
-    for (name, param) in model.arch().parameters() {
-        let (shape, data) = match param {
-            Param::Vector(t) => (t.dims().to_vec(), crate::readback::to_vec_async(t).await?),
-            Param::Matrix(t) => (t.dims().to_vec(), crate::readback::to_vec_async(t).await?),
-        };
-        if data.iter().any(|v| !v.is_finite()) {
-            return Err(Error::NonFinite(format!("parameter `{name}`")));
-        }
-        host.push((name, HostTensor::new(shape, data)?));
-    }
-    // transformers refuses safetensors files whose metadata lacks a known `format`.
-    let mut metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    if let Some(note) = note {
-        metadata.insert("scalpel".into(), note);
-    }
-    let tensors = host
-        .iter()
-        .map(|(name, t)| (name.clone(), t.shape.clone(), OutData::F32(&t.data)))
-        .collect();
-    let model_safetensors = write(tensors, metadata)?;
-    let config_json = serde_json::to_vec_pretty(&model.config.to_hf_json())
-        .map_err(|e| Error::InvalidInput(format!("encoding config.json: {e}")))?;
+    let shards = Shards::plan(model, u64::MAX);
     Ok(Checkpoint {
-        config_json,
-        model_safetensors,
+        config_json: config_json(model)?,
+        model_safetensors: shards.safetensors(0, note.as_deref()).await?,
         tokenizer_json: tokenizer.to_json()?,
     })
+}
+
+/// `config.json` of the checkpoint, naming the dtype its weight matrices are written in.
+pub fn config_json(model: &Model) -> Result<Vec<u8>> {
+    let mut config = model.config.to_hf_json();
+    config["torch_dtype"] = match model.weight_dtype() {
+        DType::F16 => "float16",
+        DType::BF16 => "bfloat16",
+        _ => "float32",
+    }
+    .into();
+    serde_json::to_vec_pretty(&config)
+        .map_err(|e| Error::InvalidInput(format!("encoding config.json: {e}")))
+}
+
+/// A model's parameters grouped into shards of at most `max_shard_bytes` each, in checkpoint
+/// order (a parameter larger than that has a shard of its own).
+pub struct Shards {
+    groups: Vec<Vec<(String, Param)>>,
+    bytes: u64,
+}
+
+impl Shards {
+    pub fn plan(model: &Model, max_shard_bytes: u64) -> Self {
+        let mut groups: Vec<Vec<(String, Param)>> = vec![Vec::new()];
+        let (mut in_shard, mut bytes) = (0u64, 0u64);
+        for (name, param) in model.arch().parameters() {
+            let size = param_bytes(&param);
+            let current = groups.last().map_or(0, Vec::len);
+            if current > 0 && in_shard + size > max_shard_bytes {
+                groups.push(Vec::new());
+                in_shard = 0;
+            }
+            in_shard += size;
+            bytes += size;
+            if let Some(group) = groups.last_mut() {
+                group.push((name, param));
+            }
+        }
+        Self { groups, bytes }
+    }
+
+    pub fn len(&self) -> usize {
+        self.groups.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// The bytes of every tensor, as written.
+    pub fn tensor_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The file shard `i` is written to: `model.safetensors` when there is one shard.
+    pub fn file_name(&self, i: usize) -> String {
+        if self.len() == 1 {
+            "model.safetensors".into()
+        } else {
+            format!("model-{:05}-of-{:05}.safetensors", i + 1, self.len())
+        }
+    }
+
+    /// Shard `i` as a safetensors file, its tensors read back from the device in their held
+    /// dtype; `note` goes into its metadata (`scalpel`).
+    pub async fn safetensors(&self, i: usize, note: Option<&str>) -> Result<Vec<u8>> {
+        let host = self.read_back(i).await?;
+        write(outgoing(&host), metadata(note))
+    }
+
+    /// [`Shards::safetensors`] written straight to the file at `path` (native): only the
+    /// shard's tensors are in memory, not also the encoded file.
+    #[cfg(not(target_family = "wasm"))]
+    pub async fn write_file(
+        &self,
+        i: usize,
+        note: Option<&str>,
+        path: &std::path::Path,
+    ) -> Result<()> {
+        let host = self.read_back(i).await?;
+        crate::io::safetensors::write_file(outgoing(&host), metadata(note), path)
+    }
+
+    /// Shard `i`'s tensors on the host, in their held dtype.
+    async fn read_back(&self, i: usize) -> Result<Vec<(&str, (Vec<usize>, HeldData))>> {
+        let group = self
+            .groups
+            .get(i)
+            .ok_or_else(|| Error::InvalidInput(format!("there is no shard {i}")))?;
+        let mut host = Vec::with_capacity(group.len());
+        for (name, param) in group {
+            host.push((name.as_str(), read_back(name, param).await?));
+        }
+        Ok(host)
+    }
+
+    /// `model.safetensors.index.json` naming each tensor's shard, when there is more than one.
+    pub fn index_json(&self) -> Option<Vec<u8>> {
+        if self.len() < 2 {
+            return None;
+        }
+        let weight_map: BTreeMap<&str, String> = self
+            .groups
+            .iter()
+            .enumerate()
+            .flat_map(|(i, group)| group.iter().map(move |(name, _)| (name.as_str(), i)))
+            .map(|(name, i)| (name, self.file_name(i)))
+            .collect();
+        let index = serde_json::json!({
+            "metadata": { "total_size": self.bytes },
+            "weight_map": weight_map,
+        });
+        serde_json::to_vec_pretty(&index).ok()
+    }
+}
+
+/// Safetensors metadata: transformers refuses files whose metadata lacks a known `format`;
+/// `note` goes under `scalpel`.
+fn metadata(note: Option<&str>) -> HashMap<String, String> {
+    let mut metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    if let Some(note) = note {
+        metadata.insert("scalpel".into(), note.to_string());
+    }
+    metadata
+}
+
+fn outgoing<'a>(
+    host: &'a [(&str, (Vec<usize>, HeldData))],
+) -> Vec<(String, Vec<usize>, OutData<'a>)> {
+    host.iter()
+        .map(|(name, (shape, data))| (name.to_string(), shape.clone(), data.out()))
+        .collect()
+}
+
+fn param_bytes(param: &Param) -> u64 {
+    let (elements, dtype) = match param {
+        Param::Vector(t) => (t.dims()[0], t.dtype()),
+        Param::Matrix(t) => (t.dims().iter().product(), t.dtype()),
+    };
+    elements as u64 * bytes_per_weight(dtype)
+}
+
+/// A parameter read back as held: float32 values, or the little-endian bytes of a 16-bit type.
+enum HeldData {
+    F32(Vec<f32>),
+    F16(Vec<u8>),
+    Bf16(Vec<u8>),
+}
+
+impl HeldData {
+    fn out(&self) -> OutData<'_> {
+        match self {
+            Self::F32(v) => OutData::F32(v),
+            Self::F16(b) => OutData::F16(b),
+            Self::Bf16(b) => OutData::Bf16(b),
+        }
+    }
+}
+
+async fn read_back(name: &str, param: &Param) -> Result<(Vec<usize>, HeldData)> {
+    let (shape, data) = match param {
+        Param::Vector(t) => (
+            t.dims().to_vec(),
+            crate::readback::to_data_async(t.clone()).await?,
+        ),
+        Param::Matrix(t) => (
+            t.dims().to_vec(),
+            crate::readback::to_data_async(t.clone()).await?,
+        ),
+    };
+    if data.iter::<f32>().any(|v| !v.is_finite()) {
+        return Err(Error::NonFinite(format!("parameter `{name}`")));
+    }
+    let held = match data.dtype() {
+        DType::F32 => HeldData::F32(crate::readback::to_f32(data)?),
+        DType::F16 => HeldData::F16(data.as_bytes().to_vec()),
+        DType::BF16 => HeldData::Bf16(data.as_bytes().to_vec()),
+        other => {
+            return Err(Error::Unsupported {
+                what: "export dtype",
+                detail: format!("parameter `{name}` is held as {other:?}"),
+            });
+        }
+    };
+    Ok((shape, held))
 }

@@ -91,20 +91,6 @@ impl Granularity {
             _ => [1, cols / self.unit_width(&model.config)],
         })
     }
-
-    /// A weight keep mask `[rows, units × width]` from a keep mask over units.
-    pub fn expand(self, keep: &[u8], rows: usize, width: usize) -> Vec<u8> {
-        match self {
-            Granularity::Weights => keep.to_vec(),
-            _ => {
-                let row: Vec<u8> = keep
-                    .iter()
-                    .flat_map(|&k| std::iter::repeat_n(k, width))
-                    .collect();
-                row.repeat(rows)
-            }
-        }
-    }
 }
 
 /// Which weights compete with each other for survival.
@@ -185,10 +171,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn unit_masks_expand_to_whole_columns() {
-        let heads = Granularity::Heads.expand(&[1, 0], 2, 2);
-        assert_eq!(heads, vec![1, 1, 0, 0, 1, 1, 0, 0]);
-        assert_eq!(Granularity::Neurons.expand(&[0, 1, 1], 1, 1), vec![0, 1, 1]);
+    fn granularities_parse() {
         assert_eq!(Granularity::parse("head").unwrap(), Granularity::Heads);
         assert!(Granularity::parse("layers").is_err());
     }

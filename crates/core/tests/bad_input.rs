@@ -257,3 +257,52 @@ fn a_model_over_the_memory_limit_is_refused_before_loading() {
         );
     }
 }
+
+/// A scoring job whose per-weight sums would not fit beside the model is refused before its
+/// first pass, naming the bytes and what keeps no per-weight sums; scores of neurons keep none
+/// and run under the same limit.
+#[test]
+fn scoring_over_the_memory_limit_is_refused_before_the_first_pass() {
+    use scalpel::relevance::{MemoryLimits, memory_needed};
+    use scalpel::score::{ScoreMethod, Scorer};
+    use scalpel::unit::Granularity;
+    let model = load_fixture_model("llama-gqa-tied");
+    let r = reference(&model, 2, 7);
+    let weights: u64 = model
+        .linear_ids()
+        .into_iter()
+        .map(|id| model.linear_shape(id).map(|[r, c]| (r * c) as u64).unwrap())
+        .sum();
+    let (_, pass) = memory_needed(&model.config, 7, true);
+    let limits = |bytes| MemoryLimits {
+        max_buffer_bytes: None,
+        max_total_bytes: Some(bytes),
+    };
+    // Σ |R| only: 4 bytes per weight.
+    let needed = 4 * weights + pass;
+    let scorer = |granularity, limit| {
+        Scorer::at(
+            &model,
+            ScoreMethod::LrpAbs,
+            granularity,
+            Some(r.clone()),
+            limits(limit),
+        )
+        .unwrap()
+    };
+    let err = scorer(Granularity::Weights, needed - 1).step().unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, Error::TooLarge { .. })
+            && text.contains("per-weight sums")
+            && text.contains(&format!("{needed} bytes")),
+        "{text}"
+    );
+    assert!(scorer(Granularity::Weights, needed).step().is_ok());
+    assert!(scorer(Granularity::Neurons, pass).step().is_ok());
+    // Keeping Σ R as well needs twice the sums.
+    let both = scorer(Granularity::Weights, needed)
+        .keeping_signed_sums()
+        .step();
+    assert!(both.is_err());
+}

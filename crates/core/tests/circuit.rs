@@ -9,7 +9,7 @@ use common::*;
 use scalpel::circuit::file::{CircuitNotes, from_json, to_json};
 use scalpel::circuit::{Search, faithfulness};
 use scalpel::model::LinearId;
-use scalpel::prune::{Granularity, Group, LinearMask, MaskInfo, Masks};
+use scalpel::prune::{Granularity, Group, KeepBits, LinearMask, MaskInfo, Masks};
 use scalpel::relevance::MemoryLimits;
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::task::metrics::evaluate;
@@ -209,7 +209,7 @@ fn unit_masks_zero_whole_columns_and_undo() {
                 let w = to_vec(model.weight(*id).unwrap());
                 let [_, cols] = model.linear_shape(*id).unwrap();
                 for (i, (&wv, &d)) in w.iter().zip(&dense).enumerate() {
-                    let kept = m.keep[(i % cols) / width] == 1;
+                    let kept = m.keep.is_kept((i % cols) / width);
                     assert_eq!(wv, if kept { d } else { 0.0 }, "{name} {id}");
                 }
             }
@@ -366,7 +366,7 @@ fn circuit_files_round_trip_and_refuse_bad_input() {
             },
             LinearMask {
                 shape: [1, 1],
-                keep: vec![1],
+                keep: KeepBits::all_kept(1),
             },
         )]
         .into(),
@@ -457,7 +457,7 @@ fn smollm2_structured_pruning_matches_transformers() {
                 kind: granularity.unit_kind(arch).unwrap(),
             };
             for u in u32s(units) {
-                masks.linears.get_mut(&id).unwrap().keep[u as usize] = 0;
+                masks.linears.get_mut(&id).unwrap().keep.prune(u as usize);
             }
         }
         // Neuron and head masks touch different Linears, so both stay applied.

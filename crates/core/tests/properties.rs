@@ -159,7 +159,7 @@ proptest! {
             let width = granularity.unit_width(&model.config);
             for (id, m) in &masks.linears {
                 let [rows, cols] = model.linear_shape(*id).unwrap();
-                let keep = granularity.expand(&m.keep, rows, width);
+                let keep = m.weight_keep(granularity, rows, width).to_bytes();
                 let d = to_vec(model.dense_weight(*id).unwrap());
                 let w = to_vec(model.weight(*id).unwrap());
                 prop_assert_eq!(w.len(), rows * cols);

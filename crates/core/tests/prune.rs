@@ -11,7 +11,7 @@ use scalpel::model::LinearId;
 use scalpel::prune::{Group, Masks, check_sparsity};
 use scalpel::relevance::{MemoryLimits, RuleSet, Target, WeightDetail, explain};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
-use scalpel::{Model, ModelFiles};
+use scalpel::{Model, ModelFiles, WeightDtype};
 
 const MODELS: [&str; 3] = ["llama-gqa-tied", "opt-pre-ln", "opt-350m-style"];
 
@@ -30,11 +30,12 @@ fn every_group_prunes_exactly_its_share() {
         let masks = Masks::from_scores(&s, sparsity, group).unwrap();
         for (id, m) in &masks.linears {
             let [rows, cols] = m.shape;
+            let keep_bytes = m.keep.to_bytes();
             let scores = &s.linears[id].data;
             match group {
                 Group::Row => {
                     for r in 0..rows {
-                        let row = &m.keep[r * cols..(r + 1) * cols];
+                        let row = &keep_bytes[r * cols..(r + 1) * cols];
                         let pruned = row.iter().filter(|&&k| k == 0).count();
                         assert_eq!(pruned, (cols as f64 * sparsity) as usize, "{id} row {r}");
                         // Every pruned weight scores no higher than every kept one.
@@ -54,7 +55,7 @@ fn every_group_prunes_exactly_its_share() {
                     assert_eq!(m.pruned(), (m.keep.len() as f64 * sparsity) as u64, "{id}");
                 }
                 Group::NofM { keep, block } => {
-                    for b in m.keep.chunks(block) {
+                    for b in keep_bytes.chunks(block) {
                         assert_eq!(b.iter().filter(|&&k| k == 1).count(), keep, "{id}");
                     }
                 }
@@ -76,8 +77,13 @@ fn every_group_prunes_exactly_its_share() {
 
 #[test]
 fn masks_apply_and_undo_without_reloading() {
-    for name in MODELS {
-        let mut model = load_fixture_model(name);
+    for (name, dtype) in MODELS
+        .iter()
+        .map(|&n| (n, WeightDtype::F32))
+        .chain([("llama-gqa-tied", WeightDtype::F16)])
+    {
+        let mut model = load_fixture_model_as(name, &cpu(), dtype);
+        let value_bytes = if dtype == WeightDtype::F16 { 2 } else { 4 };
         let ids = [3u32, 17, 5, 9, 11, 2];
         let dense_logits = logits(&model, &ids);
         let dense: BTreeMap<LinearId, Vec<f32>> = model
@@ -93,9 +99,20 @@ fn masks_apply_and_undo_without_reloading() {
         let report = masks.apply(&mut model).unwrap();
         assert!(model.is_masked());
         assert!((report.sparsity() - 0.5).abs() < 0.01);
+        // On the CPU, undoing keeps the pruned values (as held) and the mask's bits only.
+        let bits: u64 = masks
+            .linears
+            .values()
+            .map(|m| m.keep.packed().len() as u64)
+            .sum();
+        assert_eq!(
+            model.mask_undo_bytes(),
+            value_bytes * report.pruned + bits,
+            "{name}"
+        );
         for (id, m) in &masks.linears {
             let w = to_vec(model.weight(*id).unwrap());
-            for ((&wv, &k), &d) in w.iter().zip(&m.keep).zip(&dense[id]) {
+            for ((&wv, &k), &d) in w.iter().zip(&m.keep.to_bytes()).zip(&dense[id]) {
                 assert_eq!(wv, if k == 1 { d } else { 0.0 }, "{name} {id}");
             }
         }
@@ -117,18 +134,27 @@ fn masks_apply_and_undo_without_reloading() {
     }
 }
 
+/// The prompt whose logits an export must reproduce.
+const EXPORT_PROMPT: [u32; 7] = [1, 4, 9, 16, 25, 36, 49];
+
+/// Masks half of each row of `model` by `s`; returns the pruned model's logits of
+/// [`EXPORT_PROMPT`].
+fn prune_half_of_each_row(model: &mut Model, s: &Scores) -> Vec<f32> {
+    Masks::from_scores(s, 0.5, Group::Row)
+        .unwrap()
+        .apply(model)
+        .unwrap();
+    logits(model, &EXPORT_PROMPT)
+}
+
 #[test]
 fn a_pruned_export_reloads_to_the_same_logits() {
     for name in MODELS {
         let mut model = load_fixture_model(name);
         let tokenizer = tiny_tokenizer(model.config.vocab_size);
         let s = scores(&model, ScoreMethod::Wanda, Some(reference(&model, 2, 8)));
-        Masks::from_scores(&s, 0.5, Group::Row)
-            .unwrap()
-            .apply(&mut model)
-            .unwrap();
-        let ids = [1u32, 4, 9, 16, 25, 36, 49];
-        let pruned_logits = logits(&model, &ids);
+        let pruned_logits = prune_half_of_each_row(&mut model, &s);
+        let ids = EXPORT_PROMPT;
         let checkpoint =
             pollster::block_on(export_checkpoint(&model, &tokenizer, Some("test".into()))).unwrap();
         let reloaded = ModelFiles::HuggingFace {
@@ -379,7 +405,11 @@ fn wanda_matches_the_pytorch_reference() {
                     id.kind.module(llama)
                 ))
                 .unwrap();
-            assert_eq!(masks.linears[&id].keep, want.data(), "{name} {id} mask");
+            assert_eq!(
+                masks.linears[&id].keep.to_bytes(),
+                want.data(),
+                "{name} {id} mask"
+            );
         }
         masks.apply(&mut model).unwrap();
         close(
@@ -472,4 +502,164 @@ fn lrp_abs_scoring_keeps_only_the_absolute_sums_unless_asked() {
         assert_eq!(a.linears[&id].data, b.linears[&id].data, "{id}");
     }
     assert!(both.scores(&[ScoreMethod::Lrp]).is_ok());
+}
+
+/// Masks cut one Linear at a time from a finished scorer (never holding every score) are the
+/// masks cut from all of its scores at once; a global ranking is refused there.
+#[test]
+fn masks_from_a_scorer_equal_masks_from_all_its_scores() {
+    let model = load_fixture_model("llama-gqa-tied");
+    let r = reference(&model, 2, 7);
+    for method in [
+        ScoreMethod::Wanda,
+        ScoreMethod::LrpAbs,
+        ScoreMethod::Magnitude,
+    ] {
+        let used = method.uses_reference().then(|| r.clone());
+        let mut scorer = Scorer::new(&model, method, used, MemoryLimits::default()).unwrap();
+        assert!(
+            Masks::from_scorer(&scorer, 0.5, Group::Row).is_err() || !method.uses_reference(),
+            "{method:?}: masks before the scoring is done"
+        );
+        scorer.run(&mut |_, _| {}).unwrap();
+        let all = scorer.scores(&[method]).unwrap().remove(0).read().unwrap();
+        for (sparsity, group) in [
+            (0.5, Group::Row),
+            (0.3, Group::Layer),
+            (0.5, Group::NofM { keep: 2, block: 4 }),
+        ] {
+            let streamed = Masks::from_scorer(&scorer, sparsity, group).unwrap();
+            let whole = Masks::from_scores(&all, sparsity, group).unwrap();
+            assert_eq!(streamed.info, whole.info, "{method:?} {group:?}");
+            assert_eq!(streamed.linears, whole.linears, "{method:?} {group:?}");
+        }
+        assert!(Masks::from_scorer(&scorer, 0.5, Group::Global).is_err());
+    }
+    // Unit scores (`[1, units]`): one row per Linear.
+    let mut neurons = Scorer::at(
+        &model,
+        ScoreMethod::LrpAbs,
+        scalpel::unit::Granularity::Neurons,
+        Some(r.clone()),
+        MemoryLimits::default(),
+    )
+    .unwrap();
+    neurons.run(&mut |_, _| {}).unwrap();
+    let all = neurons
+        .scores_at(scalpel::unit::Granularity::Neurons, &[ScoreMethod::LrpAbs])
+        .unwrap()
+        .remove(0)
+        .read()
+        .unwrap();
+    let streamed = Masks::from_scorer(&neurons, 0.5, Group::Layer).unwrap();
+    assert_eq!(
+        streamed.linears,
+        Masks::from_scores(&all, 0.5, Group::Layer).unwrap().linears
+    );
+}
+
+/// Large checkpoints are written in shards (each read back on its own) with an index naming
+/// every tensor's shard, in the dtype the model holds: a pruned f16 model exported in shards
+/// reloads, through the index, to the same weights and logits.
+#[test]
+fn a_sharded_16_bit_export_reloads_to_the_same_logits() {
+    use scalpel::export::Shards;
+    use scalpel::io::safetensors::SafetensorsSource;
+    let mut model = load_fixture_model_as("llama-gqa-tied", &cpu(), WeightDtype::F16);
+    let s = scores(&model, ScoreMethod::Magnitude, None);
+    let pruned_logits = prune_half_of_each_row(&mut model, &s);
+    let ids = EXPORT_PROMPT;
+    let whole = Shards::plan(&model, u64::MAX);
+    assert_eq!(whole.len(), 1);
+    assert!(whole.index_json().is_none());
+    // Shards of a third of the tensors' bytes: at least three of them.
+    let shards = Shards::plan(&model, whole.tensor_bytes() / 3);
+    assert!(shards.len() >= 3, "{} shards", shards.len());
+    assert_eq!(shards.tensor_bytes(), whole.tensor_bytes());
+    let index = shards.index_json().unwrap();
+    let names = SafetensorsSource::shard_names_from_index(&index).unwrap();
+    assert_eq!(names.len(), shards.len());
+    let files: Vec<(String, scalpel::io::FileBytes)> = (0..shards.len())
+        .map(|i| {
+            let bytes = pollster::block_on(shards.safetensors(i, Some("test"))).unwrap();
+            (shards.file_name(i), bytes.into())
+        })
+        .collect();
+    assert!(names.iter().all(|n| files.iter().any(|(f, _)| f == n)));
+    // Written straight to a file, a shard holds the same metadata and tensors (the header's
+    // metadata order follows a HashMap, so the bytes themselves may differ).
+    let dir = std::env::temp_dir().join(format!("scalpel-shard-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(shards.file_name(1));
+    pollster::block_on(shards.write_file(1, Some("test"), &path)).unwrap();
+    let on_disk = std::fs::read(&path).unwrap();
+    let (from_file, in_memory) = (
+        safetensors::SafeTensors::deserialize(&on_disk).unwrap(),
+        safetensors::SafeTensors::deserialize(&files[1].1).unwrap(),
+    );
+    let metadata = |bytes: &[u8]| safetensors::SafeTensors::read_metadata(bytes).unwrap().1;
+    assert_eq!(
+        metadata(&on_disk).metadata(),
+        metadata(&files[1].1).metadata()
+    );
+    let mut names = in_memory.names();
+    names.sort();
+    assert!(!names.is_empty());
+    for name in names {
+        let (a, b) = (
+            from_file.tensor(name).unwrap(),
+            in_memory.tensor(name).unwrap(),
+        );
+        assert_eq!(
+            (a.dtype(), a.shape(), a.data()),
+            (b.dtype(), b.shape(), b.data()),
+            "{name}"
+        );
+    }
+    assert_eq!(from_file.len(), in_memory.len());
+    std::fs::remove_dir_all(&dir).unwrap();
+    let reloaded = ModelFiles::HuggingFace {
+        config_json: scalpel::export::config_json(&model).unwrap(),
+        shards: files,
+        tokenizer_json: Some(tiny_tokenizer(model.config.vocab_size).to_json().unwrap()),
+    }
+    .load_with(
+        &cpu(),
+        scalpel::LoadOptions {
+            dtype: WeightDtype::Auto,
+            ..Default::default()
+        },
+        &mut |_, _| {},
+    )
+    .unwrap();
+    // Auto keeps a 16-bit checkpoint 16-bit: the export was written as f16.
+    assert_eq!(reloaded.model.weight_dtype(), burn::tensor::DType::F16);
+    assert_eq!(logits(&reloaded.model, &ids), pruned_logits);
+}
+
+/// Masks applied for good keep nothing to undo them: the pruned weights are the model's now.
+#[test]
+fn masks_applied_for_good_keep_nothing_aside() {
+    let mut model = load_fixture_model("opt-pre-ln");
+    let s = scores(&model, ScoreMethod::Magnitude, None);
+    let masks = Masks::from_scores(&s, 0.5, Group::Row).unwrap();
+    let mut undoable = load_fixture_model("opt-pre-ln");
+    masks.apply(&mut undoable).unwrap();
+    let report = masks.apply_for_good(&mut model).unwrap();
+    assert_eq!(report, masks.report());
+    assert!(!model.is_masked());
+    assert_eq!(model.mask_undo_bytes(), 0);
+    model.restore_dense();
+    for id in model.linear_ids() {
+        assert_eq!(
+            to_vec(model.weight(id).unwrap()),
+            to_vec(undoable.weight(id).unwrap()),
+            "{id}"
+        );
+        assert_eq!(
+            to_vec(model.dense_weight(id).unwrap()),
+            to_vec(undoable.weight(id).unwrap()),
+            "{id}: the pruned weight is the dense one now"
+        );
+    }
 }

@@ -13,7 +13,6 @@ use scalpel::circuit::{
     check_group, faithfulness, mean_std, random_circuit, summarize,
 };
 use scalpel::prune::{Granularity, Group, Masks};
-use scalpel::relevance::MemoryLimits;
 use scalpel::report::{LineChart, Series};
 use scalpel::score::{Explained, ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::task::metrics::{TaskMetrics, evaluate};
@@ -25,7 +24,7 @@ use serde_json::json;
 use crate::model_source::{ModelArgs, load};
 use crate::output::{prepare_out, write_atomically};
 use crate::progress::bar;
-use crate::scoring::run_scorer;
+use crate::scoring::{job_limits, run_scorer};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -174,8 +173,7 @@ fn score_all(
                     first
                 };
                 let used = lead.uses_reference().then(|| reference.clone());
-                let mut scorer =
-                    Scorer::at(model, lead, granularity, used, MemoryLimits::default())?;
+                let mut scorer = Scorer::at(model, lead, granularity, used, job_limits(model))?;
                 if wanted.len() > 1 {
                     scorer = scorer.keeping_signed_sums();
                 }

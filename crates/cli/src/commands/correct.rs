@@ -17,7 +17,6 @@ use scalpel::correct::{
 };
 use scalpel::eval::perplexity::PerplexityProtocol;
 use scalpel::prune::{Granularity, Masks};
-use scalpel::relevance::MemoryLimits;
 use scalpel::report::{LineChart, Series};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::{Model, TextTokenizer};
@@ -27,7 +26,7 @@ use serde_json::json;
 use crate::model_source::{ModelArgs, load};
 use crate::output::{prepare_out, write_atomically, write_checkpoint};
 use crate::progress::bar;
-use crate::scoring::{ReferenceArgs, run_scorer};
+use crate::scoring::{ReferenceArgs, job_limits, run_scorer};
 use crate::wiki::{WikiArgs, evaluate};
 
 /// The sidecar written next to the corrected checkpoint.
@@ -252,7 +251,7 @@ fn score(
         method,
         granularity,
         Some(reference.clone()),
-        MemoryLimits::default(),
+        job_limits(model),
     )?;
     run_scorer(&mut scorer, label)?;
     let pending = if undesired {

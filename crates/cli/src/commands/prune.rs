@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::model_source::{ModelArgs, load};
 use crate::output::{prepare_out, write_atomically, write_checkpoint};
-use crate::scoring::{ReferenceArgs, obtain};
+use crate::scoring::{ReferenceArgs, obtain, streamed_masks};
 use crate::wiki::{WikiArgs, evaluate};
 
 /// The sidecar written next to the pruned checkpoint.
@@ -47,7 +47,7 @@ pub struct Args {
     /// the scalpel-prune.json sidecar).
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Replace a checkpoint already in --out.
+    /// Replace a checkpoint already in --out (a model.safetensors or a sharded one's index).
     #[arg(long)]
     pub force: bool,
     /// Evaluate the pruned model's perplexity (`wiki-512`; see --windows).
@@ -87,7 +87,8 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     if let Some(out) = &args.out
-        && out.join("model.safetensors").exists()
+        && (out.join("model.safetensors").exists()
+            || out.join("model.safetensors.index.json").exists())
         && !args.force
     {
         bail!(
@@ -131,17 +132,27 @@ pub fn run(args: Args) -> Result<()> {
                     String::new()
                 }
             );
-            let scores = obtain(
-                model,
-                method,
-                &reference,
-                (sparsity, group),
-                args.scores.as_deref(),
-            )?;
-            Masks::from_scores(&scores, sparsity, group)?
+            // Without a score file to write, a per-row, per-layer or N:M mask needs only one
+            // Linear's scores at a time.
+            if args.scores.is_none()
+                && group != Group::Global
+                && method != ScoreMethod::WandaSequential
+            {
+                streamed_masks(model, method, &reference, sparsity, group)?
+            } else {
+                let scores = obtain(
+                    model,
+                    method,
+                    &reference,
+                    (sparsity, group),
+                    args.scores.as_deref(),
+                )?;
+                Masks::from_scores(&scores, sparsity, group)?
+            }
         }
     };
-    let report = masks.apply(model)?;
+    // Pruned once and exported: nothing is kept to undo the masks.
+    let report = masks.apply_for_good(model)?;
     let info = &masks.info;
     eprintln!(
         "mask: {} at sparsity {} per {} group",

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 
 use crate::error::{Error, Result};
 use crate::model::{Architecture, LinearId};
-use crate::prune::{Granularity, LinearMask, MaskInfo, Masks};
+use crate::prune::{Granularity, KeepBits, LinearMask, MaskInfo, Masks};
 use crate::task::metrics::TaskMetrics;
 
 const FORMAT: &str = "scalpel-circuit/1";
@@ -60,7 +60,7 @@ pub fn to_json(masks: &Masks, architecture: Architecture, notes: &CircuitNotes) 
                         m.keep
                             .iter()
                             .enumerate()
-                            .filter(|(_, k)| **k == 1)
+                            .filter(|(_, kept)| *kept)
                             .map(|(i, _)| i as u32)
                             .collect(),
                     ),
@@ -70,7 +70,7 @@ pub fn to_json(masks: &Masks, architecture: Architecture, notes: &CircuitNotes) 
                 Kept {
                     shape: m.shape,
                     units: None,
-                    bits: Some(STANDARD.encode(pack(&m.keep))),
+                    bits: Some(STANDARD.encode(m.keep.packed())),
                 }
             };
             (id.checkpoint_name(architecture), kept)
@@ -116,24 +116,21 @@ pub fn from_json(
                 let bytes = STANDARD
                     .decode(bits.as_bytes())
                     .map_err(|e| bad(format!("`{name}`: bits are not base64 ({e})")))?;
-                if bytes.len() != n.div_ceil(8) {
-                    return Err(bad(format!(
-                        "`{name}`: {} bytes of bits for {n} weights",
-                        bytes.len()
-                    )));
-                }
-                unpack(&bytes, n)
+                let given = bytes.len();
+                KeepBits::from_packed(bytes, n).ok_or_else(|| {
+                    bad(format!("`{name}`: {given} bytes of bits for {n} weights"))
+                })?
             }
             (Granularity::Neurons | Granularity::Heads, Some(units), None) => {
                 if rows != 1 {
                     return Err(bad(format!("`{name}`: unit masks have one row")));
                 }
-                let mut keep = vec![0u8; n];
+                let mut keep = KeepBits::from_flags(std::iter::repeat_n(false, n));
                 for u in units {
-                    let slot = keep
-                        .get_mut(u as usize)
-                        .ok_or_else(|| bad(format!("`{name}`: unit {u} is outside 0..{n}")))?;
-                    *slot = 1;
+                    if u as usize >= n {
+                        return Err(bad(format!("`{name}`: unit {u} is outside 0..{n}")));
+                    }
+                    keep.keep(u as usize);
                 }
                 keep
             }
@@ -164,29 +161,4 @@ pub fn from_json(
         },
         parsed.notes,
     ))
-}
-
-fn pack(keep: &[u8]) -> Vec<u8> {
-    keep.chunks(8)
-        .map(|c| {
-            c.iter()
-                .enumerate()
-                .fold(0u8, |b, (i, &k)| b | (k & 1) << i)
-        })
-        .collect()
-}
-
-fn unpack(bytes: &[u8], n: usize) -> Vec<u8> {
-    (0..n).map(|i| (bytes[i / 8] >> (i % 8)) & 1).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bits_round_trip() {
-        let keep: Vec<u8> = (0..21).map(|i| u8::from(i % 3 != 0)).collect();
-        assert_eq!(unpack(&pack(&keep), keep.len()), keep);
-    }
 }

@@ -244,8 +244,8 @@ pub fn summarize(masks: &Masks, scores: &Scores, top: usize) -> CircuitSummary {
         let Some(s) = scores.linears.get(id) else {
             continue;
         };
-        for (index, (&k, &score)) in mask.keep.iter().zip(&s.data).enumerate() {
-            if k == 1 {
+        for (index, (kept_here, &score)) in mask.keep.iter().zip(&s.data).enumerate() {
+            if kept_here {
                 kept.push(Component {
                     layer: id.layer,
                     linear: id.kind,

@@ -373,7 +373,7 @@ pub fn removed(
         ) else {
             continue;
         };
-        for (index, _) in mask.keep.iter().enumerate().filter(|(_, k)| **k == 0) {
+        for index in mask.keep.pruned_indices() {
             out.push(Removed {
                 layer: id.layer,
                 linear: id.kind,

@@ -147,6 +147,10 @@ impl WeightSource for SafetensorsSource {
 pub enum OutData<'a> {
     F32(&'a [f32]),
     U8(&'a [u8]),
+    /// The little-endian bytes of f16 values.
+    F16(&'a [u8]),
+    /// The little-endian bytes of bf16 values.
+    Bf16(&'a [u8]),
 }
 
 struct OutView<'a> {
@@ -159,6 +163,8 @@ impl safetensors::View for OutView<'_> {
         match self.data {
             OutData::F32(_) => Dtype::F32,
             OutData::U8(_) => Dtype::U8,
+            OutData::F16(_) => Dtype::F16,
+            OutData::Bf16(_) => Dtype::BF16,
         }
     }
 
@@ -169,16 +175,24 @@ impl safetensors::View for OutView<'_> {
     fn data(&self) -> std::borrow::Cow<'_, [u8]> {
         match self.data {
             OutData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            OutData::U8(v) => std::borrow::Cow::Borrowed(v),
+            OutData::U8(v) | OutData::F16(v) | OutData::Bf16(v) => std::borrow::Cow::Borrowed(v),
         }
     }
 
     fn data_len(&self) -> usize {
         match self.data {
             OutData::F32(v) => v.len() * 4,
-            OutData::U8(v) => v.len(),
+            OutData::U8(v) | OutData::F16(v) | OutData::Bf16(v) => v.len(),
         }
     }
+}
+
+fn views<'a>(
+    tensors: Vec<(String, Vec<usize>, OutData<'a>)>,
+) -> impl Iterator<Item = (String, OutView<'a>)> {
+    tensors
+        .into_iter()
+        .map(|(name, shape, data)| (name, OutView { shape, data }))
 }
 
 /// A safetensors file of `(name, shape, data)` with string metadata (`__metadata__`).
@@ -186,11 +200,19 @@ pub fn write(
     tensors: Vec<(String, Vec<usize>, OutData<'_>)>,
     metadata: HashMap<String, String>,
 ) -> Result<Vec<u8>> {
-    let views = tensors
-        .into_iter()
-        .map(|(name, shape, data)| (name, OutView { shape, data }));
-    safetensors::serialize(views, Some(metadata))
+    safetensors::serialize(views(tensors), Some(metadata))
         .map_err(|e| Error::InvalidInput(format!("writing safetensors: {e}")))
+}
+
+/// [`write`] straight to the file at `path`, never holding the encoded file in memory (native).
+#[cfg(not(target_family = "wasm"))]
+pub fn write_file(
+    tensors: Vec<(String, Vec<usize>, OutData<'_>)>,
+    metadata: HashMap<String, String>,
+    path: &std::path::Path,
+) -> Result<()> {
+    safetensors::serialize_to_file(views(tensors), Some(metadata), path)
+        .map_err(|e| Error::InvalidInput(format!("writing safetensors to {}: {e}", path.display())))
 }
 
 /// A safetensors file Scalpel wrote (scores, masks): its metadata and tensors.

@@ -24,6 +24,7 @@ macro_rules! block_linears {
 
 mod backward;
 pub mod config;
+mod keep;
 mod layers;
 mod linear_id;
 mod llama;
@@ -37,6 +38,7 @@ use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 pub(crate) use backward::token_relevance;
 pub use config::{Architecture, ModelConfig};
+pub use keep::KeepBits;
 pub use layers::{KvCache, Linear};
 pub use linear_id::{LinearId, LinearKind};
 pub use precision::{WeightDtype, bytes_per_weight, dtype_name};
@@ -51,8 +53,8 @@ pub struct Model {
     pub config: ModelConfig,
     device: Device,
     body: Body,
-    /// The dense weights of the Linears a mask currently applies to (see `weights.rs`).
-    unmasked: BTreeMap<LinearId, Tensor<2>>,
+    /// What undoes the mask of each Linear a mask currently applies to (see `weights.rs`).
+    unmasked: BTreeMap<LinearId, weights::Undo>,
 }
 
 #[derive(Debug)]
@@ -125,6 +127,11 @@ impl Model {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// Whether the model runs on the CPU backend (its tensors live in host memory).
+    pub fn on_cpu(&self) -> bool {
+        self.device == Device::flex()
     }
 
     /// The element type the weight matrices are held in on the device, read off the first

@@ -1,7 +1,7 @@
 //! Mask files: one `U8` tensor per block Linear (1 = kept) and the [`MaskInfo`], in the same
 //! per-Linear safetensors layout as score files.
 
-use super::{LinearMask, MaskInfo, Masks};
+use super::{KeepBits, LinearMask, MaskInfo, Masks};
 use crate::error::{Error, Result};
 use crate::io::safetensors::OutData;
 use crate::model::Architecture;
@@ -11,10 +11,12 @@ const FORMAT: &str = "scalpel-mask/1";
 
 impl Masks {
     pub fn to_safetensors(&self, architecture: Architecture) -> Result<Vec<u8>> {
+        let bytes: Vec<Vec<u8>> = self.linears.values().map(|m| m.keep.to_bytes()).collect();
         let tensors = self
             .linears
             .iter()
-            .map(|(&id, m)| (id, m.shape.to_vec(), OutData::U8(&m.keep)))
+            .zip(&bytes)
+            .map(|((&id, m), keep)| (id, m.shape.to_vec(), OutData::U8(keep)))
             .collect();
         write_per_linear(FORMAT, &self.info, architecture, tensors)
     }
@@ -38,7 +40,10 @@ impl Masks {
                         format!("`{name}` holds values other than 0 and 1"),
                     ));
                 }
-                Ok(LinearMask { shape, keep })
+                Ok(LinearMask {
+                    shape,
+                    keep: KeepBits::from_flags(keep.iter().map(|&k| k == 1)),
+                })
             },
         )?;
         Ok(Self { info, linears })

@@ -7,14 +7,15 @@ mod select;
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{Device, Tensor, TensorData};
-
+pub use crate::model::KeepBits;
 pub use crate::unit::{Granularity, Group};
 pub(crate) use select::prune_lowest;
 
 use crate::error::{Error, Result};
 use crate::io::HostTensor;
 use crate::model::{LinearId, LinearKind, Model};
+#[cfg(not(target_family = "wasm"))]
+use crate::score::Scorer;
 use crate::score::{ScoreInfo, ScoreMethod, Scores};
 
 /// Rejects sparsities outside `[0, 1)`.
@@ -36,16 +37,25 @@ pub struct MaskInfo {
     pub scores: ScoreInfo,
 }
 
-/// One Linear's mask: `keep[row * in + col]` is 1 for a kept weight, 0 for a pruned one.
+/// One Linear's mask: bit `row * in + col` of `keep` is set for a kept weight (or unit).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinearMask {
     pub shape: [usize; 2],
-    pub keep: Vec<u8>,
+    pub keep: KeepBits,
 }
 
 impl LinearMask {
     pub fn pruned(&self) -> u64 {
-        self.keep.iter().filter(|&&k| k == 0).count() as u64
+        self.keep.pruned()
+    }
+
+    /// The mask over the Linear's weights `[rows, in]`: a weight mask as it is; a unit mask of
+    /// `granularity` with each unit's input columns (`width` of them) kept or pruned in every row.
+    pub fn weight_keep(&self, granularity: Granularity, rows: usize, width: usize) -> KeepBits {
+        match granularity {
+            Granularity::Weights => self.keep.clone(),
+            _ => self.keep.repeated(rows, width),
+        }
     }
 }
 
@@ -95,26 +105,7 @@ impl Masks {
     /// fix the sparsity themselves; sequential Wanda scores only serve the sparsity and group
     /// they were made for.
     pub fn from_scores(scores: &Scores, sparsity: f64, group: Group) -> Result<Self> {
-        check_sparsity(sparsity)?;
-        if let Group::NofM { keep, block } = group {
-            let implied = (block - keep) as f64 / block as f64;
-            if (implied - sparsity).abs() > 1e-9 {
-                return Err(Error::InvalidInput(format!(
-                    "{keep}:{block} keeps {keep} of every {block} weights: its sparsity is {implied}, not {sparsity}"
-                )));
-            }
-        }
-        if let Some((made_sparsity, made_group)) = scores.info.made_for
-            && ((made_sparsity - sparsity).abs() > 1e-9 || made_group != group)
-        {
-            return Err(Error::InvalidInput(format!(
-                "these {} scores were made for sparsity {made_sparsity} with group {}; \
-                 recompute them for sparsity {sparsity} with group {}",
-                ScoreMethod::WandaSequential.name(),
-                made_group.name(),
-                group.name()
-            )));
-        }
+        check_request(&scores.info, sparsity, group)?;
         let linears = if group == Group::Global {
             global_keep(scores, count(scores.components(), sparsity))?
         } else {
@@ -132,6 +123,35 @@ impl Masks {
                 sparsity,
                 group,
                 scores: scores.info.clone(),
+            },
+            linears,
+        })
+    }
+
+    /// [`Masks::from_scores`] for a finished scorer, reading one Linear's scores at a time:
+    /// memory holds one Linear's scores and the masks' bits, never every score (which for a 7B
+    /// model's weights is 26 GB). Row, layer and N:M groups only: a global ranking needs every
+    /// score at once.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn from_scorer(scorer: &Scorer, sparsity: f64, group: Group) -> Result<Self> {
+        let info = scorer.info();
+        check_request(&info, sparsity, group)?;
+        if group == Group::Global {
+            return Err(Error::InvalidInput(
+                "a global ranking needs every score at once: read the scores and use Masks::from_scores".into(),
+            ));
+        }
+        let mut linears = BTreeMap::new();
+        for id in scorer.linears() {
+            let s = scorer.linear_scores(id)?;
+            let keep = linear_keep(&s, sparsity, group)?;
+            linears.insert(id, mask_of(&s, keep)?);
+        }
+        Ok(Self {
+            info: MaskInfo {
+                sparsity,
+                group,
+                scores: info,
             },
             linears,
         })
@@ -193,20 +213,58 @@ impl Masks {
         )
     }
 
-    /// Applies every mask to the model's dense weights (replacing any mask applied before).
-    /// Neuron and head masks zero whole input columns of down_proj / fc2 and o_proj / out_proj.
+    /// Applies every mask to the model's dense weights (replacing any mask applied before),
+    /// undoably ([`Model::restore_dense`]). Neuron and head masks zero whole input columns of
+    /// down_proj / fc2 and o_proj / out_proj.
     pub fn apply(&self, model: &mut Model) -> Result<SparsityReport> {
+        self.apply_with(model, Model::mask_linear)
+    }
+
+    /// [`Masks::apply`] for good, keeping nothing to undo it ([`Model::prune_linear`]): for a
+    /// model that is pruned once and exported.
+    pub fn apply_for_good(&self, model: &mut Model) -> Result<SparsityReport> {
+        self.apply_with(model, Model::prune_linear)
+    }
+
+    fn apply_with(
+        &self,
+        model: &mut Model,
+        zero: fn(&mut Model, LinearId, &KeepBits) -> Result<()>,
+    ) -> Result<SparsityReport> {
         self.check_for(model)?;
-        let device = model.device().clone();
         let granularity = self.granularity();
         let width = granularity.unit_width(&model.config);
         for (&id, mask) in &self.linears {
-            let shape = model.linear_shape(id)?;
-            let keep = granularity.expand(&mask.keep, shape[0], width);
-            model.mask_linear(id, keep_tensor(&keep, &shape, &device))?;
+            let [rows, _] = model.linear_shape(id)?;
+            zero(model, id, &mask.weight_keep(granularity, rows, width))?;
         }
         Ok(self.report())
     }
+}
+
+/// Errors unless `sparsity` and `group` are a valid request for scores described by `info`.
+fn check_request(info: &ScoreInfo, sparsity: f64, group: Group) -> Result<()> {
+    check_sparsity(sparsity)?;
+    if let Group::NofM { keep, block } = group {
+        let implied = (block - keep) as f64 / block as f64;
+        if (implied - sparsity).abs() > 1e-9 {
+            return Err(Error::InvalidInput(format!(
+                "{keep}:{block} keeps {keep} of every {block} weights: its sparsity is {implied}, not {sparsity}"
+            )));
+        }
+    }
+    if let Some((made_sparsity, made_group)) = info.made_for
+        && ((made_sparsity - sparsity).abs() > 1e-9 || made_group != group)
+    {
+        return Err(Error::InvalidInput(format!(
+            "these {} scores were made for sparsity {made_sparsity} with group {}; \
+             recompute them for sparsity {sparsity} with group {}",
+            ScoreMethod::WandaSequential.name(),
+            made_group.name(),
+            group.name()
+        )));
+    }
+    Ok(())
 }
 
 /// `[rows, cols]` of one Linear's scores.
@@ -220,7 +278,7 @@ fn matrix_shape(scores: &HostTensor) -> Result<[usize; 2]> {
     }
 }
 
-fn mask_of(scores: &HostTensor, keep: Vec<u8>) -> Result<LinearMask> {
+fn mask_of(scores: &HostTensor, keep: KeepBits) -> Result<LinearMask> {
     Ok(LinearMask {
         shape: matrix_shape(scores)?,
         keep,
@@ -233,21 +291,22 @@ fn count(n: usize, sparsity: f64) -> usize {
 }
 
 /// The keep mask of one Linear for a row, layer or N:M group.
-pub(crate) fn linear_keep(scores: &HostTensor, sparsity: f64, group: Group) -> Result<Vec<u8>> {
+pub(crate) fn linear_keep(scores: &HostTensor, sparsity: f64, group: Group) -> Result<KeepBits> {
     let [rows, cols] = matrix_shape(scores)?;
-    let mut keep = vec![1u8; rows * cols];
+    let mut keep = KeepBits::all_kept(rows * cols);
     let mut scratch = Vec::new();
     match group {
         Group::Row => {
             let k = count(cols, sparsity);
-            for (s, m) in scores.data.chunks(cols).zip(keep.chunks_mut(cols)) {
-                prune_lowest(s, k, m, &mut scratch);
+            for (row, s) in scores.data.chunks(cols).enumerate() {
+                prune_lowest(s, k, &mut keep, row * cols, &mut scratch);
             }
         }
         Group::Layer => prune_lowest(
             &scores.data,
             count(rows * cols, sparsity),
             &mut keep,
+            0,
             &mut scratch,
         ),
         Group::NofM { keep: n, block } => {
@@ -256,8 +315,8 @@ pub(crate) fn linear_keep(scores: &HostTensor, sparsity: f64, group: Group) -> R
                     "{n}:{block} needs the input width to be a multiple of {block}, but it is {cols}"
                 )));
             }
-            for (s, m) in scores.data.chunks(block).zip(keep.chunks_mut(block)) {
-                prune_lowest(s, block - n, m, &mut scratch);
+            for (b, s) in scores.data.chunks(block).enumerate() {
+                prune_lowest(s, block - n, &mut keep, b * block, &mut scratch);
             }
         }
         Group::Global => {
@@ -283,21 +342,15 @@ fn global_keep(scores: &Scores, pruned: usize) -> Result<BTreeMap<LinearId, Line
     for s in scores.linears.values() {
         all.extend_from_slice(&s.data);
     }
-    let mut keep = vec![1u8; total];
-    prune_lowest(&all, pruned, &mut keep, &mut Vec::new());
+    let mut keep = KeepBits::all_kept(total);
+    prune_lowest(&all, pruned, &mut keep, 0, &mut Vec::new());
     drop(all);
     let mut out = BTreeMap::new();
     let mut offset = 0;
     for (&id, s) in &scores.linears {
         let n = s.n_elements();
-        out.insert(id, mask_of(s, keep[offset..offset + n].to_vec())?);
+        out.insert(id, mask_of(s, keep.slice(offset, n))?);
         offset += n;
     }
     Ok(out)
-}
-
-/// A 0/1 float tensor of a keep mask, on `device`.
-pub(crate) fn keep_tensor(keep: &[u8], shape: &[usize], device: &Device) -> Tensor<2> {
-    let data: Vec<f32> = keep.iter().map(|&k| f32::from(k)).collect();
-    Tensor::from_data(TensorData::new(data, [shape[0], shape[1]]), device)
 }

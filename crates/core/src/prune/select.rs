@@ -3,16 +3,23 @@
 
 use std::cmp::Ordering;
 
-/// Sets `keep[i] = 0` for the `k` lowest `scores` (all of them if `k >= len`), in O(len).
-/// `scratch` is reused between calls to avoid an allocation per row.
-pub(crate) fn prune_lowest(scores: &[f32], k: usize, keep: &mut [u8], scratch: &mut Vec<u32>) {
-    debug_assert_eq!(scores.len(), keep.len());
+use super::KeepBits;
+
+/// Marks entry `offset + i` of `keep` pruned for the `k` lowest `scores[i]` (all of them if
+/// `k >= len`), in O(len). `scratch` is reused between calls to avoid an allocation per row.
+pub(crate) fn prune_lowest(
+    scores: &[f32],
+    k: usize,
+    keep: &mut KeepBits,
+    offset: usize,
+    scratch: &mut Vec<u32>,
+) {
     let n = scores.len();
     if k == 0 {
         return;
     }
     if k >= n {
-        keep.fill(0);
+        (offset..offset + n).for_each(|i| keep.prune(i));
         return;
     }
     scratch.clear();
@@ -24,7 +31,7 @@ pub(crate) fn prune_lowest(scores: &[f32], k: usize, keep: &mut [u8], scratch: &
     };
     scratch.select_nth_unstable_by(k - 1, order);
     for &i in &scratch[..k] {
-        keep[i as usize] = 0;
+        keep.prune(offset + i as usize);
     }
 }
 
@@ -33,9 +40,9 @@ mod tests {
     use super::*;
 
     fn pruned(scores: &[f32], k: usize) -> Vec<u8> {
-        let mut keep = vec![1; scores.len()];
-        prune_lowest(scores, k, &mut keep, &mut Vec::new());
-        keep
+        let mut keep = KeepBits::all_kept(scores.len());
+        prune_lowest(scores, k, &mut keep, 0, &mut Vec::new());
+        keep.to_bytes()
     }
 
     #[test]

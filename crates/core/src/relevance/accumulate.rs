@@ -23,6 +23,17 @@ pub enum WeightSums {
     None,
 }
 
+impl WeightSums {
+    /// How many float32 sums this keeps per weight.
+    pub fn per_weight(self) -> u64 {
+        match self {
+            Self::Both => 2,
+            Self::Signed | Self::Abs => 1,
+            Self::None => 0,
+        }
+    }
+}
+
 /// Running sums per block Linear (as [`WeightSums`] says), neuron and head, over samples.
 #[derive(Default)]
 pub struct WeightRelevanceAccumulator {

@@ -11,6 +11,7 @@ use crate::io::HostTensor;
 use crate::model::{LinearId, Model};
 use crate::relevance::{
     MemoryLimits, RelevancePass, RuleSet, Target, Trace, WeightRelevanceAccumulator, WeightSums,
+    memory_needed,
 };
 use crate::unit::Granularity;
 
@@ -185,6 +186,15 @@ impl<'m> Scorer<'m> {
                 accumulator,
                 pass,
             } => {
+                if self.next_sample == 0 && pass.is_none() {
+                    check_sums_fit(
+                        model,
+                        self.method,
+                        accumulator.sums(),
+                        &self.reference,
+                        &self.limits,
+                    )?;
+                }
                 let current = match pass {
                     Some(p) => p,
                     None => {
@@ -215,14 +225,19 @@ impl<'m> Scorer<'m> {
 
     /// The scores of the method this scorer was made for, once every sample is done.
     pub fn finish(self) -> Result<PendingScores> {
-        if !self.is_done() {
-            return Err(Error::InvalidInput(format!(
-                "scoring stopped after {} of {} samples",
-                self.next_sample,
-                self.samples_total()
-            )));
-        }
+        self.check_done()?;
         Ok(self.scores_at(self.granularity, &[self.method])?.remove(0))
+    }
+
+    fn check_done(&self) -> Result<()> {
+        if self.is_done() {
+            return Ok(());
+        }
+        Err(Error::InvalidInput(format!(
+            "scoring stopped after {} of {} samples",
+            self.next_sample,
+            self.samples_total()
+        )))
     }
 
     /// Per-weight scores of `methods` over the samples done so far (between samples), e.g. to
@@ -261,6 +276,39 @@ impl Scorer<'_> {
         self.pending(granularity, self.method, true)
     }
 
+    /// The Linears this scorer's scores cover, layer by layer.
+    pub fn linears(&self) -> Vec<LinearId> {
+        self.granularity.linear_ids(self.model)
+    }
+
+    /// What scores of this scorer's method and granularity record.
+    pub fn info(&self) -> ScoreInfo {
+        self.info_of(self.granularity, self.method, false)
+    }
+
+    /// The scores of Linear `id` for this scorer's method and granularity, read back to the
+    /// host, once every sample is done: with [`Scorer::linears`], scores one Linear at a time
+    /// (a 7B model's per-weight scores take 26 GB at once).
+    #[cfg(not(target_family = "wasm"))]
+    pub fn linear_scores(&self, id: LinearId) -> Result<HostTensor> {
+        self.check_done()?;
+        let info = self.info();
+        let t = self.unit_scores(id, self.method, self.granularity, false)?;
+        let shape = t.dims().to_vec();
+        host(&info, id, shape, crate::readback::to_vec(t)?)
+    }
+
+    fn info_of(&self, granularity: Granularity, method: ScoreMethod, signed: bool) -> ScoreInfo {
+        let reference = self
+            .reference
+            .as_ref()
+            .map(|r| r.prefix_protocol(self.next_sample));
+        let mut info = ScoreInfo::new(method, reference, self.model);
+        info.granularity = granularity;
+        info.formula = method.formula_of(granularity, self.explained(), signed);
+        info
+    }
+
     /// The scores of `method` for every Linear `granularity` covers, still on the device.
     fn pending(
         &self,
@@ -273,19 +321,14 @@ impl Scorer<'_> {
                 "scores can only be read between samples".into(),
             ));
         }
-        let model = self.model;
-        let reference = self
-            .reference
-            .as_ref()
-            .map(|r| r.prefix_protocol(self.next_sample));
         let mut tensors = Vec::new();
-        for id in granularity.linear_ids(model) {
+        for id in granularity.linear_ids(self.model) {
             tensors.push((id, self.unit_scores(id, method, granularity, signed)?));
         }
-        let mut info = ScoreInfo::new(method, reference, model);
-        info.granularity = granularity;
-        info.formula = method.formula_of(granularity, self.explained(), signed);
-        Ok(PendingScores { info, tensors })
+        Ok(PendingScores {
+            info: self.info_of(granularity, method, signed),
+            tensors,
+        })
     }
 
     /// What this scorer's relevance passes explain.
@@ -424,6 +467,45 @@ fn relevance_method(rules: RuleSet, method: ScoreMethod) -> bool {
             ScoreMethod::Lrp | ScoreMethod::LrpAbs | ScoreMethod::LrpSigned
         ) | (RuleSet::Gradient, ScoreMethod::Gradient)
     )
+}
+
+/// Errors before the first pass unless the per-weight sums `sums` and one relevance pass fit
+/// in `limits.max_total_bytes` (the memory left beside the model).
+fn check_sums_fit(
+    model: &Model,
+    method: ScoreMethod,
+    sums: WeightSums,
+    reference: &Option<ReferenceSet>,
+    limits: &MemoryLimits,
+) -> Result<()> {
+    let (Some(limit), Some(reference)) = (limits.max_total_bytes, reference) else {
+        return Ok(());
+    };
+    let weights = Granularity::Weights.total(model)?;
+    let sums_bytes = 4 * sums.per_weight() * weights;
+    if sums_bytes == 0 {
+        return Ok(());
+    }
+    let longest = reference.samples.iter().map(Vec::len).max().unwrap_or(0);
+    let (_, pass) = memory_needed(&model.config, longest, true);
+    if sums_bytes + pass <= limit {
+        return Ok(());
+    }
+    Err(Error::TooLarge {
+        what: format!(
+            "{} scoring per weight ({} float32 sum{} for each of {weights} weights: {:.1} GB, and \
+             one {longest}-token pass: {:.1} GB; {:.1} GB allowed beside the model; neuron or head scores, or \
+             wanda, keep no per-weight sums)",
+            method.name(),
+            sums.per_weight(),
+            if sums.per_weight() == 1 { "" } else { "s" },
+            sums_bytes as f64 / 1e9,
+            pass as f64 / 1e9,
+            limit as f64 / 1e9
+        ),
+        requested: (sums_bytes + pass).into(),
+        limit: limit.into(),
+    })
 }
 
 fn not_seen(id: LinearId) -> Error {

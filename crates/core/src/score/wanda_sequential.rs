@@ -11,7 +11,7 @@ use super::{ReferenceSet, ScoreInfo, ScoreMethod, Scores};
 use crate::error::{Error, Result};
 use crate::io::HostTensor;
 use crate::model::{LinearId, Model};
-use crate::prune::{Group, keep_tensor, linear_keep};
+use crate::prune::{Group, linear_keep};
 
 /// Scores the model the way sequential Wanda prunes it at `sparsity` with `group` (row, layer
 /// or N:M: each block is pruned before the next is scored, so a global group cannot apply).
@@ -58,9 +58,7 @@ pub fn wanda_sequential(
                 let scores = model.weight(id)?.abs() * sum.sqrt().unsqueeze::<2>();
                 let shape = scores.dims().to_vec();
                 let scores = HostTensor::new(shape, crate::readback::to_vec(scores)?)?;
-                let keep = linear_keep(&scores, sparsity, group)?;
-                let mask = keep_tensor(&keep, &scores.shape, model.device());
-                model.mask_linear(id, mask)?;
+                model.mask_linear(id, &linear_keep(&scores, sparsity, group)?)?;
                 linears.insert(id, scores);
             }
             for x in &mut hidden {
