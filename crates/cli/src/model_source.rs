@@ -213,6 +213,29 @@ pub fn available_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// The bytes free for an unprivileged user on the file system holding `dir` (Unix; elsewhere
+/// unknown).
+pub fn free_disk_bytes(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        let mut stat = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+        // SAFETY: `path` is NUL-terminated and `stat` is a valid out-pointer for statvfs.
+        if unsafe { libc::statvfs(path.as_ptr(), stat.as_mut_ptr()) } != 0 {
+            return None;
+        }
+        // SAFETY: statvfs returned 0, so it filled `stat`.
+        let stat = unsafe { stat.assume_init() };
+        Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
+    }
+}
+
 /// Resolves, reads and loads a model with a progress bar; returns it with the device used.
 pub fn load(args: &ModelArgs) -> Result<(LoadedModel, SelectedDevice)> {
     let files = model_files(args)?;

@@ -6,10 +6,12 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use scalpel::prune::{Group, Masks};
-use scalpel::relevance::MemoryLimits;
+use scalpel::relevance::{MemoryLimits, Scratch};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores, wanda_sequential};
+use scalpel::unit::Granularity;
 use scalpel::{Model, TextTokenizer};
 
+use crate::model_source::{available_memory, free_disk_bytes};
 use crate::progress::bar;
 
 #[derive(clap::Args, Debug, Clone)]
@@ -144,7 +146,9 @@ pub fn compute(
             .collect()
     };
     let mut last = 0;
+    let mut told = false;
     while scorer.step()? {
+        tell_if_spilled(&scorer, &pb, &mut told);
         pb.set_position(scorer.progress().0 as u64);
         let samples = scorer.samples_done();
         if samples != last {
@@ -176,20 +180,43 @@ fn report_scored(methods: &[ScoreMethod], scorer: &Scorer, start: Instant) {
 
 /// The memory a scoring job may use beside the model: on the CPU, what the system has
 /// available now (the model is already loaded); unbounded on a GPU.
-pub fn job_limits(model: &Model) -> MemoryLimits {
+fn job_limits(model: &Model) -> MemoryLimits {
     MemoryLimits {
         max_buffer_bytes: None,
         max_total_bytes: if model.on_cpu() {
-            crate::model_source::available_memory()
+            available_memory()
         } else {
             None
         },
     }
 }
 
+/// Where per-weight sums that do not fit in memory spill: the system's temporary directory
+/// (`TMPDIR`, else `/tmp`), with the room its disk has.
+fn scratch() -> Scratch {
+    let dir = std::env::temp_dir();
+    Scratch {
+        free_bytes: free_disk_bytes(&dir),
+        dir,
+    }
+}
+
+/// A scorer of `method` at `granularity` under this machine's limits: on the CPU, per-weight
+/// sums that would not fit in the memory available go to a scratch file ([`scratch`]), and a
+/// job that fits neither is refused before its first pass.
+pub fn scorer_at<'m>(
+    model: &'m Model,
+    method: ScoreMethod,
+    granularity: Granularity,
+    reference: Option<ReferenceSet>,
+) -> Result<Scorer<'m>> {
+    Ok(
+        Scorer::at(model, method, granularity, reference, job_limits(model))?
+            .spilling_to(scratch()),
+    )
+}
+
 /// One scorer for `methods` (they must share it: `lrp` and `lrp-abs`, or a single method).
-/// On the CPU it refuses, before its first pass, per-weight sums that would not fit in the
-/// memory available.
 fn scorer_for<'m>(
     model: &'m Model,
     methods: &[ScoreMethod],
@@ -202,11 +229,23 @@ fn scorer_for<'m>(
         methods[0]
     };
     let reference = first.uses_reference().then(|| reference.clone());
-    let mut scorer = Scorer::new(model, first, reference, job_limits(model))?;
+    let mut scorer = scorer_at(model, first, Granularity::Weights, reference)?;
     if methods.contains(&ScoreMethod::Lrp) {
         scorer = scorer.keeping_signed_sums();
     }
     Ok(scorer)
+}
+
+/// Says once, above the progress bar, that the per-weight sums went to a scratch file.
+fn tell_if_spilled(scorer: &Scorer, pb: &indicatif::ProgressBar, told: &mut bool) {
+    if !*told && scorer.spilled() {
+        *told = true;
+        pb.println(format!(
+            "per-weight sums do not fit in memory: kept in a scratch file in {} (set TMPDIR to \
+             move it), read and written once per sample",
+            std::env::temp_dir().display()
+        ));
+    }
 }
 
 /// Scores `method` over `reference` and cuts the masks one Linear at a time
@@ -229,7 +268,11 @@ pub fn streamed_masks(
 pub fn run_scorer(scorer: &mut Scorer, label: &str) -> Result<()> {
     let (_, total) = scorer.progress();
     let pb = bar(total as u64, label);
-    scorer.run(&mut |done, _| pb.set_position(done as u64))?;
+    let mut told = false;
+    while scorer.step()? {
+        tell_if_spilled(scorer, &pb, &mut told);
+        pb.set_position(scorer.progress().0 as u64);
+    }
     pb.finish_and_clear();
     Ok(())
 }

@@ -58,6 +58,10 @@ pub enum Error {
     )]
     NonFinite(String),
 
+    /// A scratch file (running sums spilled to disk) could not be created, written or read.
+    #[error("scratch file {path}: {reason}")]
+    Scratch { path: String, reason: String },
+
     /// The caller cancelled a long computation.
     #[error("cancelled")]
     Cancelled,

@@ -260,7 +260,7 @@ fn a_model_over_the_memory_limit_is_refused_before_loading() {
 
 /// A scoring job whose per-weight sums would not fit beside the model is refused before its
 /// first pass, naming the bytes and what keeps no per-weight sums; scores of neurons keep none
-/// and run under the same limit.
+/// and run under the same limit; with a scratch directory the sums spill there instead.
 #[test]
 fn scoring_over_the_memory_limit_is_refused_before_the_first_pass() {
     use scalpel::relevance::{MemoryLimits, memory_needed};
@@ -300,6 +300,26 @@ fn scoring_over_the_memory_limit_is_refused_before_the_first_pass() {
     );
     assert!(scorer(Granularity::Weights, needed).step().is_ok());
     assert!(scorer(Granularity::Neurons, pass).step().is_ok());
+    // Over the limit with a scratch directory, the sums spill to a file there when its disk
+    // has room for them, and are refused, naming TMPDIR, when it has not.
+    let scratch = |free_bytes| scalpel::relevance::Scratch {
+        dir: std::env::temp_dir(),
+        free_bytes: Some(free_bytes),
+    };
+    let mut spilling = scorer(Granularity::Weights, needed - 1).spilling_to(scratch(4 * weights));
+    assert!(!spilling.spilled());
+    assert!(spilling.step().is_ok() && spilling.spilled());
+    let mut in_memory = scorer(Granularity::Weights, needed).spilling_to(scratch(4 * weights));
+    assert!(in_memory.step().is_ok() && !in_memory.spilled());
+    let err = scorer(Granularity::Weights, needed - 1)
+        .spilling_to(scratch(4 * weights - 1))
+        .step()
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, Error::TooLarge { .. }) && text.contains("TMPDIR"),
+        "{text}"
+    );
     // Keeping Σ R as well needs twice the sums.
     let both = scorer(Granularity::Weights, needed)
         .keeping_signed_sums()

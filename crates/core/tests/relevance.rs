@@ -65,20 +65,33 @@ fn cp_lrp_conserves_relevance_on_bias_free_models() {
 fn accumulated_weight_relevance_is_the_mean_over_samples() {
     let model = load_fixture_model("llama-gqa-tied");
     let samples: [&[u32]; 2] = [&[5, 19, 33, 47, 64], &[7, 8, 90, 3]];
+    let scratch = std::env::temp_dir().join(format!("scalpel-acc-{}", std::process::id()));
+    std::fs::create_dir_all(&scratch).unwrap();
     let mut acc = WeightRelevanceAccumulator::new();
+    // The same sums kept in a scratch file instead of on the device.
+    let mut spilled = WeightRelevanceAccumulator::new();
+    spilled.spill_to(&scratch).unwrap();
+    assert!(spilled.spilled() && !acc.spilled());
     let mut singles = Vec::new();
     for ids in samples {
         let target = Target::NextTokens { from: 0 };
-        let trace = Trace::new(&model, ids, &MemoryLimits::default(), true).unwrap();
-        RelevancePass::new(&model, trace, &target, RuleSet::AttnLrp)
-            .unwrap()
-            .run(&mut acc)
-            .unwrap();
-        acc.finish_sample();
+        for acc in [&mut acc, &mut spilled] {
+            let trace = Trace::new(&model, ids, &MemoryLimits::default(), true).unwrap();
+            RelevancePass::new(&model, trace, &target, RuleSet::AttnLrp)
+                .unwrap()
+                .run(acc)
+                .unwrap();
+            acc.finish_sample();
+        }
         singles.push(run(&model, ids, target, RuleSet::AttnLrp).1);
     }
+    assert!(
+        spilled.spill_to(&scratch).is_err(),
+        "sums cannot move once kept"
+    );
     assert_eq!(acc.samples(), 2);
-    assert_eq!(acc.linears().count(), 2 * 7);
+    assert_eq!(acc.linears().len(), 2 * 7);
+    assert_eq!(spilled.linears(), acc.linears());
     for (i, (id, _)) in singles[0].iter().enumerate() {
         let a = to_vec(singles[0][i].1.clone());
         let b = to_vec(singles[1][i].1.clone());
@@ -88,9 +101,24 @@ fn accumulated_weight_relevance_is_the_mean_over_samples() {
             .zip(&b)
             .map(|(x, y)| (x.abs() + y.abs()) / 2.0)
             .collect();
-        assert!(max_abs_diff(&to_vec(acc.mean(*id).unwrap()), &mean) < 1e-6);
-        assert!(max_abs_diff(&to_vec(acc.mean_abs(*id).unwrap()), &mean_abs) < 1e-6);
+        let on_device = to_vec(acc.mean(*id).unwrap().unwrap());
+        let on_device_abs = to_vec(acc.mean_abs(*id).unwrap().unwrap());
+        assert!(max_abs_diff(&on_device, &mean) < 1e-6);
+        assert!(max_abs_diff(&on_device_abs, &mean_abs) < 1e-6);
+        // float32 sums in the same order: the same numbers, bit for bit.
+        assert_eq!(to_vec(spilled.mean(*id).unwrap().unwrap()), on_device);
+        assert_eq!(
+            to_vec(spilled.mean_abs(*id).unwrap().unwrap()),
+            on_device_abs
+        );
     }
+    drop(spilled);
+    assert_eq!(
+        std::fs::read_dir(&scratch).unwrap().count(),
+        0,
+        "the scratch file is gone"
+    );
+    std::fs::remove_dir(&scratch).unwrap();
 }
 
 #[test]

@@ -14,7 +14,7 @@ use scalpel::circuit::{
 };
 use scalpel::prune::{Granularity, Group, Masks};
 use scalpel::report::{LineChart, Series};
-use scalpel::score::{Explained, ReferenceSet, ScoreMethod, Scorer, Scores};
+use scalpel::score::{Explained, ReferenceSet, ScoreMethod, Scores};
 use scalpel::task::metrics::{TaskMetrics, evaluate};
 use scalpel::task::{EncodedTask, Split, Task, TaskSource, ioi};
 use scalpel::{Model, TextTokenizer};
@@ -24,7 +24,7 @@ use serde_json::json;
 use crate::model_source::{ModelArgs, load};
 use crate::output::{prepare_out, write_atomically};
 use crate::progress::bar;
-use crate::scoring::{job_limits, run_scorer};
+use crate::scoring::{run_scorer, scorer_at};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -173,7 +173,7 @@ fn score_all(
                     first
                 };
                 let used = lead.uses_reference().then(|| reference.clone());
-                let mut scorer = Scorer::at(model, lead, granularity, used, job_limits(model))?;
+                let mut scorer = scorer_at(model, lead, granularity, used)?;
                 if wanted.len() > 1 {
                     scorer = scorer.keeping_signed_sums();
                 }

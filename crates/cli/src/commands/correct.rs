@@ -18,7 +18,7 @@ use scalpel::correct::{
 use scalpel::eval::perplexity::PerplexityProtocol;
 use scalpel::prune::{Granularity, Masks};
 use scalpel::report::{LineChart, Series};
-use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
+use scalpel::score::{ReferenceSet, ScoreMethod, Scores};
 use scalpel::{Model, TextTokenizer};
 use serde::Serialize;
 use serde_json::json;
@@ -26,7 +26,7 @@ use serde_json::json;
 use crate::model_source::{ModelArgs, load};
 use crate::output::{prepare_out, write_atomically, write_checkpoint};
 use crate::progress::bar;
-use crate::scoring::{ReferenceArgs, job_limits, run_scorer};
+use crate::scoring::{ReferenceArgs, run_scorer, scorer_at};
 use crate::wiki::{WikiArgs, evaluate};
 
 /// The sidecar written next to the corrected checkpoint.
@@ -246,13 +246,7 @@ fn score(
     undesired: bool,
     label: &str,
 ) -> Result<Scores> {
-    let mut scorer = Scorer::at(
-        model,
-        method,
-        granularity,
-        Some(reference.clone()),
-        job_limits(model),
-    )?;
+    let mut scorer = scorer_at(model, method, granularity, Some(reference.clone()))?;
     run_scorer(&mut scorer, label)?;
     let pending = if undesired {
         undesired_scores(scorer, granularity)?

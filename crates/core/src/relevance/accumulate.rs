@@ -1,6 +1,7 @@
 //! Weight, neuron and head relevance accumulated over a reference set, one sample at a time:
 //! memory holds the running sums (one or two per weight, as asked), never the per-sample
-//! relevance.
+//! relevance. Natively the per-weight sums can live in a scratch file instead
+//! ([`WeightRelevanceAccumulator::spill_to`]).
 
 use std::collections::BTreeMap;
 
@@ -34,11 +35,29 @@ impl WeightSums {
     }
 }
 
+/// Where the per-weight sums live.
+enum WeightStore {
+    /// On the model's device: `Σ R` and `Σ |R|` per Linear, each if kept.
+    Device(BTreeMap<LinearId, (Option<Tensor<2>>, Option<Tensor<2>>)>),
+    /// In a scratch file on the host, keyed by Linear and `abs`; means go back to `device`.
+    #[cfg(not(target_family = "wasm"))]
+    File {
+        file: super::spill::SumsFile<(LinearId, bool)>,
+        shapes: BTreeMap<LinearId, [usize; 2]>,
+        device: Option<burn::tensor::Device>,
+    },
+}
+
+impl Default for WeightStore {
+    fn default() -> Self {
+        Self::Device(BTreeMap::new())
+    }
+}
+
 /// Running sums per block Linear (as [`WeightSums`] says), neuron and head, over samples.
 #[derive(Default)]
 pub struct WeightRelevanceAccumulator {
-    /// `Σ R` and `Σ |R|`, each if kept.
-    weights: BTreeMap<LinearId, (Option<Tensor<2>>, Option<Tensor<2>>)>,
+    weights: WeightStore,
     sums: WeightSums,
     /// `Σ R` and `Σ |R|` per layer.
     neurons: BTreeMap<usize, (Tensor<1>, Tensor<1>)>,
@@ -72,6 +91,29 @@ impl WeightRelevanceAccumulator {
         self.sums
     }
 
+    /// Keeps the per-weight sums in a scratch file in `dir` instead of on the device, from the
+    /// first sample on: float32 sums as on the device, so the scores are the same, at the cost
+    /// of reading and writing each Linear's sums once per sample. Errors once a sum is kept.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn spill_to(&mut self, dir: &std::path::Path) -> Result<()> {
+        if !matches!(&self.weights, WeightStore::Device(w) if w.is_empty()) {
+            return Err(crate::error::Error::InvalidInput(
+                "weight sums can only move to a scratch file before the first sample".into(),
+            ));
+        }
+        self.weights = WeightStore::File {
+            file: super::spill::SumsFile::create(dir)?,
+            shapes: BTreeMap::new(),
+            device: None,
+        };
+        Ok(())
+    }
+
+    /// Whether the per-weight sums live in a scratch file.
+    pub fn spilled(&self) -> bool {
+        !matches!(self.weights, WeightStore::Device(_))
+    }
+
     /// Marks the end of one sample's pass.
     pub fn finish_sample(&mut self) {
         self.samples += 1;
@@ -82,24 +124,43 @@ impl WeightRelevanceAccumulator {
     }
 
     /// The Linears seen so far, in (layer, kind) order.
-    pub fn linears(&self) -> impl Iterator<Item = LinearId> + '_ {
-        self.weights.keys().copied()
+    pub fn linears(&self) -> Vec<LinearId> {
+        match &self.weights {
+            WeightStore::Device(w) => w.keys().copied().collect(),
+            #[cfg(not(target_family = "wasm"))]
+            WeightStore::File { shapes, .. } => shapes.keys().copied().collect(),
+        }
     }
 
     /// Mean weight relevance over the samples (paper Eq. 1), if `Σ R` is kept.
-    pub fn mean(&self, id: LinearId) -> Option<Tensor<2>> {
-        self.weights
-            .get(&id)
-            .and_then(|(s, _)| s.clone())
-            .map(|s| s.div_scalar(self.samples.max(1) as f64))
+    pub fn mean(&self, id: LinearId) -> Result<Option<Tensor<2>>> {
+        self.weight_mean(id, false)
     }
 
     /// Mean of the absolute weight relevance over the samples, if `Σ |R|` is kept.
-    pub fn mean_abs(&self, id: LinearId) -> Option<Tensor<2>> {
-        self.weights
-            .get(&id)
-            .and_then(|(_, a)| a.clone())
-            .map(|a| a.div_scalar(self.samples.max(1) as f64))
+    pub fn mean_abs(&self, id: LinearId) -> Result<Option<Tensor<2>>> {
+        self.weight_mean(id, true)
+    }
+
+    fn weight_mean(&self, id: LinearId, abs: bool) -> Result<Option<Tensor<2>>> {
+        let sum = match &self.weights {
+            WeightStore::Device(w) => w
+                .get(&id)
+                .and_then(|(s, a)| if abs { a.clone() } else { s.clone() }),
+            #[cfg(not(target_family = "wasm"))]
+            WeightStore::File {
+                file,
+                shapes,
+                device,
+            } => match (file.read(&(id, abs))?, shapes.get(&id), device) {
+                (Some(sums), Some(&shape), Some(device)) => Some(Tensor::from_data(
+                    burn::tensor::TensorData::new(sums, shape),
+                    device,
+                )),
+                _ => None,
+            },
+        };
+        Ok(sum.map(|s| s.div_scalar(self.samples.max(1) as f64)))
     }
 
     fn unit_mean(
@@ -150,17 +211,39 @@ impl RelevanceSink for WeightRelevanceAccumulator {
     }
 
     fn weight(&mut self, id: LinearId, relevance: Tensor<2>) -> Result<()> {
-        let (sum, abs) = self.weights.remove(&id).unwrap_or((None, None));
-        let entry = match self.sums {
-            WeightSums::Both => (
-                Some(add(sum, relevance.clone())),
-                Some(add(abs, relevance.abs())),
-            ),
-            WeightSums::Signed => (Some(add(sum, relevance)), None),
-            WeightSums::Abs => (None, Some(add(abs, relevance.abs()))),
+        let (signed, abs) = match self.sums {
+            WeightSums::Both => (true, true),
+            WeightSums::Signed => (true, false),
+            WeightSums::Abs => (false, true),
             WeightSums::None => return Ok(()),
         };
-        self.weights.insert(id, entry);
+        match &mut self.weights {
+            WeightStore::Device(weights) => {
+                let (sum, sum_abs) = weights.remove(&id).unwrap_or((None, None));
+                let entry = (
+                    signed.then(|| add(sum, relevance.clone())),
+                    abs.then(|| add(sum_abs, relevance.abs())),
+                );
+                weights.insert(id, entry);
+            }
+            #[cfg(not(target_family = "wasm"))]
+            WeightStore::File {
+                file,
+                shapes,
+                device,
+            } => {
+                shapes.insert(id, relevance.dims());
+                device.get_or_insert_with(|| relevance.device());
+                let mut values = crate::readback::to_vec(relevance)?;
+                if signed {
+                    file.add((id, false), &values)?;
+                }
+                if abs {
+                    values.iter_mut().for_each(|v| *v = v.abs());
+                    file.add((id, true), &values)?;
+                }
+            }
+        }
         Ok(())
     }
 

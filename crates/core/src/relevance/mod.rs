@@ -12,6 +12,8 @@ mod accumulate;
 mod explain;
 pub mod heatmap;
 mod pass;
+#[cfg(not(target_family = "wasm"))]
+mod spill;
 mod target;
 
 pub use accumulate::{WeightRelevanceAccumulator, WeightSums};
@@ -21,6 +23,8 @@ pub use explain::{
 #[cfg(not(target_family = "wasm"))]
 pub use explain::{explain, greedy_token};
 pub use pass::{InputRelevance, MemoryLimits, RelevancePass, Trace, memory_needed};
+#[cfg(not(target_family = "wasm"))]
+pub use spill::Scratch;
 pub use target::Target;
 
 use burn::tensor::Tensor;

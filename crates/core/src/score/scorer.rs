@@ -41,6 +41,9 @@ pub struct Scorer<'m> {
     granularity: Granularity,
     reference: Option<ReferenceSet>,
     limits: MemoryLimits,
+    /// Where per-weight sums go when they do not fit in `limits` (native).
+    #[cfg(not(target_family = "wasm"))]
+    scratch: Option<crate::relevance::Scratch>,
     next_sample: usize,
     work: Work<'m>,
 }
@@ -114,9 +117,28 @@ impl<'m> Scorer<'m> {
             granularity,
             reference,
             limits,
+            #[cfg(not(target_family = "wasm"))]
+            scratch: None,
             next_sample: 0,
             work,
         })
+    }
+
+    /// Per-weight sums that would not fit in the memory limit are kept in a scratch file in
+    /// `scratch.dir` instead, when its disk has room (the same float32 sums, so the same
+    /// scores; each sample reads and writes every Linear's sums once). Call before stepping.
+    #[cfg(not(target_family = "wasm"))]
+    pub fn spilling_to(mut self, scratch: crate::relevance::Scratch) -> Self {
+        self.scratch = Some(scratch);
+        self
+    }
+
+    /// Whether this scorer's per-weight sums live in a scratch file (decided at its first step).
+    pub fn spilled(&self) -> bool {
+        match &self.work {
+            Work::Relevance { accumulator, .. } => accumulator.spilled(),
+            _ => false,
+        }
     }
 
     fn samples_total(&self) -> usize {
@@ -186,14 +208,20 @@ impl<'m> Scorer<'m> {
                 accumulator,
                 pass,
             } => {
-                if self.next_sample == 0 && pass.is_none() {
-                    check_sums_fit(
+                if self.next_sample == 0 && pass.is_none() && !accumulator.spilled() {
+                    let fit = SumsFit {
                         model,
-                        self.method,
-                        accumulator.sums(),
-                        &self.reference,
-                        &self.limits,
-                    )?;
+                        method: self.method,
+                        sums: accumulator.sums(),
+                        reference: &self.reference,
+                        limits: &self.limits,
+                    };
+                    #[cfg(not(target_family = "wasm"))]
+                    if let Some(dir) = fit.spill_dir(self.scratch.as_ref())? {
+                        accumulator.spill_to(dir)?;
+                    }
+                    #[cfg(target_family = "wasm")]
+                    fit.in_memory()?;
                 }
                 let current = match pass {
                     Some(p) => p,
@@ -412,8 +440,8 @@ impl Scorer<'_> {
                 let signed = signed || m == ScoreMethod::LrpSigned;
                 let r = match granularity {
                     Granularity::Weights => match m {
-                        ScoreMethod::LrpAbs => accumulator.mean_abs(id),
-                        _ => accumulator.mean(id),
+                        ScoreMethod::LrpAbs => accumulator.mean_abs(id)?,
+                        _ => accumulator.mean(id)?,
                     },
                     Granularity::Neurons | Granularity::Heads => {
                         let (mean, mean_abs) = if granularity == Granularity::Neurons {
@@ -469,43 +497,98 @@ fn relevance_method(rules: RuleSet, method: ScoreMethod) -> bool {
     )
 }
 
-/// Errors before the first pass unless the per-weight sums `sums` and one relevance pass fit
-/// in `limits.max_total_bytes` (the memory left beside the model).
-fn check_sums_fit(
-    model: &Model,
+/// Whether a scoring job's per-weight sums fit beside the model, checked before its first pass.
+struct SumsFit<'a> {
+    model: &'a Model,
     method: ScoreMethod,
     sums: WeightSums,
-    reference: &Option<ReferenceSet>,
-    limits: &MemoryLimits,
-) -> Result<()> {
-    let (Some(limit), Some(reference)) = (limits.max_total_bytes, reference) else {
-        return Ok(());
-    };
-    let weights = Granularity::Weights.total(model)?;
-    let sums_bytes = 4 * sums.per_weight() * weights;
-    if sums_bytes == 0 {
-        return Ok(());
+    reference: &'a Option<ReferenceSet>,
+    limits: &'a MemoryLimits,
+}
+
+impl SumsFit<'_> {
+    /// `(sums bytes, one pass's bytes, the limit, the longest sample)` when there is a limit
+    /// and something to sum.
+    fn needs(&self) -> Result<Option<(u64, u64, u64, usize)>> {
+        let (Some(limit), Some(reference)) = (self.limits.max_total_bytes, self.reference) else {
+            return Ok(None);
+        };
+        let sums = 4 * self.sums.per_weight() * Granularity::Weights.total(self.model)?;
+        if sums == 0 {
+            return Ok(None);
+        }
+        let longest = reference.samples.iter().map(Vec::len).max().unwrap_or(0);
+        let (_, pass) = memory_needed(&self.model.config, longest, true);
+        Ok(Some((sums, pass, limit, longest)))
     }
-    let longest = reference.samples.iter().map(Vec::len).max().unwrap_or(0);
-    let (_, pass) = memory_needed(&model.config, longest, true);
-    if sums_bytes + pass <= limit {
-        return Ok(());
+
+    /// Errors unless the sums and one relevance pass fit in the limit.
+    #[cfg(target_family = "wasm")]
+    fn in_memory(&self) -> Result<()> {
+        match self.needs()? {
+            Some((sums, pass, limit, longest)) if sums + pass > limit => {
+                Err(self.too_large(sums, pass, limit, longest, ""))
+            }
+            _ => Ok(()),
+        }
     }
-    Err(Error::TooLarge {
-        what: format!(
-            "{} scoring per weight ({} float32 sum{} for each of {weights} weights: {:.1} GB, and \
-             one {longest}-token pass: {:.1} GB; {:.1} GB allowed beside the model; neuron or head scores, or \
-             wanda, keep no per-weight sums)",
-            method.name(),
-            sums.per_weight(),
-            if sums.per_weight() == 1 { "" } else { "s" },
-            sums_bytes as f64 / 1e9,
-            pass as f64 / 1e9,
-            limit as f64 / 1e9
-        ),
-        requested: (sums_bytes + pass).into(),
-        limit: limit.into(),
-    })
+
+    /// `None` when the sums fit in memory; the scratch directory when they do not but fit
+    /// there (with one pass and one Linear's sums on the host in memory); an error otherwise.
+    #[cfg(not(target_family = "wasm"))]
+    fn spill_dir<'s>(
+        &self,
+        scratch: Option<&'s crate::relevance::Scratch>,
+    ) -> Result<Option<&'s std::path::Path>> {
+        let Some((sums, pass, limit, longest)) = self.needs()? else {
+            return Ok(None);
+        };
+        if sums + pass <= limit {
+            return Ok(None);
+        }
+        let Some(scratch) = scratch else {
+            return Err(self.too_large(sums, pass, limit, longest, ""));
+        };
+        // Reading one Linear back, its sums and their bytes in and out.
+        let config = &self.model.config;
+        let host = 16 * (config.hidden_size * config.intermediate_size) as u64;
+        let dir = scratch.dir.display();
+        match scratch.free_bytes {
+            _ if pass + host > limit => Err(self.too_large(sums, pass, limit, longest, "")),
+            Some(free) if free < sums => Err(self.too_large(
+                sums,
+                pass,
+                limit,
+                longest,
+                &format!(
+                    "; spilling the sums to {dir} needs {:.1} GB free there and it has {:.1} GB: \
+                     point TMPDIR at a larger disk",
+                    sums as f64 / 1e9,
+                    free as f64 / 1e9
+                ),
+            )),
+            _ => Ok(Some(&scratch.dir)),
+        }
+    }
+
+    fn too_large(&self, sums: u64, pass: u64, limit: u64, longest: usize, more: &str) -> Error {
+        let per_weight = self.sums.per_weight();
+        Error::TooLarge {
+            what: format!(
+                "{} scoring per weight ({per_weight} float32 sum{} for each of {} weights: {:.1} GB, \
+                 and one {longest}-token pass: {:.1} GB; {:.1} GB allowed beside the model; neuron \
+                 or head scores, or wanda, keep no per-weight sums{more})",
+                self.method.name(),
+                if per_weight == 1 { "" } else { "s" },
+                sums / (4 * per_weight),
+                sums as f64 / 1e9,
+                pass as f64 / 1e9,
+                limit as f64 / 1e9
+            ),
+            requested: (sums + pass).into(),
+            limit: limit.into(),
+        }
+    }
 }
 
 fn not_seen(id: LinearId) -> Error {
