@@ -74,8 +74,6 @@ pub fn load_fixture_model_on(name: &str, device: &Device) -> Model {
 /// [`load_fixture_model`] on `device` with its weights held as `dtype` asks.
 pub fn load_fixture_model_as(name: &str, device: &Device, dtype: WeightDtype) -> Model {
     let dir = fixtures().join("models").join(name);
-    let config =
-        ModelConfig::from_hf_json(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     let mut shards = Vec::new();
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -84,6 +82,19 @@ pub fn load_fixture_model_as(name: &str, device: &Device, dtype: WeightDtype) ->
             shards.push((file, std::fs::read(&path).unwrap()));
         }
     }
+    let config_json = std::fs::read(dir.join("config.json")).unwrap();
+    load_shards(&config_json, shards, device, dtype)
+}
+
+/// A model from its config.json and safetensors shards (`(file name, bytes)`) on `device`, with
+/// its weights held as `dtype` asks; the shards' bytes are dropped once it is loaded.
+pub fn load_shards(
+    config_json: &[u8],
+    shards: Vec<(String, Vec<u8>)>,
+    device: &Device,
+    dtype: WeightDtype,
+) -> Model {
+    let config = ModelConfig::from_hf_json(config_json).unwrap();
     let source = SafetensorsSource::new(shards).unwrap();
     let held = Model::weight_storage(&config, &source, dtype, device).unwrap();
     Model::load(config, &source, held, device, &mut |_, _| {}).unwrap()

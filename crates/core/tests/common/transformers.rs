@@ -2,7 +2,7 @@
 //! (tests/fixtures/make_fixtures.py), shared by the CPU and the native GPU tests.
 
 use burn::tensor::Device;
-use scalpel::{Logits, WeightDtype};
+use scalpel::{Logits, Model, WeightDtype};
 
 use super::{fixtures, load_fixture_model_as, max_abs_diff, read_f32, read_ids, to_vec};
 
@@ -42,24 +42,57 @@ pub fn check_logits_as(name: &str, device: &Device, dtype: WeightDtype, toleranc
     .unwrap();
     let ids = read_ids(&reference, "input_ids");
     let (shape, expected) = read_f32(&reference, "logits");
-    let vocab = shape[2];
+    let positions: Vec<usize> = (0..shape[1]).collect();
+    let what = format!("{name} as {dtype}");
+    check_logits_at(
+        &model,
+        &ids,
+        &positions,
+        4,
+        &[(&what, &expected, tolerance)],
+    )[0]
+}
+
+/// The logits of `model` for `ids` at `positions`, from one forward over the whole sequence and
+/// from a forward over `ids[..split]` followed by one token at a time through the KV cache (each
+/// step's last position, where it is one of `positions`), against each `(what, logits,
+/// tolerance)` reference: its logits hold one vocabulary row per position of `positions`, and no
+/// |Δlogit| may exceed its tolerance. Returns the largest |Δlogit| seen against each.
+pub fn check_logits_at(
+    model: &Model,
+    ids: &[u32],
+    positions: &[usize],
+    split: usize,
+    references: &[(&str, &[f32], f32)],
+) -> Vec<f32> {
+    let vocab = model.config.vocab_size;
+    let mut worst = vec![0f32; references.len()];
+    let mut check = |how: &str, pos: usize, got: &[f32]| {
+        let Some(row) = positions.iter().position(|&p| p == pos) else {
+            return;
+        };
+        for (worst, (what, expected, tolerance)) in worst.iter_mut().zip(references) {
+            let diff = max_abs_diff(got, &expected[row * vocab..(row + 1) * vocab]);
+            assert!(
+                diff <= *tolerance,
+                "{what}: {how} at position {pos}: max |Δlogit| = {diff}"
+            );
+            *worst = worst.max(diff);
+        }
+    };
 
     // One forward over the whole sequence.
     let mut cache = model.new_cache();
     let logits = model
-        .forward(model.tokens(&ids).unwrap(), &mut cache, Logits::All)
+        .forward(model.tokens(ids).unwrap(), &mut cache, Logits::All)
         .unwrap();
     let got = to_vec(logits);
-    let diff = max_abs_diff(&got, &expected);
-    assert!(
-        diff <= tolerance,
-        "{name} as {dtype}: full forward max |Δlogit| = {diff}"
-    );
-    let mut worst = diff;
+    for (pos, row) in got.chunks_exact(vocab).enumerate() {
+        check("full forward", pos, row);
+    }
 
     // A prefix, then one token at a time through the cache: each step's last-position logits
     // must equal the reference at that position.
-    let split = 4;
     let mut cache = model.new_cache();
     let first = model
         .forward(
@@ -68,21 +101,12 @@ pub fn check_logits_as(name: &str, device: &Device, dtype: WeightDtype, toleranc
             Logits::Last,
         )
         .unwrap();
-    let mut steps = vec![(split - 1, to_vec(first))];
+    check("cached prefix", split - 1, &to_vec(first));
     for (pos, &id) in ids.iter().enumerate().skip(split) {
         let out = model
             .forward(model.tokens(&[id]).unwrap(), &mut cache, Logits::Last)
             .unwrap();
-        steps.push((pos, to_vec(out)));
-    }
-    for (pos, got) in steps {
-        let want = &expected[pos * vocab..(pos + 1) * vocab];
-        let diff = max_abs_diff(&got, want);
-        assert!(
-            diff <= tolerance,
-            "{name} as {dtype}: cached step at position {pos}: max |Δlogit| = {diff}"
-        );
-        worst = worst.max(diff);
+        check("cached step", pos, &to_vec(out));
     }
     worst
 }
