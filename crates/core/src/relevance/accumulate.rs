@@ -39,13 +39,17 @@ impl WeightSums {
 enum WeightStore {
     /// On the model's device: `Σ R` and `Σ |R|` per Linear, each if kept.
     Device(BTreeMap<LinearId, (Option<Tensor<2>>, Option<Tensor<2>>)>),
-    /// In a scratch file on the host, keyed by Linear and `abs`; means go back to `device`.
+    /// In a scratch file on the host.
     #[cfg(not(target_family = "wasm"))]
-    File {
-        file: super::spill::SumsFile<(LinearId, bool)>,
-        shapes: BTreeMap<LinearId, [usize; 2]>,
-        device: Option<burn::tensor::Device>,
-    },
+    File(Box<SpilledSums>),
+}
+
+/// Sums in a scratch file, keyed by Linear and `abs`; means go back to `device`.
+#[cfg(not(target_family = "wasm"))]
+struct SpilledSums {
+    file: super::spill::SumsFile<(LinearId, bool)>,
+    shapes: BTreeMap<LinearId, [usize; 2]>,
+    device: Option<burn::tensor::Device>,
 }
 
 impl Default for WeightStore {
@@ -101,11 +105,11 @@ impl WeightRelevanceAccumulator {
                 "weight sums can only move to a scratch file before the first sample".into(),
             ));
         }
-        self.weights = WeightStore::File {
+        self.weights = WeightStore::File(Box::new(SpilledSums {
             file: super::spill::SumsFile::create(dir)?,
             shapes: BTreeMap::new(),
             device: None,
-        };
+        }));
         Ok(())
     }
 
@@ -128,7 +132,7 @@ impl WeightRelevanceAccumulator {
         match &self.weights {
             WeightStore::Device(w) => w.keys().copied().collect(),
             #[cfg(not(target_family = "wasm"))]
-            WeightStore::File { shapes, .. } => shapes.keys().copied().collect(),
+            WeightStore::File(spilled) => spilled.shapes.keys().copied().collect(),
         }
     }
 
@@ -148,11 +152,11 @@ impl WeightRelevanceAccumulator {
                 .get(&id)
                 .and_then(|(s, a)| if abs { a.clone() } else { s.clone() }),
             #[cfg(not(target_family = "wasm"))]
-            WeightStore::File {
-                file,
-                shapes,
-                device,
-            } => match (file.read(&(id, abs))?, shapes.get(&id), device) {
+            WeightStore::File(spilled) => match (
+                spilled.file.read(&(id, abs))?,
+                spilled.shapes.get(&id),
+                &spilled.device,
+            ) {
                 (Some(sums), Some(&shape), Some(device)) => Some(Tensor::from_data(
                     burn::tensor::TensorData::new(sums, shape),
                     device,
@@ -227,11 +231,12 @@ impl RelevanceSink for WeightRelevanceAccumulator {
                 weights.insert(id, entry);
             }
             #[cfg(not(target_family = "wasm"))]
-            WeightStore::File {
-                file,
-                shapes,
-                device,
-            } => {
+            WeightStore::File(spilled) => {
+                let SpilledSums {
+                    file,
+                    shapes,
+                    device,
+                } = spilled.as_mut();
                 shapes.insert(id, relevance.dims());
                 device.get_or_insert_with(|| relevance.device());
                 let mut values = crate::readback::to_vec(relevance)?;
