@@ -314,12 +314,15 @@ async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> 
                             .await?,
                     );
                     let index_url = hub_url(id, &revision, "model.safetensors.index.json");
-                    let names = if exists(&index_url).await {
-                        let index = download(&index_url, "shard index").await?;
-                        SafetensorsSource::shard_names_from_index(&index)
-                            .map_err(|e| e.to_string())?
+                    let index = if exists(&index_url).await {
+                        Some(download(&index_url, "shard index").await?)
                     } else {
-                        vec!["model.safetensors".to_string()]
+                        None
+                    };
+                    let names = match &index {
+                        Some(index) => SafetensorsSource::shard_names_from_index(index)
+                            .map_err(|e| e.to_string())?,
+                        None => vec!["model.safetensors".to_string()],
                     };
                     let mut shards = Vec::new();
                     for n in names {
@@ -327,6 +330,11 @@ async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> 
                             n.clone(),
                             download(&hub_url(id, &revision, &n), &n).await?.into(),
                         ));
+                    }
+                    if let Some(index) = &index {
+                        SafetensorsSource::new(shards.clone())
+                            .and_then(|s| s.check_index(index))
+                            .map_err(|e| e.to_string())?;
                     }
                     Ok((
                         location.clone(),

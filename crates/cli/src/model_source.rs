@@ -97,9 +97,9 @@ fn hf_folder(dir: &Path, tokenizer: Option<Vec<u8>>) -> Result<ModelFiles> {
         .context("a model folder needs config.json (or point --model at a .gguf file)")?;
     // Reject an unsupported or broken config before reading gigabytes of weights.
     scalpel::ModelConfig::from_hf_json(&config_json)?;
-    let index = dir.join("model.safetensors.index.json");
-    let names = if index.exists() {
-        SafetensorsSource::shard_names_from_index(&read(&index)?)?
+    let index = read_opt(&dir.join("model.safetensors.index.json"))?;
+    let names = if let Some(index) = &index {
+        SafetensorsSource::shard_names_from_index(index)?
     } else if dir.join("model.safetensors").exists() {
         vec!["model.safetensors".to_string()]
     } else {
@@ -108,10 +108,14 @@ fn hf_folder(dir: &Path, tokenizer: Option<Vec<u8>>) -> Result<ModelFiles> {
             dir.display()
         );
     };
-    let shards = names
+    let shards: Vec<_> = names
         .into_iter()
         .map(|n| map(&dir.join(&n)).map(|b| (n, b)))
         .collect::<Result<_>>()?;
+    if let Some(index) = &index {
+        // Only the headers are read: the shards stay mapped, untouched.
+        SafetensorsSource::new(shards.clone())?.check_index(index)?;
+    }
     let tokenizer_json = match tokenizer {
         Some(t) => Some(t),
         None => read_opt(&dir.join("tokenizer.json"))?,
@@ -227,6 +231,8 @@ pub fn free_disk_bytes(dir: &Path) -> Option<u64> {
         }
         // SAFETY: statvfs returned 0, so it filled `stat`.
         let stat = unsafe { stat.assume_init() };
+        // fsblkcnt_t and c_ulong are narrower than u64 on some Unix targets.
+        #[allow(clippy::unnecessary_cast)]
         Some(stat.f_bavail as u64 * stat.f_frsize as u64)
     }
     #[cfg(not(unix))]

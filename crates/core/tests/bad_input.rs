@@ -326,3 +326,49 @@ fn scoring_over_the_memory_limit_is_refused_before_the_first_pass() {
         .step();
     assert!(both.is_err());
 }
+
+/// A sharded checkpoint whose index places a tensor in another shard, or lists one that no shard
+/// has, is refused naming the tensor and both places; the fixture's own index passes.
+#[test]
+fn an_index_that_disagrees_with_its_shards_is_refused() {
+    let model = "llama-untied-llama3rope";
+    let index = fixture(model, "model.safetensors.index.json");
+    let names = SafetensorsSource::shard_names_from_index(&index).unwrap();
+    assert_eq!(names.len(), 3);
+    let source = SafetensorsSource::new(
+        names
+            .iter()
+            .map(|n| (n.clone(), fixture(model, n)))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    source.check_index(&index).unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&index).unwrap();
+    let map = json["weight_map"].as_object().unwrap();
+    let (tensor, shard) = map
+        .iter()
+        .map(|(t, s)| (t.clone(), s.as_str().unwrap().to_string()))
+        .next()
+        .unwrap();
+    let other = names.iter().find(|n| **n != shard).unwrap().clone();
+    let with = |changes: &[(&str, &str)]| {
+        let mut changed = map.clone();
+        for (t, s) in changes {
+            changed.insert(t.to_string(), s.to_string().into());
+        }
+        serde_json::to_vec(&serde_json::json!({ "weight_map": changed })).unwrap()
+    };
+    let err = source
+        .check_index(&with(&[(&tensor, &other)]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&tensor) && err.contains(&other) && err.contains(&format!("in {shard}")),
+        "{err}"
+    );
+    let err = source
+        .check_index(&with(&[("model.layers.9.mlp.up_proj.weight", &other)]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("in no shard"), "{err}");
+}

@@ -70,13 +70,7 @@ impl SafetensorsSource {
 
     /// Names of the shard files listed in a `model.safetensors.index.json`, in first-use order.
     pub fn shard_names_from_index(index_json: &[u8]) -> Result<Vec<String>> {
-        #[derive(serde::Deserialize)]
-        struct Index {
-            weight_map: HashMap<String, String>,
-        }
-        let index: Index = serde_json::from_slice(index_json)
-            .map_err(|e| Error::format("model.safetensors.index.json", e.to_string()))?;
-        let mut names: Vec<String> = index.weight_map.into_values().collect();
+        let mut names: Vec<String> = weight_map(index_json)?.into_values().collect();
         names.sort();
         names.dedup();
         for n in &names {
@@ -89,6 +83,41 @@ impl SafetensorsSource {
         }
         Ok(names)
     }
+
+    /// Errors unless every tensor the index lists is in the shard it names (a checkpoint whose
+    /// shards and index disagree was assembled from different saves).
+    pub fn check_index(&self, index_json: &[u8]) -> Result<()> {
+        let mut listed: Vec<(String, String)> = weight_map(index_json)?.into_iter().collect();
+        listed.sort();
+        for (tensor, shard) in listed {
+            let found = self
+                .entries
+                .get(&tensor)
+                .map(|e| self.shards[e.shard].0.as_str());
+            if found != Some(shard.as_str()) {
+                return Err(Error::format(
+                    "model.safetensors.index.json",
+                    format!(
+                        "lists tensor `{tensor}` in {shard}, but it is {} (the index and the shards \
+                         come from different saves: download the checkpoint again)",
+                        found.map_or("in no shard".to_string(), |f| format!("in {f}"))
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The `weight_map` of a `model.safetensors.index.json`: tensor name → shard file name.
+fn weight_map(index_json: &[u8]) -> Result<HashMap<String, String>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: HashMap<String, String>,
+    }
+    serde_json::from_slice::<Index>(index_json)
+        .map(|i| i.weight_map)
+        .map_err(|e| Error::format("model.safetensors.index.json", e.to_string()))
 }
 
 impl WeightSource for SafetensorsSource {
