@@ -240,11 +240,14 @@ fn scorer_for<'m>(
 fn tell_if_spilled(scorer: &Scorer, pb: &indicatif::ProgressBar, told: &mut bool) {
     if !*told && scorer.spilled() {
         *told = true;
-        pb.println(format!(
-            "per-weight sums do not fit in memory: kept in a scratch file in {} (set TMPDIR to \
-             move it), read and written once per sample",
-            std::env::temp_dir().display()
-        ));
+        // `println` drops the line when the bar is hidden (no terminal); `suspend` does not.
+        pb.suspend(|| {
+            eprintln!(
+                "per-weight sums do not fit in memory: kept in a scratch file in {} (set TMPDIR \
+                 to move it), read and written once per sample",
+                std::env::temp_dir().display()
+            )
+        });
     }
 }
 
