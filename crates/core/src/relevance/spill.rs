@@ -56,7 +56,7 @@ impl<K: Ord> SumsFile<K> {
 
     /// Adds `values` to the sums of `key` (element by element, in float32), or starts them.
     pub fn add(&mut self, key: K, values: &[f32]) -> Result<()> {
-        let (offset, sums) = match self.regions.get(&key) {
+        match self.regions.get(&key) {
             Some(&(offset, len)) => {
                 if len != values.len() {
                     return Err(Error::InvalidInput(format!(
@@ -68,16 +68,16 @@ impl<K: Ord> SumsFile<K> {
                 for (s, v) in sums.iter_mut().zip(values) {
                     *s += v;
                 }
-                (offset, sums)
+                self.write_at(offset, &sums)
             }
+            // The first sample's values are the sums: written as they are, without a copy.
             None => {
                 let offset = self.end;
                 self.end += 4 * values.len() as u64;
                 self.regions.insert(key, (offset, values.len()));
-                (offset, values.to_vec())
+                self.write_at(offset, values)
             }
-        };
-        self.write_at(offset, &sums)
+        }
     }
 
     /// The sums of `key`, if any were added.
