@@ -5,10 +5,9 @@
 use leptos::prelude::*;
 use scalpel::report::{LineChart, Series};
 
-use crate::app::{Panel, Ui, WorkerLink, progress_view};
-use crate::protocol::{
-    CircuitRequest, CircuitView, CurvePointView, Metrics, ProbeView, Request, TaskChoice,
-};
+use crate::protocol::{CircuitRequest, CircuitView, Metrics, ProbeView, Request, TaskChoice};
+use crate::shell::{Panel, Ui, WorkerLink, progress_view};
+use crate::status::CircuitStatus;
 use crate::widgets::{number_field, read_picked_text, select_field};
 
 const TASKS: [(&str, &str); 5] = [
@@ -30,37 +29,6 @@ const METHODS: [(&str, &str); 5] = [
     ("activation", "Activation"),
     ("random", "Random"),
 ];
-
-/// What the circuit panel shows.
-#[derive(Clone, Default, PartialEq)]
-pub(crate) struct CircuitStatus {
-    /// The prompts' name once a search started, and the dense model's metrics on them.
-    pub(crate) task: Option<String>,
-    pub(crate) dense: Option<Metrics>,
-    pub(crate) notes: Vec<String>,
-    pub(crate) curve: Vec<CurvePointView>,
-    /// Seconds the search took, once every point is measured.
-    pub(crate) ready: Option<f64>,
-    pub(crate) picked: Option<CircuitView>,
-    pub(crate) probe: Option<ProbeView>,
-}
-
-impl CircuitStatus {
-    /// Another panel changed the model: the picked circuit is no longer what runs.
-    pub(crate) fn model_changed(&mut self) {
-        if let Some(p) = &mut self.picked {
-            p.applied = false;
-        }
-    }
-
-    /// The largest measured share pruned whose faithfulness reaches `threshold`.
-    fn fraction_for(&self, threshold: f64) -> Option<f64> {
-        scalpel::circuit::largest_keeping(
-            self.curve.iter().map(|p| (p.fraction, p.faithfulness)),
-            threshold,
-        )
-    }
-}
 
 #[component]
 pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
@@ -127,7 +95,7 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
                 {select_field("Task", "circuit-task", task, &TASKS)}
                 {select_field("Prune", "circuit-granularity", granularity, &GRANULARITIES)}
                 {select_field("Scores", "circuit-method", method, &METHODS)}
-                {number_field("Prompts", prompts, "2", "512", "circuit-prompts")}
+                {number_field("Prompts", prompts, "2", "512", "1", "circuit-prompts")}
             </div>
             <Show when=move || task.get() == "lines">
                 <textarea rows="4" data-testid="circuit-lines"

@@ -2,10 +2,9 @@
 //! slider to re-mask instantly and watch the generation and a perplexity readout change.
 
 use leptos::prelude::*;
-use wasm_bindgen::JsCast;
 
-use crate::app::{Panel, Ui, WorkerLink, progress_view};
 use crate::protocol::{MaskRequest, MaskView, ReferenceChoice, Request, ScoreRequest};
+use crate::shell::{Panel, Ui, WorkerLink, progress_view};
 use crate::widgets::{number_field, read_picked_text, select_field};
 
 /// Methods offered in the page, as (value, label). Sequential Wanda runs natively only.
@@ -85,8 +84,8 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
                         on:change=move |_| reference_kind.set("text".into()) />
                     "Your text"
                 </label>
-                {number_field("Samples", samples, "1", "1024", "samples")}
-                {number_field("Tokens each", sample_len, "2", "2048", "sample-len")}
+                {number_field("Samples", samples, "1", "1024", "1", "samples")}
+                {number_field("Tokens each", sample_len, "2", "2048", "1", "sample-len")}
             </div>
             <Show when=move || reference_kind.get() == "text">
                 <textarea rows="3" data-testid="reference-text" placeholder="Paste general text here (or pick a .txt file)"
@@ -151,21 +150,4 @@ fn mask_view(m: MaskView) -> impl IntoView {
         </div>
         <div class="bars" data-testid="layer-bars" title="pruned share per layer">{bars}</div>
     }
-}
-
-/// Offers each exported file for download (the worker made the object URLs).
-pub(crate) fn offer_downloads(files: &[(String, String, usize)]) -> Result<(), String> {
-    let document = web_sys::window()
-        .and_then(|w| w.document())
-        .ok_or("no document")?;
-    for (name, url, _) in files {
-        let a: web_sys::HtmlAnchorElement = document
-            .create_element("a")
-            .map_err(|e| format!("{e:?}"))?
-            .unchecked_into();
-        a.set_href(url);
-        a.set_download(name);
-        a.click();
-    }
-    Ok(())
 }

@@ -5,10 +5,11 @@
 use leptos::prelude::*;
 use scalpel::report::{LineChart, Series};
 
-use crate::app::{Panel, Ui, WorkerLink, progress_view};
 use crate::protocol::{
     BehaviourChoice, CompareView, CorrectRequest, CorrectionSetup, DoseView, JudgedText, Request,
 };
+use crate::shell::{Panel, Ui, WorkerLink, progress_view};
+use crate::status::CorrectStatus;
 use crate::widgets::{number_field, select_field};
 
 const BEHAVIOURS: [(&str, &str); 3] = [
@@ -27,27 +28,6 @@ const METHODS: [(&str, &str); 4] = [
     ("wanda", "Wanda"),
     ("random", "Random"),
 ];
-
-/// What the correction panel shows.
-#[derive(Clone, Default, PartialEq)]
-pub(crate) struct CorrectStatus {
-    pub(crate) setup: Option<CorrectionSetup>,
-    pub(crate) doses: Vec<DoseView>,
-    /// Seconds the run took, once every dose is measured.
-    pub(crate) ready: Option<f64>,
-    /// The picked dose, whether it runs now, and the first components it removes.
-    pub(crate) picked: Option<(usize, bool, Vec<String>)>,
-    pub(crate) compared: Option<CompareView>,
-}
-
-impl CorrectStatus {
-    /// Another panel changed the model: the picked correction is no longer what runs.
-    pub(crate) fn model_changed(&mut self) {
-        if let Some(p) = &mut self.picked {
-            p.1 = false;
-        }
-    }
-}
 
 #[component]
 pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
@@ -102,8 +82,8 @@ pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
                 {select_field("Behaviour", "correct-behaviour", behaviour, &BEHAVIOURS)}
                 {select_field("Prune", "correct-granularity", granularity, &GRANULARITIES)}
                 {select_field("Scores", "correct-method", method, &METHODS)}
-                {number_field("Prompts", prompts, "2", "350", "correct-prompts")}
-                {number_field("General prompts", general, "1", "128", "correct-general")}
+                {number_field("Prompts", prompts, "2", "350", "1", "correct-prompts")}
+                {number_field("General prompts", general, "1", "128", "1", "correct-general")}
             </div>
             <Show when=move || behaviour.get() == "lines">
                 <textarea rows="4" data-testid="correct-lines"

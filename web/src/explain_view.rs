@@ -4,8 +4,8 @@
 use leptos::prelude::*;
 use scalpel::relevance::heatmap::{abs_max, heat_color};
 
-use crate::app::{Ui, WorkerLink, progress_view};
 use crate::protocol::ExplanationView;
+use crate::shell::{Ui, WorkerLink, progress_view};
 
 fn rgb([r, g, b]: [u8; 3]) -> String {
     format!("background: rgb({r}, {g}, {b})")

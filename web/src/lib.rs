@@ -28,6 +28,10 @@ mod explain_view;
 #[cfg(target_arch = "wasm32")]
 pub mod fetch;
 #[cfg(target_arch = "wasm32")]
+mod shell;
+#[cfg(target_arch = "wasm32")]
+mod status;
+#[cfg(target_arch = "wasm32")]
 mod widgets;
 #[cfg(target_arch = "wasm32")]
 pub mod worker;

@@ -4,7 +4,7 @@ use leptos::prelude::*;
 use send_wrapper::SendWrapper;
 use web_sys::HtmlInputElement;
 
-use crate::app::Ui;
+use crate::shell::Ui;
 
 /// A labelled `<select>` bound to `value`, offering `(value, label)` options.
 pub(crate) fn select_field(
@@ -23,17 +23,21 @@ pub(crate) fn select_field(
     }
 }
 
-/// A labelled number field bound to `value`.
-pub(crate) fn number_field(
+/// A labelled number input bound to `value`; text that does not parse leaves the value unchanged.
+pub(crate) fn number_field<T>(
     label: &'static str,
-    value: RwSignal<usize>,
+    value: RwSignal<T>,
     min: &'static str,
     max: &'static str,
+    step: &'static str,
     testid: &'static str,
-) -> impl IntoView {
+) -> impl IntoView
+where
+    T: std::str::FromStr + ToString + Clone + Send + Sync + 'static,
+{
     view! {
         <label class="inline">{label} " "
-            <input type="number" class="narrow" min=min max=max data-testid=testid
+            <input type="number" class="narrow" min=min max=max step=step data-testid=testid
                 prop:value=move || value.get().to_string()
                 on:input=move |ev| if let Ok(v) = event_target_value(&ev).parse() { value.set(v) } />
         </label>
