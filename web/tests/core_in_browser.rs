@@ -167,12 +167,12 @@ async fn wanda_error(fixture: &Fixture, device: &Device) -> f32 {
     scorer.run(&mut |_, _| {}).unwrap();
     let scores = scorer.finish().unwrap().read_async().await.unwrap();
     let masks = Masks::from_scores(&scores, 0.5, Group::Row).unwrap();
-    let llama = model.config.architecture == scalpel::Architecture::Llama;
+    let spec = model.config.architecture.spec();
     for (id, m) in &masks.linears {
         let name = format!(
             "layers.{}.{}.mask_wanda_row50",
             id.layer,
-            id.kind.module(llama)
+            spec.module(id.kind).unwrap()
         );
         assert_eq!(
             m.keep.to_bytes(),

@@ -13,7 +13,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "scalpel",
     version,
-    about = "Attribution-guided pruning of language models (OPT, Llama)"
+    about = "Attribution-guided pruning of language models (Llama, Qwen2, OPT)"
 )]
 struct Cli {
     #[command(subcommand)]

@@ -49,11 +49,11 @@ impl Granularity {
 
     /// The Linear whose input columns are the units (none for single weights).
     pub fn unit_kind(self, architecture: Architecture) -> Option<LinearKind> {
-        match (self, architecture) {
-            (Granularity::Weights, _) => None,
-            (Granularity::Neurons, Architecture::Llama) => Some(LinearKind::Down),
-            (Granularity::Neurons, Architecture::Opt) => Some(LinearKind::Fc2),
-            (Granularity::Heads, _) => Some(LinearKind::O),
+        match self {
+            Granularity::Weights => None,
+            Granularity::Neurons => Some(architecture.spec().neuron_linear),
+            // Every family's output projection reads the heads side by side.
+            Granularity::Heads => Some(LinearKind::O),
         }
     }
 

@@ -17,7 +17,12 @@ use scalpel::task::{EncodedTask, Split, Task, TaskItem, TaskSource, ioi};
 use scalpel::{Logits, Model};
 use serde_json::Value;
 
-const MODELS: [&str; 3] = ["llama-gqa-tied", "opt-pre-ln", "opt-350m-style"];
+const MODELS: [&str; 4] = [
+    "llama-gqa-tied",
+    "qwen2-untied",
+    "opt-pre-ln",
+    "opt-350m-style",
+];
 
 /// A task of random prompts of mixed lengths with random answer/distractor pairs.
 fn random_task(model: &Model, n: usize) -> EncodedTask {

@@ -127,56 +127,59 @@ fn continuation_relevance_is_the_explanation_of_the_continuation_logits() {
 
 #[test]
 fn r_diff_is_the_difference_of_shares_and_a_dose_prunes_exactly_its_lowest() {
-    let model = load_fixture_model("opt-pre-ln");
-    let general = reference(&model, 3, 12);
-    let undesired = continuation_set(&model);
-    let (g, _) = both(&model, ScoreMethod::Lrp, Granularity::Neurons, &general);
-    let (_, u) = both(&model, ScoreMethod::Lrp, Granularity::Neurons, &undesired);
-    let diff = differential(&g, &u).unwrap();
-    let total = |s: &Scores| -> f64 {
-        s.linears
-            .values()
-            .flat_map(|t| &t.data)
-            .map(|v| f64::from(v.abs()))
-            .sum()
-    };
-    let (gt, ut) = (total(&g), total(&u));
-    for (id, d) in &diff.linears {
-        for (i, v) in d.data.iter().enumerate() {
-            let want =
-                f64::from(g.linears[id].data[i]) / gt - f64::from(u.linears[id].data[i]) / ut;
-            assert!((f64::from(*v) - want).abs() < 1e-6, "{id}[{i}]");
+    // OPT and Qwen2 (biased Linears, one with its neurons in fc2, one in down_proj).
+    for name in ["opt-pre-ln", "qwen2-untied"] {
+        let model = load_fixture_model(name);
+        let general = reference(&model, 3, 12);
+        let undesired = continuation_set(&model);
+        let (g, _) = both(&model, ScoreMethod::Lrp, Granularity::Neurons, &general);
+        let (_, u) = both(&model, ScoreMethod::Lrp, Granularity::Neurons, &undesired);
+        let diff = differential(&g, &u).unwrap();
+        let total = |s: &Scores| -> f64 {
+            s.linears
+                .values()
+                .flat_map(|t| &t.data)
+                .map(|v| f64::from(v.abs()))
+                .sum()
+        };
+        let (gt, ut) = (total(&g), total(&u));
+        for (id, d) in &diff.linears {
+            for (i, v) in d.data.iter().enumerate() {
+                let want =
+                    f64::from(g.linears[id].data[i]) / gt - f64::from(u.linears[id].data[i]) / ut;
+                assert!((f64::from(*v) - want).abs() < 1e-6, "{id}[{i}]");
+            }
         }
-    }
-    assert!(diff.info.formula.starts_with("R_diff = G/Σ|G| − U/Σ|U|"));
+        assert!(diff.info.formula.starts_with("R_diff = G/Σ|G| − U/Σ|U|"));
 
-    let all: Vec<f32> = diff.linears.values().flat_map(|t| t.data.clone()).collect();
-    let k = 5;
-    let masks = dose(&diff, k).unwrap();
-    let report = masks.report();
-    assert_eq!(report.pruned, k as u64);
-    let mut sorted = all.clone();
-    sorted.sort_by(f32::total_cmp);
-    let first = removed(&masks, &diff, &g, &u, 100);
-    assert_eq!(first.len(), k);
-    for (r, want) in first.iter().zip(&sorted) {
-        assert_eq!(r.r_diff, *want, "removed in ascending R_diff");
-    }
-    assert!(dose(&diff, all.len() + 1).is_err());
-    assert_eq!(
-        dose(&diff, all.len()).unwrap().report().pruned,
-        all.len() as u64
-    );
-    assert_eq!(Masks::lowest(&diff, 0).unwrap().report().pruned, 0);
+        let all: Vec<f32> = diff.linears.values().flat_map(|t| t.data.clone()).collect();
+        let k = 5;
+        let masks = dose(&diff, k).unwrap();
+        let report = masks.report();
+        assert_eq!(report.pruned, k as u64);
+        let mut sorted = all.clone();
+        sorted.sort_by(f32::total_cmp);
+        let first = removed(&masks, &diff, &g, &u, 100);
+        assert_eq!(first.len(), k);
+        for (r, want) in first.iter().zip(&sorted) {
+            assert_eq!(r.r_diff, *want, "removed in ascending R_diff");
+        }
+        assert!(dose(&diff, all.len() + 1).is_err());
+        assert_eq!(
+            dose(&diff, all.len()).unwrap().report().pruned,
+            all.len() as u64
+        );
+        assert_eq!(Masks::lowest(&diff, 0).unwrap().report().pruned, 0);
 
-    let heads = Scores::random(&model, Granularity::Heads, 1).unwrap();
-    assert!(
-        differential(&g, &heads).is_err(),
-        "granularities must match"
-    );
-    let mut zero = u.clone();
-    zero.linears.values_mut().for_each(|t| t.data.fill(0.0));
-    assert!(differential(&g, &zero).is_err(), "all-zero scores");
+        let heads = Scores::random(&model, Granularity::Heads, 1).unwrap();
+        assert!(
+            differential(&g, &heads).is_err(),
+            "granularities must match"
+        );
+        let mut zero = u.clone();
+        zero.linears.values_mut().for_each(|t| t.data.fill(0.0));
+        assert!(differential(&g, &zero).is_err(), "all-zero scores");
+    }
 }
 
 #[test]

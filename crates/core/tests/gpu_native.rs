@@ -11,7 +11,6 @@ use common::lxt::{check_tiny_models, check_tiny_models_as};
 use common::transformers::{LOGIT_FIXTURES, check_logits, check_logits_as};
 use scalpel::WeightDtype;
 use scalpel::device::{DevicePreference, per_decode_step, per_relevance_pass, select};
-use scalpel::model::LinearKind;
 
 /// The launch counter is process-wide: the tests here take turns on the device.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -86,7 +85,7 @@ fn a_decode_step_stays_within_its_launch_budget() {
         let half_per_token = per_decode_step(&half, &[5, 19, 33, 47], 4)
             .unwrap()
             .per_repeat();
-        let casts = 2 * LinearKind::of(model.config.architecture).len() * layers;
+        let casts = 2 * model.config.architecture.spec().linears.len() * layers;
         println!("{name}: {half_per_token} launches per decode step with f16 weights");
         assert!(
             half_per_token <= per_token + casts + CASTS_OUTSIDE_LAYERS,

@@ -13,7 +13,12 @@ use scalpel::relevance::{MemoryLimits, RuleSet, Target, WeightDetail, explain};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::{Model, ModelFiles, WeightDtype};
 
-const MODELS: [&str; 3] = ["llama-gqa-tied", "opt-pre-ln", "opt-350m-style"];
+const MODELS: [&str; 4] = [
+    "llama-gqa-tied",
+    "qwen2-untied",
+    "opt-pre-ln",
+    "opt-350m-style",
+];
 
 #[test]
 fn every_group_prunes_exactly_its_share() {
@@ -369,11 +374,12 @@ fn wanda_matches_the_pytorch_reference() {
         let ids = read_ids(&bytes, "tokens");
         let mut r = reference(&model, 4, 12);
         r.samples = ids.chunks(12).map(<[u32]>::to_vec).collect();
-        let llama = model.config.architecture == scalpel::Architecture::Llama;
+        let spec = model.config.architecture.spec();
+        let module = |id: LinearId| spec.module(id.kind).unwrap();
         let fixture = |id: LinearId, what: &str| {
             read_f32(
                 &bytes,
-                &format!("layers.{}.{}.{what}", id.layer, id.kind.module(llama)),
+                &format!("layers.{}.{}.{what}", id.layer, module(id)),
             )
             .1
         };
@@ -402,7 +408,7 @@ fn wanda_matches_the_pytorch_reference() {
                 .tensor(&format!(
                     "layers.{}.{}.mask_wanda_row50",
                     id.layer,
-                    id.kind.module(llama)
+                    module(id)
                 ))
                 .unwrap();
             assert_eq!(

@@ -364,29 +364,36 @@ impl GgufFile {
 }
 
 /// A GGUF file presented under Hugging Face parameter names, with llama.cpp's Q/K row
-/// permutation undone so that the model code sees the Hugging Face layout.
+/// permutation (Llama's files only) undone so that the model code sees the Hugging Face layout.
 #[derive(Debug)]
 pub struct GgufSource {
     file: GgufFile,
     /// (HF name, index into `file.tensors`)
     names: BTreeMap<String, usize>,
-    num_heads: usize,
-    num_kv_heads: usize,
+    /// `(num_heads, num_kv_heads)` when the q/k rows were interleaved by llama.cpp's converter.
+    permuted_heads: Option<(usize, usize)>,
 }
 
 impl GgufSource {
-    pub fn new(file: GgufFile, num_heads: usize, num_kv_heads: usize) -> Self {
+    /// `config` gives the head counts and, through its family's descriptor, whether the q/k
+    /// rows need un-interleaving.
+    pub fn new(file: GgufFile, config: &crate::ModelConfig) -> Self {
         let names = file
             .tensors
             .iter()
             .enumerate()
             .map(|(i, t)| (hf_name(&t.name), i))
             .collect();
+        let permuted = config
+            .architecture
+            .spec()
+            .gguf
+            .as_ref()
+            .is_some_and(|g| g.permuted_qk);
         Self {
             file,
             names,
-            num_heads,
-            num_kv_heads,
+            permuted_heads: permuted.then_some((config.num_heads, config.num_kv_heads)),
         }
     }
 
@@ -395,7 +402,8 @@ impl GgufSource {
     }
 }
 
-/// llama.cpp tensor names to Hugging Face Llama names; unknown names pass through unchanged.
+/// llama.cpp tensor names to Hugging Face names (the Llama-style families share them, biases
+/// included); unknown names pass through unchanged.
 fn hf_name(gguf: &str) -> String {
     match gguf {
         "token_embd.weight" => return "model.embed_tokens.weight".into(),
@@ -409,19 +417,22 @@ fn hf_name(gguf: &str) -> String {
     let Some((layer, suffix)) = rest.split_once('.') else {
         return gguf.into();
     };
-    let hf = match suffix {
-        "attn_norm.weight" => "input_layernorm.weight",
-        "ffn_norm.weight" => "post_attention_layernorm.weight",
-        "attn_q.weight" => "self_attn.q_proj.weight",
-        "attn_k.weight" => "self_attn.k_proj.weight",
-        "attn_v.weight" => "self_attn.v_proj.weight",
-        "attn_output.weight" => "self_attn.o_proj.weight",
-        "ffn_gate.weight" => "mlp.gate_proj.weight",
-        "ffn_up.weight" => "mlp.up_proj.weight",
-        "ffn_down.weight" => "mlp.down_proj.weight",
+    let Some((module, param)) = suffix.rsplit_once('.') else {
+        return gguf.into();
+    };
+    let hf = match module {
+        "attn_norm" => "input_layernorm",
+        "ffn_norm" => "post_attention_layernorm",
+        "attn_q" => "self_attn.q_proj",
+        "attn_k" => "self_attn.k_proj",
+        "attn_v" => "self_attn.v_proj",
+        "attn_output" => "self_attn.o_proj",
+        "ffn_gate" => "mlp.gate_proj",
+        "ffn_up" => "mlp.up_proj",
+        "ffn_down" => "mlp.down_proj",
         _ => return gguf.into(),
     };
-    format!("model.layers.{layer}.{hf}")
+    format!("model.layers.{layer}.{hf}.{param}")
 }
 
 /// Undoes llama.cpp's interleaving of each head's rows (`convert_hf_to_gguf.py`'s `permute`):
@@ -479,10 +490,12 @@ impl super::WeightSource for GgufSource {
             .get(name)
             .ok_or_else(|| Error::MissingTensor(name.into()))?;
         let mut t = self.file.load(&self.file.tensors[i])?;
-        if name.ends_with("self_attn.q_proj.weight") {
-            unpermute_rows(&mut t, self.num_heads)?;
-        } else if name.ends_with("self_attn.k_proj.weight") {
-            unpermute_rows(&mut t, self.num_kv_heads)?;
+        if let Some((num_heads, num_kv_heads)) = self.permuted_heads {
+            if name.ends_with("self_attn.q_proj.weight") {
+                unpermute_rows(&mut t, num_heads)?;
+            } else if name.ends_with("self_attn.k_proj.weight") {
+                unpermute_rows(&mut t, num_kv_heads)?;
+            }
         }
         Ok(t)
     }

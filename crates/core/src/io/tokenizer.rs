@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 /// GPT-2's byte-level split, spelled as llama.cpp's `llama-bpe` (Llama 3) pre-tokenizer.
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// Qwen2's split: Llama 3's with every digit on its own.
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
 /// A tokenizer plus the special tokens generation needs.
 #[derive(Debug, Clone)]
 pub struct TextTokenizer {
@@ -72,6 +75,8 @@ impl TextTokenizer {
             .and_then(MetaValue::as_str)
             .unwrap_or("default");
         let byte_level = |use_regex: bool| json!({"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex});
+        let split = |pattern: &str| json!({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated", "invert": false});
+        let mut normalizer = Value::Null;
         let (pre_tokenizer, ignore_merges) = match pre {
             "default" | "gpt2" | "gpt-2" => (byte_level(true), false),
             // SmolLM splits every digit on its own before the GPT-2 byte-level split.
@@ -81,16 +86,22 @@ impl TextTokenizer {
                 false,
             ),
             "llama-bpe" | "llama3" => (
-                json!({"type": "Sequence", "pretokenizers": [
-                    {"type": "Split", "pattern": {"Regex": LLAMA3_SPLIT}, "behavior": "Isolated", "invert": false},
-                    byte_level(false)]}),
+                json!({"type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)]}),
                 true,
             ),
+            // Qwen2's tokenizer.json also composes Unicode (NFC) before splitting.
+            "qwen2" => {
+                normalizer = json!({"type": "NFC"});
+                (
+                    json!({"type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)]}),
+                    false,
+                )
+            }
             other => {
                 return Err(Error::Unsupported {
                     what: "GGUF pre-tokenizer",
                     detail: format!(
-                        "`tokenizer.ggml.pre = {other}` (supported: default, gpt2, smollm, llama-bpe); pass a tokenizer.json"
+                        "`tokenizer.ggml.pre = {other}` (supported: default, gpt2, smollm, llama-bpe, qwen2); pass a tokenizer.json"
                     ),
                 });
             }
@@ -110,7 +121,7 @@ impl TextTokenizer {
         }
         let doc: Value = json!({
             "version": "1.0", "truncation": null, "padding": null,
-            "added_tokens": added, "normalizer": null, "pre_tokenizer": pre_tokenizer,
+            "added_tokens": added, "normalizer": normalizer, "pre_tokenizer": pre_tokenizer,
             "post_processor": null,
             "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
             "model": {"type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,

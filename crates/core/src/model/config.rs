@@ -2,12 +2,15 @@
 
 use serde_json::Value;
 
+use super::spec::ArchSpec;
 use crate::error::{Error, Result};
 use crate::io::gguf::{GgufFile, MetaValue};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Architecture {
     Llama,
+    /// Qwen2 and Qwen2.5: Llama's block with biases on q, k and v.
+    Qwen2,
     Opt,
 }
 
@@ -97,12 +100,21 @@ impl ModelConfig {
             .and_then(Value::as_u64)
             .map(|x| x as u32);
         let cfg = match model_type {
-            "llama" | "mistral" => {
-                if model_type == "mistral" && v.get("sliding_window").is_some_and(|w| !w.is_null())
-                {
+            "llama" | "mistral" | "qwen2" => {
+                let architecture = if model_type == "qwen2" {
+                    Architecture::Qwen2
+                } else {
+                    Architecture::Llama
+                };
+                // Mistral names a window it slides; Qwen2 only uses one when told to.
+                let sliding = match architecture {
+                    Architecture::Qwen2 => bool_or("use_sliding_window", false),
+                    _ => v.get("sliding_window").is_some_and(|w| !w.is_null()),
+                };
+                if sliding {
                     return Err(Error::Unsupported {
                         what: "model",
-                        detail: "Mistral with sliding-window attention".into(),
+                        detail: format!("{model_type} with sliding-window attention"),
                     });
                 }
                 let hidden_size = usize_of("hidden_size")?;
@@ -113,13 +125,25 @@ impl ModelConfig {
                     .unwrap_or("silu");
                 if act != "silu" {
                     return Err(Error::Unsupported {
-                        what: "Llama activation",
-                        detail: act.into(),
+                        what: "activation",
+                        detail: format!("{act} in a {model_type} model (SwiGLU needs silu)"),
                     });
                 }
-                let rope_scaling = parse_rope_scaling(v.get("rope_scaling"))?;
+                // transformers 5 writes RoPE settings under `rope_parameters`; hub checkpoints
+                // mostly still use `rope_theta` and `rope_scaling`.
+                let rope_parameters = v.get("rope_parameters").filter(|p| p.is_object());
+                let rope_theta = v
+                    .get("rope_theta")
+                    .or_else(|| rope_parameters.and_then(|p| p.get("rope_theta")))
+                    .and_then(Value::as_f64)
+                    .unwrap_or(10_000.0);
+                let rope_scaling = parse_rope_scaling(
+                    v.get("rope_scaling")
+                        .filter(|s| !s.is_null())
+                        .or(rope_parameters),
+                )?;
                 Self {
-                    architecture: Architecture::Llama,
+                    architecture,
                     vocab_size: usize_of("vocab_size")?,
                     hidden_size,
                     intermediate_size: usize_of("intermediate_size")?,
@@ -129,7 +153,7 @@ impl ModelConfig {
                     head_dim: opt_usize("head_dim").unwrap_or(hidden_size / num_heads.max(1)),
                     max_position_embeddings: opt_usize("max_position_embeddings").unwrap_or(2048),
                     norm_eps: f64_or("rms_norm_eps", 1e-6),
-                    rope_theta: f64_or("rope_theta", 10_000.0),
+                    rope_theta,
                     rope_scaling,
                     tie_word_embeddings: bool_or("tie_word_embeddings", false),
                     bos_token_id,
@@ -179,7 +203,9 @@ impl ModelConfig {
             other => {
                 return Err(Error::Unsupported {
                     what: "model_type",
-                    detail: format!("`{other}` (Scalpel runs `llama` and `opt` checkpoints)"),
+                    detail: format!(
+                        "`{other}` (Scalpel runs `llama`, `mistral` without a sliding window, `qwen2` and `opt` checkpoints)"
+                    ),
                 });
             }
         };
@@ -187,23 +213,24 @@ impl ModelConfig {
         Ok(cfg)
     }
 
-    /// Reads `llama.*` GGUF metadata (the `llama` architecture covers Llama 1/2/3, TinyLlama, SmolLM).
+    /// Reads GGUF metadata of a family llama.cpp writes (`llama`, which covers Llama 1/2/3,
+    /// TinyLlama and SmolLM, and `qwen2`), whose keys start with the architecture's name.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
         let arch = file.architecture()?;
-        if arch != "llama" {
+        let Some(architecture) = ArchSpec::for_gguf(arch) else {
             return Err(Error::Unsupported {
                 what: "GGUF architecture",
                 detail: format!(
-                    "`{arch}` (Scalpel reads `llama` GGUF files; OPT loads from safetensors)"
+                    "`{arch}` (Scalpel reads `llama` and `qwen2` GGUF files; OPT loads from safetensors)"
                 ),
             });
-        }
-        let get = |key: &str| file.get(&format!("llama.{key}"));
+        };
+        let get = |key: &str| file.get(&format!("{arch}.{key}"));
         let usize_of = |key: &str| -> Result<usize> {
             get(key)
                 .and_then(MetaValue::as_u64)
                 .map(|x| x as usize)
-                .ok_or_else(|| Error::Config(format!("GGUF metadata `llama.{key}` is missing")))
+                .ok_or_else(|| Error::Config(format!("GGUF metadata `{arch}.{key}` is missing")))
         };
         let hidden_size = usize_of("embedding_length")?;
         let num_heads = usize_of("attention.head_count")?;
@@ -214,15 +241,14 @@ impl ModelConfig {
                 .and_then(MetaValue::as_array)
                 .map(<[MetaValue]>::len)
                 .ok_or_else(|| {
-                    Error::Config("GGUF has neither `llama.vocab_size` nor a token list".into())
+                    Error::Config(format!(
+                        "GGUF has neither `{arch}.vocab_size` nor a token list"
+                    ))
                 })?,
         };
         let has_output = file.tensors.iter().any(|t| t.name == "output.weight");
         let id = |key: &str| file.get(key).and_then(MetaValue::as_u64).map(|v| v as u32);
-        let rope_scaling = match file
-            .get("llama.rope.scaling.type")
-            .and_then(MetaValue::as_str)
-        {
+        let rope_scaling = match get("rope.scaling.type").and_then(MetaValue::as_str) {
             None | Some("none") => None,
             Some(other) => {
                 return Err(Error::Unsupported {
@@ -232,7 +258,7 @@ impl ModelConfig {
             }
         };
         let cfg = Self {
-            architecture: Architecture::Llama,
+            architecture,
             vocab_size,
             hidden_size,
             intermediate_size: usize_of("feed_forward_length")?,
@@ -280,10 +306,10 @@ impl ModelConfig {
             "eos_token_id": eos,
             "torch_dtype": "float32",
         });
-        let extra = match &self.opt {
-            None => serde_json::json!({
-                "architectures": ["LlamaForCausalLM"],
-                "model_type": "llama",
+        let rope_family = |class: &str, model_type: &str| {
+            serde_json::json!({
+                "architectures": [class],
+                "model_type": model_type,
                 "intermediate_size": self.intermediate_size,
                 "num_key_value_heads": self.num_kv_heads,
                 "head_dim": self.head_dim,
@@ -297,10 +323,21 @@ impl ModelConfig {
                     "original_max_position_embeddings": s.original_max_position_embeddings,
                 })),
                 "hidden_act": "silu",
-                "attention_bias": false,
-                "mlp_bias": false,
-            }),
-            Some(o) => serde_json::json!({
+            })
+        };
+        let extra = match (self.architecture, &self.opt) {
+            (Architecture::Llama, _) => {
+                let mut v = rope_family("LlamaForCausalLM", "llama");
+                v["attention_bias"] = false.into();
+                v["mlp_bias"] = false.into();
+                v
+            }
+            (Architecture::Qwen2, _) => {
+                let mut v = rope_family("Qwen2ForCausalLM", "qwen2");
+                v["use_sliding_window"] = false.into();
+                v
+            }
+            (Architecture::Opt, Some(o)) => serde_json::json!({
                 "architectures": ["OPTForCausalLM"],
                 "model_type": "opt",
                 "ffn_dim": self.intermediate_size,
@@ -310,6 +347,7 @@ impl ModelConfig {
                 "_remove_final_layer_norm": o.remove_final_layer_norm,
                 "activation_function": "relu",
             }),
+            (Architecture::Opt, None) => serde_json::json!({}),
         };
         if let (Value::Object(base), Value::Object(extra)) = (&mut v, extra) {
             base.extend(extra);
@@ -369,7 +407,7 @@ impl ModelConfig {
                 "hidden_size is not a multiple of num_heads".into(),
             ));
         }
-        if self.architecture == Architecture::Llama
+        if self.architecture != Architecture::Opt
             && (!self.head_dim.is_multiple_of(2)
                 || self.rope_theta.is_nan()
                 || self.rope_theta <= 0.0)

@@ -1,5 +1,6 @@
 //! Llama family (Llama 1/2/3, TinyLlama, SmolLM, Mistral without sliding window): pre-RMSNorm
 //! blocks, rotary positions (Hugging Face half-split layout), grouped-query attention, SwiGLU MLP.
+//! Qwen2 (`qwen2.rs`) runs this block with biases on q, k and v.
 
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -13,9 +14,33 @@ use super::layers::{
     BlockRun, KvCache, Linear, Loader, Products, RmsNorm, causal_attention, causal_mask, embed,
     keep_positions, merge_heads, output_rows, split_heads, vocab_logits,
 };
-use super::{ArchOps, Architecture, Embedded, LinearInputs, Param, export_linears};
+use super::spec::{ArchSpec, GgufSpec};
+use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
 use crate::error::Result;
 use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
+
+/// The block's Linears under their Hugging Face module names, in checkpoint order (Qwen2's too).
+pub(super) const LINEARS: [(LinearKind, &str); 7] = [
+    (LinearKind::Q, "self_attn.q_proj"),
+    (LinearKind::K, "self_attn.k_proj"),
+    (LinearKind::V, "self_attn.v_proj"),
+    (LinearKind::O, "self_attn.o_proj"),
+    (LinearKind::Gate, "mlp.gate_proj"),
+    (LinearKind::Up, "mlp.up_proj"),
+    (LinearKind::Down, "mlp.down_proj"),
+];
+
+pub(super) const SPEC: ArchSpec = ArchSpec {
+    name: "Llama",
+    linears: &LINEARS,
+    block_prefix: "model.layers",
+    neuron_linear: LinearKind::Down,
+    gguf: Some(GgufSpec {
+        arch: "llama",
+        permuted_qk: true,
+    }),
+    load: |c, l| Ok(Box::new(Llama::load(c, l, false)?)),
+};
 
 #[derive(Debug)]
 pub struct Llama {
@@ -45,7 +70,8 @@ struct Block {
 block_linears!(Block { Q => q, K => k, V => v, O => o, Gate => gate, Up => up, Down => down });
 
 impl Llama {
-    pub fn load(c: &ModelConfig, l: &mut Loader) -> Result<Self> {
+    /// Loads the weights; `qkv_bias` expects biases on the q, k and v projections (Qwen2).
+    pub(super) fn load(c: &ModelConfig, l: &mut Loader, qkv_bias: bool) -> Result<Self> {
         let (h, hd) = (c.hidden_size, c.head_dim);
         let norm = |l: &mut Loader, name: &str| -> Result<RmsNorm> {
             Ok(RmsNorm {
@@ -59,18 +85,23 @@ impl Llama {
             let p = format!("model.layers.{i}");
             layers.push(Block {
                 input_norm: norm(l, &format!("{p}.input_layernorm.weight"))?,
-                q: l.linear(&format!("{p}.self_attn.q_proj"), c.num_heads * hd, h, false)?,
+                q: l.linear(
+                    &format!("{p}.self_attn.q_proj"),
+                    c.num_heads * hd,
+                    h,
+                    qkv_bias,
+                )?,
                 k: l.linear(
                     &format!("{p}.self_attn.k_proj"),
                     c.num_kv_heads * hd,
                     h,
-                    false,
+                    qkv_bias,
                 )?,
                 v: l.linear(
                     &format!("{p}.self_attn.v_proj"),
                     c.num_kv_heads * hd,
                     h,
-                    false,
+                    qkv_bias,
                 )?,
                 o: l.linear(&format!("{p}.self_attn.o_proj"), h, c.num_heads * hd, false)?,
                 post_attention_norm: norm(l, &format!("{p}.post_attention_layernorm.weight"))?,
@@ -102,33 +133,6 @@ impl Llama {
             num_heads: c.num_heads,
             num_kv_heads: c.num_kv_heads,
         })
-    }
-
-    pub fn forward(
-        &self,
-        tokens: Tensor<2, Int>,
-        cache: &mut KvCache,
-        logits: Logits,
-        mut residuals: Option<&mut Vec<Tensor<3>>>,
-    ) -> Tensor<3> {
-        let [_, t] = tokens.dims();
-        let start = cache.len();
-        let products = Products::traced(residuals.is_some());
-        let positions = self.positions(start, t);
-        let mut x = embed(&self.embed, tokens);
-        for (i, block) in self.layers.iter().enumerate() {
-            if let Some(inputs) = residuals.as_deref_mut() {
-                inputs.push(x.clone());
-            }
-            x = self
-                .block(block, x, &positions, cache, i, BlockRun::Forward(products))
-                .0;
-        }
-        if let Some(inputs) = residuals {
-            inputs.push(x.clone());
-        }
-        cache.advance(t);
-        self.head(keep_positions(x, logits), products)
     }
 
     /// The final norm and the LM head.
@@ -239,6 +243,33 @@ struct BlockActs {
 }
 
 impl ArchOps for Llama {
+    fn forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut KvCache,
+        logits: Logits,
+        mut residuals: Option<&mut Vec<Tensor<3>>>,
+    ) -> Tensor<3> {
+        let [_, t] = tokens.dims();
+        let start = cache.len();
+        let products = Products::traced(residuals.is_some());
+        let positions = self.positions(start, t);
+        let mut x = embed(&self.embed, tokens);
+        for (i, block) in self.layers.iter().enumerate() {
+            if let Some(inputs) = residuals.as_deref_mut() {
+                inputs.push(x.clone());
+            }
+            x = self
+                .block(block, x, &positions, cache, i, BlockRun::Forward(products))
+                .0;
+        }
+        if let Some(inputs) = residuals {
+            inputs.push(x.clone());
+        }
+        cache.advance(t);
+        self.head(keep_positions(x, logits), products)
+    }
+
     fn linear(&self, id: LinearId) -> Option<&Linear> {
         self.layers.get(id.layer)?.linear(id.kind)
     }
@@ -268,7 +299,7 @@ impl ArchOps for Llama {
             let p = format!("model.layers.{i}");
             b.input_norm
                 .export(&format!("{p}.input_layernorm.weight"), &mut out);
-            export_linears(&p, Architecture::Llama, |k| b.linear(k), &mut out);
+            export_linears(&p, &LINEARS, |k| b.linear(k), &mut out);
             b.post_attention_norm
                 .export(&format!("{p}.post_attention_layernorm.weight"), &mut out);
         }

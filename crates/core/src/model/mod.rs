@@ -1,4 +1,5 @@
-//! The two architectures, each with one forward definition, plus the pieces they share.
+//! The architectures, one file per family (each with its forward, its relevance backward and
+//! its descriptor, `spec.rs`), plus the pieces they share.
 
 /// `linear` / `linear_mut` of a decoder block from its `kind => field` table (before the
 /// architecture modules, which use it).
@@ -30,6 +31,8 @@ mod linear_id;
 mod llama;
 mod opt;
 mod precision;
+mod qwen2;
+mod spec;
 mod weights;
 
 use std::collections::BTreeMap;
@@ -42,6 +45,7 @@ pub use keep::KeepBits;
 pub use layers::{KvCache, Linear};
 pub use linear_id::{LinearId, LinearKind};
 pub use precision::{WeightDtype, bytes_per_weight, dtype_name};
+pub use spec::{ArchSpec, GgufSpec};
 
 use crate::error::{Error, Result};
 use crate::io::WeightSource;
@@ -52,15 +56,10 @@ use crate::relevance::{RelevanceSink, RuleSet};
 pub struct Model {
     pub config: ModelConfig,
     device: Device,
-    body: Body,
+    /// The family's forward and relevance backward.
+    body: Box<dyn ArchOps>,
     /// What undoes the mask of each Linear a mask currently applies to (see `weights.rs`).
     unmasked: BTreeMap<LinearId, weights::Undo>,
-}
-
-#[derive(Debug)]
-enum Body {
-    Llama(Box<llama::Llama>),
-    Opt(Box<opt::Opt>),
 }
 
 /// Which positions' logits a forward returns.
@@ -92,10 +91,7 @@ impl Model {
             });
         }
         let mut loader = layers::Loader::new(source, device, weight_dtype, progress);
-        let body = match config.architecture {
-            Architecture::Llama => Body::Llama(Box::new(llama::Llama::load(&config, &mut loader)?)),
-            Architecture::Opt => Body::Opt(Box::new(opt::Opt::load(&config, &mut loader)?)),
-        };
+        let body = (config.architecture.spec().load)(&config, &mut loader)?;
         Ok(Self {
             config,
             device: device.clone(),
@@ -105,7 +101,7 @@ impl Model {
     }
 
     /// The element type `dtype` holds this checkpoint's weight matrices in on `device`, judged by
-    /// how the first block's query is stored (OPT and Llama alike have one).
+    /// how the first block's query is stored (every family has one).
     pub fn weight_storage(
         config: &ModelConfig,
         source: &dyn WeightSource,
@@ -185,25 +181,16 @@ impl Model {
                 self.config.max_position_embeddings
             )));
         }
-        Ok(match &self.body {
-            Body::Llama(m) => m.forward(tokens, cache, logits, residuals),
-            Body::Opt(m) => m.forward(tokens, cache, logits, residuals),
-        })
+        Ok(self.body.forward(tokens, cache, logits, residuals))
     }
 
     /// The architecture's relevance backward.
     pub(crate) fn arch(&self) -> &dyn ArchOps {
-        match &self.body {
-            Body::Llama(m) => m.as_ref(),
-            Body::Opt(m) => m.as_ref(),
-        }
+        self.body.as_ref()
     }
 
     fn arch_mut(&mut self) -> &mut dyn ArchOps {
-        match &mut self.body {
-            Body::Llama(m) => m.as_mut(),
-            Body::Opt(m) => m.as_mut(),
-        }
+        self.body.as_mut()
     }
 
     /// Token ids of one sequence as a `[1, seq]` tensor on this model's device, rejecting ids
@@ -242,14 +229,13 @@ pub(crate) enum Param {
 /// Appends a block's Linears (`linear(kind)`) under `prefix`, in checkpoint order.
 pub(crate) fn export_linears<'a>(
     prefix: &str,
-    architecture: Architecture,
+    linears: &[(LinearKind, &str)],
     linear: impl Fn(LinearKind) -> Option<&'a Linear>,
     out: &mut Vec<(String, Param)>,
 ) {
-    let llama = architecture == Architecture::Llama;
-    for &kind in LinearKind::of(architecture) {
+    for &(kind, module) in linears {
         if let Some(l) = linear(kind) {
-            l.export(&format!("{prefix}.{}", kind.module(llama)), out);
+            l.export(&format!("{prefix}.{module}"), out);
         }
     }
 }
@@ -257,10 +243,19 @@ pub(crate) fn export_linears<'a>(
 /// Every Linear of a block with the input it saw: Linears sharing an input are listed together.
 pub(crate) type LinearInputs = Vec<(&'static [LinearKind], Tensor<3>)>;
 
-/// What each architecture provides beyond its forward: the pieces of a relevance pass, access to
-/// the block Linears (pruning) and its parameters by checkpoint name (export). The forward code
-/// is the model's own.
-pub(crate) trait ArchOps {
+/// What each architecture provides: its forward, the pieces of a relevance pass, access to the
+/// block Linears (pruning) and its parameters by checkpoint name (export).
+pub(crate) trait ArchOps: std::fmt::Debug + Send + Sync {
+    /// Runs `tokens` after what `cache` holds (positions and context already checked) and, with
+    /// `residuals`, records the input of every block and the last block's output.
+    fn forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut KvCache,
+        logits: Logits,
+        residuals: Option<&mut Vec<Tensor<3>>>,
+    ) -> Tensor<3>;
+
     /// A block Linear, if the architecture has that kind.
     fn linear(&self, id: LinearId) -> Option<&Linear>;
 

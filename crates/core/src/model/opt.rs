@@ -15,9 +15,27 @@ use super::layers::{
     keep_positions, merge_heads, output_rows, split_heads, vocab_logits,
 };
 use super::precision::widened;
-use super::{ArchOps, Architecture, Embedded, LinearInputs, Param, export_linears};
+use super::spec::ArchSpec;
+use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
 use crate::error::{Error, Result};
 use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
+
+pub(super) const SPEC: ArchSpec = ArchSpec {
+    name: "OPT",
+    linears: &[
+        (LinearKind::Q, "self_attn.q_proj"),
+        (LinearKind::K, "self_attn.k_proj"),
+        (LinearKind::V, "self_attn.v_proj"),
+        (LinearKind::O, "self_attn.out_proj"),
+        (LinearKind::Fc1, "fc1"),
+        (LinearKind::Fc2, "fc2"),
+    ],
+    block_prefix: "model.decoder.layers",
+    neuron_linear: LinearKind::Fc2,
+    // llama.cpp defines no OPT architecture.
+    gguf: None,
+    load: |c, l| Ok(Box::new(Opt::load(c, l)?)),
+};
 
 #[derive(Debug)]
 pub struct Opt {
@@ -47,7 +65,7 @@ struct Block {
 block_linears!(Block { Q => q, K => k, V => v, O => out, Fc1 => fc1, Fc2 => fc2 });
 
 impl Opt {
-    pub fn load(c: &ModelConfig, l: &mut Loader) -> Result<Self> {
+    fn load(c: &ModelConfig, l: &mut Loader) -> Result<Self> {
         let o = c
             .opt
             .clone()
@@ -112,41 +130,6 @@ impl Opt {
             options: o,
             num_heads: c.num_heads,
         })
-    }
-
-    pub fn forward(
-        &self,
-        tokens: Tensor<2, Int>,
-        cache: &mut KvCache,
-        logits: Logits,
-        mut residuals: Option<&mut Vec<Tensor<3>>>,
-    ) -> Tensor<3> {
-        let [_, t] = tokens.dims();
-        let start = cache.len();
-        let products = Products::traced(residuals.is_some());
-        let mut x = self.embed_at(tokens, start).block_input;
-        let mask = causal_mask(t, start + t, &self.embed.device());
-        for (i, block) in self.layers.iter().enumerate() {
-            if let Some(inputs) = residuals.as_deref_mut() {
-                inputs.push(x.clone());
-            }
-            x = self
-                .block(
-                    block,
-                    x,
-                    mask.as_ref(),
-                    cache,
-                    i,
-                    BlockRun::Forward(products),
-                )
-                .0;
-        }
-        if let Some(inputs) = residuals {
-            inputs.push(x.clone());
-        }
-        cache.advance(t);
-        let x = self.head_input(keep_positions(x, logits));
-        vocab_logits(self.lm_head.as_ref(), &self.embed, x, products)
     }
 
     /// Token embeddings (through `project_in`) plus learned positions from `start` on.
@@ -275,6 +258,41 @@ struct BlockActs {
 }
 
 impl ArchOps for Opt {
+    fn forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        cache: &mut KvCache,
+        logits: Logits,
+        mut residuals: Option<&mut Vec<Tensor<3>>>,
+    ) -> Tensor<3> {
+        let [_, t] = tokens.dims();
+        let start = cache.len();
+        let products = Products::traced(residuals.is_some());
+        let mut x = self.embed_at(tokens, start).block_input;
+        let mask = causal_mask(t, start + t, &self.embed.device());
+        for (i, block) in self.layers.iter().enumerate() {
+            if let Some(inputs) = residuals.as_deref_mut() {
+                inputs.push(x.clone());
+            }
+            x = self
+                .block(
+                    block,
+                    x,
+                    mask.as_ref(),
+                    cache,
+                    i,
+                    BlockRun::Forward(products),
+                )
+                .0;
+        }
+        if let Some(inputs) = residuals {
+            inputs.push(x.clone());
+        }
+        cache.advance(t);
+        let x = self.head_input(keep_positions(x, logits));
+        vocab_logits(self.lm_head.as_ref(), &self.embed, x, products)
+    }
+
     fn linear(&self, id: LinearId) -> Option<&Linear> {
         self.layers.get(id.layer)?.linear(id.kind)
     }
@@ -318,7 +336,7 @@ impl ArchOps for Opt {
             let p = format!("{root}.layers.{i}");
             b.attn_norm
                 .export(&format!("{p}.self_attn_layer_norm"), &mut out);
-            export_linears(&p, Architecture::Opt, |k| b.linear(k), &mut out);
+            export_linears(&p, SPEC.linears, |k| b.linear(k), &mut out);
             b.mlp_norm
                 .export(&format!("{p}.final_layer_norm"), &mut out);
         }

@@ -12,7 +12,7 @@
 use burn::tensor::{Tensor, TensorCreationOptions, TensorData};
 
 use super::precision::{bytes_per_weight, narrowed, widened};
-use super::{KeepBits, LinearId, LinearKind, Model};
+use super::{KeepBits, LinearId, Model};
 use crate::error::{Error, Result};
 
 /// What a Linear's mask removed, to put it back.
@@ -105,9 +105,9 @@ fn put_back<const N: usize>(weights: &mut [u8], keep: &KeepBits, values: &[u8]) 
 impl Model {
     /// Every decoder-block Linear, layer by layer, in checkpoint order.
     pub fn linear_ids(&self) -> Vec<LinearId> {
-        let kinds = LinearKind::of(self.config.architecture);
+        let spec = self.config.architecture.spec();
         (0..self.config.num_layers)
-            .flat_map(|layer| kinds.iter().map(move |&kind| LinearId { layer, kind }))
+            .flat_map(|layer| spec.kinds().map(move |kind| LinearId { layer, kind }))
             .collect()
     }
 

@@ -10,9 +10,10 @@ use scalpel::relevance::{
 use scalpel::{Model, WeightDtype};
 
 /// The tiny random fixture models every relevance reference exists for.
-pub const TINY: [&str; 5] = [
+pub const TINY: [&str; 6] = [
     "llama-gqa-tied",
     "llama-untied-llama3rope",
+    "qwen2-untied",
     "opt-pre-ln",
     "opt-350m-style",
     "opt-bias-free",
@@ -65,13 +66,9 @@ impl Reference {
 }
 
 pub fn hf_name(model: &Model, id: LinearId) -> String {
-    let llama = model.config.architecture == scalpel::Architecture::Llama;
-    let root = if llama {
-        "model.layers"
-    } else {
-        "model.decoder.layers"
-    };
-    format!("{root}.{}.{}", id.layer, id.kind.module(llama))
+    id.checkpoint_name(model.config.architecture)
+        .trim_end_matches(".weight")
+        .to_string()
 }
 
 /// `max |a − b| / max |b|`, the tolerance measure of docs/relevance-rules.md.
@@ -163,6 +160,17 @@ pub fn check_tiny_models_as(device: &Device, dtype: WeightDtype, tolerance: f32)
         for rules in RULES {
             let reference = Reference::load(name, rules);
             for target in ["token", "contrast", "sequence"] {
+                // A contrast between two nearly tied logits cancels almost all of each: rounding
+                // the weights moves each logit by about its own share, which is then large next
+                // to the difference. Such a contrast is checked in float32 only.
+                let margin =
+                    reference.get("contrast", "output")[0] / reference.get("token", "output")[0];
+                if dtype != WeightDtype::F32 && target == "contrast" && margin.abs() < 0.05 {
+                    println!(
+                        "{name}: contrast margin {margin:.3} of the logit, checked in float32 only"
+                    );
+                    continue;
+                }
                 let worst = compare(&model, name, &reference, target);
                 assert!(
                     worst <= tolerance,

@@ -1,0 +1,20 @@
+//! Qwen2 and Qwen2.5: the Llama block (`llama.rs`) with biases on the q, k and v projections
+//! (not on o), RoPE in the half-split layout, tied or untied head. Sliding-window attention
+//! (`use_sliding_window`), off in the released checkpoints, is refused when the config turns it on.
+
+use super::llama::{LINEARS, Llama};
+use super::spec::{ArchSpec, GgufSpec};
+use crate::relevance::LinearKind;
+
+pub(super) const SPEC: ArchSpec = ArchSpec {
+    name: "Qwen2",
+    linears: &LINEARS,
+    block_prefix: "model.layers",
+    neuron_linear: LinearKind::Down,
+    gguf: Some(GgufSpec {
+        arch: "qwen2",
+        // llama.cpp keeps Qwen2's q/k rows as they are and rotates with the NeoX (half-split) layout.
+        permuted_qk: false,
+    }),
+    load: |c, l| Ok(Box::new(Llama::load(c, l, true)?)),
+};

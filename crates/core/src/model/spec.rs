@@ -1,0 +1,90 @@
+//! What the rest of the crate may know about an architecture, held in one descriptor per family
+//! (`SPEC` in each family's file). Pruning, score and mask files, export and the GGUF reader
+//! ask the descriptor instead of matching on [`Architecture`].
+//!
+//! # Adding an architecture
+//!
+//! 1. A file `model/<family>.rs` with its forward (through the KV cache), its [`ArchOps`]
+//!    (relevance backward built from `backward.rs`, Linear access, export) and its `SPEC`.
+//!    A family that is another one plus a switch (Qwen2 is Llama with q/k/v biases) keeps only
+//!    its `SPEC`, its config fields and its `load` in its file and reuses that forward.
+//! 2. A variant of [`Architecture`], its arm in [`Architecture::spec`] and its `model_type` in
+//!    `ModelConfig::from_hf_json` (and `from_gguf` when llama.cpp defines it).
+//! 3. Fixtures: a tiny random checkpoint in `tests/fixtures/make_fixtures.py` (transformers
+//!    logits and hidden states) and its relevance in `make_relevance_fixtures.py` (LXT), then
+//!    its rows in `tests/hf_parity.rs` (logits, KV cache, export round trip) and
+//!    `tests/relevance.rs` (AttnLRP, CP-LRP and gradient × input against LXT).
+
+use super::ArchOps;
+use super::config::{Architecture, ModelConfig};
+use super::layers::Loader;
+use super::linear_id::LinearKind;
+use crate::error::Result;
+
+/// One family's descriptor.
+pub struct ArchSpec {
+    /// The name printed in errors and reports.
+    pub name: &'static str,
+    /// The block Linears in checkpoint order, each with its module path inside a block.
+    pub linears: &'static [(LinearKind, &'static str)],
+    /// Where the decoder blocks live in a Hugging Face checkpoint (`model.layers`).
+    pub block_prefix: &'static str,
+    /// The Linear whose input columns are the MLP neurons (pruning and circuits by neuron).
+    pub neuron_linear: LinearKind,
+    /// How llama.cpp stores the family, if Scalpel reads it from GGUF.
+    pub gguf: Option<GgufSpec>,
+    /// Builds the family's model from a weight source.
+    pub(crate) load: fn(&ModelConfig, &mut Loader) -> Result<Box<dyn ArchOps>>,
+}
+
+/// A family as llama.cpp writes it.
+pub struct GgufSpec {
+    /// `general.architecture`, also the prefix of the family's metadata keys (`llama.block_count`).
+    pub arch: &'static str,
+    /// Whether llama.cpp's converter interleaved each head's q/k rows (Llama's rotary layout);
+    /// the reader undoes it.
+    pub permuted_qk: bool,
+}
+
+impl ArchSpec {
+    /// The block Linears' kinds, in checkpoint order.
+    pub fn kinds(&self) -> impl Iterator<Item = LinearKind> + '_ {
+        self.linears.iter().map(|&(kind, _)| kind)
+    }
+
+    /// The module path of `kind` inside a block (`mlp.up_proj`), if the family has that Linear.
+    pub fn module(&self, kind: LinearKind) -> Option<&'static str> {
+        self.linears
+            .iter()
+            .find(|&&(k, _)| k == kind)
+            .map(|&(_, module)| module)
+    }
+
+    /// The family llama.cpp calls `arch`, if Scalpel reads it.
+    pub fn for_gguf(arch: &str) -> Option<Architecture> {
+        Architecture::ALL
+            .into_iter()
+            .find(|a| a.spec().gguf.as_ref().is_some_and(|g| g.arch == arch))
+    }
+}
+
+impl std::fmt::Debug for ArchSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+impl Architecture {
+    /// Every family Scalpel runs.
+    pub const ALL: [Architecture; 3] =
+        [Architecture::Llama, Architecture::Qwen2, Architecture::Opt];
+
+    /// The family's descriptor.
+    pub fn spec(self) -> &'static ArchSpec {
+        match self {
+            Architecture::Llama => &super::llama::SPEC,
+            Architecture::Qwen2 => &super::qwen2::SPEC,
+            Architecture::Opt => &super::opt::SPEC,
+        }
+    }
+}
