@@ -1,4 +1,4 @@
-//! Logits of tiny random Llama, Qwen2 and OPT checkpoints match Hugging Face `transformers`
+//! Logits of tiny random Llama, Qwen2, Qwen3 and OPT checkpoints match Hugging Face `transformers`
 //! (fixtures from tests/fixtures/make_fixtures.py), for a full forward and token by token
 //! through the KV cache.
 
@@ -24,6 +24,11 @@ fn llama_untied_llama3_rope_bf16_sharded_matches_transformers() {
 #[test]
 fn qwen2_qkv_biases_untied_matches_transformers() {
     check_model("qwen2-untied");
+}
+
+#[test]
+fn qwen3_per_head_qk_norms_own_head_dim_matches_transformers() {
+    check_model("qwen3-tied-qknorm");
 }
 
 #[test]

@@ -13,9 +13,10 @@ use scalpel::relevance::{MemoryLimits, RuleSet, Target, WeightDetail, explain};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::{Model, ModelFiles, WeightDtype};
 
-const MODELS: [&str; 4] = [
+const MODELS: [&str; 5] = [
     "llama-gqa-tied",
     "qwen2-untied",
+    "qwen3-tied-qknorm",
     "opt-pre-ln",
     "opt-350m-style",
 ];

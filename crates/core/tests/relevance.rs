@@ -33,7 +33,12 @@ fn smollm2_matches_lxt() {
 
 #[test]
 fn cp_lrp_conserves_relevance_on_bias_free_models() {
-    for name in ["llama-gqa-tied", "llama-untied-llama3rope", "opt-bias-free"] {
+    for name in [
+        "llama-gqa-tied",
+        "llama-untied-llama3rope",
+        "qwen3-tied-qknorm",
+        "opt-bias-free",
+    ] {
         let model = load_fixture_model(name);
         let reference = Reference::load(name, RuleSet::CpLrp);
         for target in ["token", "contrast", "sequence"] {

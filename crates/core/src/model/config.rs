@@ -11,6 +11,8 @@ pub enum Architecture {
     Llama,
     /// Qwen2 and Qwen2.5: Llama's block with biases on q, k and v.
     Qwen2,
+    /// Qwen3 (dense): Llama's block with an RMSNorm on each query and key head.
+    Qwen3,
     Opt,
 }
 
@@ -100,17 +102,30 @@ impl ModelConfig {
             .and_then(Value::as_u64)
             .map(|x| x as u32);
         let cfg = match model_type {
-            "llama" | "mistral" | "qwen2" => {
-                let architecture = if model_type == "qwen2" {
-                    Architecture::Qwen2
-                } else {
-                    Architecture::Llama
+            "llama" | "mistral" | "qwen2" | "qwen3" => {
+                let architecture = match model_type {
+                    "qwen2" => Architecture::Qwen2,
+                    "qwen3" => Architecture::Qwen3,
+                    _ => Architecture::Llama,
                 };
-                // Mistral names a window it slides; Qwen2 only uses one when told to.
+                // Mistral names a window it slides; the Qwens only use one when told to.
                 let sliding = match architecture {
-                    Architecture::Qwen2 => bool_or("use_sliding_window", false),
+                    Architecture::Qwen2 | Architecture::Qwen3 => {
+                        bool_or("use_sliding_window", false)
+                    }
                     _ => v.get("sliding_window").is_some_and(|w| !w.is_null()),
                 };
+                // Biases the block does not read would be dropped without a word.
+                let (attention_bias, mlp_bias) =
+                    (bool_or("attention_bias", false), bool_or("mlp_bias", false));
+                if (attention_bias && architecture != Architecture::Qwen2) || mlp_bias {
+                    return Err(Error::Unsupported {
+                        what: "model",
+                        detail: format!(
+                            "{model_type} with attention_bias or mlp_bias (Scalpel reads Qwen2's q/k/v biases only)"
+                        ),
+                    });
+                }
                 if sliding {
                     return Err(Error::Unsupported {
                         what: "model",
@@ -204,7 +219,7 @@ impl ModelConfig {
                 return Err(Error::Unsupported {
                     what: "model_type",
                     detail: format!(
-                        "`{other}` (Scalpel runs `llama`, `mistral` without a sliding window, `qwen2` and `opt` checkpoints)"
+                        "`{other}` (Scalpel runs `llama`, `mistral` without a sliding window, `qwen2`, `qwen3` and `opt` checkpoints)"
                     ),
                 });
             }
@@ -214,14 +229,14 @@ impl ModelConfig {
     }
 
     /// Reads GGUF metadata of a family llama.cpp writes (`llama`, which covers Llama 1/2/3,
-    /// TinyLlama and SmolLM, and `qwen2`), whose keys start with the architecture's name.
+    /// TinyLlama and SmolLM, `qwen2` and `qwen3`), whose keys start with the architecture's name.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
         let arch = file.architecture()?;
         let Some(architecture) = ArchSpec::for_gguf(arch) else {
             return Err(Error::Unsupported {
                 what: "GGUF architecture",
                 detail: format!(
-                    "`{arch}` (Scalpel reads `llama` and `qwen2` GGUF files; OPT loads from safetensors)"
+                    "`{arch}` (Scalpel reads `llama`, `qwen2` and `qwen3` GGUF files; OPT loads from safetensors)"
                 ),
             });
         };
@@ -335,6 +350,12 @@ impl ModelConfig {
             (Architecture::Qwen2, _) => {
                 let mut v = rope_family("Qwen2ForCausalLM", "qwen2");
                 v["use_sliding_window"] = false.into();
+                v
+            }
+            (Architecture::Qwen3, _) => {
+                let mut v = rope_family("Qwen3ForCausalLM", "qwen3");
+                v["use_sliding_window"] = false.into();
+                v["attention_bias"] = false.into();
                 v
             }
             (Architecture::Opt, Some(o)) => serde_json::json!({

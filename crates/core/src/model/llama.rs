@@ -1,6 +1,7 @@
 //! Llama family (Llama 1/2/3, TinyLlama, SmolLM, Mistral without sliding window): pre-RMSNorm
 //! blocks, rotary positions (Hugging Face half-split layout), grouped-query attention, SwiGLU MLP.
-//! Qwen2 (`qwen2.rs`) runs this block with biases on q, k and v.
+//! Qwen2 (`qwen2.rs`) runs this block with biases on q, k and v, Qwen3 (`qwen3.rs`) with an
+//! RMSNorm on each query and key head.
 
 use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -39,8 +40,17 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
         arch: "llama",
         permuted_qk: true,
     }),
-    load: |c, l| Ok(Box::new(Llama::load(c, l, false)?)),
+    load: |c, l| Ok(Box::new(Llama::load(c, l, Variant::default())?)),
 };
+
+/// What a family built on this block adds to it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Variant {
+    /// Biases on the q, k and v projections (Qwen2).
+    pub qkv_bias: bool,
+    /// An RMSNorm over each query and key head before RoPE (Qwen3's `q_norm`, `k_norm`).
+    pub qk_norm: bool,
+}
 
 #[derive(Debug)]
 pub struct Llama {
@@ -61,6 +71,8 @@ struct Block {
     k: Linear,
     v: Linear,
     o: Linear,
+    /// Qwen3's per-head norms of the queries and keys.
+    qk_norms: Option<(RmsNorm, RmsNorm)>,
     post_attention_norm: RmsNorm,
     gate: Linear,
     up: Linear,
@@ -70,15 +82,17 @@ struct Block {
 block_linears!(Block { Q => q, K => k, V => v, O => o, Gate => gate, Up => up, Down => down });
 
 impl Llama {
-    /// Loads the weights; `qkv_bias` expects biases on the q, k and v projections (Qwen2).
-    pub(super) fn load(c: &ModelConfig, l: &mut Loader, qkv_bias: bool) -> Result<Self> {
+    /// Loads the weights of the block as `variant` shapes it.
+    pub(super) fn load(c: &ModelConfig, l: &mut Loader, variant: Variant) -> Result<Self> {
         let (h, hd) = (c.hidden_size, c.head_dim);
-        let norm = |l: &mut Loader, name: &str| -> Result<RmsNorm> {
+        let qkv_bias = variant.qkv_bias;
+        let sized_norm = |l: &mut Loader, name: &str, size: usize| -> Result<RmsNorm> {
             Ok(RmsNorm {
-                weight: l.tensor(name, [h])?,
+                weight: l.tensor(name, [size])?,
                 eps: c.norm_eps,
             })
         };
+        let norm = |l: &mut Loader, name: &str| sized_norm(l, name, h);
         let embed = l.matrix("model.embed_tokens.weight", [c.vocab_size, h])?;
         let mut layers = Vec::with_capacity(c.num_layers);
         for i in 0..c.num_layers {
@@ -104,6 +118,14 @@ impl Llama {
                     qkv_bias,
                 )?,
                 o: l.linear(&format!("{p}.self_attn.o_proj"), h, c.num_heads * hd, false)?,
+                qk_norms: if variant.qk_norm {
+                    Some((
+                        sized_norm(l, &format!("{p}.self_attn.q_norm.weight"), hd)?,
+                        sized_norm(l, &format!("{p}.self_attn.k_norm.weight"), hd)?,
+                    ))
+                } else {
+                    None
+                },
                 post_attention_norm: norm(l, &format!("{p}.post_attention_layernorm.weight"))?,
                 gate: l.linear(&format!("{p}.mlp.gate_proj"), c.intermediate_size, h, false)?,
                 up: l.linear(&format!("{p}.mlp.up_proj"), c.intermediate_size, h, false)?,
@@ -181,19 +203,32 @@ impl Llama {
     ) -> (Tensor<3>, Option<BlockActs>) {
         let (record, products) = run.parts();
         let h_attn = block.input_norm.forward(x.clone());
+        let q_proj = block.q.apply(h_attn.clone(), products);
+        let k_proj = block.k.apply(h_attn.clone(), products);
+        let hd = q_proj.dims()[2] / self.num_heads;
+        let (q_normed, k_normed) = match &block.qk_norms {
+            Some((q_norm, k_norm)) => (
+                q_norm
+                    .forward(head_rows(q_proj.clone(), hd))
+                    .reshape(q_proj.dims()),
+                k_norm
+                    .forward(head_rows(k_proj.clone(), hd))
+                    .reshape(k_proj.dims()),
+            ),
+            None => (q_proj.clone(), k_proj.clone()),
+        };
         let q = Rope::apply(
-            split_heads(block.q.apply(h_attn.clone(), products), self.num_heads),
+            split_heads(q_normed, self.num_heads),
             &positions.cos,
             &positions.signed_sin,
         );
         let k = Rope::apply(
-            split_heads(block.k.apply(h_attn.clone(), products), self.num_kv_heads),
+            split_heads(k_normed, self.num_kv_heads),
             &positions.cos,
             &positions.signed_sin,
         );
         let v = split_heads(block.v.apply(h_attn.clone(), products), self.num_kv_heads);
         let (k_all, v_all) = cache.append(layer, k.clone(), v.clone());
-        let [_, _, _, hd] = q.dims();
         let q_scaled = q.mul_scalar(1.0 / (hd as f64).sqrt());
         let attn = merge_heads(causal_attention(
             q_scaled.clone(),
@@ -209,6 +244,7 @@ impl Llama {
         let out = x_mid.clone() + block.down.apply(hidden.clone(), products);
         let acts = record.then_some(BlockActs {
             h_attn,
+            qk_proj: block.qk_norms.is_some().then_some((q_proj, k_proj)),
             attention: AttentionInputs { q_scaled, k, v },
             attn,
             x_mid,
@@ -221,6 +257,13 @@ impl Llama {
     }
 }
 
+/// `[b, t, heads * d]` as `[b, t * heads, d]`: a row per position and head, what a per-head
+/// norm spans.
+fn head_rows(x: Tensor<3>, d: usize) -> Tensor<3> {
+    let [b, t, width] = x.dims();
+    x.reshape([b, t * (width / d), d])
+}
+
 /// The RoPE tables and the causal mask of one forward's positions, shared by its blocks.
 struct Positions {
     cos: Tensor<4>,
@@ -231,6 +274,8 @@ struct Positions {
 /// A block's internals, recorded for its backward.
 struct BlockActs {
     h_attn: Tensor<3>,
+    /// The q and k projections before their per-head norms (Qwen3 only).
+    qk_proj: Option<(Tensor<3>, Tensor<3>)>,
     attention: AttentionInputs,
     /// Merged head outputs (the input of o_proj).
     attn: Tensor<3>,
@@ -300,6 +345,10 @@ impl ArchOps for Llama {
             b.input_norm
                 .export(&format!("{p}.input_layernorm.weight"), &mut out);
             export_linears(&p, &LINEARS, |k| b.linear(k), &mut out);
+            if let Some((q_norm, k_norm)) = &b.qk_norms {
+                q_norm.export(&format!("{p}.self_attn.q_norm.weight"), &mut out);
+                k_norm.export(&format!("{p}.self_attn.k_norm.weight"), &mut out);
+            }
             b.post_attention_norm
                 .export(&format!("{p}.post_attention_layernorm.weight"), &mut out);
         }
@@ -376,8 +425,16 @@ impl ArchOps for Llama {
         let project = |g: Option<Tensor<4>>, scale: f64| {
             g.map(|g| merge_heads(Rope::apply_transposed(g.mul_scalar(scale), cos, sin)))
         };
-        let g_q = project(grads.q_scaled, 1.0 / (hd as f64).sqrt());
-        let g_k = project(grads.k, 1.0);
+        let mut g_q = project(grads.q_scaled, 1.0 / (hd as f64).sqrt());
+        let mut g_k = project(grads.k, 1.0);
+        if let (Some((q_norm, k_norm)), Some((q_proj, k_proj))) = (&block.qk_norms, &a.qk_proj) {
+            let back = |norm: &RmsNorm, x: &Tensor<3>, g: Tensor<3>| {
+                norm.backward(&head_rows(x.clone(), hd), head_rows(g, hd), rules)
+                    .reshape(x.dims())
+            };
+            g_q = g_q.map(|g| back(q_norm, q_proj, g));
+            g_k = g_k.map(|g| back(k_norm, k_proj, g));
+        }
         let g_h_attn = block
             .q
             .backward_or_zero(&a.h_attn, g_q, id(LinearKind::Q), sink)?

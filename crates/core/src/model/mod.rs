@@ -32,6 +32,7 @@ mod llama;
 mod opt;
 mod precision;
 mod qwen2;
+mod qwen3;
 mod spec;
 mod weights;
 

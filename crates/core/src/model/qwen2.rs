@@ -2,7 +2,7 @@
 //! (not on o), RoPE in the half-split layout, tied or untied head. Sliding-window attention
 //! (`use_sliding_window`), off in the released checkpoints, is refused when the config turns it on.
 
-use super::llama::{LINEARS, Llama};
+use super::llama::{LINEARS, Llama, Variant};
 use super::spec::{ArchSpec, GgufSpec};
 use crate::relevance::LinearKind;
 
@@ -16,5 +16,11 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
         // llama.cpp keeps Qwen2's q/k rows as they are and rotates with the NeoX (half-split) layout.
         permuted_qk: false,
     }),
-    load: |c, l| Ok(Box::new(Llama::load(c, l, true)?)),
+    load: |c, l| {
+        let variant = Variant {
+            qkv_bias: true,
+            ..Variant::default()
+        };
+        Ok(Box::new(Llama::load(c, l, variant)?))
+    },
 };

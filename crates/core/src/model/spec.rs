@@ -76,14 +76,19 @@ impl std::fmt::Debug for ArchSpec {
 
 impl Architecture {
     /// Every family Scalpel runs.
-    pub const ALL: [Architecture; 3] =
-        [Architecture::Llama, Architecture::Qwen2, Architecture::Opt];
+    pub const ALL: [Architecture; 4] = [
+        Architecture::Llama,
+        Architecture::Qwen2,
+        Architecture::Qwen3,
+        Architecture::Opt,
+    ];
 
     /// The family's descriptor.
     pub fn spec(self) -> &'static ArchSpec {
         match self {
             Architecture::Llama => &super::llama::SPEC,
             Architecture::Qwen2 => &super::qwen2::SPEC,
+            Architecture::Qwen3 => &super::qwen3::SPEC,
             Architecture::Opt => &super::opt::SPEC,
         }
     }

@@ -10,10 +10,11 @@ use scalpel::relevance::{
 use scalpel::{Model, WeightDtype};
 
 /// The tiny random fixture models every relevance reference exists for.
-pub const TINY: [&str; 6] = [
+pub const TINY: [&str; 7] = [
     "llama-gqa-tied",
     "llama-untied-llama3rope",
     "qwen2-untied",
+    "qwen3-tied-qknorm",
     "opt-pre-ln",
     "opt-350m-style",
     "opt-bias-free",
