@@ -87,6 +87,27 @@ fn inconsistent_config_is_rejected() {
     assert!(err.to_string().contains("num_kv_heads"), "{err}");
 }
 
+/// Settings a Llama-style block would otherwise drop without a word are refused, naming them.
+#[test]
+fn configs_the_block_cannot_honour_are_refused() {
+    let with = |name: &str, key: &str, value: serde_json::Value| {
+        let mut cfg: serde_json::Value =
+            serde_json::from_slice(&fixture(name, "config.json")).unwrap();
+        cfg[key] = value;
+        ModelConfig::from_hf_json(cfg.to_string().as_bytes())
+    };
+    let err = with("qwen2-untied", "use_sliding_window", true.into()).unwrap_err();
+    assert!(err.to_string().contains("sliding-window"), "{err}");
+    let err = with("llama-gqa-tied", "attention_bias", true.into()).unwrap_err();
+    assert!(err.to_string().contains("attention_bias"), "{err}");
+    let err = with("qwen3-tied-qknorm", "mlp_bias", true.into()).unwrap_err();
+    assert!(err.to_string().contains("mlp_bias"), "{err}");
+    let err = with("mistral-window4", "sliding_window", 0.into()).unwrap_err();
+    assert!(err.to_string().contains("sliding_window"), "{err}");
+    let mistral = with("mistral-window4", "sliding_window", serde_json::Value::Null).unwrap();
+    assert_eq!(mistral.sliding_window, None);
+}
+
 #[test]
 fn wrong_shapes_are_named() {
     let mut cfg: serde_json::Value =

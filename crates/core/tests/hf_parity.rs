@@ -1,4 +1,4 @@
-//! Logits of tiny random Llama, Qwen2, Qwen3 and OPT checkpoints match Hugging Face `transformers`
+//! Logits of tiny random Llama, Mistral, Qwen2, Qwen3 and OPT checkpoints match Hugging Face `transformers`
 //! (fixtures from tests/fixtures/make_fixtures.py), for a full forward and token by token
 //! through the KV cache.
 
@@ -19,6 +19,12 @@ fn llama_gqa_tied_matches_transformers() {
 #[test]
 fn llama_untied_llama3_rope_bf16_sharded_matches_transformers() {
     check_model("llama-untied-llama3rope");
+}
+
+/// The 9-token input reaches past the window of 4, through the KV cache too.
+#[test]
+fn mistral_sliding_window_matches_transformers() {
+    check_model("mistral-window4");
 }
 
 #[test]

@@ -13,8 +13,9 @@ use scalpel::relevance::{MemoryLimits, RuleSet, Target, WeightDetail, explain};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::{Model, ModelFiles, WeightDtype};
 
-const MODELS: [&str; 5] = [
+const MODELS: [&str; 6] = [
     "llama-gqa-tied",
+    "mistral-window4",
     "qwen2-untied",
     "qwen3-tied-qknorm",
     "opt-pre-ln",

@@ -36,6 +36,7 @@ fn cp_lrp_conserves_relevance_on_bias_free_models() {
     for name in [
         "llama-gqa-tied",
         "llama-untied-llama3rope",
+        "mistral-window4",
         "qwen3-tied-qknorm",
         "opt-bias-free",
     ] {

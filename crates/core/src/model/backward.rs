@@ -1,12 +1,10 @@
 //! The backward of each shared operation under a [`RuleSet`]: what `G` becomes when it passes
 //! from an operation's output to its input (docs/relevance-rules.md, table of rules).
 
+use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
-use burn::tensor::{Device, Tensor};
 
-use super::layers::{
-    LayerNorm, Linear, RmsNorm, attention_probs, causal_mask, grouped_queries, split_heads,
-};
+use super::layers::{LayerNorm, Linear, RmsNorm, attention_probs, grouped_queries, split_heads};
 use crate::error::Result;
 use crate::relevance::{LinearId, RelevanceSink, RuleSet};
 
@@ -138,7 +136,8 @@ pub(crate) struct AttentionGrads {
     pub v: Tensor<4>,
 }
 
-/// Backward of causal softmax attention from `G` at its merged output `[b, t, heads*d]`.
+/// Backward of causal softmax attention from `G` at its merged output `[b, t, heads*d]`, under
+/// the forward's `mask` ([`causal_mask`]`(t, t, window)`).
 ///
 /// The attention probabilities are recomputed here rather than kept from the forward, so only
 /// one layer's `[heads, t, t]` matrix is ever alive. AttnLRP divides the query and key gradients
@@ -148,18 +147,14 @@ pub(crate) fn attention_backward(
     inputs: &AttentionInputs,
     g_out: Tensor<3>,
     rules: RuleSet,
-    device: &Device,
+    mask: Option<&Tensor<4>>,
 ) -> AttentionGrads {
     let [b, heads, t, d] = inputs.q_scaled.dims();
     let [_, kv_heads, _, _] = inputs.k.dims();
     // Grouped as in the forward: query heads sharing a KV head are rows of one product, so the
     // key and value gradients come out summed over each group without a copy per head.
     let q = grouped_queries(inputs.q_scaled.clone(), kv_heads);
-    let probs = attention_probs(
-        q.clone(),
-        inputs.k.clone(),
-        causal_mask(t, t, device).as_ref(),
-    );
+    let probs = attention_probs(q.clone(), inputs.k.clone(), mask);
     let g = grouped_queries(split_heads(g_out, heads), kv_heads);
     let g_v = probs.clone().swap_dims(2, 3).matmul(g.clone());
     if rules == RuleSet::CpLrp {

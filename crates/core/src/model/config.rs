@@ -13,6 +13,8 @@ pub enum Architecture {
     Qwen2,
     /// Qwen3 (dense): Llama's block with an RMSNorm on each query and key head.
     Qwen3,
+    /// Mistral: Llama's block, attention limited to a sliding window when the config sets one.
+    Mistral,
     Opt,
 }
 
@@ -52,6 +54,8 @@ pub struct ModelConfig {
     pub norm_eps: f64,
     pub rope_theta: f64,
     pub rope_scaling: Option<Llama3RopeScaling>,
+    /// Mistral's sliding window: each query sees itself and the `w - 1` positions before it.
+    pub sliding_window: Option<usize>,
     pub tie_word_embeddings: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
@@ -106,14 +110,23 @@ impl ModelConfig {
                 let architecture = match model_type {
                     "qwen2" => Architecture::Qwen2,
                     "qwen3" => Architecture::Qwen3,
+                    "mistral" => Architecture::Mistral,
                     _ => Architecture::Llama,
                 };
-                // Mistral names a window it slides; the Qwens only use one when told to.
-                let sliding = match architecture {
-                    Architecture::Qwen2 | Architecture::Qwen3 => {
-                        bool_or("use_sliding_window", false)
-                    }
-                    _ => v.get("sliding_window").is_some_and(|w| !w.is_null()),
+                // The Qwens slide a window over some layers only (`max_window_layers`), when told
+                // to; Mistral slides one over every layer whenever it names one.
+                let sliding = matches!(architecture, Architecture::Qwen2 | Architecture::Qwen3)
+                    && bool_or("use_sliding_window", false);
+                let sliding_window = match architecture {
+                    Architecture::Mistral => match v.get("sliding_window") {
+                        None | Some(Value::Null) => None,
+                        Some(w) => Some(w.as_u64().filter(|&w| w > 0).ok_or_else(|| {
+                            Error::Config(format!(
+                                "config.json: `sliding_window` = {w} is not a positive integer"
+                            ))
+                        })? as usize),
+                    },
+                    _ => None,
                 };
                 // Biases the block does not read would be dropped without a word.
                 let (attention_bias, mlp_bias) =
@@ -170,6 +183,7 @@ impl ModelConfig {
                     norm_eps: f64_or("rms_norm_eps", 1e-6),
                     rope_theta,
                     rope_scaling,
+                    sliding_window,
                     tie_word_embeddings: bool_or("tie_word_embeddings", false),
                     bos_token_id,
                     eos_token_ids,
@@ -202,6 +216,7 @@ impl ModelConfig {
                     norm_eps: 1e-5,
                     rope_theta: 0.0,
                     rope_scaling: None,
+                    sliding_window: None,
                     tie_word_embeddings: bool_or("tie_word_embeddings", true),
                     bos_token_id,
                     eos_token_ids,
@@ -219,7 +234,7 @@ impl ModelConfig {
                 return Err(Error::Unsupported {
                     what: "model_type",
                     detail: format!(
-                        "`{other}` (Scalpel runs `llama`, `mistral` without a sliding window, `qwen2`, `qwen3` and `opt` checkpoints)"
+                        "`{other}` (Scalpel runs `llama`, `mistral`, `qwen2`, `qwen3` and `opt` checkpoints)"
                     ),
                 });
             }
@@ -293,6 +308,8 @@ impl ModelConfig {
                 .and_then(MetaValue::as_f64)
                 .unwrap_or(10_000.0),
             rope_scaling,
+            // llama.cpp writes Mistral as `llama` without its window.
+            sliding_window: None,
             tie_word_embeddings: !has_output,
             bos_token_id: id("tokenizer.ggml.bos_token_id"),
             eos_token_ids: id("tokenizer.ggml.eos_token_id").into_iter().collect(),
@@ -350,6 +367,11 @@ impl ModelConfig {
             (Architecture::Qwen2, _) => {
                 let mut v = rope_family("Qwen2ForCausalLM", "qwen2");
                 v["use_sliding_window"] = false.into();
+                v
+            }
+            (Architecture::Mistral, _) => {
+                let mut v = rope_family("MistralForCausalLM", "mistral");
+                v["sliding_window"] = self.sliding_window.into();
                 v
             }
             (Architecture::Qwen3, _) => {

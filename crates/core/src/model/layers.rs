@@ -348,7 +348,7 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
 
 /// Causal scaled attention of `q` `[b, heads, t, d]` (already scaled) over `k`, `v`
 /// `[b, kv_heads, s, d]`, where the `t` queries are the last `t` of the `s` positions and
-/// `mask` is [`causal_mask`]`(t, s)` (`None` for a single query, which sees every key).
+/// `mask` is [`causal_mask`]`(t, s, window)` (`None` when every query sees every key).
 ///
 /// Grouped-query attention without copying keys and values per head: the `heads / kv_heads`
 /// query heads that share a KV head are stacked as rows of one matrix product.
@@ -392,15 +392,23 @@ pub(crate) fn attention_probs(
     softmax(scores, 3)
 }
 
-/// Additive mask `[1, 1, t, s]`: query i (absolute position s - t + i) may not see keys after it.
-/// `None` for a single query. Built once per forward and shared by every layer.
-pub(crate) fn causal_mask(t: usize, s: usize, device: &Device) -> Option<Tensor<4>> {
-    if t == 1 {
+/// Additive mask `[1, 1, t, s]`: query i (absolute position s - t + i) may not see keys after it,
+/// nor, with a sliding `window`, keys `window` or more positions before it (Mistral's window of
+/// w keys: itself and the w - 1 before). `None` when nothing is hidden (a single query within
+/// the window). Built once per forward and shared by every layer.
+pub(crate) fn causal_mask(
+    t: usize,
+    s: usize,
+    window: Option<usize>,
+    device: &Device,
+) -> Option<Tensor<4>> {
+    if t == 1 && window.is_none_or(|w| s <= w) {
         return None;
     }
     let past = s - t;
+    let hidden = |i: usize, j: usize| j > past + i || window.is_some_and(|w| j + w <= past + i);
     let data: Vec<f32> = (0..t)
-        .flat_map(|i| (0..s).map(move |j| if j > past + i { -1e30 } else { 0.0 }))
+        .flat_map(|i| (0..s).map(move |j| if hidden(i, j) { -1e30 } else { 0.0 }))
         .collect();
     Some(Tensor::from_data(
         TensorData::new(data, [1, 1, t, s]),

@@ -1,4 +1,4 @@
-//! Llama family (Llama 1/2/3, TinyLlama, SmolLM, Mistral without sliding window): pre-RMSNorm
+//! Llama family (Llama 1/2/3, TinyLlama, SmolLM): pre-RMSNorm
 //! blocks, rotary positions (Hugging Face half-split layout), grouped-query attention, SwiGLU MLP.
 //! Qwen2 (`qwen2.rs`) runs this block with biases on q, k and v, Qwen3 (`qwen3.rs`) with an
 //! RMSNorm on each query and key head.
@@ -62,6 +62,8 @@ pub struct Llama {
     rope: Rope,
     num_heads: usize,
     num_kv_heads: usize,
+    /// Mistral's sliding window: each query sees itself and this many keys minus one before it.
+    window: Option<usize>,
 }
 
 #[derive(Debug)]
@@ -154,6 +156,7 @@ impl Llama {
             rope,
             num_heads: c.num_heads,
             num_kv_heads: c.num_kv_heads,
+            window: c.sliding_window,
         })
     }
 
@@ -187,7 +190,7 @@ impl Llama {
         Positions {
             cos,
             signed_sin,
-            mask: causal_mask(t, start + t, &device),
+            mask: causal_mask(t, start + t, self.window, &device),
         }
     }
 
@@ -419,7 +422,7 @@ impl ArchOps for Llama {
             .o
             .backward(&a.attn, g_mid.clone(), id(LinearKind::O), sink)?;
         sink.heads(layer, head_relevance(&a.attn, &g_attn, self.num_heads))?;
-        let grads = attention_backward(&a.attention, g_attn, rules, &self.embed.device());
+        let grads = attention_backward(&a.attention, g_attn, rules, rope.mask.as_ref());
         let [_, _, _, hd] = a.attention.q_scaled.dims();
         let (cos, sin) = (&rope.cos, &rope.signed_sin);
         let project = |g: Option<Tensor<4>>, scale: f64| {

@@ -29,6 +29,7 @@ mod keep;
 mod layers;
 mod linear_id;
 mod llama;
+mod mistral;
 mod opt;
 mod precision;
 mod qwen2;

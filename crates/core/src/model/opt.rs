@@ -156,7 +156,7 @@ impl Opt {
     /// Re-runs block `layer` alone on `x` (positions from 0), recording its internals.
     fn rerun(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, BlockActs) {
         let [_, t, _] = x.dims();
-        let mask = causal_mask(t, t, &self.embed.device());
+        let mask = causal_mask(t, t, None, &self.embed.device());
         let mut cache = KvCache::new(self.layers.len());
         let (out, acts) = self.block(
             &self.layers[layer],
@@ -269,7 +269,7 @@ impl ArchOps for Opt {
         let start = cache.len();
         let products = Products::traced(residuals.is_some());
         let mut x = self.embed_at(tokens, start).block_input;
-        let mask = causal_mask(t, start + t, &self.embed.device());
+        let mask = causal_mask(t, start + t, None, &self.embed.device());
         for (i, block) in self.layers.iter().enumerate() {
             if let Some(inputs) = residuals.as_deref_mut() {
                 inputs.push(x.clone());
@@ -410,7 +410,9 @@ impl ArchOps for Opt {
             .out
             .backward(&a.attn, g_attn_sum.clone(), id(LinearKind::O), sink)?;
         sink.heads(layer, head_relevance(&a.attn, &g_attn, self.num_heads))?;
-        let grads = attention_backward(&a.attention, g_attn, rules, &self.embed.device());
+        let [_, t, _] = x.dims();
+        let mask = causal_mask(t, t, None, &self.embed.device());
+        let grads = attention_backward(&a.attention, g_attn, rules, mask.as_ref());
         let [_, _, _, hd] = a.attention.q_scaled.dims();
         let mut g_h_attn =
             block

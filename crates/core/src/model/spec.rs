@@ -76,8 +76,9 @@ impl std::fmt::Debug for ArchSpec {
 
 impl Architecture {
     /// Every family Scalpel runs.
-    pub const ALL: [Architecture; 4] = [
+    pub const ALL: [Architecture; 5] = [
         Architecture::Llama,
+        Architecture::Mistral,
         Architecture::Qwen2,
         Architecture::Qwen3,
         Architecture::Opt,
@@ -89,6 +90,7 @@ impl Architecture {
             Architecture::Llama => &super::llama::SPEC,
             Architecture::Qwen2 => &super::qwen2::SPEC,
             Architecture::Qwen3 => &super::qwen3::SPEC,
+            Architecture::Mistral => &super::mistral::SPEC,
             Architecture::Opt => &super::opt::SPEC,
         }
     }

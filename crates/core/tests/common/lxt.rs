@@ -10,9 +10,10 @@ use scalpel::relevance::{
 use scalpel::{Model, WeightDtype};
 
 /// The tiny random fixture models every relevance reference exists for.
-pub const TINY: [&str; 7] = [
+pub const TINY: [&str; 8] = [
     "llama-gqa-tied",
     "llama-untied-llama3rope",
+    "mistral-window4",
     "qwen2-untied",
     "qwen3-tied-qknorm",
     "opt-pre-ln",
