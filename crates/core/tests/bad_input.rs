@@ -104,6 +104,12 @@ fn configs_the_block_cannot_honour_are_refused() {
     assert!(err.to_string().contains("mlp_bias"), "{err}");
     let err = with("mistral-window4", "sliding_window", 0.into()).unwrap_err();
     assert!(err.to_string().contains("sliding_window"), "{err}");
+    let err = with("phi3-fused", "partial_rotary_factor", 0.75.into()).unwrap_err();
+    assert!(err.to_string().contains("partial_rotary_factor"), "{err}");
+    let longrope =
+        serde_json::json!({"rope_type": "longrope", "short_factor": [1.0], "long_factor": [1.0]});
+    let err = with("phi3-fused", "rope_scaling", longrope).unwrap_err();
+    assert!(err.to_string().contains("longrope"), "{err}");
     let mistral = with("mistral-window4", "sliding_window", serde_json::Value::Null).unwrap();
     assert_eq!(mistral.sliding_window, None);
 }

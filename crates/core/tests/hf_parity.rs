@@ -1,4 +1,4 @@
-//! Logits of tiny random Llama, Mistral, Qwen2, Qwen3 and OPT checkpoints match Hugging Face `transformers`
+//! Logits of tiny random Llama, Mistral, Phi-3, Qwen2, Qwen3 and OPT checkpoints match Hugging Face `transformers`
 //! (fixtures from tests/fixtures/make_fixtures.py), for a full forward and token by token
 //! through the KV cache.
 
@@ -25,6 +25,12 @@ fn llama_untied_llama3_rope_bf16_sharded_matches_transformers() {
 #[test]
 fn mistral_sliding_window_matches_transformers() {
     check_model("mistral-window4");
+}
+
+/// Fused q/k/v and gate/up matrices, and a sliding window of 5 under the 9-token input.
+#[test]
+fn phi3_fused_projections_sliding_window_matches_transformers() {
+    check_model("phi3-fused");
 }
 
 #[test]

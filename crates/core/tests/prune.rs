@@ -13,9 +13,10 @@ use scalpel::relevance::{MemoryLimits, RuleSet, Target, WeightDetail, explain};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::{Model, ModelFiles, WeightDtype};
 
-const MODELS: [&str; 6] = [
+const MODELS: [&str; 7] = [
     "llama-gqa-tied",
     "mistral-window4",
+    "phi3-fused",
     "qwen2-untied",
     "qwen3-tied-qknorm",
     "opt-pre-ln",

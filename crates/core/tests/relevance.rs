@@ -37,6 +37,7 @@ fn cp_lrp_conserves_relevance_on_bias_free_models() {
         "llama-gqa-tied",
         "llama-untied-llama3rope",
         "mistral-window4",
+        "phi3-fused",
         "qwen3-tied-qknorm",
         "opt-bias-free",
     ] {

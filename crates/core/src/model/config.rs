@@ -15,6 +15,8 @@ pub enum Architecture {
     Qwen3,
     /// Mistral: Llama's block, attention limited to a sliding window when the config sets one.
     Mistral,
+    /// Phi-3: Llama's block with fused q/k/v and gate/up matrices, and Mistral's sliding window.
+    Phi3,
     Opt,
 }
 
@@ -106,19 +108,20 @@ impl ModelConfig {
             .and_then(Value::as_u64)
             .map(|x| x as u32);
         let cfg = match model_type {
-            "llama" | "mistral" | "qwen2" | "qwen3" => {
+            "llama" | "mistral" | "phi3" | "qwen2" | "qwen3" => {
                 let architecture = match model_type {
                     "qwen2" => Architecture::Qwen2,
                     "qwen3" => Architecture::Qwen3,
                     "mistral" => Architecture::Mistral,
+                    "phi3" => Architecture::Phi3,
                     _ => Architecture::Llama,
                 };
                 // The Qwens slide a window over some layers only (`max_window_layers`), when told
-                // to; Mistral slides one over every layer whenever it names one.
+                // to; Mistral and Phi-3 slide one over every layer whenever they name one.
                 let sliding = matches!(architecture, Architecture::Qwen2 | Architecture::Qwen3)
                     && bool_or("use_sliding_window", false);
                 let sliding_window = match architecture {
-                    Architecture::Mistral => match v.get("sliding_window") {
+                    Architecture::Mistral | Architecture::Phi3 => match v.get("sliding_window") {
                         None | Some(Value::Null) => None,
                         Some(w) => Some(w.as_u64().filter(|&w| w > 0).ok_or_else(|| {
                             Error::Config(format!(
@@ -165,6 +168,19 @@ impl ModelConfig {
                     .or_else(|| rope_parameters.and_then(|p| p.get("rope_theta")))
                     .and_then(Value::as_f64)
                     .unwrap_or(10_000.0);
+                let partial_rotary = v
+                    .get("partial_rotary_factor")
+                    .or_else(|| rope_parameters.and_then(|p| p.get("partial_rotary_factor")))
+                    .and_then(Value::as_f64)
+                    .unwrap_or(1.0);
+                if partial_rotary != 1.0 {
+                    return Err(Error::Unsupported {
+                        what: "RoPE",
+                        detail: format!(
+                            "partial_rotary_factor {partial_rotary} (Scalpel rotates whole heads)"
+                        ),
+                    });
+                }
                 let rope_scaling = parse_rope_scaling(
                     v.get("rope_scaling")
                         .filter(|s| !s.is_null())
@@ -234,7 +250,7 @@ impl ModelConfig {
                 return Err(Error::Unsupported {
                     what: "model_type",
                     detail: format!(
-                        "`{other}` (Scalpel runs `llama`, `mistral`, `qwen2`, `qwen3` and `opt` checkpoints)"
+                        "`{other}` (Scalpel runs `llama`, `mistral`, `phi3`, `qwen2`, `qwen3` and `opt` checkpoints)"
                     ),
                 });
             }
@@ -371,6 +387,11 @@ impl ModelConfig {
             }
             (Architecture::Mistral, _) => {
                 let mut v = rope_family("MistralForCausalLM", "mistral");
+                v["sliding_window"] = self.sliding_window.into();
+                v
+            }
+            (Architecture::Phi3, _) => {
+                let mut v = rope_family("Phi3ForCausalLM", "phi3");
                 v["sliding_window"] = self.sliding_window.into();
                 v
             }

@@ -83,12 +83,40 @@ impl<'a> Loader<'a> {
         dtype: DType,
     ) -> Result<Tensor<D>> {
         let t = self.host(name, &expected)?;
-        check_representable(name, &t.data, dtype)?;
+        self.to_device(name, t.data, expected, dtype)
+    }
+
+    fn to_device<const D: usize>(
+        &self,
+        name: &str,
+        data: Vec<f32>,
+        shape: [usize; D],
+        dtype: DType,
+    ) -> Result<Tensor<D>> {
+        check_representable(name, &data, dtype)?;
         let options = TensorCreationOptions::new(self.device.clone()).with_dtype(dtype);
-        Ok(Tensor::from_data(
-            TensorData::new(t.data, expected),
-            options,
-        ))
+        Ok(Tensor::from_data(TensorData::new(data, shape), options))
+    }
+
+    /// Bias-free Linears stored as one matrix `{prefix}.weight` (Phi-3's `qkv_proj` and
+    /// `gate_up_proj`), split into consecutive blocks of `rows` output rows each.
+    pub fn fused_linears(
+        &mut self,
+        prefix: &str,
+        rows: &[usize],
+        in_features: usize,
+    ) -> Result<Vec<Linear>> {
+        let name = format!("{prefix}.weight");
+        let all = self.host(&name, &[rows.iter().sum(), in_features])?;
+        let mut start = 0;
+        rows.iter()
+            .map(|&n| {
+                let block = all.data[start * in_features..(start + n) * in_features].to_vec();
+                start += n;
+                let weight = self.to_device(&name, block, [n, in_features], self.weight_dtype)?;
+                Ok(Linear { weight, bias: None })
+            })
+            .collect()
     }
 
     pub fn linear(

@@ -35,6 +35,7 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
     name: "Llama",
     linears: &LINEARS,
     block_prefix: "model.layers",
+    stored_query: "self_attn.q_proj",
     neuron_linear: LinearKind::Down,
     gguf: Some(GgufSpec {
         arch: "llama",
@@ -50,6 +51,16 @@ pub(super) struct Variant {
     pub qkv_bias: bool,
     /// An RMSNorm over each query and key head before RoPE (Qwen3's `q_norm`, `k_norm`).
     pub qk_norm: bool,
+    /// q, k and v stored as one matrix `qkv_proj`, gate and up as `gate_up_proj` (Phi-3); they
+    /// are split on loading and joined again on export.
+    pub fused: bool,
+}
+
+/// The Linears [`Loader::fused_linears`] split one matrix into, as an array.
+fn blocks<const N: usize>(linears: Vec<Linear>) -> [Linear; N] {
+    linears
+        .try_into()
+        .unwrap_or_else(|v: Vec<Linear>| panic!("{} blocks where {N} were asked for", v.len()))
 }
 
 #[derive(Debug)]
@@ -64,6 +75,8 @@ pub struct Llama {
     num_kv_heads: usize,
     /// Mistral's sliding window: each query sees itself and this many keys minus one before it.
     window: Option<usize>,
+    /// Exported as Phi-3's fused matrices.
+    fused: bool,
 }
 
 #[derive(Debug)]
@@ -97,41 +110,53 @@ impl Llama {
         let norm = |l: &mut Loader, name: &str| sized_norm(l, name, h);
         let embed = l.matrix("model.embed_tokens.weight", [c.vocab_size, h])?;
         let mut layers = Vec::with_capacity(c.num_layers);
+        let (q_rows, kv_rows, ffn) = (c.num_heads * hd, c.num_kv_heads * hd, c.intermediate_size);
         for i in 0..c.num_layers {
             let p = format!("model.layers.{i}");
+            let input_norm = norm(l, &format!("{p}.input_layernorm.weight"))?;
+            let [q, k, v] = if variant.fused {
+                blocks(l.fused_linears(
+                    &format!("{p}.self_attn.qkv_proj"),
+                    &[q_rows, kv_rows, kv_rows],
+                    h,
+                )?)
+            } else {
+                [
+                    l.linear(&format!("{p}.self_attn.q_proj"), q_rows, h, qkv_bias)?,
+                    l.linear(&format!("{p}.self_attn.k_proj"), kv_rows, h, qkv_bias)?,
+                    l.linear(&format!("{p}.self_attn.v_proj"), kv_rows, h, qkv_bias)?,
+                ]
+            };
+            let o = l.linear(&format!("{p}.self_attn.o_proj"), h, q_rows, false)?;
+            let qk_norms = if variant.qk_norm {
+                Some((
+                    sized_norm(l, &format!("{p}.self_attn.q_norm.weight"), hd)?,
+                    sized_norm(l, &format!("{p}.self_attn.k_norm.weight"), hd)?,
+                ))
+            } else {
+                None
+            };
+            let post_attention_norm = norm(l, &format!("{p}.post_attention_layernorm.weight"))?;
+            let [gate, up] = if variant.fused {
+                blocks(l.fused_linears(&format!("{p}.mlp.gate_up_proj"), &[ffn, ffn], h)?)
+            } else {
+                [
+                    l.linear(&format!("{p}.mlp.gate_proj"), ffn, h, false)?,
+                    l.linear(&format!("{p}.mlp.up_proj"), ffn, h, false)?,
+                ]
+            };
+            let down = l.linear(&format!("{p}.mlp.down_proj"), h, ffn, false)?;
             layers.push(Block {
-                input_norm: norm(l, &format!("{p}.input_layernorm.weight"))?,
-                q: l.linear(
-                    &format!("{p}.self_attn.q_proj"),
-                    c.num_heads * hd,
-                    h,
-                    qkv_bias,
-                )?,
-                k: l.linear(
-                    &format!("{p}.self_attn.k_proj"),
-                    c.num_kv_heads * hd,
-                    h,
-                    qkv_bias,
-                )?,
-                v: l.linear(
-                    &format!("{p}.self_attn.v_proj"),
-                    c.num_kv_heads * hd,
-                    h,
-                    qkv_bias,
-                )?,
-                o: l.linear(&format!("{p}.self_attn.o_proj"), h, c.num_heads * hd, false)?,
-                qk_norms: if variant.qk_norm {
-                    Some((
-                        sized_norm(l, &format!("{p}.self_attn.q_norm.weight"), hd)?,
-                        sized_norm(l, &format!("{p}.self_attn.k_norm.weight"), hd)?,
-                    ))
-                } else {
-                    None
-                },
-                post_attention_norm: norm(l, &format!("{p}.post_attention_layernorm.weight"))?,
-                gate: l.linear(&format!("{p}.mlp.gate_proj"), c.intermediate_size, h, false)?,
-                up: l.linear(&format!("{p}.mlp.up_proj"), c.intermediate_size, h, false)?,
-                down: l.linear(&format!("{p}.mlp.down_proj"), h, c.intermediate_size, false)?,
+                input_norm,
+                q,
+                k,
+                v,
+                o,
+                qk_norms,
+                post_attention_norm,
+                gate,
+                up,
+                down,
             });
         }
         let norm_out = norm(l, "model.norm.weight")?;
@@ -157,6 +182,7 @@ impl Llama {
             num_heads: c.num_heads,
             num_kv_heads: c.num_kv_heads,
             window: c.sliding_window,
+            fused: variant.fused,
         })
     }
 
@@ -347,7 +373,21 @@ impl ArchOps for Llama {
             let p = format!("model.layers.{i}");
             b.input_norm
                 .export(&format!("{p}.input_layernorm.weight"), &mut out);
-            export_linears(&p, &LINEARS, |k| b.linear(k), &mut out);
+            if self.fused {
+                let join = |name: &str, parts: &[&Linear], out: &mut Vec<(String, Param)>| {
+                    let weights = parts.iter().map(|l| l.weight.clone()).collect();
+                    out.push((
+                        format!("{p}.{name}.weight"),
+                        Param::Matrix(Tensor::cat(weights, 0)),
+                    ));
+                };
+                join("self_attn.qkv_proj", &[&b.q, &b.k, &b.v], &mut out);
+                b.o.export(&format!("{p}.self_attn.o_proj"), &mut out);
+                join("mlp.gate_up_proj", &[&b.gate, &b.up], &mut out);
+                b.down.export(&format!("{p}.mlp.down_proj"), &mut out);
+            } else {
+                export_linears(&p, &LINEARS, |k| b.linear(k), &mut out);
+            }
             if let Some((q_norm, k_norm)) = &b.qk_norms {
                 q_norm.export(&format!("{p}.self_attn.q_norm.weight"), &mut out);
                 k_norm.export(&format!("{p}.self_attn.k_norm.weight"), &mut out);

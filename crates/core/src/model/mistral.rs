@@ -12,6 +12,7 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
     name: "Mistral",
     linears: &LINEARS,
     block_prefix: "model.layers",
+    stored_query: "self_attn.q_proj",
     neuron_linear: LinearKind::Down,
     // llama.cpp writes Mistral as `llama`, without the window: such files load as Llama.
     gguf: None,

@@ -31,6 +31,7 @@ mod linear_id;
 mod llama;
 mod mistral;
 mod opt;
+mod phi3;
 mod precision;
 mod qwen2;
 mod qwen3;
@@ -110,11 +111,8 @@ impl Model {
         dtype: WeightDtype,
         device: &Device,
     ) -> Result<DType> {
-        let q = LinearId {
-            layer: 0,
-            kind: LinearKind::Q,
-        }
-        .checkpoint_name(config.architecture);
+        let spec = config.architecture.spec();
+        let q = format!("{}.0.{}.weight", spec.block_prefix, spec.stored_query);
         // OPT checkpoints may name their blocks without the leading `model.`.
         let stored = source
             .stored_type(&q)

@@ -31,6 +31,7 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
         (LinearKind::Fc2, "fc2"),
     ],
     block_prefix: "model.decoder.layers",
+    stored_query: "self_attn.q_proj",
     neuron_linear: LinearKind::Fc2,
     // llama.cpp defines no OPT architecture.
     gguf: None,

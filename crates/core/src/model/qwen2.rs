@@ -10,6 +10,7 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
     name: "Qwen2",
     linears: &LINEARS,
     block_prefix: "model.layers",
+    stored_query: "self_attn.q_proj",
     neuron_linear: LinearKind::Down,
     gguf: Some(GgufSpec {
         arch: "qwen2",

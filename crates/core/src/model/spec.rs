@@ -25,8 +25,12 @@ use crate::error::Result;
 pub struct ArchSpec {
     /// The name printed in errors and reports.
     pub name: &'static str,
-    /// The block Linears in checkpoint order, each with its module path inside a block.
+    /// The block Linears in checkpoint order, each with its module path inside a block (for
+    /// Linears a checkpoint stores fused, the name Scalpel's files give that block of rows).
     pub linears: &'static [(LinearKind, &'static str)],
+    /// The module that stores the query projection in a checkpoint (`self_attn.q_proj`, or
+    /// Phi-3's fused `self_attn.qkv_proj`): how its weights are stored says how to hold them.
+    pub stored_query: &'static str,
     /// Where the decoder blocks live in a Hugging Face checkpoint (`model.layers`).
     pub block_prefix: &'static str,
     /// The Linear whose input columns are the MLP neurons (pruning and circuits by neuron).
@@ -76,9 +80,10 @@ impl std::fmt::Debug for ArchSpec {
 
 impl Architecture {
     /// Every family Scalpel runs.
-    pub const ALL: [Architecture; 5] = [
+    pub const ALL: [Architecture; 6] = [
         Architecture::Llama,
         Architecture::Mistral,
+        Architecture::Phi3,
         Architecture::Qwen2,
         Architecture::Qwen3,
         Architecture::Opt,
@@ -91,6 +96,7 @@ impl Architecture {
             Architecture::Qwen2 => &super::qwen2::SPEC,
             Architecture::Qwen3 => &super::qwen3::SPEC,
             Architecture::Mistral => &super::mistral::SPEC,
+            Architecture::Phi3 => &super::phi3::SPEC,
             Architecture::Opt => &super::opt::SPEC,
         }
     }

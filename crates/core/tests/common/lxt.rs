@@ -10,10 +10,11 @@ use scalpel::relevance::{
 use scalpel::{Model, WeightDtype};
 
 /// The tiny random fixture models every relevance reference exists for.
-pub const TINY: [&str; 8] = [
+pub const TINY: [&str; 9] = [
     "llama-gqa-tied",
     "llama-untied-llama3rope",
     "mistral-window4",
+    "phi3-fused",
     "qwen2-untied",
     "qwen3-tied-qknorm",
     "opt-pre-ln",
