@@ -17,7 +17,8 @@ use scalpel::task::{EncodedTask, Split, Task, TaskItem, TaskSource, ioi};
 use scalpel::{Logits, Model};
 use serde_json::Value;
 
-const MODELS: [&str; 4] = [
+const MODELS: [&str; 5] = [
+    "gpt2-tied",
     "llama-gqa-tied",
     "qwen2-untied",
     "opt-pre-ln",

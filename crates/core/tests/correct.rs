@@ -127,8 +127,8 @@ fn continuation_relevance_is_the_explanation_of_the_continuation_logits() {
 
 #[test]
 fn r_diff_is_the_difference_of_shares_and_a_dose_prunes_exactly_its_lowest() {
-    // OPT and Qwen2 (biased Linears, one with its neurons in fc2, one in down_proj).
-    for name in ["opt-pre-ln", "qwen2-untied"] {
+    // OPT, GPT-2 and Qwen2 (biased Linears; neurons in fc2, c_proj and down_proj).
+    for name in ["opt-pre-ln", "gpt2-tied", "qwen2-untied"] {
         let model = load_fixture_model(name);
         let general = reference(&model, 3, 12);
         let undesired = continuation_set(&model);

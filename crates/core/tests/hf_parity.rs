@@ -1,4 +1,4 @@
-//! Logits of tiny random Llama, Mistral, Phi-3, Qwen2, Qwen3 and OPT checkpoints match Hugging Face `transformers`
+//! Logits of tiny random Llama, Mistral, Phi-3, Qwen2, Qwen3, OPT and GPT-2 checkpoints match Hugging Face `transformers`
 //! (fixtures from tests/fixtures/make_fixtures.py), for a full forward and token by token
 //! through the KV cache.
 
@@ -31,6 +31,12 @@ fn mistral_sliding_window_matches_transformers() {
 #[test]
 fn phi3_fused_projections_sliding_window_matches_transformers() {
     check_model("phi3-fused");
+}
+
+/// Conv1D weights with q, k and v fused in `c_attn`, GELU, learned positions from 0.
+#[test]
+fn gpt2_conv1d_fused_attention_gelu_matches_transformers() {
+    check_model("gpt2-tied");
 }
 
 #[test]

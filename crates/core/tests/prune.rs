@@ -13,7 +13,8 @@ use scalpel::relevance::{MemoryLimits, RuleSet, Target, WeightDetail, explain};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::{Model, ModelFiles, WeightDtype};
 
-const MODELS: [&str; 7] = [
+const MODELS: [&str; 8] = [
+    "gpt2-tied",
     "llama-gqa-tied",
     "mistral-window4",
     "phi3-fused",

@@ -4,7 +4,9 @@
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
 
-use super::layers::{LayerNorm, Linear, RmsNorm, attention_probs, grouped_queries, split_heads};
+use super::layers::{
+    Activation, LayerNorm, Linear, RmsNorm, attention_probs, grouped_queries, split_heads,
+};
 use crate::error::Result;
 use crate::relevance::{LinearId, RelevanceSink, RuleSet};
 
@@ -116,9 +118,30 @@ pub(crate) fn silu_backward(x: &Tensor<3>, g: Tensor<3>, rules: RuleSet) -> Tens
     }
 }
 
-/// ReLU: the identity rule and the gradient coincide.
-pub(crate) fn relu_backward(x: &Tensor<3>, g: Tensor<3>) -> Tensor<3> {
-    g.mask_fill(x.clone().lower_equal_elem(0.0), 0.0)
+impl Activation {
+    /// ReLU: the identity rule and the gradient coincide. GELU: the identity rule
+    /// `G ⊙ gelu(x)/(x + 1e-10)` under LRP, the derivative under gradient.
+    pub(crate) fn backward(self, x: &Tensor<3>, g: Tensor<3>, rules: RuleSet) -> Tensor<3> {
+        match (self, rules) {
+            (Activation::Relu, _) => g.mask_fill(x.clone().lower_equal_elem(0.0), 0.0),
+            (Activation::GeluTanh, RuleSet::AttnLrp | RuleSet::CpLrp) => {
+                g * self.forward(x.clone()) / x.clone().add_scalar(IDENTITY_EPS)
+            }
+            (Activation::GeluTanh, RuleSet::Gradient) => {
+                // d/dx x/2 (1 + tanh u), u = c (x + a x³): (1 + tanh u)/2 + x/2 (1 − tanh² u) c (1 + 3a x²).
+                let c = (2.0 / std::f64::consts::PI).sqrt();
+                let x2 = x.clone().powi_scalar(2);
+                let th = (x.clone() + x.clone() * x2.clone().mul_scalar(0.044_715))
+                    .mul_scalar(c)
+                    .tanh();
+                let slope = th.clone().add_scalar(1.0).mul_scalar(0.5)
+                    + x.clone().mul_scalar(0.5)
+                        * th.powi_scalar(2).neg().add_scalar(1.0)
+                        * x2.mul_scalar(3.0 * 0.044_715).add_scalar(1.0).mul_scalar(c);
+                g * slope
+            }
+        }
+    }
 }
 
 /// What an attention backward needs: queries already scaled by 1/√d, and keys and values

@@ -18,6 +18,8 @@ pub enum Architecture {
     /// Phi-3: Llama's block with fused q/k/v and gate/up matrices, and Mistral's sliding window.
     Phi3,
     Opt,
+    /// GPT-2: OPT's pre-LayerNorm block with GELU, positions from 0 and `Conv1D` weights.
+    Gpt2,
 }
 
 /// Llama 3's frequency-dependent RoPE rescaling (`rope_scaling.rope_type = "llama3"`).
@@ -29,7 +31,7 @@ pub struct Llama3RopeScaling {
     pub original_max_position_embeddings: f64,
 }
 
-/// OPT-only switches.
+/// Switches of the learned-position LayerNorm decoders (OPT; GPT-2 sets them to its fixed layout).
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct OptOptions {
     /// Pre-LN (most OPT sizes) or post-LN (OPT-350m).
@@ -246,11 +248,59 @@ impl ModelConfig {
                     }),
                 }
             }
+            "gpt2" => {
+                let hidden_size = usize_of("n_embd").or_else(|_| usize_of("hidden_size"))?;
+                let num_heads = usize_of("n_head").or_else(|_| usize_of("num_attention_heads"))?;
+                let act = v
+                    .get("activation_function")
+                    .and_then(Value::as_str)
+                    .unwrap_or("gelu_new");
+                if !matches!(act, "gelu_new" | "gelu_pytorch_tanh") {
+                    return Err(Error::Unsupported {
+                        what: "GPT-2 activation",
+                        detail: format!("{act} (supported: gelu_new, gelu_pytorch_tanh)"),
+                    });
+                }
+                if bool_or("scale_attn_by_inverse_layer_idx", false)
+                    || !bool_or("scale_attn_weights", true)
+                {
+                    return Err(Error::Unsupported {
+                        what: "GPT-2 attention scaling",
+                        detail: "scale_attn_by_inverse_layer_idx or unscaled attention".into(),
+                    });
+                }
+                Self {
+                    architecture: Architecture::Gpt2,
+                    vocab_size: usize_of("vocab_size")?,
+                    hidden_size,
+                    intermediate_size: opt_usize("n_inner").unwrap_or(4 * hidden_size),
+                    num_layers: usize_of("n_layer").or_else(|_| usize_of("num_hidden_layers"))?,
+                    num_heads,
+                    num_kv_heads: num_heads,
+                    head_dim: hidden_size / num_heads.max(1),
+                    max_position_embeddings: usize_of("n_positions")
+                        .or_else(|_| usize_of("max_position_embeddings"))?,
+                    norm_eps: f64_or("layer_norm_epsilon", 1e-5),
+                    rope_theta: 0.0,
+                    rope_scaling: None,
+                    sliding_window: None,
+                    tie_word_embeddings: bool_or("tie_word_embeddings", true),
+                    bos_token_id,
+                    eos_token_ids,
+                    opt: Some(OptOptions {
+                        do_layer_norm_before: true,
+                        word_embed_proj_dim: hidden_size,
+                        enable_bias: true,
+                        remove_final_layer_norm: false,
+                        position_offset: 0,
+                    }),
+                }
+            }
             other => {
                 return Err(Error::Unsupported {
                     what: "model_type",
                     detail: format!(
-                        "`{other}` (Scalpel runs `llama`, `mistral`, `phi3`, `qwen2`, `qwen3` and `opt` checkpoints)"
+                        "`{other}` (Scalpel runs `llama`, `mistral`, `phi3`, `qwen2`, `qwen3`, `opt` and `gpt2` checkpoints)"
                     ),
                 });
             }
@@ -411,6 +461,17 @@ impl ModelConfig {
                 "_remove_final_layer_norm": o.remove_final_layer_norm,
                 "activation_function": "relu",
             }),
+            (Architecture::Gpt2, _) => serde_json::json!({
+                "architectures": ["GPT2LMHeadModel"],
+                "model_type": "gpt2",
+                "n_embd": self.hidden_size,
+                "n_layer": self.num_layers,
+                "n_head": self.num_heads,
+                "n_positions": self.max_position_embeddings,
+                "n_inner": self.intermediate_size,
+                "layer_norm_epsilon": self.norm_eps,
+                "activation_function": "gelu_new",
+            }),
             (Architecture::Opt, None) => serde_json::json!({}),
         };
         if let (Value::Object(base), Value::Object(extra)) = (&mut v, extra) {
@@ -464,14 +525,12 @@ impl ModelConfig {
                 self.num_heads, self.num_kv_heads
             )));
         }
-        if self.architecture == Architecture::Opt
-            && !self.hidden_size.is_multiple_of(self.num_heads)
-        {
+        if self.opt.is_some() && !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(Error::Config(
                 "hidden_size is not a multiple of num_heads".into(),
             ));
         }
-        if self.architecture != Architecture::Opt
+        if self.opt.is_none()
             && (!self.head_dim.is_multiple_of(2)
                 || self.rope_theta.is_nan()
                 || self.rope_theta <= 0.0)

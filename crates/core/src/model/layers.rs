@@ -108,13 +108,53 @@ impl<'a> Loader<'a> {
     ) -> Result<Vec<Linear>> {
         let name = format!("{prefix}.weight");
         let all = self.host(&name, &[rows.iter().sum(), in_features])?;
+        self.split_rows(&name, all.data, rows, in_features, None)
+    }
+
+    /// Biased Linears stored as GPT-2's `Conv1D`: `{prefix}.weight` `[in, out]` (the transpose
+    /// of a Linear's) and `{prefix}.bias`, split into blocks of `rows` outputs (its fused
+    /// `c_attn` holds q, k and v).
+    pub fn conv1d_linears(
+        &mut self,
+        prefix: &str,
+        rows: &[usize],
+        in_features: usize,
+    ) -> Result<Vec<Linear>> {
+        let name = format!("{prefix}.weight");
+        let out: usize = rows.iter().sum();
+        let stored = self.host(&name, &[in_features, out])?.data;
+        let mut weight = vec![0f32; stored.len()];
+        for (i, row) in stored.chunks_exact(out).enumerate() {
+            for (o, &w) in row.iter().enumerate() {
+                weight[o * in_features + i] = w;
+            }
+        }
+        let bias = self.host(&format!("{prefix}.bias"), &[out])?.data;
+        self.split_rows(&name, weight, rows, in_features, Some(bias))
+    }
+
+    /// `weight` `[Σ rows, in]` (and `bias`) on the device as one Linear per block of rows.
+    fn split_rows(
+        &self,
+        name: &str,
+        weight: Vec<f32>,
+        rows: &[usize],
+        in_features: usize,
+        bias: Option<Vec<f32>>,
+    ) -> Result<Vec<Linear>> {
         let mut start = 0;
         rows.iter()
             .map(|&n| {
-                let block = all.data[start * in_features..(start + n) * in_features].to_vec();
+                let block = weight[start * in_features..(start + n) * in_features].to_vec();
+                let bias = match &bias {
+                    Some(b) => {
+                        Some(self.to_device(name, b[start..start + n].to_vec(), [n], DType::F32)?)
+                    }
+                    None => None,
+                };
                 start += n;
-                let weight = self.to_device(&name, block, [n, in_features], self.weight_dtype)?;
-                Ok(Linear { weight, bias: None })
+                let weight = self.to_device(name, block, [n, in_features], self.weight_dtype)?;
+                Ok(Linear { weight, bias })
             })
             .collect()
     }
@@ -133,6 +173,35 @@ impl<'a> Loader<'a> {
             None
         };
         Ok(Linear { weight, bias })
+    }
+}
+
+/// The Linears [`Loader::fused_linears`] or [`Loader::conv1d_linears`] split one matrix into, as
+/// an array (as many as blocks of rows were asked for).
+pub(crate) fn blocks<const N: usize>(linears: Vec<Linear>) -> [Linear; N] {
+    linears
+        .try_into()
+        .unwrap_or_else(|v: Vec<Linear>| panic!("{} blocks where {N} were asked for", v.len()))
+}
+
+/// The MLP's element-wise activation of the learned-position decoders (OPT, GPT-2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Activation {
+    Relu,
+    /// GPT-2's `gelu_new`: `x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
+    GeluTanh,
+}
+
+impl Activation {
+    pub fn forward(self, x: Tensor<3>) -> Tensor<3> {
+        match self {
+            Activation::Relu => burn::tensor::activation::relu(x),
+            Activation::GeluTanh => {
+                let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044_715))
+                    .mul_scalar((2.0 / std::f64::consts::PI).sqrt());
+                x.mul_scalar(0.5) * inner.tanh().add_scalar(1.0)
+            }
+        }
     }
 }
 

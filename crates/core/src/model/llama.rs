@@ -12,8 +12,8 @@ use super::backward::{
 };
 use super::config::ModelConfig;
 use super::layers::{
-    BlockRun, KvCache, Linear, Loader, Products, RmsNorm, causal_attention, causal_mask, embed,
-    keep_positions, merge_heads, output_rows, split_heads, vocab_logits,
+    BlockRun, KvCache, Linear, Loader, Products, RmsNorm, blocks, causal_attention, causal_mask,
+    embed, keep_positions, merge_heads, output_rows, split_heads, vocab_logits,
 };
 use super::spec::{ArchSpec, GgufSpec};
 use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
@@ -54,13 +54,6 @@ pub(super) struct Variant {
     /// q, k and v stored as one matrix `qkv_proj`, gate and up as `gate_up_proj` (Phi-3); they
     /// are split on loading and joined again on export.
     pub fused: bool,
-}
-
-/// The Linears [`Loader::fused_linears`] split one matrix into, as an array.
-fn blocks<const N: usize>(linears: Vec<Linear>) -> [Linear; N] {
-    linears
-        .try_into()
-        .unwrap_or_else(|v: Vec<Linear>| panic!("{} blocks where {N} were asked for", v.len()))
 }
 
 #[derive(Debug)]

@@ -2,17 +2,14 @@
 //! (most sizes) or after (350m) each sub-block, ReLU MLP, biases everywhere, and optional
 //! `project_in`/`project_out` when the embedding is narrower than the hidden size.
 
-use burn::tensor::activation::relu;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::Logits;
-use super::backward::{
-    AttentionInputs, attention_backward, feature_relevance, head_relevance, relu_backward,
-};
+use super::backward::{AttentionInputs, attention_backward, feature_relevance, head_relevance};
 use super::config::{ModelConfig, OptOptions};
 use super::layers::{
-    BlockRun, KvCache, LayerNorm, Linear, Loader, Products, causal_attention, causal_mask, embed,
-    keep_positions, merge_heads, output_rows, split_heads, vocab_logits,
+    Activation, BlockRun, KvCache, LayerNorm, Linear, Loader, Products, causal_attention,
+    causal_mask, embed, keep_positions, merge_heads, output_rows, split_heads, vocab_logits,
 };
 use super::precision::widened;
 use super::spec::ArchSpec;
@@ -38,29 +35,34 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
     load: |c, l| Ok(Box::new(Opt::load(c, l)?)),
 };
 
+/// A decoder with learned positions, LayerNorms and biased Linears: OPT, and GPT-2 (`gpt2.rs`),
+/// which builds one with its own names, activation and export.
 #[derive(Debug)]
 pub struct Opt {
-    embed: Tensor<2>,
-    positions: Tensor<2>,
-    project_in: Option<Linear>,
-    project_out: Option<Linear>,
-    layers: Vec<Block>,
-    final_norm: Option<LayerNorm>,
-    lm_head: Option<Linear>,
-    options: OptOptions,
-    num_heads: usize,
+    pub(super) embed: Tensor<2>,
+    pub(super) positions: Tensor<2>,
+    pub(super) project_in: Option<Linear>,
+    pub(super) project_out: Option<Linear>,
+    pub(super) layers: Vec<Block>,
+    pub(super) final_norm: Option<LayerNorm>,
+    pub(super) lm_head: Option<Linear>,
+    pub(super) options: OptOptions,
+    pub(super) num_heads: usize,
+    pub(super) activation: Activation,
+    /// Every parameter under the family's checkpoint names.
+    pub(super) exporter: fn(&Opt) -> Vec<(String, Param)>,
 }
 
 #[derive(Debug)]
-struct Block {
-    attn_norm: LayerNorm,
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
-    mlp_norm: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+pub(super) struct Block {
+    pub(super) attn_norm: LayerNorm,
+    pub(super) q: Linear,
+    pub(super) k: Linear,
+    pub(super) v: Linear,
+    pub(super) out: Linear,
+    pub(super) mlp_norm: LayerNorm,
+    pub(super) fc1: Linear,
+    pub(super) fc2: Linear,
 }
 
 block_linears!(Block { Q => q, K => k, V => v, O => out, Fc1 => fc1, Fc2 => fc2 });
@@ -130,6 +132,8 @@ impl Opt {
             lm_head,
             options: o,
             num_heads: c.num_heads,
+            activation: Activation::Relu,
+            exporter: Opt::opt_parameters,
         })
     }
 
@@ -208,7 +212,7 @@ impl Opt {
             x_mid.clone()
         };
         let pre_act = block.fc1.apply(h_mlp.clone(), products);
-        let hidden = relu(pre_act.clone());
+        let hidden = self.activation.forward(pre_act.clone());
         let mlp_sum = x_mid.clone() + block.fc2.apply(hidden.clone(), products);
         let out = if pre_ln {
             mlp_sum.clone()
@@ -239,6 +243,42 @@ impl Opt {
         }
         x
     }
+
+    /// Names as `OPTForCausalLM` saves them (`model.decoder.*`), whatever the source used.
+    fn opt_parameters(&self) -> Vec<(String, Param)> {
+        let root = "model.decoder";
+        let mut out = vec![
+            (
+                format!("{root}.embed_tokens.weight"),
+                Param::Matrix(self.embed.clone()),
+            ),
+            (
+                format!("{root}.embed_positions.weight"),
+                Param::Matrix(self.positions.clone()),
+            ),
+        ];
+        if let Some(p) = &self.project_in {
+            p.export(&format!("{root}.project_in"), &mut out);
+        }
+        if let Some(p) = &self.project_out {
+            p.export(&format!("{root}.project_out"), &mut out);
+        }
+        for (i, b) in self.layers.iter().enumerate() {
+            let p = format!("{root}.layers.{i}");
+            b.attn_norm
+                .export(&format!("{p}.self_attn_layer_norm"), &mut out);
+            export_linears(&p, SPEC.linears, |k| b.linear(k), &mut out);
+            b.mlp_norm
+                .export(&format!("{p}.final_layer_norm"), &mut out);
+        }
+        if let Some(n) = &self.final_norm {
+            n.export(&format!("{root}.final_layer_norm"), &mut out);
+        }
+        if let Some(head) = &self.lm_head {
+            head.export("lm_head", &mut out);
+        }
+        out
+    }
 }
 
 /// A block's internals, recorded for its backward.
@@ -252,7 +292,7 @@ struct BlockActs {
     x_mid: Tensor<3>,
     h_mlp: Tensor<3>,
     pre_act: Tensor<3>,
-    /// `relu(fc1(h))`, the MLP neurons (the input of fc2).
+    /// `act(fc1(h))`, the MLP neurons (the input of fc2).
     hidden: Tensor<3>,
     /// Residual plus MLP, before the post-LN norm.
     mlp_sum: Tensor<3>,
@@ -314,40 +354,8 @@ impl ArchOps for Opt {
         (out, inputs)
     }
 
-    /// Names as `OPTForCausalLM` saves them (`model.decoder.*`), whatever the source used.
     fn parameters(&self) -> Vec<(String, Param)> {
-        let root = "model.decoder";
-        let mut out = vec![
-            (
-                format!("{root}.embed_tokens.weight"),
-                Param::Matrix(self.embed.clone()),
-            ),
-            (
-                format!("{root}.embed_positions.weight"),
-                Param::Matrix(self.positions.clone()),
-            ),
-        ];
-        if let Some(p) = &self.project_in {
-            p.export(&format!("{root}.project_in"), &mut out);
-        }
-        if let Some(p) = &self.project_out {
-            p.export(&format!("{root}.project_out"), &mut out);
-        }
-        for (i, b) in self.layers.iter().enumerate() {
-            let p = format!("{root}.layers.{i}");
-            b.attn_norm
-                .export(&format!("{p}.self_attn_layer_norm"), &mut out);
-            export_linears(&p, SPEC.linears, |k| b.linear(k), &mut out);
-            b.mlp_norm
-                .export(&format!("{p}.final_layer_norm"), &mut out);
-        }
-        if let Some(n) = &self.final_norm {
-            n.export(&format!("{root}.final_layer_norm"), &mut out);
-        }
-        if let Some(head) = &self.lm_head {
-            head.export("lm_head", &mut out);
-        }
-        out
+        (self.exporter)(self)
     }
 
     fn head_rows(&self, tokens: Tensor<1, Int>) -> Tensor<2> {
@@ -391,7 +399,7 @@ impl ArchOps for Opt {
             .fc2
             .backward(&a.hidden, g_sum.clone(), id(LinearKind::Fc2), sink)?;
         sink.neurons(layer, feature_relevance(&a.hidden, &g_hidden))?;
-        let g_pre = relu_backward(&a.pre_act, g_hidden);
+        let g_pre = self.activation.backward(&a.pre_act, g_hidden, rules);
         let g_h_mlp = block
             .fc1
             .backward(&a.h_mlp, g_pre, id(LinearKind::Fc1), sink)?;

@@ -80,13 +80,14 @@ impl std::fmt::Debug for ArchSpec {
 
 impl Architecture {
     /// Every family Scalpel runs.
-    pub const ALL: [Architecture; 6] = [
+    pub const ALL: [Architecture; 7] = [
         Architecture::Llama,
         Architecture::Mistral,
         Architecture::Phi3,
         Architecture::Qwen2,
         Architecture::Qwen3,
         Architecture::Opt,
+        Architecture::Gpt2,
     ];
 
     /// The family's descriptor.
@@ -97,6 +98,7 @@ impl Architecture {
             Architecture::Qwen3 => &super::qwen3::SPEC,
             Architecture::Mistral => &super::mistral::SPEC,
             Architecture::Phi3 => &super::phi3::SPEC,
+            Architecture::Gpt2 => &super::gpt2::SPEC,
             Architecture::Opt => &super::opt::SPEC,
         }
     }

@@ -10,7 +10,8 @@ use scalpel::relevance::{
 use scalpel::{Model, WeightDtype};
 
 /// The tiny random fixture models every relevance reference exists for.
-pub const TINY: [&str; 9] = [
+pub const TINY: [&str; 10] = [
+    "gpt2-tied",
     "llama-gqa-tied",
     "llama-untied-llama3rope",
     "mistral-window4",
