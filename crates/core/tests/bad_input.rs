@@ -111,7 +111,7 @@ fn configs_the_block_cannot_honour_are_refused() {
     let err = with("phi3-fused", "rope_scaling", longrope).unwrap_err();
     assert!(err.to_string().contains("longrope"), "{err}");
     let mistral = with("mistral-window4", "sliding_window", serde_json::Value::Null).unwrap();
-    assert_eq!(mistral.sliding_window, None);
+    assert_eq!(mistral.rotary().unwrap().sliding_window, None);
 }
 
 #[test]

@@ -17,10 +17,13 @@ use scalpel::task::{EncodedTask, Split, Task, TaskItem, TaskSource, ioi};
 use scalpel::{Logits, Model};
 use serde_json::Value;
 
-const MODELS: [&str; 5] = [
+const MODELS: [&str; 8] = [
     "gpt2-tied",
     "llama-gqa-tied",
+    "mistral-window4",
+    "phi3-fused",
     "qwen2-untied",
+    "qwen3-tied-qknorm",
     "opt-pre-ln",
     "opt-350m-style",
 ];

@@ -127,8 +127,15 @@ fn continuation_relevance_is_the_explanation_of_the_continuation_logits() {
 
 #[test]
 fn r_diff_is_the_difference_of_shares_and_a_dose_prunes_exactly_its_lowest() {
-    // OPT, GPT-2 and Qwen2 (biased Linears; neurons in fc2, c_proj and down_proj).
-    for name in ["opt-pre-ln", "gpt2-tied", "qwen2-untied"] {
+    // Every family but Llama's own (tested above): neurons in fc2, c_proj or down_proj.
+    for name in [
+        "opt-pre-ln",
+        "gpt2-tied",
+        "mistral-window4",
+        "phi3-fused",
+        "qwen2-untied",
+        "qwen3-tied-qknorm",
+    ] {
         let model = load_fixture_model(name);
         let general = reference(&model, 3, 12);
         let undesired = continuation_set(&model);

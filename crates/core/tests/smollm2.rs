@@ -22,7 +22,7 @@ fn config_is_read_from_gguf_metadata() {
         (30, 576, 9, 3)
     );
     assert_eq!(
-        (c.vocab_size, c.intermediate_size, c.rope_theta),
+        (c.vocab_size, c.intermediate_size, c.rotary().unwrap().theta),
         (49152, 1536, 100_000.0)
     );
     assert!(c.tie_word_embeddings);

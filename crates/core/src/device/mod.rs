@@ -57,14 +57,9 @@ pub fn check_fits(
     max_binding_bytes: u64,
 ) -> crate::Result<()> {
     let c = config;
-    let embed = c
-        .opt
-        .as_ref()
-        .map_or(c.hidden_size, |o| o.word_embed_proj_dim);
-    let positions = c
-        .opt
-        .as_ref()
-        .map_or(0, |o| c.max_position_embeddings + o.position_offset);
+    let learned = c.learned_positions();
+    let embed = learned.map_or(c.hidden_size, |o| o.word_embed_proj_dim);
+    let positions = learned.map_or(0, |o| c.max_position_embeddings + o.position_offset);
     let matrices = [
         ("the token embedding", c.vocab_size, embed),
         ("the learned positions", positions, c.hidden_size),

@@ -44,6 +44,26 @@ pub struct OptOptions {
     pub position_offset: usize,
 }
 
+/// Rotary positions and what else the Llama-style block reads.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct RotaryConfig {
+    pub theta: f64,
+    pub scaling: Option<Llama3RopeScaling>,
+    /// Mistral's and Phi-3's sliding window: each query sees itself and the `w - 1` positions
+    /// before it.
+    pub sliding_window: Option<usize>,
+}
+
+/// What a family's block needs beyond the sizes every family has: one variant per kind of block
+/// (the five Llama-style families share theirs, as OPT and GPT-2 share theirs).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub enum BlockConfig {
+    /// Llama, Mistral, Phi-3, Qwen2, Qwen3: rotary positions inside attention, RMSNorm, SwiGLU.
+    Rotary(RotaryConfig),
+    /// OPT and GPT-2: learned positions added to the embeddings, LayerNorms, biased Linears.
+    LearnedPositions(OptOptions),
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct ModelConfig {
     pub architecture: Architecture,
@@ -56,14 +76,10 @@ pub struct ModelConfig {
     pub head_dim: usize,
     pub max_position_embeddings: usize,
     pub norm_eps: f64,
-    pub rope_theta: f64,
-    pub rope_scaling: Option<Llama3RopeScaling>,
-    /// Mistral's sliding window: each query sees itself and the `w - 1` positions before it.
-    pub sliding_window: Option<usize>,
     pub tie_word_embeddings: bool,
     pub bos_token_id: Option<u32>,
     pub eos_token_ids: Vec<u32>,
-    pub opt: Option<OptOptions>,
+    pub block: BlockConfig,
 }
 
 /// Upper bounds that no real checkpoint reaches; larger values are corrupt or hostile configs.
@@ -199,13 +215,14 @@ impl ModelConfig {
                     head_dim: opt_usize("head_dim").unwrap_or(hidden_size / num_heads.max(1)),
                     max_position_embeddings: opt_usize("max_position_embeddings").unwrap_or(2048),
                     norm_eps: f64_or("rms_norm_eps", 1e-6),
-                    rope_theta,
-                    rope_scaling,
-                    sliding_window,
                     tie_word_embeddings: bool_or("tie_word_embeddings", false),
                     bos_token_id,
                     eos_token_ids,
-                    opt: None,
+                    block: BlockConfig::Rotary(RotaryConfig {
+                        theta: rope_theta,
+                        scaling: rope_scaling,
+                        sliding_window,
+                    }),
                 }
             }
             "opt" => {
@@ -232,13 +249,10 @@ impl ModelConfig {
                     head_dim: hidden_size / num_heads.max(1),
                     max_position_embeddings: opt_usize("max_position_embeddings").unwrap_or(2048),
                     norm_eps: 1e-5,
-                    rope_theta: 0.0,
-                    rope_scaling: None,
-                    sliding_window: None,
                     tie_word_embeddings: bool_or("tie_word_embeddings", true),
                     bos_token_id,
                     eos_token_ids,
-                    opt: Some(OptOptions {
+                    block: BlockConfig::LearnedPositions(OptOptions {
                         do_layer_norm_before: bool_or("do_layer_norm_before", true),
                         word_embed_proj_dim: opt_usize("word_embed_proj_dim")
                             .unwrap_or(hidden_size),
@@ -281,13 +295,10 @@ impl ModelConfig {
                     max_position_embeddings: usize_of("n_positions")
                         .or_else(|_| usize_of("max_position_embeddings"))?,
                     norm_eps: f64_or("layer_norm_epsilon", 1e-5),
-                    rope_theta: 0.0,
-                    rope_scaling: None,
-                    sliding_window: None,
                     tie_word_embeddings: bool_or("tie_word_embeddings", true),
                     bos_token_id,
                     eos_token_ids,
-                    opt: Some(OptOptions {
+                    block: BlockConfig::LearnedPositions(OptOptions {
                         do_layer_norm_before: true,
                         word_embed_proj_dim: hidden_size,
                         enable_bias: true,
@@ -370,16 +381,17 @@ impl ModelConfig {
             norm_eps: get("attention.layer_norm_rms_epsilon")
                 .and_then(MetaValue::as_f64)
                 .unwrap_or(1e-5),
-            rope_theta: get("rope.freq_base")
-                .and_then(MetaValue::as_f64)
-                .unwrap_or(10_000.0),
-            rope_scaling,
-            // llama.cpp writes Mistral as `llama` without its window.
-            sliding_window: None,
             tie_word_embeddings: !has_output,
             bos_token_id: id("tokenizer.ggml.bos_token_id"),
             eos_token_ids: id("tokenizer.ggml.eos_token_id").into_iter().collect(),
-            opt: None,
+            block: BlockConfig::Rotary(RotaryConfig {
+                theta: get("rope.freq_base")
+                    .and_then(MetaValue::as_f64)
+                    .unwrap_or(10_000.0),
+                scaling: rope_scaling,
+                // llama.cpp writes Mistral as `llama` without its window.
+                sliding_window: None,
+            }),
         };
         cfg.validate()?;
         Ok(cfg)
@@ -404,16 +416,15 @@ impl ModelConfig {
             "eos_token_id": eos,
             "torch_dtype": "float32",
         });
-        let rope_family = |class: &str, model_type: &str| {
-            serde_json::json!({
-                "architectures": [class],
-                "model_type": model_type,
+        let spec = self.architecture.spec();
+        let mut extra = match &self.block {
+            BlockConfig::Rotary(r) => serde_json::json!({
                 "intermediate_size": self.intermediate_size,
                 "num_key_value_heads": self.num_kv_heads,
                 "head_dim": self.head_dim,
                 "rms_norm_eps": self.norm_eps,
-                "rope_theta": self.rope_theta,
-                "rope_scaling": self.rope_scaling.as_ref().map(|s| serde_json::json!({
+                "rope_theta": r.theta,
+                "rope_scaling": r.scaling.as_ref().map(|s| serde_json::json!({
                     "rope_type": "llama3",
                     "factor": s.factor,
                     "low_freq_factor": s.low_freq_factor,
@@ -421,39 +432,20 @@ impl ModelConfig {
                     "original_max_position_embeddings": s.original_max_position_embeddings,
                 })),
                 "hidden_act": "silu",
-            })
-        };
-        let extra = match (self.architecture, &self.opt) {
-            (Architecture::Llama, _) => {
-                let mut v = rope_family("LlamaForCausalLM", "llama");
-                v["attention_bias"] = false.into();
-                v["mlp_bias"] = false.into();
-                v
+                "sliding_window": r.sliding_window,
+            }),
+            BlockConfig::LearnedPositions(_) if self.architecture == Architecture::Gpt2 => {
+                serde_json::json!({
+                    "n_embd": self.hidden_size,
+                    "n_layer": self.num_layers,
+                    "n_head": self.num_heads,
+                    "n_positions": self.max_position_embeddings,
+                    "n_inner": self.intermediate_size,
+                    "layer_norm_epsilon": self.norm_eps,
+                    "activation_function": "gelu_new",
+                })
             }
-            (Architecture::Qwen2, _) => {
-                let mut v = rope_family("Qwen2ForCausalLM", "qwen2");
-                v["use_sliding_window"] = false.into();
-                v
-            }
-            (Architecture::Mistral, _) => {
-                let mut v = rope_family("MistralForCausalLM", "mistral");
-                v["sliding_window"] = self.sliding_window.into();
-                v
-            }
-            (Architecture::Phi3, _) => {
-                let mut v = rope_family("Phi3ForCausalLM", "phi3");
-                v["sliding_window"] = self.sliding_window.into();
-                v
-            }
-            (Architecture::Qwen3, _) => {
-                let mut v = rope_family("Qwen3ForCausalLM", "qwen3");
-                v["use_sliding_window"] = false.into();
-                v["attention_bias"] = false.into();
-                v
-            }
-            (Architecture::Opt, Some(o)) => serde_json::json!({
-                "architectures": ["OPTForCausalLM"],
-                "model_type": "opt",
+            BlockConfig::LearnedPositions(o) => serde_json::json!({
                 "ffn_dim": self.intermediate_size,
                 "do_layer_norm_before": o.do_layer_norm_before,
                 "word_embed_proj_dim": o.word_embed_proj_dim,
@@ -461,23 +453,40 @@ impl ModelConfig {
                 "_remove_final_layer_norm": o.remove_final_layer_norm,
                 "activation_function": "relu",
             }),
-            (Architecture::Gpt2, _) => serde_json::json!({
-                "architectures": ["GPT2LMHeadModel"],
-                "model_type": "gpt2",
-                "n_embd": self.hidden_size,
-                "n_layer": self.num_layers,
-                "n_head": self.num_heads,
-                "n_positions": self.max_position_embeddings,
-                "n_inner": self.intermediate_size,
-                "layer_norm_epsilon": self.norm_eps,
-                "activation_function": "gelu_new",
-            }),
-            (Architecture::Opt, None) => serde_json::json!({}),
         };
+        extra["architectures"] = serde_json::json!([spec.hf_class]);
+        extra["model_type"] = spec.hf_model_type.into();
+        // What the block does not have, said where transformers would otherwise assume it.
+        match self.architecture {
+            Architecture::Llama => {
+                extra["attention_bias"] = false.into();
+                extra["mlp_bias"] = false.into();
+            }
+            Architecture::Qwen2 | Architecture::Qwen3 => {
+                extra["use_sliding_window"] = false.into();
+            }
+            _ => {}
+        }
         if let (Value::Object(base), Value::Object(extra)) = (&mut v, extra) {
             base.extend(extra);
         }
         v
+    }
+
+    /// The rotary settings of a Llama-style family (`None` for OPT and GPT-2).
+    pub fn rotary(&self) -> Option<&RotaryConfig> {
+        match &self.block {
+            BlockConfig::Rotary(r) => Some(r),
+            BlockConfig::LearnedPositions(_) => None,
+        }
+    }
+
+    /// The layout of OPT and GPT-2 (`None` for the Llama-style families).
+    pub fn learned_positions(&self) -> Option<&OptOptions> {
+        match &self.block {
+            BlockConfig::LearnedPositions(o) => Some(o),
+            BlockConfig::Rotary(_) => None,
+        }
     }
 
     /// Identifies the model's shape (not its weights): scores and masks carry it, so files made
@@ -525,15 +534,15 @@ impl ModelConfig {
                 self.num_heads, self.num_kv_heads
             )));
         }
-        if self.opt.is_some() && !self.hidden_size.is_multiple_of(self.num_heads) {
+        if matches!(self.block, BlockConfig::LearnedPositions(_))
+            && !self.hidden_size.is_multiple_of(self.num_heads)
+        {
             return Err(Error::Config(
                 "hidden_size is not a multiple of num_heads".into(),
             ));
         }
-        if self.opt.is_none()
-            && (!self.head_dim.is_multiple_of(2)
-                || self.rope_theta.is_nan()
-                || self.rope_theta <= 0.0)
+        if let BlockConfig::Rotary(r) = &self.block
+            && (!self.head_dim.is_multiple_of(2) || r.theta.is_nan() || r.theta <= 0.0)
         {
             return Err(Error::Config(
                 "RoPE needs an even head_dim and a positive rope_theta".into(),

@@ -15,6 +15,8 @@ use crate::relevance::LinearKind;
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
     name: "GPT-2",
+    hf_model_type: "gpt2",
+    hf_class: "GPT2LMHeadModel",
     // `c_attn_q`, `c_attn_k`, `c_attn_v` are Scalpel's names for `c_attn`'s three blocks.
     linears: &[
         (LinearKind::Q, "attn.c_attn_q"),
@@ -34,8 +36,8 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
 
 fn load(c: &ModelConfig, l: &mut Loader) -> Result<Opt> {
     let options = c
-        .opt
-        .clone()
+        .learned_positions()
+        .cloned()
         .ok_or_else(|| Error::Config("GPT-2 options missing".into()))?;
     // `GPT2LMHeadModel` saves `transformer.*`; the original hub files (`GPT2Model`) have no prefix.
     let root = if l.contains("transformer.wte.weight") {

@@ -10,14 +10,14 @@ use super::Logits;
 use super::backward::{
     AttentionInputs, attention_backward, feature_relevance, head_relevance, silu_backward,
 };
-use super::config::ModelConfig;
+use super::config::{ModelConfig, RotaryConfig};
 use super::layers::{
     BlockRun, KvCache, Linear, Loader, Products, RmsNorm, blocks, causal_attention, causal_mask,
     embed, keep_positions, merge_heads, output_rows, split_heads, vocab_logits,
 };
 use super::spec::{ArchSpec, GgufSpec};
 use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
 
 /// The block's Linears under their Hugging Face module names, in checkpoint order (Qwen2's too).
@@ -33,6 +33,8 @@ pub(super) const LINEARS: [(LinearKind, &str); 7] = [
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
     name: "Llama",
+    hf_model_type: "llama",
+    hf_class: "LlamaForCausalLM",
     linears: &LINEARS,
     block_prefix: "model.layers",
     stored_query: "self_attn.q_proj",
@@ -93,6 +95,12 @@ impl Llama {
     /// Loads the weights of the block as `variant` shapes it.
     pub(super) fn load(c: &ModelConfig, l: &mut Loader, variant: Variant) -> Result<Self> {
         let (h, hd) = (c.hidden_size, c.head_dim);
+        let rotary = c.rotary().ok_or_else(|| {
+            Error::Config(format!(
+                "a {:?} config without rotary settings",
+                c.architecture
+            ))
+        })?;
         let qkv_bias = variant.qkv_bias;
         let sized_norm = |l: &mut Loader, name: &str, size: usize| -> Result<RmsNorm> {
             Ok(RmsNorm {
@@ -165,7 +173,7 @@ impl Llama {
         } else {
             None
         };
-        let rope = Rope::new(c, freq_factors.as_deref());
+        let rope = Rope::new(rotary, hd, freq_factors.as_deref());
         Ok(Self {
             embed,
             layers,
@@ -174,7 +182,7 @@ impl Llama {
             rope,
             num_heads: c.num_heads,
             num_kv_heads: c.num_kv_heads,
-            window: c.sliding_window,
+            window: rotary.sliding_window,
             fused: variant.fused,
         })
     }
@@ -508,12 +516,12 @@ struct Rope {
 }
 
 impl Rope {
-    fn new(c: &ModelConfig, freq_factors: Option<&[f32]>) -> Self {
-        let half = c.head_dim / 2;
+    fn new(c: &RotaryConfig, head_dim: usize, freq_factors: Option<&[f32]>) -> Self {
+        let half = head_dim / 2;
         let mut inv_freq: Vec<f64> = (0..half)
-            .map(|i| 1.0 / c.rope_theta.powf(2.0 * i as f64 / c.head_dim as f64))
+            .map(|i| 1.0 / c.theta.powf(2.0 * i as f64 / head_dim as f64))
             .collect();
-        if let Some(s) = &c.rope_scaling {
+        if let Some(s) = &c.scaling {
             let low_wavelen = s.original_max_position_embeddings / s.low_freq_factor;
             let high_wavelen = s.original_max_position_embeddings / s.high_freq_factor;
             for f in &mut inv_freq {

@@ -10,6 +10,8 @@ use crate::relevance::LinearKind;
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
     name: "Mistral",
+    hf_model_type: "mistral",
+    hf_class: "MistralForCausalLM",
     linears: &LINEARS,
     block_prefix: "model.layers",
     stored_query: "self_attn.q_proj",

@@ -44,7 +44,7 @@ use std::collections::BTreeMap;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 pub(crate) use backward::token_relevance;
-pub use config::{Architecture, ModelConfig};
+pub use config::{Architecture, BlockConfig, ModelConfig, RotaryConfig};
 pub use keep::KeepBits;
 pub use layers::{KvCache, Linear};
 pub use linear_id::{LinearId, LinearKind};

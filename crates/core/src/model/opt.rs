@@ -19,6 +19,8 @@ use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
     name: "OPT",
+    hf_model_type: "opt",
+    hf_class: "OPTForCausalLM",
     linears: &[
         (LinearKind::Q, "self_attn.q_proj"),
         (LinearKind::K, "self_attn.k_proj"),
@@ -70,8 +72,8 @@ block_linears!(Block { Q => q, K => k, V => v, O => out, Fc1 => fc1, Fc2 => fc2 
 impl Opt {
     fn load(c: &ModelConfig, l: &mut Loader) -> Result<Self> {
         let o = c
-            .opt
-            .clone()
+            .learned_positions()
+            .cloned()
             .ok_or_else(|| Error::Config("OPT options missing".into()))?;
         // Checkpoints name the decoder `model.decoder.*` (OPTForCausalLM) or `decoder.*` (OPTModel).
         let root = if l.contains("model.decoder.embed_tokens.weight") {

@@ -9,6 +9,8 @@ use crate::relevance::LinearKind;
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
     name: "Phi-3",
+    hf_model_type: "phi3",
+    hf_class: "Phi3ForCausalLM",
     // q, k, v, gate and up are Scalpel's names for the rows of the fused matrices: what score,
     // mask and circuit files call them.
     linears: &LINEARS,

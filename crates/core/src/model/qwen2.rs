@@ -8,6 +8,8 @@ use crate::relevance::LinearKind;
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
     name: "Qwen2",
+    hf_model_type: "qwen2",
+    hf_class: "Qwen2ForCausalLM",
     linears: &LINEARS,
     block_prefix: "model.layers",
     stored_query: "self_attn.q_proj",

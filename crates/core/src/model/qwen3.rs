@@ -9,6 +9,8 @@ use crate::relevance::LinearKind;
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
     name: "Qwen3",
+    hf_model_type: "qwen3",
+    hf_class: "Qwen3ForCausalLM",
     linears: &LINEARS,
     block_prefix: "model.layers",
     stored_query: "self_attn.q_proj",

@@ -25,6 +25,9 @@ use crate::error::Result;
 pub struct ArchSpec {
     /// The name printed in errors and reports.
     pub name: &'static str,
+    /// What an exported `config.json` says: `model_type` and the transformers class.
+    pub hf_model_type: &'static str,
+    pub hf_class: &'static str,
     /// The block Linears in checkpoint order, each with its module path inside a block (for
     /// Linears a checkpoint stores fused, the name Scalpel's files give that block of rows).
     pub linears: &'static [(LinearKind, &'static str)],
