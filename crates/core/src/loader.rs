@@ -136,7 +136,7 @@ impl ModelFiles {
                         )?,
                         None => TextTokenizer::from_gguf(&file)?,
                     };
-                    let source = GgufSource::new(file, &config);
+                    let source = GgufSource::new(file, &config)?;
                     (config, Box::new(source), tokenizer)
                 }
                 ModelFiles::HuggingFace {

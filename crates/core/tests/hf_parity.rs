@@ -59,6 +59,44 @@ fn opt_350m_style_post_layernorm_projections_matches_transformers() {
     check_model("opt-350m-style");
 }
 
+/// The same tiny checkpoints as llama.cpp writes them (tests/fixtures/make_gguf_fixtures.py:
+/// llama.cpp's tensor names, fused and transposed layouts, metadata), read through Scalpel's GGUF
+/// path, against transformers' forward of the checkpoint the file describes.
+#[test]
+fn gguf_files_of_each_family_match_transformers() {
+    use scalpel::{Architecture, ModelFiles};
+    for (name, architecture) in [
+        ("qwen2-untied", Architecture::Qwen2),
+        ("qwen3-tied-qknorm", Architecture::Qwen3),
+        ("phi3-fused", Architecture::Phi3),
+        ("gpt2-tied", Architecture::Gpt2),
+    ] {
+        let dir = common::fixtures().join("gguf");
+        let gguf = std::fs::read(dir.join(format!("{name}.gguf"))).unwrap();
+        // The files' placeholder vocabulary has no merges to rebuild a tokenizer from.
+        let tokenizer = common::tiny_tokenizer(128).to_json().unwrap();
+        let loaded = ModelFiles::Gguf {
+            gguf: gguf.into(),
+            tokenizer_json: Some(tokenizer),
+        }
+        .load(&cpu(), &mut |_, _| {})
+        .unwrap();
+        assert_eq!(loaded.model.config.architecture, architecture, "{name}");
+        let reference = std::fs::read(dir.join(format!("{name}.logits.safetensors"))).unwrap();
+        let (shape, expected) = common::read_f32(&reference, "logits");
+        let ids = [5, 19, 33, 47, 64, 78, 93, 110, 127];
+        let positions: Vec<usize> = (0..shape[1]).collect();
+        let what = format!("{name} from GGUF");
+        common::transformers::check_logits_at(
+            &loaded.model,
+            &ids,
+            &positions,
+            4,
+            &[(&what, &expected, common::transformers::TOLERANCE)],
+        );
+    }
+}
+
 /// `--dtype auto` holds the bf16 and f16 checkpoints as f16 and float32 ones as float32
 /// (`weight_dtype` is what the page's device badge shows); f32, f16 and bf16 hold any checkpoint so.
 #[test]

@@ -372,29 +372,47 @@ pub struct GgufSource {
     names: BTreeMap<String, usize>,
     /// `(num_heads, num_kv_heads)` when the q/k rows were interleaved by llama.cpp's converter.
     permuted_heads: Option<(usize, usize)>,
+    /// HF names of the matrices the checkpoint holds transposed (GPT-2's `Conv1D`).
+    transposed: std::collections::BTreeSet<String>,
 }
 
 impl GgufSource {
-    /// `config` gives the head counts and, through its family's descriptor, whether the q/k
-    /// rows need un-interleaving.
-    pub fn new(file: GgufFile, config: &crate::ModelConfig) -> Self {
-        let names = file
+    /// `config` gives the head counts and, through its family's descriptor, llama.cpp's names
+    /// and layouts; tensors the family does not have keep their llama.cpp names.
+    pub fn new(file: GgufFile, config: &crate::ModelConfig) -> Result<Self> {
+        let spec = config.architecture.spec();
+        let gguf = spec.gguf.as_ref().ok_or_else(|| Error::Unsupported {
+            what: "GGUF",
+            detail: format!("{} models are not read from GGUF", spec.name),
+        })?;
+        let names: BTreeMap<String, usize> = file
             .tensors
             .iter()
             .enumerate()
-            .map(|(i, t)| (hf_name(&t.name), i))
+            .map(|(i, t)| {
+                let name = gguf
+                    .checkpoint_name(&t.name, spec.block_prefix)
+                    .unwrap_or_else(|| t.name.clone());
+                (name, i)
+            })
             .collect();
-        let permuted = config
-            .architecture
-            .spec()
-            .gguf
-            .as_ref()
-            .is_some_and(|g| g.permuted_qk);
-        Self {
+        let transposed = names
+            .keys()
+            .filter(|name| {
+                gguf.transposed
+                    .iter()
+                    .any(|m| name.ends_with(&format!(".{m}.weight")))
+            })
+            .cloned()
+            .collect();
+        Ok(Self {
             file,
             names,
-            permuted_heads: permuted.then_some((config.num_heads, config.num_kv_heads)),
-        }
+            permuted_heads: gguf
+                .permuted_qk
+                .then_some((config.num_heads, config.num_kv_heads)),
+            transposed,
+        })
     }
 
     pub fn file(&self) -> &GgufFile {
@@ -402,39 +420,17 @@ impl GgufSource {
     }
 }
 
-/// llama.cpp tensor names to Hugging Face names (the Llama-style families share them, biases
-/// included); unknown names pass through unchanged.
-fn hf_name(gguf: &str) -> String {
-    match gguf {
-        "token_embd.weight" => return "model.embed_tokens.weight".into(),
-        "output_norm.weight" => return "model.norm.weight".into(),
-        "output.weight" => return "lm_head.weight".into(),
-        _ => {}
+/// A matrix `[rows, cols]` as `[cols, rows]`.
+fn transpose(t: &mut HostTensor) {
+    let (rows, cols) = (t.shape[0], t.shape.get(1).copied().unwrap_or(1));
+    let mut out = vec![0f32; t.data.len()];
+    for (r, row) in t.data.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            out[c * rows + r] = v;
+        }
     }
-    let Some(rest) = gguf.strip_prefix("blk.") else {
-        return gguf.into();
-    };
-    let Some((layer, suffix)) = rest.split_once('.') else {
-        return gguf.into();
-    };
-    let Some((module, param)) = suffix.rsplit_once('.') else {
-        return gguf.into();
-    };
-    let hf = match module {
-        "attn_norm" => "input_layernorm",
-        "ffn_norm" => "post_attention_layernorm",
-        "attn_q" => "self_attn.q_proj",
-        "attn_k" => "self_attn.k_proj",
-        "attn_v" => "self_attn.v_proj",
-        "attn_output" => "self_attn.o_proj",
-        "attn_q_norm" => "self_attn.q_norm",
-        "attn_k_norm" => "self_attn.k_norm",
-        "ffn_gate" => "mlp.gate_proj",
-        "ffn_up" => "mlp.up_proj",
-        "ffn_down" => "mlp.down_proj",
-        _ => return gguf.into(),
-    };
-    format!("model.layers.{layer}.{hf}.{param}")
+    t.data = out;
+    t.shape.reverse();
 }
 
 /// Undoes llama.cpp's interleaving of each head's rows (`convert_hf_to_gguf.py`'s `permute`):
@@ -469,9 +465,12 @@ impl super::WeightSource for GgufSource {
     }
 
     fn shape(&self, name: &str) -> Option<Vec<usize>> {
-        self.names
-            .get(name)
-            .map(|&i| self.file.tensors[i].shape.clone())
+        let &i = self.names.get(name)?;
+        let mut shape = self.file.tensors[i].shape.clone();
+        if self.transposed.contains(name) {
+            shape.reverse();
+        }
+        Some(shape)
     }
 
     fn stored_type(&self, name: &str) -> Option<super::StoredType> {
@@ -492,6 +491,9 @@ impl super::WeightSource for GgufSource {
             .get(name)
             .ok_or_else(|| Error::MissingTensor(name.into()))?;
         let mut t = self.file.load(&self.file.tensors[i])?;
+        if self.transposed.contains(name) {
+            transpose(&mut t);
+        }
         if let Some((num_heads, num_kv_heads)) = self.permuted_heads {
             if name.ends_with("self_attn.q_proj.weight") {
                 unpermute_rows(&mut t, num_heads)?;

@@ -321,14 +321,15 @@ impl ModelConfig {
     }
 
     /// Reads GGUF metadata of a family llama.cpp writes (`llama`, which covers Llama 1/2/3,
-    /// TinyLlama and SmolLM, `qwen2` and `qwen3`), whose keys start with the architecture's name.
+    /// TinyLlama, SmolLM and Mistral without its window; `qwen2`, `qwen3`, `phi3` and `gpt2`),
+    /// whose keys start with the architecture's name. Phi-3's sliding window is not read.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
         let arch = file.architecture()?;
         let Some(architecture) = ArchSpec::for_gguf(arch) else {
             return Err(Error::Unsupported {
                 what: "GGUF architecture",
                 detail: format!(
-                    "`{arch}` (Scalpel reads `llama`, `qwen2` and `qwen3` GGUF files; OPT loads from safetensors)"
+                    "`{arch}` (Scalpel reads `llama`, `qwen2`, `qwen3`, `phi3` and `gpt2` GGUF files; OPT and Mistral's window load from safetensors)"
                 ),
             });
         };
@@ -354,6 +355,7 @@ impl ModelConfig {
                 })?,
         };
         let has_output = file.tensors.iter().any(|t| t.name == "output.weight");
+        let learned = architecture == Architecture::Gpt2;
         let id = |key: &str| file.get(key).and_then(MetaValue::as_u64).map(|v| v as u32);
         let rope_scaling = match get("rope.scaling.type").and_then(MetaValue::as_str) {
             None | Some("none") => None,
@@ -378,20 +380,34 @@ impl ModelConfig {
                 .and_then(MetaValue::as_u64)
                 .map_or(hidden_size / num_heads.max(1), |v| v as usize),
             max_position_embeddings: usize_of("context_length")?,
-            norm_eps: get("attention.layer_norm_rms_epsilon")
-                .and_then(MetaValue::as_f64)
-                .unwrap_or(1e-5),
+            norm_eps: get(if learned {
+                "attention.layer_norm_epsilon"
+            } else {
+                "attention.layer_norm_rms_epsilon"
+            })
+            .and_then(MetaValue::as_f64)
+            .unwrap_or(1e-5),
             tie_word_embeddings: !has_output,
             bos_token_id: id("tokenizer.ggml.bos_token_id"),
             eos_token_ids: id("tokenizer.ggml.eos_token_id").into_iter().collect(),
-            block: BlockConfig::Rotary(RotaryConfig {
-                theta: get("rope.freq_base")
-                    .and_then(MetaValue::as_f64)
-                    .unwrap_or(10_000.0),
-                scaling: rope_scaling,
-                // llama.cpp writes Mistral as `llama` without its window.
-                sliding_window: None,
-            }),
+            block: if learned {
+                BlockConfig::LearnedPositions(OptOptions {
+                    do_layer_norm_before: true,
+                    word_embed_proj_dim: hidden_size,
+                    enable_bias: true,
+                    remove_final_layer_norm: false,
+                    position_offset: 0,
+                })
+            } else {
+                BlockConfig::Rotary(RotaryConfig {
+                    theta: get("rope.freq_base")
+                        .and_then(MetaValue::as_f64)
+                        .unwrap_or(10_000.0),
+                    scaling: rope_scaling,
+                    // llama.cpp writes Mistral as `llama` without its window.
+                    sliding_window: None,
+                })
+            },
         };
         cfg.validate()?;
         Ok(cfg)

@@ -9,7 +9,7 @@ use super::Param;
 use super::config::ModelConfig;
 use super::layers::{Activation, LayerNorm, Linear, Loader, blocks};
 use super::opt::{Block, Opt};
-use super::spec::ArchSpec;
+use super::spec::{ArchSpec, GgufSpec};
 use crate::error::{Error, Result};
 use crate::relevance::LinearKind;
 
@@ -29,8 +29,26 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
     block_prefix: "transformer.h",
     stored_query: "attn.c_attn",
     neuron_linear: LinearKind::Fc2,
-    // llama.cpp's gpt2 files are not read yet.
-    gguf: None,
+    gguf: Some(GgufSpec {
+        arch: "gpt2",
+        permuted_qk: false,
+        globals: &[
+            ("token_embd", "transformer.wte"),
+            ("position_embd", "transformer.wpe"),
+            ("output_norm", "transformer.ln_f"),
+            ("output", "lm_head"),
+        ],
+        modules: &[
+            ("attn_norm", "ln_1"),
+            ("attn_qkv", "attn.c_attn"),
+            ("attn_output", "attn.c_proj"),
+            ("ffn_norm", "ln_2"),
+            ("ffn_up", "mlp.c_fc"),
+            ("ffn_down", "mlp.c_proj"),
+        ],
+        // llama.cpp's converter turned the Conv1D matrices into Linears; they are turned back.
+        transposed: &["attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj"],
+    }),
     load: |c, l| Ok(Box::new(load(c, l)?)),
 };
 

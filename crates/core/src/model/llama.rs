@@ -15,7 +15,7 @@ use super::layers::{
     BlockRun, KvCache, Linear, Loader, Products, RmsNorm, blocks, causal_attention, causal_mask,
     embed, keep_positions, merge_heads, output_rows, split_heads, vocab_logits,
 };
-use super::spec::{ArchSpec, GgufSpec};
+use super::spec::{ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS, LLAMA_GGUF_MODULES};
 use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
 use crate::error::{Error, Result};
 use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
@@ -42,6 +42,9 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
     gguf: Some(GgufSpec {
         arch: "llama",
         permuted_qk: true,
+        globals: &LLAMA_GGUF_GLOBALS,
+        modules: &LLAMA_GGUF_MODULES,
+        transposed: &[],
     }),
     load: |c, l| Ok(Box::new(Llama::load(c, l, Variant::default())?)),
 };

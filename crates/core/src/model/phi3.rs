@@ -4,7 +4,7 @@
 //! Partial rotary embeddings and LongRoPE (the 128k models) are refused by the config reader.
 
 use super::llama::{LINEARS, Llama, Variant};
-use super::spec::ArchSpec;
+use super::spec::{ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS};
 use crate::relevance::LinearKind;
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
@@ -17,8 +17,21 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
     block_prefix: "model.layers",
     stored_query: "self_attn.qkv_proj",
     neuron_linear: LinearKind::Down,
-    // llama.cpp's phi3 files keep the fused matrices under names of their own; not read yet.
-    gguf: None,
+    gguf: Some(GgufSpec {
+        arch: "phi3",
+        permuted_qk: false,
+        globals: &LLAMA_GGUF_GLOBALS,
+        // llama.cpp keeps the fused matrices: `attn_qkv`, and `ffn_up` holding gate and up.
+        modules: &[
+            ("attn_norm", "input_layernorm"),
+            ("ffn_norm", "post_attention_layernorm"),
+            ("attn_qkv", "self_attn.qkv_proj"),
+            ("attn_output", "self_attn.o_proj"),
+            ("ffn_up", "mlp.gate_up_proj"),
+            ("ffn_down", "mlp.down_proj"),
+        ],
+        transposed: &[],
+    }),
     load: |c, l| {
         let variant = Variant {
             fused: true,

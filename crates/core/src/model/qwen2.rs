@@ -3,7 +3,7 @@
 //! (`use_sliding_window`), off in the released checkpoints, is refused when the config turns it on.
 
 use super::llama::{LINEARS, Llama, Variant};
-use super::spec::{ArchSpec, GgufSpec};
+use super::spec::{ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS, LLAMA_GGUF_MODULES};
 use crate::relevance::LinearKind;
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
@@ -18,6 +18,9 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
         arch: "qwen2",
         // llama.cpp keeps Qwen2's q/k rows as they are and rotates with the NeoX (half-split) layout.
         permuted_qk: false,
+        globals: &LLAMA_GGUF_GLOBALS,
+        modules: &LLAMA_GGUF_MODULES,
+        transposed: &[],
     }),
     load: |c, l| {
         let variant = Variant {

@@ -4,7 +4,7 @@
 //! refused when the config turns it on.
 
 use super::llama::{LINEARS, Llama, Variant};
-use super::spec::{ArchSpec, GgufSpec};
+use super::spec::{ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS, LLAMA_GGUF_MODULES};
 use crate::relevance::LinearKind;
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
@@ -19,6 +19,9 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
         arch: "qwen3",
         // Like Qwen2: rows as transformers has them, NeoX (half-split) rotation.
         permuted_qk: false,
+        globals: &LLAMA_GGUF_GLOBALS,
+        modules: &LLAMA_GGUF_MODULES,
+        transposed: &[],
     }),
     load: |c, l| {
         let variant = Variant {

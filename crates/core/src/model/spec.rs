@@ -51,6 +51,53 @@ pub struct GgufSpec {
     /// Whether llama.cpp's converter interleaved each head's q/k rows (Llama's rotary layout);
     /// the reader undoes it.
     pub permuted_qk: bool,
+    /// Tensors outside the blocks: llama.cpp's name (without `.weight`/`.bias`) and the
+    /// checkpoint's.
+    pub globals: &'static [(&'static str, &'static str)],
+    /// Block tensors: llama.cpp's module (`attn_q`) and the module inside a checkpoint block
+    /// (`self_attn.q_proj`, under `block_prefix.N`).
+    pub modules: &'static [(&'static str, &'static str)],
+    /// Block modules whose matrices the checkpoint stores transposed (GPT-2's `Conv1D`, `[in,
+    /// out]`) where llama.cpp stores them as Linears (`[out, in]`).
+    pub transposed: &'static [&'static str],
+}
+
+/// The Llama-style families' tensors outside the blocks, as llama.cpp names them.
+pub(super) const LLAMA_GGUF_GLOBALS: [(&str, &str); 4] = [
+    ("token_embd", "model.embed_tokens"),
+    ("output_norm", "model.norm"),
+    ("output", "lm_head"),
+    ("rope_freqs", "rope_freqs"),
+];
+
+/// The Llama-style block's tensors, as llama.cpp names them (Qwen3's q/k norms included).
+pub(super) const LLAMA_GGUF_MODULES: [(&str, &str); 11] = [
+    ("attn_norm", "input_layernorm"),
+    ("ffn_norm", "post_attention_layernorm"),
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("attn_q_norm", "self_attn.q_norm"),
+    ("attn_k_norm", "self_attn.k_norm"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+];
+
+impl GgufSpec {
+    /// The checkpoint name of llama.cpp's tensor `gguf` in a family whose blocks live under
+    /// `block_prefix`; `None` for a tensor the family does not have.
+    pub fn checkpoint_name(&self, gguf: &str, block_prefix: &str) -> Option<String> {
+        let (module, param) = gguf.rsplit_once('.')?;
+        if let Some(&(_, hf)) = self.globals.iter().find(|&&(g, _)| g == module) {
+            return Some(format!("{hf}.{param}"));
+        }
+        let (layer, module) = module.strip_prefix("blk.")?.split_once('.')?;
+        let layer: usize = layer.parse().ok()?;
+        let &(_, hf) = self.modules.iter().find(|&&(g, _)| g == module)?;
+        Some(format!("{block_prefix}.{layer}.{hf}.{param}"))
+    }
 }
 
 impl ArchSpec {
