@@ -17,16 +17,7 @@ use scalpel::task::{EncodedTask, Split, Task, TaskItem, TaskSource, ioi};
 use scalpel::{Logits, Model};
 use serde_json::Value;
 
-const MODELS: [&str; 8] = [
-    "gpt2-tied",
-    "llama-gqa-tied",
-    "mistral-window4",
-    "phi3-fused",
-    "qwen2-untied",
-    "qwen3-tied-qknorm",
-    "opt-pre-ln",
-    "opt-350m-style",
-];
+use common::ONE_PER_FAMILY as MODELS;
 
 /// A task of random prompts of mixed lengths with random answer/distractor pairs.
 fn random_task(model: &Model, n: usize) -> EncodedTask {

@@ -13,16 +13,7 @@ use scalpel::relevance::{MemoryLimits, RuleSet, Target, WeightDetail, explain};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::{Model, ModelFiles, WeightDtype};
 
-const MODELS: [&str; 8] = [
-    "gpt2-tied",
-    "llama-gqa-tied",
-    "mistral-window4",
-    "phi3-fused",
-    "qwen2-untied",
-    "qwen3-tied-qknorm",
-    "opt-pre-ln",
-    "opt-350m-style",
-];
+use common::ONE_PER_FAMILY as MODELS;
 
 #[test]
 fn every_group_prunes_exactly_its_share() {

@@ -176,6 +176,26 @@ impl<'a> Loader<'a> {
     }
 }
 
+/// Runs `x` through `layers` blocks (`block(i, x)`), recording, when `residuals` asks, each
+/// block's input and, last, the final block's output (what a relevance pass starts from).
+pub(crate) fn through_blocks(
+    layers: usize,
+    mut x: Tensor<3>,
+    mut residuals: Option<&mut Vec<Tensor<3>>>,
+    mut block: impl FnMut(usize, Tensor<3>) -> Tensor<3>,
+) -> Tensor<3> {
+    for i in 0..layers {
+        if let Some(inputs) = residuals.as_deref_mut() {
+            inputs.push(x.clone());
+        }
+        x = block(i, x);
+    }
+    if let Some(inputs) = residuals {
+        inputs.push(x.clone());
+    }
+    x
+}
+
 /// The Linears [`Loader::fused_linears`] or [`Loader::conv1d_linears`] split one matrix into, as
 /// an array (as many as blocks of rows were asked for).
 pub(crate) fn blocks<const N: usize>(linears: Vec<Linear>) -> [Linear; N] {

@@ -13,9 +13,9 @@ use super::backward::{
 use super::config::{ModelConfig, RotaryConfig};
 use super::layers::{
     BlockRun, KvCache, Linear, Loader, Products, RmsNorm, blocks, causal_attention, causal_mask,
-    embed, keep_positions, merge_heads, output_rows, split_heads, vocab_logits,
+    embed, keep_positions, merge_heads, output_rows, split_heads, through_blocks, vocab_logits,
 };
-use super::spec::{ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS, LLAMA_GGUF_MODULES};
+use super::spec::{ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS, LLAMA_GGUF_MODULES, LoadFn};
 use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
 use crate::error::{Error, Result};
 use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
@@ -31,23 +31,44 @@ pub(super) const LINEARS: [(LinearKind, &str); 7] = [
     (LinearKind::Down, "mlp.down_proj"),
 ];
 
-pub(super) const SPEC: ArchSpec = ArchSpec {
-    name: "Llama",
-    hf_model_type: "llama",
-    hf_class: "LlamaForCausalLM",
-    linears: &LINEARS,
-    block_prefix: "model.layers",
-    stored_query: "self_attn.q_proj",
-    neuron_linear: LinearKind::Down,
-    gguf: Some(GgufSpec {
-        arch: "llama",
-        permuted_qk: true,
-        globals: &LLAMA_GGUF_GLOBALS,
-        modules: &LLAMA_GGUF_MODULES,
-        transposed: &[],
-    }),
-    load: |c, l| Ok(Box::new(Llama::load(c, l, Variant::default())?)),
-};
+pub(super) const SPEC: ArchSpec = family(
+    "Llama",
+    ("llama", "LlamaForCausalLM"),
+    // llama.cpp interleaves Llama's q/k rows for its rotation.
+    Some(("llama", true)),
+    |c, l| Ok(Box::new(Llama::load(c, l, Variant::default())?)),
+);
+
+/// The descriptor of a family that runs this block under Hugging Face's module names: its name,
+/// its `model_type` and transformers class, llama.cpp's architecture for it (with the Llama-style
+/// tensor names) and whether llama.cpp interleaved its q/k rows, and its loader.
+pub(super) const fn family(
+    name: &'static str,
+    (hf_model_type, hf_class): (&'static str, &'static str),
+    gguf: Option<(&'static str, bool)>,
+    load: LoadFn,
+) -> ArchSpec {
+    ArchSpec {
+        name,
+        hf_model_type,
+        hf_class,
+        linears: &LINEARS,
+        block_prefix: "model.layers",
+        stored_query: "self_attn.q_proj",
+        neuron_linear: LinearKind::Down,
+        gguf: match gguf {
+            Some((arch, permuted_qk)) => Some(GgufSpec {
+                arch,
+                permuted_qk,
+                globals: &LLAMA_GGUF_GLOBALS,
+                modules: &LLAMA_GGUF_MODULES,
+                transposed: &[],
+            }),
+            None => None,
+        },
+        load,
+    }
+}
 
 /// What a family built on this block adds to it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -326,24 +347,17 @@ impl ArchOps for Llama {
         tokens: Tensor<2, Int>,
         cache: &mut KvCache,
         logits: Logits,
-        mut residuals: Option<&mut Vec<Tensor<3>>>,
+        residuals: Option<&mut Vec<Tensor<3>>>,
     ) -> Tensor<3> {
         let [_, t] = tokens.dims();
         let start = cache.len();
         let products = Products::traced(residuals.is_some());
         let positions = self.positions(start, t);
-        let mut x = embed(&self.embed, tokens);
-        for (i, block) in self.layers.iter().enumerate() {
-            if let Some(inputs) = residuals.as_deref_mut() {
-                inputs.push(x.clone());
-            }
-            x = self
-                .block(block, x, &positions, cache, i, BlockRun::Forward(products))
-                .0;
-        }
-        if let Some(inputs) = residuals {
-            inputs.push(x.clone());
-        }
+        let x = embed(&self.embed, tokens);
+        let x = through_blocks(self.layers.len(), x, residuals, |i, x| {
+            let run = BlockRun::Forward(products);
+            self.block(&self.layers[i], x, &positions, cache, i, run).0
+        });
         cache.advance(t);
         self.head(keep_positions(x, logits), products)
     }

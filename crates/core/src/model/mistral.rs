@@ -4,19 +4,13 @@
 //! backward (the same mask); the cache keeps every key, so memory grows with the context as for
 //! Llama.
 
-use super::llama::{LINEARS, Llama, Variant};
+use super::llama::{Llama, Variant, family};
 use super::spec::ArchSpec;
-use crate::relevance::LinearKind;
 
-pub(super) const SPEC: ArchSpec = ArchSpec {
-    name: "Mistral",
-    hf_model_type: "mistral",
-    hf_class: "MistralForCausalLM",
-    linears: &LINEARS,
-    block_prefix: "model.layers",
-    stored_query: "self_attn.q_proj",
-    neuron_linear: LinearKind::Down,
+pub(super) const SPEC: ArchSpec = family(
+    "Mistral",
+    ("mistral", "MistralForCausalLM"),
     // llama.cpp writes Mistral as `llama`, without the window: such files load as Llama.
-    gguf: None,
-    load: |c, l| Ok(Box::new(Llama::load(c, l, Variant::default())?)),
-};
+    None,
+    |c, l| Ok(Box::new(Llama::load(c, l, Variant::default())?)),
+);

@@ -9,7 +9,8 @@ use super::backward::{AttentionInputs, attention_backward, feature_relevance, he
 use super::config::{ModelConfig, OptOptions};
 use super::layers::{
     Activation, BlockRun, KvCache, LayerNorm, Linear, Loader, Products, causal_attention,
-    causal_mask, embed, keep_positions, merge_heads, output_rows, split_heads, vocab_logits,
+    causal_mask, embed, keep_positions, merge_heads, output_rows, split_heads, through_blocks,
+    vocab_logits,
 };
 use super::precision::widened;
 use super::spec::ArchSpec;
@@ -306,31 +307,18 @@ impl ArchOps for Opt {
         tokens: Tensor<2, Int>,
         cache: &mut KvCache,
         logits: Logits,
-        mut residuals: Option<&mut Vec<Tensor<3>>>,
+        residuals: Option<&mut Vec<Tensor<3>>>,
     ) -> Tensor<3> {
         let [_, t] = tokens.dims();
         let start = cache.len();
         let products = Products::traced(residuals.is_some());
-        let mut x = self.embed_at(tokens, start).block_input;
+        let x = self.embed_at(tokens, start).block_input;
         let mask = causal_mask(t, start + t, None, &self.embed.device());
-        for (i, block) in self.layers.iter().enumerate() {
-            if let Some(inputs) = residuals.as_deref_mut() {
-                inputs.push(x.clone());
-            }
-            x = self
-                .block(
-                    block,
-                    x,
-                    mask.as_ref(),
-                    cache,
-                    i,
-                    BlockRun::Forward(products),
-                )
-                .0;
-        }
-        if let Some(inputs) = residuals {
-            inputs.push(x.clone());
-        }
+        let x = through_blocks(self.layers.len(), x, residuals, |i, x| {
+            let run = BlockRun::Forward(products);
+            self.block(&self.layers[i], x, mask.as_ref(), cache, i, run)
+                .0
+        });
         cache.advance(t);
         let x = self.head_input(keep_positions(x, logits));
         vocab_logits(self.lm_head.as_ref(), &self.embed, x, products)

@@ -3,20 +3,13 @@
 //! loading and joined on export, and the sliding window its config names (Mistral's masking).
 //! Partial rotary embeddings and LongRoPE (the 128k models) are refused by the config reader.
 
-use super::llama::{LINEARS, Llama, Variant};
+use super::llama::{Llama, Variant, family};
 use super::spec::{ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS};
-use crate::relevance::LinearKind;
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
-    name: "Phi-3",
-    hf_model_type: "phi3",
-    hf_class: "Phi3ForCausalLM",
-    // q, k, v, gate and up are Scalpel's names for the rows of the fused matrices: what score,
-    // mask and circuit files call them.
-    linears: &LINEARS,
-    block_prefix: "model.layers",
+    // The fused matrices are stored under names of their own: q, k, v, gate and up in `linears`
+    // are Scalpel's names for their rows (what score, mask and circuit files call them).
     stored_query: "self_attn.qkv_proj",
-    neuron_linear: LinearKind::Down,
     gguf: Some(GgufSpec {
         arch: "phi3",
         permuted_qk: false,
@@ -32,11 +25,11 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
         ],
         transposed: &[],
     }),
-    load: |c, l| {
+    ..family("Phi-3", ("phi3", "Phi3ForCausalLM"), None, |c, l| {
         let variant = Variant {
             fused: true,
             ..Variant::default()
         };
         Ok(Box::new(Llama::load(c, l, variant)?))
-    },
+    })
 };

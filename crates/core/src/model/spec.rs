@@ -41,8 +41,11 @@ pub struct ArchSpec {
     /// How llama.cpp stores the family, if Scalpel reads it from GGUF.
     pub gguf: Option<GgufSpec>,
     /// Builds the family's model from a weight source.
-    pub(crate) load: fn(&ModelConfig, &mut Loader) -> Result<Box<dyn ArchOps>>,
+    pub(crate) load: LoadFn,
 }
+
+/// How a family builds its model from a weight source.
+pub(crate) type LoadFn = fn(&ModelConfig, &mut Loader) -> Result<Box<dyn ArchOps>>;
 
 /// A family as llama.cpp writes it.
 pub struct GgufSpec {

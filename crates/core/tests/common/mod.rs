@@ -37,6 +37,18 @@ pub fn asset(name: &str) -> Vec<u8> {
     })
 }
 
+/// One tiny fixture model per family (OPT twice: pre- and post-LayerNorm).
+pub const ONE_PER_FAMILY: [&str; 8] = [
+    "gpt2-tied",
+    "llama-gqa-tied",
+    "mistral-window4",
+    "phi3-fused",
+    "qwen2-untied",
+    "qwen3-tied-qknorm",
+    "opt-pre-ln",
+    "opt-350m-style",
+];
+
 /// The real model fetched by `cargo xtask assets`.
 pub const SMOLLM2_GGUF: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
