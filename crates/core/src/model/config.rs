@@ -2,7 +2,6 @@
 
 use serde_json::Value;
 
-use super::spec::ArchSpec;
 use crate::error::{Error, Result};
 use crate::io::gguf::{GgufFile, MetaValue};
 
@@ -325,7 +324,7 @@ impl ModelConfig {
     /// whose keys start with the architecture's name. Phi-3's sliding window is not read.
     pub fn from_gguf(file: &GgufFile) -> Result<Self> {
         let arch = file.architecture()?;
-        let Some(architecture) = ArchSpec::for_gguf(arch) else {
+        let Some(architecture) = Architecture::for_gguf(arch) else {
             return Err(Error::Unsupported {
                 what: "GGUF architecture",
                 detail: format!(

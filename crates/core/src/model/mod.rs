@@ -25,6 +25,7 @@ macro_rules! block_linears {
 
 mod backward;
 pub mod config;
+mod families;
 mod gpt2;
 mod keep;
 mod layers;

@@ -1,6 +1,6 @@
 //! What the rest of the crate may know about an architecture, held in one descriptor per family
 //! (`SPEC` in each family's file). Pruning, score and mask files, export and the GGUF reader
-//! ask the descriptor instead of matching on [`Architecture`].
+//! ask the descriptor instead of matching on `Architecture`.
 //!
 //! # Adding an architecture
 //!
@@ -8,15 +8,15 @@
 //!    (relevance backward built from `backward.rs`, Linear access, export) and its `SPEC`.
 //!    A family that is another one plus a switch (Qwen2 is Llama with q/k/v biases) keeps only
 //!    its `SPEC`, its config fields and its `load` in its file and reuses that forward.
-//! 2. A variant of [`Architecture`], its arm in [`Architecture::spec`] and its `model_type` in
-//!    `ModelConfig::from_hf_json` (and `from_gguf` when llama.cpp defines it).
+//! 2. A variant of `Architecture`, its arm in `Architecture::spec` (`families.rs`) and its
+//!    `model_type` in `ModelConfig::from_hf_json` (`from_gguf` finds it by its `GgufSpec`).
 //! 3. Fixtures: a tiny random checkpoint in `tests/fixtures/make_fixtures.py` (transformers
 //!    logits and hidden states) and its relevance in `make_relevance_fixtures.py` (LXT), then
 //!    its rows in `tests/hf_parity.rs` (logits, KV cache, export round trip) and
 //!    `tests/relevance.rs` (AttnLRP, CP-LRP and gradient × input against LXT).
 
 use super::ArchOps;
-use super::config::{Architecture, ModelConfig};
+use super::config::ModelConfig;
 use super::layers::Loader;
 use super::linear_id::LinearKind;
 use crate::error::Result;
@@ -116,43 +116,10 @@ impl ArchSpec {
             .find(|&&(k, _)| k == kind)
             .map(|&(_, module)| module)
     }
-
-    /// The family llama.cpp calls `arch`, if Scalpel reads it.
-    pub fn for_gguf(arch: &str) -> Option<Architecture> {
-        Architecture::ALL
-            .into_iter()
-            .find(|a| a.spec().gguf.as_ref().is_some_and(|g| g.arch == arch))
-    }
 }
 
 impl std::fmt::Debug for ArchSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name)
-    }
-}
-
-impl Architecture {
-    /// Every family Scalpel runs.
-    pub const ALL: [Architecture; 7] = [
-        Architecture::Llama,
-        Architecture::Mistral,
-        Architecture::Phi3,
-        Architecture::Qwen2,
-        Architecture::Qwen3,
-        Architecture::Opt,
-        Architecture::Gpt2,
-    ];
-
-    /// The family's descriptor.
-    pub fn spec(self) -> &'static ArchSpec {
-        match self {
-            Architecture::Llama => &super::llama::SPEC,
-            Architecture::Qwen2 => &super::qwen2::SPEC,
-            Architecture::Qwen3 => &super::qwen3::SPEC,
-            Architecture::Mistral => &super::mistral::SPEC,
-            Architecture::Phi3 => &super::phi3::SPEC,
-            Architecture::Gpt2 => &super::gpt2::SPEC,
-            Architecture::Opt => &super::opt::SPEC,
-        }
     }
 }
