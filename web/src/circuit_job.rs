@@ -2,8 +2,6 @@
 //! (each posted as it comes, so the page draws it growing), cut the circuit the page's threshold
 //! picks, run prompts on it, and write or read circuit files.
 
-use std::cell::RefCell;
-
 use scalpel::circuit::file::{CircuitNotes, from_json, to_json};
 use scalpel::circuit::{DEFAULT_FRACTIONS, check_dense, faithfulness, random_circuit, summarize};
 use scalpel::prune::{Granularity, Group, Masks};
@@ -12,40 +10,15 @@ use scalpel::task::metrics::{TaskMetrics, evaluate_async};
 use scalpel::task::{EncodedTask, Split, Task, TaskSource};
 use scalpel::{LoadedModel, Model};
 
-use crate::compress_job::{object_url, run_scorer, text, with_model_mut};
+use crate::job::{
+    Circuits, State, component_label, object_url, post, progress, run_scorer, text, yield_now,
+};
 use crate::protocol::{
     CircuitRequest, CircuitView, CurvePointView, ProbeView, Response, TaskChoice,
 };
-use crate::worker::{State, post, progress, yield_now};
 
 /// Circuits compete globally, as in the paper.
 const GROUP: Group = Group::Global;
-
-/// What the circuit panel keeps between requests.
-#[derive(Default)]
-pub(crate) struct Circuits {
-    scores: Option<Scores>,
-    /// Scoring and held-out prompts with the dense model's metrics on them.
-    scoring: Option<(EncodedTask, TaskMetrics)>,
-    held_out: Option<(EncodedTask, TaskMetrics)>,
-    seed: u64,
-    /// The circuit picked last (applied or not) and its view.
-    picked: Option<(Masks, CircuitView)>,
-}
-
-impl Circuits {
-    /// Another job changed the model's weights: the picked circuit no longer runs.
-    pub(crate) fn model_changed(&mut self) {
-        if let Some((_, view)) = &mut self.picked {
-            view.applied = false;
-        }
-    }
-
-    /// Forgets everything tied to the previous model.
-    pub(crate) fn reset(cell: &RefCell<Circuits>) {
-        *cell.borrow_mut() = Circuits::default();
-    }
-}
 
 fn task_source(choice: &TaskChoice) -> Result<TaskSource, String> {
     match choice {
@@ -59,27 +32,12 @@ async fn metrics(model: &Model, task: &EncodedTask) -> Result<TaskMetrics, Strin
     Ok(evaluate_async(model, task).await.map_err(text)?.metrics())
 }
 
-fn restore_dense(state: &State) -> Result<(), String> {
-    state.correction.borrow_mut().model_changed();
-    with_model_mut(state, |l| {
-        l.model.restore_dense();
-        Ok(())
-    })
-}
-
-fn apply(state: &State, masks: &Masks) -> Result<(), String> {
-    state.correction.borrow_mut().model_changed();
-    with_model_mut(state, |l| {
-        masks.apply(&mut l.model).map(|_| ()).map_err(text)
-    })
-}
-
 pub(crate) async fn run(state: &State, req: CircuitRequest) -> Result<(), String> {
     let started = js_sys::Date::now();
     let method = ScoreMethod::parse(&req.method).map_err(text)?;
     let granularity = Granularity::parse(&req.granularity).map_err(text)?;
     let source = task_source(&req.task)?;
-    restore_dense(state)?;
+    state.restore_dense()?;
     Circuits::reset(&state.circuits);
     let loaded = state.loaded()?;
     let tok = &loaded.tokenizer;
@@ -109,11 +67,11 @@ pub(crate) async fn run(state: &State, req: CircuitRequest) -> Result<(), String
         );
         yield_now().await;
         if state.cancel.get() {
-            restore_dense(state)?;
+            state.restore_dense()?;
             return Err("circuit search stopped".into());
         }
         let masks = Masks::from_scores(&scores, fraction, GROUP).map_err(text)?;
-        apply(state, &masks)?;
+        state.apply_masks(&masks)?;
         let loaded = state.loaded()?;
         let m = metrics(&loaded.model, &scoring).await?;
         let report = masks.report();
@@ -125,13 +83,14 @@ pub(crate) async fn run(state: &State, req: CircuitRequest) -> Result<(), String
             accuracy: m.accuracy,
         }));
     }
-    restore_dense(state)?;
+    state.restore_dense()?;
     *state.circuits.borrow_mut() = Circuits {
         scores: Some(scores),
         scoring: Some((scoring, dense)),
         held_out: Some((held_out, held_dense)),
         seed: req.seed,
         picked: None,
+        applied_at: None,
     };
     post(&Response::CircuitReady {
         seconds: (js_sys::Date::now() - started) / 1000.0,
@@ -156,20 +115,6 @@ async fn score(
         Scorer::at(&loaded.model, method, granularity, used, state.limits.get()).map_err(text)?;
     let stage = format!("Scoring {} ({})", granularity.name(), method.name());
     run_scorer(state, scorer, &stage).await
-}
-
-/// `"L23 H3"` for a head, `"L5 N1021"` for a neuron, `"L2 Down[17]"` for a weight.
-pub(crate) fn component_label(
-    granularity: Granularity,
-    layer: usize,
-    linear: scalpel::model::LinearKind,
-    index: usize,
-) -> String {
-    match granularity {
-        Granularity::Heads => format!("L{layer} H{index}"),
-        Granularity::Neurons => format!("L{layer} N{index}"),
-        Granularity::Weights => format!("L{layer} {linear:?}[{index}]"),
-    }
 }
 
 /// The view of `masks`: per-layer counts, the heads grid, the best kept components.
@@ -222,7 +167,7 @@ async fn held_out_metrics(
     };
     progress("Testing on held-out prompts", 0.0, 2.0);
     yield_now().await;
-    apply(state, masks)?;
+    state.apply_masks(masks)?;
     let circuit = metrics(&state.loaded()?.model, &held).await?;
     let random = random_circuit(
         &state.loaded()?.model,
@@ -234,7 +179,7 @@ async fn held_out_metrics(
     .map_err(text)?;
     progress("Testing a random circuit of the same size", 1.0, 2.0);
     yield_now().await;
-    apply(state, &random)?;
+    state.apply_masks(&random)?;
     let random = metrics(&state.loaded()?.model, &held).await?;
     Ok(Some((dense, circuit, random)))
 }
@@ -261,13 +206,17 @@ pub(crate) async fn pick(state: &State, fraction: f64, on: bool) -> Result<(), S
             (masks, view)
         }
     };
-    if on {
-        apply(state, &masks)?;
+    let applied_at = if on {
+        Some(state.apply_masks(&masks)?.1)
     } else {
-        restore_dense(state)?;
-    }
+        state.restore_dense()?;
+        None
+    };
     view.applied = on;
-    state.circuits.borrow_mut().picked = Some((masks, view.clone()));
+    let mut circuits = state.circuits.borrow_mut();
+    circuits.picked = Some((masks, view.clone()));
+    circuits.applied_at = applied_at;
+    drop(circuits);
     post(&Response::CircuitPicked(view));
     Ok(())
 }
@@ -278,13 +227,14 @@ pub(crate) async fn probe(state: &State, line: String) -> Result<(), String> {
     let encoded = task.encode(&loaded.tokenizer).map_err(text)?;
     drop(loaded);
     let first = |o: scalpel::task::metrics::PromptOutcomes| (o.logit_diff[0], o.top1[0]);
-    let applied = state
-        .circuits
-        .borrow()
-        .picked
-        .as_ref()
-        .filter(|(_, v)| v.applied)
-        .map(|(m, _)| m.clone());
+    // The picked circuit runs only if no other job has changed the weights since it was applied.
+    let applied = {
+        let c = state.circuits.borrow();
+        c.picked
+            .as_ref()
+            .filter(|_| c.applied_at == Some(state.weights_version()))
+            .map(|(m, _)| m.clone())
+    };
     progress("Running the prompt", 0.0, 0.0);
     yield_now().await;
     let circuit = match &applied {
@@ -295,12 +245,13 @@ pub(crate) async fn probe(state: &State, line: String) -> Result<(), String> {
         )),
         None => None,
     };
-    restore_dense(state)?;
+    state.restore_dense()?;
     let full = evaluate_async(&state.loaded()?.model, &encoded)
         .await
         .map_err(text);
     if let Some(masks) = &applied {
-        apply(state, masks)?;
+        let (_, version) = state.apply_masks(masks)?;
+        state.circuits.borrow_mut().applied_at = Some(version);
     }
     let p = &task.prompts[0];
     post(&Response::Probed(ProbeView {
@@ -346,8 +297,11 @@ pub(crate) async fn load(state: &State, name: String, text_: String) -> Result<(
     let fraction = masks.info.sparsity;
     let mut view = view_of(&masks, None, fraction);
     view.held_out = held_out_metrics(state, &masks, fraction).await?;
-    apply(state, &masks)?;
-    state.circuits.borrow_mut().picked = Some((masks, view.clone()));
+    let (_, version) = state.apply_masks(&masks)?;
+    let mut circuits = state.circuits.borrow_mut();
+    circuits.picked = Some((masks, view.clone()));
+    circuits.applied_at = Some(version);
+    drop(circuits);
     post(&Response::CircuitPicked(view));
     Ok(())
 }

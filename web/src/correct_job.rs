@@ -2,52 +2,24 @@
 //! continuations against general text), measure corrections of several sizes point by point,
 //! apply the one the page picks, and continue any prompt with the original and corrected model.
 
-use std::cell::RefCell;
-
 use scalpel::correct::{
     Behaviour, ContinuationScorer, EncodedPrompt, GENERAL_PROMPT_TOKENS, Judgement, Lexicon,
     Measure, OVERLAP_WARNING, Uniqueness, check_method, continue_greedily_async, differential,
     dose, encode, general_prompts, general_reference, judge_all, overlap, removed, to_continue,
     undesired_scores, undesired_set,
 };
-use scalpel::prune::{Granularity, Masks};
+use scalpel::prune::Granularity;
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::{LoadedModel, Model};
 
-use crate::circuit_job::component_label;
-use crate::compress_job::{
-    readout, readout_perplexity, restore_dense, step_scorer, text, with_model_mut,
+use crate::job::{
+    Correction, State, component_label, download, post, progress, readout, readout_perplexity,
+    readout_protocol, step_scorer, text, yield_now,
 };
 use crate::protocol::{
     BehaviourChoice, C4_URL, CompareView, CorrectRequest, CorrectionSetup, DoseView, JudgedText,
     LEXICON_URL, RTP_URLS, Response,
 };
-use crate::worker::{State, download, post, progress, yield_now};
-
-/// What the correction panel keeps between requests.
-#[derive(Default)]
-pub(crate) struct Correction {
-    /// `R_diff`, and the general and undesired scores it came from (absent for random).
-    scores: Option<Scores>,
-    parts: Option<(Scores, Scores)>,
-    judge: Option<Box<dyn ContinuationScorer>>,
-    max_new_tokens: usize,
-    /// The correction picked last, and whether it is applied now.
-    picked: Option<(usize, Masks)>,
-    applied: bool,
-}
-
-impl Correction {
-    /// Another job changed the model's weights: the picked correction no longer runs.
-    pub(crate) fn model_changed(&mut self) {
-        self.applied = false;
-    }
-
-    /// Forgets everything tied to the previous model.
-    pub(crate) fn reset(cell: &RefCell<Correction>) {
-        *cell.borrow_mut() = Correction::default();
-    }
-}
 
 async fn behaviour(choice: &BehaviourChoice) -> Result<Behaviour, String> {
     match choice {
@@ -161,19 +133,12 @@ async fn score(
     pending.read_async().await.map_err(text)
 }
 
-fn apply(state: &State, masks: &Masks) -> Result<(), String> {
-    state.circuits.borrow_mut().model_changed();
-    with_model_mut(state, |l| {
-        masks.apply(&mut l.model).map(|_| ()).map_err(text)
-    })
-}
-
 pub(crate) async fn run(state: &State, req: CorrectRequest) -> Result<(), String> {
     let started = js_sys::Date::now();
     let method = ScoreMethod::parse(&req.method).map_err(text)?;
     check_method(method).map_err(text)?;
     let granularity = Granularity::parse(&req.granularity).map_err(text)?;
-    restore_dense(state)?;
+    state.restore_dense()?;
     Correction::reset(&state.correction);
     let behaviour = behaviour(&req.behaviour).await?;
     let judge = judge(behaviour.measure).await?;
@@ -242,7 +207,7 @@ pub(crate) async fn run(state: &State, req: CorrectRequest) -> Result<(), String
         components: granularity.name().into(),
         total_components: total,
         dense,
-        protocol: crate::compress_job::readout_protocol(state.on_gpu.get()).name,
+        protocol: readout_protocol(state.on_gpu.get()).name,
         dense_perplexity: dense_ppl,
     }));
 
@@ -283,10 +248,10 @@ pub(crate) async fn run(state: &State, req: CorrectRequest) -> Result<(), String
     for (i, &count) in doses.iter().enumerate() {
         progress("Measuring doses", i as f64, doses.len() as f64);
         let masks = dose(&scores, count).map_err(text)?;
-        apply(state, &masks)?;
+        state.apply_masks(&masks)?;
         let measured =
             measure_dose(state, &held_out, judge.as_ref(), max_new, &tokens, count).await;
-        restore_dense(state)?;
+        state.restore_dense()?;
         let (metrics, perplexity) = measured?;
         post(&Response::CorrectPoint(DoseView {
             count,
@@ -300,7 +265,7 @@ pub(crate) async fn run(state: &State, req: CorrectRequest) -> Result<(), String
         judge: Some(judge),
         max_new_tokens: max_new,
         picked: None,
-        applied: false,
+        applied_at: None,
     };
     post(&Response::CorrectReady {
         seconds: (js_sys::Date::now() - started) / 1000.0,
@@ -354,14 +319,15 @@ pub(crate) fn pick(state: &State, count: usize, on: bool) -> Result<(), String> 
         };
         (masks, names)
     };
-    if on {
-        apply(state, &masks)?;
+    let applied_at = if on {
+        Some(state.apply_masks(&masks)?.1)
     } else {
-        restore_dense(state)?;
-    }
+        state.restore_dense()?;
+        None
+    };
     let mut c = state.correction.borrow_mut();
     c.picked = Some((count, masks));
-    c.applied = on;
+    c.applied_at = applied_at;
     post(&Response::CorrectPicked {
         count,
         applied: on,
@@ -388,7 +354,8 @@ pub(crate) async fn compare(state: &State, prompt: String, max_new: usize) -> Re
     let (masks, was_applied) = {
         let c = state.correction.borrow();
         let (_, masks) = c.picked.as_ref().ok_or("pick a correction first")?;
-        (masks.clone(), c.applied)
+        let applied = c.applied_at == Some(state.weights_version());
+        (masks.clone(), applied)
     };
     let ids = state.loaded()?.tokenizer.encode(&prompt).map_err(text)?;
     if ids.is_empty() {
@@ -407,14 +374,16 @@ pub(crate) async fn compare(state: &State, prompt: String, max_new: usize) -> Re
             .await
             .map_err(text)
     };
-    apply(state, &masks)?;
+    state.apply_masks(&masks)?;
     let corrected = run("Corrected model").await;
-    restore_dense(state)?;
+    state.restore_dense()?;
     let original = run("Original model").await;
-    if was_applied {
-        apply(state, &masks)?;
-    }
-    state.correction.borrow_mut().applied = was_applied;
+    let applied_at = if was_applied {
+        Some(state.apply_masks(&masks)?.1)
+    } else {
+        None
+    };
+    state.correction.borrow_mut().applied_at = applied_at;
     let (corrected, original) = (corrected?, original?);
     let loaded = state.loaded()?;
     let c = state.correction.borrow();

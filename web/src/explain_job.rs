@@ -9,8 +9,8 @@ use scalpel::relevance::{
     ExplanationCollector, MemoryLimits, RelevancePass, RuleSet, Target, Trace, WeightDetail,
 };
 
+use crate::job::{progress, yield_now};
 use crate::protocol::{ExplainRequest, ExplanationView};
-use crate::worker::{progress, yield_now};
 
 /// Strongest neurons listed per layer.
 const NEURONS_PER_LAYER: usize = 5;

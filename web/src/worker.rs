@@ -1,6 +1,5 @@
 //! The compute worker: owns the model and the device, answers [`Request`]s with [`Response`]s.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use js_sys::{Promise, Reflect};
@@ -13,79 +12,23 @@ use scalpel::{LoadOptions, LoadedModel, ModelFiles, WeightDtype};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
-use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+use web_sys::MessageEvent;
 
-use crate::circuit_job::{self, Circuits};
-use crate::compress_job::{self, Compression};
-use crate::correct_job::{self, Correction};
-use crate::fetch::{exists, fetch_bytes};
+use crate::fetch::exists;
+use crate::job::{
+    Circuits, Compression, Correction, State, download, post, progress, scope, yield_now,
+};
 use crate::protocol::{
     DEFAULT_MODEL_NAME, DEFAULT_MODEL_URL, DeviceChoice, ExplainRequest, GenerateRequest,
     ModelSource, Request, Response,
 };
+use crate::{circuit_job, compress_job, correct_job};
 
 /// Memory an explanation may take on the CPU path, on top of the model.
 const EXPLAIN_CPU_BUDGET: u64 = 1 << 30;
 
-#[derive(Default)]
-pub(crate) struct State {
-    pub(crate) model: RefCell<Option<Rc<LoadedModel>>>,
-    /// What the device can hold, checked before an explanation allocates.
-    pub(crate) limits: Cell<MemoryLimits>,
-    busy: Cell<bool>,
-    pub(crate) cancel: Cell<bool>,
-    pub(crate) compression: RefCell<Compression>,
-    pub(crate) circuits: RefCell<Circuits>,
-    pub(crate) correction: RefCell<Correction>,
-    /// Whether the model runs on WebGPU (sizes the perplexity readout).
-    pub(crate) on_gpu: Cell<bool>,
-    /// Whether the page hears about the GPU device being lost (set up once per worker).
-    watching_device_loss: Cell<bool>,
-}
-
-impl State {
-    /// The loaded model, shared for the duration of a job.
-    pub(crate) fn loaded(&self) -> Result<Rc<LoadedModel>, String> {
-        self.model
-            .borrow()
-            .clone()
-            .ok_or_else(|| "no model is loaded yet".to_string())
-    }
-}
-
 thread_local! {
     static STATE: Rc<State> = Rc::new(State::default());
-}
-
-fn scope() -> DedicatedWorkerGlobalScope {
-    js_sys::global().unchecked_into()
-}
-
-pub(crate) fn post(msg: &Response) {
-    match serde_wasm_bindgen::to_value(msg) {
-        Ok(v) => {
-            if let Err(e) = scope().post_message(&v) {
-                web_sys::console::error_2(&"postMessage failed".into(), &e);
-            }
-        }
-        Err(e) => web_sys::console::error_1(&format!("serializing a response: {e}").into()),
-    }
-}
-
-pub(crate) fn progress(stage: &str, done: f64, total: f64) {
-    post(&Response::Progress {
-        stage: stage.into(),
-        done,
-        total,
-    });
-}
-
-/// Gives the event loop a turn so queued messages (such as Cancel) are handled.
-pub(crate) async fn yield_now() {
-    let promise = Promise::new(&mut |resolve, _| {
-        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
-    });
-    let _ = JsFuture::from(promise).await;
 }
 
 /// Installs the message handler and announces readiness.
@@ -241,20 +184,6 @@ async fn pick_device(choice: DeviceChoice) -> Result<SelectedDevice, String> {
 /// Hub id (`org/name` or `org/name/file.gguf`) or URL to the list of URLs to fetch.
 fn hub_url(id: &str, revision: &str, file: &str) -> String {
     format!("https://huggingface.co/{id}/resolve/{revision}/{file}")
-}
-
-pub(crate) async fn download(url: &str, label: &str) -> Result<Vec<u8>, String> {
-    let stage = format!("Downloading {label}");
-    let fetched = fetch_bytes(url, &mut |done, total| progress(&stage, done, total)).await?;
-    for message in fetched.notices {
-        post(&Response::Notice { message });
-    }
-    if fetched.from_cache {
-        post(&Response::Notice {
-            message: format!("{label}: loaded from the browser cache"),
-        });
-    }
-    Ok(fetched.bytes)
 }
 
 async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> {

@@ -1,0 +1,298 @@
+//! What the worker's jobs share: the worker's state (the model, what each panel keeps between
+//! requests, the weights' version) and the helpers every job uses to talk to the page, download,
+//! step a scorer and measure perplexity. The jobs (`*_job.rs`) build on this module and never on
+//! each other; `worker.rs` dispatches the page's requests to them.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use js_sys::Promise;
+use scalpel::correct::ContinuationScorer;
+use scalpel::eval::corpus::wiki_text;
+use scalpel::eval::perplexity::{PerplexityProtocol, perplexity_async};
+use scalpel::prune::{Granularity, Masks, SparsityReport};
+use scalpel::relevance::MemoryLimits;
+use scalpel::score::{Scorer, Scores};
+use scalpel::task::EncodedTask;
+use scalpel::task::metrics::TaskMetrics;
+use scalpel::{LoadedModel, Model};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::DedicatedWorkerGlobalScope;
+
+use crate::fetch::fetch_bytes;
+use crate::protocol::{CircuitView, Response, WIKI_URL};
+
+#[derive(Default)]
+pub(crate) struct State {
+    pub(crate) model: RefCell<Option<Rc<LoadedModel>>>,
+    /// What the device can hold, checked before an explanation allocates.
+    pub(crate) limits: Cell<MemoryLimits>,
+    pub(crate) busy: Cell<bool>,
+    pub(crate) cancel: Cell<bool>,
+    pub(crate) compression: RefCell<Compression>,
+    pub(crate) circuits: RefCell<Circuits>,
+    pub(crate) correction: RefCell<Correction>,
+    /// Whether the model runs on WebGPU (sizes the perplexity readout).
+    pub(crate) on_gpu: Cell<bool>,
+    /// Whether the page hears about the GPU device being lost (set up once per worker).
+    pub(crate) watching_device_loss: Cell<bool>,
+    /// Which version of the weights the model holds: every mask applied or undone, by any job,
+    /// counts one up, so a panel's masks are on the model only while the version it applied
+    /// them at is the current one.
+    weights_version: Cell<u64>,
+}
+
+impl State {
+    /// The loaded model, shared for the duration of a job.
+    pub(crate) fn loaded(&self) -> Result<Rc<LoadedModel>, String> {
+        self.model
+            .borrow()
+            .clone()
+            .ok_or_else(|| "no model is loaded yet".to_string())
+    }
+
+    /// See [`State::weights_version`]'s field.
+    pub(crate) fn weights_version(&self) -> u64 {
+        self.weights_version.get()
+    }
+
+    /// Undoes every mask on the model.
+    pub(crate) fn restore_dense(&self) -> Result<(), String> {
+        with_model_mut(self, |l| {
+            l.model.restore_dense();
+            Ok(())
+        })?;
+        self.weights_version.set(self.weights_version.get() + 1);
+        Ok(())
+    }
+
+    /// Applies `masks` on top of what the model holds; returns what they pruned and the
+    /// weights' version they made.
+    pub(crate) fn apply_masks(&self, masks: &Masks) -> Result<(SparsityReport, u64), String> {
+        let report = with_model_mut(self, |l| masks.apply(&mut l.model).map_err(text))?;
+        self.weights_version.set(self.weights_version.get() + 1);
+        Ok((report, self.weights_version.get()))
+    }
+}
+
+/// What the compression panel keeps between requests.
+#[derive(Default)]
+pub(crate) struct Compression {
+    pub(crate) scores: Option<Scores>,
+    /// The readout's tokens and the dense model's perplexity on them.
+    pub(crate) readout: Option<(Vec<u32>, f64)>,
+}
+
+impl Compression {
+    /// Forgets everything tied to the previous model.
+    pub(crate) fn reset(cell: &RefCell<Compression>) {
+        *cell.borrow_mut() = Compression::default();
+    }
+}
+
+/// What the circuit panel keeps between requests.
+#[derive(Default)]
+pub(crate) struct Circuits {
+    pub(crate) scores: Option<Scores>,
+    /// Scoring and held-out prompts with the dense model's metrics on them.
+    pub(crate) scoring: Option<(EncodedTask, TaskMetrics)>,
+    pub(crate) held_out: Option<(EncodedTask, TaskMetrics)>,
+    pub(crate) seed: u64,
+    /// The circuit picked last (applied or not) and its view.
+    pub(crate) picked: Option<(Masks, CircuitView)>,
+    /// The weights' version when the picked circuit was applied.
+    pub(crate) applied_at: Option<u64>,
+}
+
+impl Circuits {
+    /// Forgets everything tied to the previous model.
+    pub(crate) fn reset(cell: &RefCell<Circuits>) {
+        *cell.borrow_mut() = Circuits::default();
+    }
+}
+
+/// What the correction panel keeps between requests.
+#[derive(Default)]
+pub(crate) struct Correction {
+    /// `R_diff`, and the general and undesired scores it came from (absent for random).
+    pub(crate) scores: Option<Scores>,
+    pub(crate) parts: Option<(Scores, Scores)>,
+    pub(crate) judge: Option<Box<dyn ContinuationScorer>>,
+    pub(crate) max_new_tokens: usize,
+    /// The correction picked last, and the weights' version when it was applied.
+    pub(crate) picked: Option<(usize, Masks)>,
+    pub(crate) applied_at: Option<u64>,
+}
+
+impl Correction {
+    /// Forgets everything tied to the previous model.
+    pub(crate) fn reset(cell: &RefCell<Correction>) {
+        *cell.borrow_mut() = Correction::default();
+    }
+}
+
+pub(crate) fn scope() -> DedicatedWorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+pub(crate) fn post(msg: &Response) {
+    match serde_wasm_bindgen::to_value(msg) {
+        Ok(v) => {
+            if let Err(e) = scope().post_message(&v) {
+                web_sys::console::error_2(&"postMessage failed".into(), &e);
+            }
+        }
+        Err(e) => web_sys::console::error_1(&format!("serializing a response: {e}").into()),
+    }
+}
+
+pub(crate) fn progress(stage: &str, done: f64, total: f64) {
+    post(&Response::Progress {
+        stage: stage.into(),
+        done,
+        total,
+    });
+}
+
+/// Gives the event loop a turn so queued messages (such as Cancel) are handled.
+pub(crate) async fn yield_now() {
+    let promise = Promise::new(&mut |resolve, _| {
+        let _ = scope().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+pub(crate) async fn download(url: &str, label: &str) -> Result<Vec<u8>, String> {
+    let stage = format!("Downloading {label}");
+    let fetched = fetch_bytes(url, &mut |done, total| progress(&stage, done, total)).await?;
+    for message in fetched.notices {
+        post(&Response::Notice { message });
+    }
+    if fetched.from_cache {
+        post(&Response::Notice {
+            message: format!("{label}: loaded from the browser cache"),
+        });
+    }
+    Ok(fetched.bytes)
+}
+
+pub(crate) fn text(e: scalpel::Error) -> String {
+    e.to_string()
+}
+
+/// Runs `f` on the loaded model mutably (masking); no job may hold it at the same time.
+pub(crate) fn with_model_mut<T>(
+    state: &State,
+    f: impl FnOnce(&mut LoadedModel) -> Result<T, String>,
+) -> Result<T, String> {
+    let mut slot = state.model.borrow_mut();
+    let rc = slot.as_mut().ok_or("no model is loaded yet")?;
+    let loaded = std::rc::Rc::get_mut(rc).ok_or("the model is busy; try again")?;
+    f(loaded)
+}
+
+/// Steps `scorer` to the end with progress, yielding between steps and stopping on Cancel, then
+/// reads the scores back.
+pub(crate) async fn run_scorer(
+    state: &State,
+    mut scorer: Scorer<'_>,
+    stage: &str,
+) -> Result<Scores, String> {
+    step_scorer(state, &mut scorer, stage).await?;
+    progress("Reading scores back", 0.0, 0.0);
+    yield_now().await;
+    scorer
+        .finish()
+        .map_err(text)?
+        .read_async()
+        .await
+        .map_err(text)
+}
+
+/// Steps `scorer` to the end with progress, yielding between steps and stopping on Cancel.
+pub(crate) async fn step_scorer(
+    state: &State,
+    scorer: &mut Scorer<'_>,
+    stage: &str,
+) -> Result<(), String> {
+    progress(stage, 0.0, 0.0);
+    yield_now().await;
+    while scorer.step().map_err(text)? {
+        let (done, total) = scorer.progress();
+        progress(stage, done as f64, total as f64);
+        yield_now().await;
+        if state.cancel.get() {
+            return Err("scoring stopped".into());
+        }
+    }
+    Ok(())
+}
+
+/// The perplexity readout, a quick named variant of `wiki-512`: 4 windows of 256 wiki tokens on
+/// a GPU; 2 of 128 on the CPU, where one 256-token forward takes seconds in a single wasm thread.
+pub(crate) fn readout_protocol(on_gpu: bool) -> PerplexityProtocol {
+    if on_gpu {
+        PerplexityProtocol::wiki(256, 4)
+    } else {
+        PerplexityProtocol::wiki(128, 2)
+    }
+}
+
+pub(crate) async fn readout_perplexity(
+    state: &State,
+    model: &Model,
+    tokens: &[u32],
+    stage: &str,
+) -> Result<f64, String> {
+    let protocol = readout_protocol(state.on_gpu.get());
+    let result = perplexity_async(model, tokens, &protocol, &mut |done, total| {
+        progress(stage, done as f64, total as f64)
+    })
+    .await
+    .map_err(text)?;
+    Ok(result.perplexity)
+}
+
+/// The readout's tokens and dense perplexity, computed once per loaded model.
+pub(crate) async fn readout(state: &State) -> Result<(Vec<u32>, f64), String> {
+    if let Some(r) = state.compression.borrow().readout.clone() {
+        return Ok(r);
+    }
+    let loaded = state.loaded()?;
+    let raw = download(WIKI_URL, "Wikipedia sample").await?;
+    let wiki = wiki_text(&String::from_utf8_lossy(&raw));
+    // Enough characters for the readout's tokens (≈ 4 characters per token, with margin).
+    let p = readout_protocol(state.on_gpu.get());
+    let cut = wiki
+        .char_indices()
+        .nth(p.window * p.windows * 12)
+        .map_or(wiki.len(), |(i, _)| i);
+    let tokens = loaded.tokenizer.encode(&wiki[..cut]).map_err(text)?;
+    let dense = readout_perplexity(state, &loaded.model, &tokens, "Perplexity (dense)").await?;
+    let r = (tokens, dense);
+    state.compression.borrow_mut().readout = Some(r.clone());
+    Ok(r)
+}
+
+pub(crate) fn object_url(bytes: &[u8]) -> Result<String, String> {
+    let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
+    let blob = web_sys::Blob::new_with_u8_array_sequence(&parts)
+        .map_err(|e| format!("could not hold the file in memory: {e:?}"))?;
+    web_sys::Url::create_object_url_with_blob(&blob)
+        .map_err(|e: JsValue| format!("could not offer the file for download: {e:?}"))
+}
+
+/// `"L23 H3"` for a head, `"L5 N1021"` for a neuron, `"L2 Down[17]"` for a weight.
+pub(crate) fn component_label(
+    granularity: Granularity,
+    layer: usize,
+    linear: scalpel::model::LinearKind,
+    index: usize,
+) -> String {
+    match granularity {
+        Granularity::Heads => format!("L{layer} H{index}"),
+        Granularity::Neurons => format!("L{layer} N{index}"),
+        Granularity::Weights => format!("L{layer} {linear:?}[{index}]"),
+    }
+}
