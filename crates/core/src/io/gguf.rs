@@ -420,19 +420,6 @@ impl GgufSource {
     }
 }
 
-/// A matrix `[rows, cols]` as `[cols, rows]`.
-fn transpose(t: &mut HostTensor) {
-    let (rows, cols) = (t.shape[0], t.shape.get(1).copied().unwrap_or(1));
-    let mut out = vec![0f32; t.data.len()];
-    for (r, row) in t.data.chunks_exact(cols).enumerate() {
-        for (c, &v) in row.iter().enumerate() {
-            out[c * rows + r] = v;
-        }
-    }
-    t.data = out;
-    t.shape.reverse();
-}
-
 /// Undoes llama.cpp's interleaving of each head's rows (`convert_hf_to_gguf.py`'s `permute`):
 /// GGUF row `h*d + 2i + j` holds Hugging Face row `h*d + j*d/2 + i`.
 fn unpermute_rows(t: &mut HostTensor, n_heads: usize) -> Result<()> {
@@ -492,7 +479,7 @@ impl super::WeightSource for GgufSource {
             .ok_or_else(|| Error::MissingTensor(name.into()))?;
         let mut t = self.file.load(&self.file.tensors[i])?;
         if self.transposed.contains(name) {
-            transpose(&mut t);
+            t.transpose();
         }
         if let Some((num_heads, num_kv_heads)) = self.permuted_heads {
             if name.ends_with("self_attn.q_proj.weight") {

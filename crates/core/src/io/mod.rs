@@ -89,6 +89,19 @@ impl HostTensor {
     pub fn n_elements(&self) -> usize {
         self.data.len()
     }
+
+    /// A matrix `[rows, cols]` turned into `[cols, rows]`.
+    pub fn transpose(&mut self) {
+        let (rows, cols) = (self.shape[0], self.shape.get(1).copied().unwrap_or(1));
+        let mut out = vec![0f32; self.data.len()];
+        for (r, row) in self.data.chunks_exact(cols).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                out[c * rows + r] = v;
+            }
+        }
+        self.data = out;
+        self.shape.reverse();
+    }
 }
 
 /// Number of elements of `shape`, rejecting overflow and anything over [`MAX_TENSOR_ELEMENTS`].

@@ -5,7 +5,8 @@ use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
 
 use super::layers::{
-    Activation, LayerNorm, Linear, RmsNorm, attention_probs, grouped_queries, split_heads,
+    Activation, GELU_A, GELU_C, LayerNorm, Linear, RmsNorm, attention_probs, gelu_tanh,
+    grouped_queries, split_heads,
 };
 use crate::error::Result;
 use crate::relevance::{LinearId, RelevanceSink, RuleSet};
@@ -129,15 +130,15 @@ impl Activation {
             }
             (Activation::GeluTanh, RuleSet::Gradient) => {
                 // d/dx x/2 (1 + tanh u), u = c (x + a x³): (1 + tanh u)/2 + x/2 (1 − tanh² u) c (1 + 3a x²).
-                let c = (2.0 / std::f64::consts::PI).sqrt();
-                let x2 = x.clone().powi_scalar(2);
-                let th = (x.clone() + x.clone() * x2.clone().mul_scalar(0.044_715))
-                    .mul_scalar(c)
-                    .tanh();
+                let th = gelu_tanh(x.clone());
                 let slope = th.clone().add_scalar(1.0).mul_scalar(0.5)
                     + x.clone().mul_scalar(0.5)
                         * th.powi_scalar(2).neg().add_scalar(1.0)
-                        * x2.mul_scalar(3.0 * 0.044_715).add_scalar(1.0).mul_scalar(c);
+                        * x.clone()
+                            .powi_scalar(2)
+                            .mul_scalar(3.0 * GELU_A)
+                            .add_scalar(1.0)
+                            .mul_scalar(GELU_C);
                 g * slope
             }
         }

@@ -3,11 +3,9 @@
 //! transpose of a Linear's) with q, k and v fused in `c_attn`; they are transposed and split on
 //! loading, joined and transposed back on export.
 
-use burn::tensor::Tensor;
-
 use super::Param;
 use super::config::ModelConfig;
-use super::layers::{Activation, LayerNorm, Linear, Loader, blocks};
+use super::layers::{Activation, LayerNorm, Loader, blocks, export_joined};
 use super::opt::{Block, Opt};
 use super::spec::{ArchSpec, GgufSpec};
 use crate::error::{Error, Result};
@@ -122,11 +120,16 @@ fn parameters(m: &Opt) -> Vec<(String, Param)> {
     for (i, b) in m.layers.iter().enumerate() {
         let p = format!("transformer.h.{i}");
         b.attn_norm.export(&format!("{p}.ln_1"), &mut out);
-        conv1d(&format!("{p}.attn.c_attn"), &[&b.q, &b.k, &b.v], &mut out);
-        conv1d(&format!("{p}.attn.c_proj"), &[&b.out], &mut out);
+        export_joined(
+            &format!("{p}.attn.c_attn"),
+            &[&b.q, &b.k, &b.v],
+            true,
+            &mut out,
+        );
+        export_joined(&format!("{p}.attn.c_proj"), &[&b.out], true, &mut out);
         b.mlp_norm.export(&format!("{p}.ln_2"), &mut out);
-        conv1d(&format!("{p}.mlp.c_fc"), &[&b.fc1], &mut out);
-        conv1d(&format!("{p}.mlp.c_proj"), &[&b.fc2], &mut out);
+        export_joined(&format!("{p}.mlp.c_fc"), &[&b.fc1], true, &mut out);
+        export_joined(&format!("{p}.mlp.c_proj"), &[&b.fc2], true, &mut out);
     }
     if let Some(n) = &m.final_norm {
         n.export("transformer.ln_f", &mut out);
@@ -135,21 +138,4 @@ fn parameters(m: &Opt) -> Vec<(String, Param)> {
         head.export("lm_head", &mut out);
     }
     out
-}
-
-/// `parts` joined into one `Conv1D`: the weights stacked by rows and transposed to `[in, out]`,
-/// the biases concatenated.
-fn conv1d(prefix: &str, parts: &[&Linear], out: &mut Vec<(String, Param)>) {
-    let weights = parts.iter().map(|l| l.weight.clone()).collect();
-    out.push((
-        format!("{prefix}.weight"),
-        Param::Matrix(Tensor::cat(weights, 0).transpose()),
-    ));
-    let biases: Vec<Tensor<1>> = parts.iter().filter_map(|l| l.bias.clone()).collect();
-    if !biases.is_empty() {
-        out.push((
-            format!("{prefix}.bias"),
-            Param::Vector(Tensor::cat(biases, 0)),
-        ));
-    }
 }

@@ -122,15 +122,10 @@ impl<'a> Loader<'a> {
     ) -> Result<Vec<Linear>> {
         let name = format!("{prefix}.weight");
         let out: usize = rows.iter().sum();
-        let stored = self.host(&name, &[in_features, out])?.data;
-        let mut weight = vec![0f32; stored.len()];
-        for (i, row) in stored.chunks_exact(out).enumerate() {
-            for (o, &w) in row.iter().enumerate() {
-                weight[o * in_features + i] = w;
-            }
-        }
+        let mut weight = self.host(&name, &[in_features, out])?;
+        weight.transpose();
         let bias = self.host(&format!("{prefix}.bias"), &[out])?.data;
-        self.split_rows(&name, weight, rows, in_features, Some(bias))
+        self.split_rows(&name, weight.data, rows, in_features, Some(bias))
     }
 
     /// `weight` `[Σ rows, in]` (and `bias`) on the device as one Linear per block of rows.
@@ -176,6 +171,27 @@ impl<'a> Loader<'a> {
     }
 }
 
+/// The inverse of [`Loader::fused_linears`] (`conv1d: false`) and [`Loader::conv1d_linears`]
+/// (`conv1d: true`): `parts` joined into one stored matrix `{prefix}.weight`, rows stacked (and
+/// transposed to `[in, out]` for a `Conv1D`), and their biases, if any, into `{prefix}.bias`.
+pub(crate) fn export_joined(
+    prefix: &str,
+    parts: &[&Linear],
+    conv1d: bool,
+    out: &mut Vec<(String, Param)>,
+) {
+    let joined = Tensor::cat(parts.iter().map(|l| l.weight.clone()).collect(), 0);
+    let weight = if conv1d { joined.transpose() } else { joined };
+    out.push((format!("{prefix}.weight"), Param::Matrix(weight)));
+    let biases: Vec<Tensor<1>> = parts.iter().filter_map(|l| l.bias.clone()).collect();
+    if !biases.is_empty() {
+        out.push((
+            format!("{prefix}.bias"),
+            Param::Vector(Tensor::cat(biases, 0)),
+        ));
+    }
+}
+
 /// Runs `x` through `layers` blocks (`block(i, x)`), recording, when `residuals` asks, each
 /// block's input and, last, the final block's output (what a relevance pass starts from).
 pub(crate) fn through_blocks(
@@ -216,13 +232,20 @@ impl Activation {
     pub fn forward(self, x: Tensor<3>) -> Tensor<3> {
         match self {
             Activation::Relu => burn::tensor::activation::relu(x),
-            Activation::GeluTanh => {
-                let inner = (x.clone() + x.clone().powi_scalar(3).mul_scalar(0.044_715))
-                    .mul_scalar((2.0 / std::f64::consts::PI).sqrt());
-                x.mul_scalar(0.5) * inner.tanh().add_scalar(1.0)
-            }
+            Activation::GeluTanh => x.clone().mul_scalar(0.5) * gelu_tanh(x).add_scalar(1.0),
         }
     }
+}
+
+/// √(2/π) and the cubic term's weight in GPT-2's `gelu_new`.
+pub(crate) const GELU_C: f64 = 0.797_884_560_802_865_4;
+pub(crate) const GELU_A: f64 = 0.044_715;
+
+/// `tanh(√(2/π) (x + 0.044715 x³))`, the part of `gelu_new` its forward and derivative share.
+pub(crate) fn gelu_tanh(x: Tensor<3>) -> Tensor<3> {
+    (x.clone() + x.powi_scalar(3).mul_scalar(GELU_A))
+        .mul_scalar(GELU_C)
+        .tanh()
 }
 
 /// `y = x Wᵀ + b` with `W` stored `[out, in]` as in Hugging Face checkpoints, in the model's

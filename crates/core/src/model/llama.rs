@@ -13,7 +13,8 @@ use super::backward::{
 use super::config::{ModelConfig, RotaryConfig};
 use super::layers::{
     BlockRun, KvCache, Linear, Loader, Products, RmsNorm, blocks, causal_attention, causal_mask,
-    embed, keep_positions, merge_heads, output_rows, split_heads, through_blocks, vocab_logits,
+    embed, export_joined, keep_positions, merge_heads, output_rows, split_heads, through_blocks,
+    vocab_logits,
 };
 use super::spec::{ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS, LLAMA_GGUF_MODULES, LoadFn};
 use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
@@ -392,16 +393,11 @@ impl ArchOps for Llama {
             b.input_norm
                 .export(&format!("{p}.input_layernorm.weight"), &mut out);
             if self.fused {
-                let join = |name: &str, parts: &[&Linear], out: &mut Vec<(String, Param)>| {
-                    let weights = parts.iter().map(|l| l.weight.clone()).collect();
-                    out.push((
-                        format!("{p}.{name}.weight"),
-                        Param::Matrix(Tensor::cat(weights, 0)),
-                    ));
-                };
-                join("self_attn.qkv_proj", &[&b.q, &b.k, &b.v], &mut out);
+                let qkv = format!("{p}.self_attn.qkv_proj");
+                export_joined(&qkv, &[&b.q, &b.k, &b.v], false, &mut out);
                 b.o.export(&format!("{p}.self_attn.o_proj"), &mut out);
-                join("mlp.gate_up_proj", &[&b.gate, &b.up], &mut out);
+                let gate_up = format!("{p}.mlp.gate_up_proj");
+                export_joined(&gate_up, &[&b.gate, &b.up], false, &mut out);
                 b.down.export(&format!("{p}.mlp.down_proj"), &mut out);
             } else {
                 export_linears(&p, &LINEARS, |k| b.linear(k), &mut out);
