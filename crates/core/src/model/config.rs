@@ -43,6 +43,20 @@ pub struct OptOptions {
     pub position_offset: usize,
 }
 
+impl OptOptions {
+    /// GPT-2's fixed layout: pre-LN with a final norm, biases, embeddings as wide as the blocks,
+    /// positions from 0.
+    pub fn gpt2(hidden_size: usize) -> Self {
+        Self {
+            do_layer_norm_before: true,
+            word_embed_proj_dim: hidden_size,
+            enable_bias: true,
+            remove_final_layer_norm: false,
+            position_offset: 0,
+        }
+    }
+}
+
 /// Rotary positions and what else the Llama-style block reads.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct RotaryConfig {
@@ -297,13 +311,7 @@ impl ModelConfig {
                     tie_word_embeddings: bool_or("tie_word_embeddings", true),
                     bos_token_id,
                     eos_token_ids,
-                    block: BlockConfig::LearnedPositions(OptOptions {
-                        do_layer_norm_before: true,
-                        word_embed_proj_dim: hidden_size,
-                        enable_bias: true,
-                        remove_final_layer_norm: false,
-                        position_offset: 0,
-                    }),
+                    block: BlockConfig::LearnedPositions(OptOptions::gpt2(hidden_size)),
                 }
             }
             other => {
@@ -390,13 +398,7 @@ impl ModelConfig {
             bos_token_id: id("tokenizer.ggml.bos_token_id"),
             eos_token_ids: id("tokenizer.ggml.eos_token_id").into_iter().collect(),
             block: if learned {
-                BlockConfig::LearnedPositions(OptOptions {
-                    do_layer_norm_before: true,
-                    word_embed_proj_dim: hidden_size,
-                    enable_bias: true,
-                    remove_final_layer_norm: false,
-                    position_offset: 0,
-                })
+                BlockConfig::LearnedPositions(OptOptions::gpt2(hidden_size))
             } else {
                 BlockConfig::Rotary(RotaryConfig {
                     theta: get("rope.freq_base")
