@@ -52,14 +52,14 @@ impl State {
             .ok_or_else(|| "no model is loaded yet".to_string())
     }
 
-    /// See [`State::weights_version`]'s field.
+    /// The version of the weights the model holds now (see the field).
     pub(crate) fn weights_version(&self) -> u64 {
         self.weights_version.get()
     }
 
     /// Undoes every mask on the model.
     pub(crate) fn restore_dense(&self) -> Result<(), String> {
-        with_model_mut(self, |l| {
+        self.model_mut(|l| {
             l.model.restore_dense();
             Ok(())
         })?;
@@ -67,12 +67,23 @@ impl State {
         Ok(())
     }
 
-    /// Applies `masks` on top of what the model holds; returns what they pruned and the
-    /// weights' version they made.
+    /// Applies `masks` to the dense weights, replacing any mask applied before; returns what
+    /// they pruned and the weights' version they made.
     pub(crate) fn apply_masks(&self, masks: &Masks) -> Result<(SparsityReport, u64), String> {
-        let report = with_model_mut(self, |l| masks.apply(&mut l.model).map_err(text))?;
+        let report = self.model_mut(|l| masks.apply(&mut l.model).map_err(text))?;
         self.weights_version.set(self.weights_version.get() + 1);
         Ok((report, self.weights_version.get()))
+    }
+
+    /// Runs `f` on the loaded model mutably (masking); no job may hold it at the same time.
+    fn model_mut<T>(
+        &self,
+        f: impl FnOnce(&mut LoadedModel) -> Result<T, String>,
+    ) -> Result<T, String> {
+        let mut slot = self.model.borrow_mut();
+        let rc = slot.as_mut().ok_or("no model is loaded yet")?;
+        let loaded = Rc::get_mut(rc).ok_or("the model is busy; try again")?;
+        f(loaded)
     }
 }
 
@@ -179,17 +190,6 @@ pub(crate) async fn download(url: &str, label: &str) -> Result<Vec<u8>, String> 
 
 pub(crate) fn text(e: scalpel::Error) -> String {
     e.to_string()
-}
-
-/// Runs `f` on the loaded model mutably (masking); no job may hold it at the same time.
-pub(crate) fn with_model_mut<T>(
-    state: &State,
-    f: impl FnOnce(&mut LoadedModel) -> Result<T, String>,
-) -> Result<T, String> {
-    let mut slot = state.model.borrow_mut();
-    let rc = slot.as_mut().ok_or("no model is loaded yet")?;
-    let loaded = std::rc::Rc::get_mut(rc).ok_or("the model is busy; try again")?;
-    f(loaded)
 }
 
 /// Steps `scorer` to the end with progress, yielding between steps and stopping on Cancel, then
