@@ -21,6 +21,9 @@ use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
 use crate::error::{Error, Result};
 use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
 
+/// Where Hugging Face checkpoints keep this block's layers.
+const BLOCKS: &str = "model.layers";
+
 /// The block's Linears under their Hugging Face module names, in checkpoint order (Qwen2's too).
 pub(super) const LINEARS: [(LinearKind, &str); 7] = [
     (LinearKind::Q, "self_attn.q_proj"),
@@ -54,7 +57,7 @@ pub(super) const fn family(
         hf_model_type,
         hf_class,
         linears: &LINEARS,
-        block_prefix: "model.layers",
+        block_prefix: BLOCKS,
         stored_query: "self_attn.q_proj",
         neuron_linear: LinearKind::Down,
         gguf: match gguf {
@@ -138,7 +141,7 @@ impl Llama {
         let mut layers = Vec::with_capacity(c.num_layers);
         let (q_rows, kv_rows, ffn) = (c.num_heads * hd, c.num_kv_heads * hd, c.intermediate_size);
         for i in 0..c.num_layers {
-            let p = format!("model.layers.{i}");
+            let p = format!("{BLOCKS}.{i}");
             let input_norm = norm(l, &format!("{p}.input_layernorm.weight"))?;
             let [q, k, v] = if variant.fused {
                 blocks(l.fused_linears(
@@ -389,7 +392,7 @@ impl ArchOps for Llama {
             Param::Matrix(self.embed.clone()),
         )];
         for (i, b) in self.layers.iter().enumerate() {
-            let p = format!("model.layers.{i}");
+            let p = format!("{BLOCKS}.{i}");
             b.input_norm
                 .export(&format!("{p}.input_layernorm.weight"), &mut out);
             if self.fused {
