@@ -3,15 +3,18 @@
 //! picks, run prompts on it, and write or read circuit files.
 
 use scalpel::circuit::file::{CircuitNotes, from_json, to_json};
-use scalpel::circuit::{DEFAULT_FRACTIONS, check_dense, faithfulness, random_circuit, summarize};
+use scalpel::circuit::{
+    CircuitEvent, CircuitPlan, DEFAULT_FRACTIONS, random_circuit, search, summarize,
+};
 use scalpel::prune::{Granularity, Group, Masks};
-use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
+use scalpel::report::RunInfo;
+use scalpel::score::{ScoreMethod, Scores};
 use scalpel::task::metrics::{TaskMetrics, evaluate_async};
-use scalpel::task::{EncodedTask, Split, Task, TaskSource};
+use scalpel::task::{EncodedTask, Task, TaskSource};
 use scalpel::{LoadedModel, Model};
 
 use crate::job::{
-    Circuits, State, component_label, object_url, post, progress, run_scorer, text, yield_now,
+    Circuits, Posting, State, budget, component_label, object_url, post, progress, text, yield_now,
 };
 use crate::protocol::{
     CircuitRequest, CircuitView, CurvePointView, ProbeView, Response, TaskChoice,
@@ -39,82 +42,64 @@ pub(crate) async fn run(state: &State, req: CircuitRequest) -> Result<(), String
     let source = task_source(&req.task)?;
     state.restore_dense()?;
     Circuits::reset(&state.circuits);
-    let loaded = state.loaded()?;
-    let tok = &loaded.tokenizer;
-    let scoring = source
-        .sample(tok, req.seed, req.prompts, Split::Scoring)
-        .map_err(text)?;
-    let held_out = source
-        .sample(tok, req.seed, req.prompts, Split::HeldOut)
-        .map_err(text)?;
-    progress("Dense model on the task", 0.0, 0.0);
-    yield_now().await;
-    let dense = metrics(&loaded.model, &scoring).await?;
-    check_dense(&dense, &scoring.name).map_err(text)?;
-    let held_dense = metrics(&loaded.model, &held_out).await?;
-    post(&Response::CircuitStarted {
-        task: scoring.name.clone(),
-        dense,
-        notes: scoring.notes.clone(),
-    });
-    let scores = score(state, &loaded, method, granularity, &scoring, req.seed).await?;
-    drop(loaded);
-    for (i, &fraction) in DEFAULT_FRACTIONS.iter().enumerate() {
-        progress(
-            "Measuring the curve",
-            i as f64,
-            DEFAULT_FRACTIONS.len() as f64,
-        );
-        yield_now().await;
-        if state.cancel.get() {
-            state.restore_dense()?;
-            return Err("circuit search stopped".into());
-        }
-        let masks = Masks::from_scores(&scores, fraction, GROUP).map_err(text)?;
-        state.apply_masks(&masks)?;
-        let loaded = state.loaded()?;
-        let m = metrics(&loaded.model, &scoring).await?;
-        let report = masks.report();
-        post(&Response::CircuitPoint(CurvePointView {
-            fraction,
-            kept: report.total - report.pruned,
-            total: report.total,
-            faithfulness: faithfulness(&m, &dense),
-            accuracy: m.accuracy,
-        }));
-    }
-    state.restore_dense()?;
-    *state.circuits.borrow_mut() = Circuits {
-        scores: Some(scores),
-        scoring: Some((scoring, dense)),
-        held_out: Some((held_out, held_dense)),
-        seed: req.seed,
-        picked: None,
-        applied_at: None,
+    let mut lent = state.lend_model()?;
+    let LoadedModel { model, tokenizer } = lent.get()?;
+    // The curve only: the page's threshold picks the circuit from it afterwards (`pick`).
+    let plan = CircuitPlan {
+        run: RunInfo::default(),
+        task: &source,
+        granularity,
+        group: GROUP,
+        methods: vec![method],
+        seeds: vec![req.seed],
+        prompts: req.prompts,
+        fractions: DEFAULT_FRACTIONS.to_vec(),
+        threshold: None,
+        refine: 0,
+        budget: budget(state),
     };
+    let mut kept = Circuits {
+        seed: req.seed,
+        ..Circuits::default()
+    };
+    let mut driver = Posting::new(state, |event: CircuitEvent<'_>| match event {
+        CircuitEvent::Seed {
+            scoring,
+            held_out,
+            dense,
+            ..
+        } => {
+            post(&Response::CircuitStarted {
+                task: scoring.name.clone(),
+                dense: dense.scoring,
+                notes: scoring.notes.clone(),
+            });
+            kept.scoring = Some((scoring.clone(), dense.scoring));
+            kept.held_out = Some((held_out.clone(), dense.held_out));
+        }
+        CircuitEvent::Scored { scores, .. } => kept.scores = Some(scores.clone()),
+        CircuitEvent::Point {
+            point,
+            faithfulness,
+            ..
+        } => post(&Response::CircuitPoint(CurvePointView {
+            fraction: point.fraction,
+            kept: point.total - point.pruned,
+            total: point.total,
+            faithfulness,
+            accuracy: point.metrics.accuracy,
+        })),
+        CircuitEvent::Circuit { .. } | CircuitEvent::SeedDone(_) => {}
+    });
+    search(model, tokenizer, &plan, &mut driver)
+        .await
+        .map_err(text)?;
+    drop(lent);
+    *state.circuits.borrow_mut() = kept;
     post(&Response::CircuitReady {
         seconds: (js_sys::Date::now() - started) / 1000.0,
     });
     Ok(())
-}
-
-async fn score(
-    state: &State,
-    loaded: &LoadedModel,
-    method: ScoreMethod,
-    granularity: Granularity,
-    scoring: &EncodedTask,
-    seed: u64,
-) -> Result<Scores, String> {
-    if method == ScoreMethod::Random {
-        return Scores::random(&loaded.model, granularity, seed).map_err(text);
-    }
-    let reference = ReferenceSet::from_task(scoring).map_err(text)?;
-    let used = method.uses_reference().then_some(reference);
-    let scorer =
-        Scorer::at(&loaded.model, method, granularity, used, state.limits.get()).map_err(text)?;
-    let stage = format!("Scoring {} ({})", granularity.name(), method.name());
-    run_scorer(state, scorer, &stage).await
 }
 
 /// The view of `masks`: per-layer counts, the heads grid, the best kept components.

@@ -2,19 +2,19 @@
 //! continuations against general text), measure corrections of several sizes point by point,
 //! apply the one the page picks, and continue any prompt with the original and corrected model.
 
+use scalpel::LoadedModel;
 use scalpel::correct::{
-    Behaviour, ContinuationScorer, EncodedPrompt, GENERAL_PROMPT_TOKENS, Judgement, Lexicon,
-    Measure, OVERLAP_WARNING, Uniqueness, check_method, continue_greedily_async, differential,
-    dose, encode, general_prompts, general_reference, judge_all, overlap, removed, to_continue,
-    undesired_scores, undesired_set,
+    Behaviour, ContinuationScorer, CorrectionEvent, CorrectionPlan, GENERAL_PROMPT_TOKENS,
+    GeneralSet, GuardRail, Judgement, Lexicon, Measure, Uniqueness, check_method,
+    continue_greedily_async, correct, default_doses, dose, removed,
 };
 use scalpel::prune::Granularity;
-use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
-use scalpel::{LoadedModel, Model};
+use scalpel::report::RunInfo;
+use scalpel::score::{ReferenceSet, ScoreMethod};
 
 use crate::job::{
-    Correction, State, component_label, download, post, progress, readout, readout_perplexity,
-    readout_protocol, step_scorer, text, yield_now,
+    Correction, Posting, State, budget, component_label, download, post, progress, readout,
+    readout_protocol, text, yield_now,
 };
 use crate::protocol::{
     BehaviourChoice, C4_URL, CompareView, CorrectRequest, CorrectionSetup, DoseView, JudgedText,
@@ -51,88 +51,6 @@ async fn judge(measure: Measure) -> Result<Box<dyn ContinuationScorer>, String> 
     })
 }
 
-/// Greedy continuations of `prompts` with progress, stopping on Cancel.
-async fn continuations(
-    state: &State,
-    model: &Model,
-    prompts: &[EncodedPrompt],
-    max_new_tokens: usize,
-    stage: &str,
-) -> Result<Vec<Vec<u32>>, String> {
-    let mut out = Vec::with_capacity(prompts.len());
-    for (i, p) in prompts.iter().enumerate() {
-        progress(stage, i as f64, prompts.len() as f64);
-        yield_now().await;
-        if state.cancel.get() {
-            return Err("correction stopped".into());
-        }
-        out.push(
-            continue_greedily_async(model, &p.ids, max_new_tokens)
-                .await
-                .map_err(text)?,
-        );
-    }
-    Ok(out)
-}
-
-/// The general set: C4 prompts and the model's own continuations of them ([`general_reference`]).
-async fn general_set(
-    state: &State,
-    loaded: &LoadedModel,
-    samples: usize,
-    max_new_tokens: usize,
-) -> Result<ReferenceSet, String> {
-    let raw = download(C4_URL, "C4 sample").await?;
-    let c4 = ReferenceSet::c4(
-        &String::from_utf8_lossy(&raw),
-        &loaded.tokenizer,
-        samples,
-        GENERAL_PROMPT_TOKENS,
-    )
-    .map_err(text)?;
-    let prompts = general_prompts(&c4, GENERAL_PROMPT_TOKENS).map_err(text)?;
-    let own = continuations(
-        state,
-        &loaded.model,
-        &prompts,
-        max_new_tokens,
-        "Continuing general prompts",
-    )
-    .await?;
-    general_reference(&c4, GENERAL_PROMPT_TOKENS, own).map_err(text)
-}
-
-/// Scores of `method` over `reference`: the undesired set's (`undesired_scores`) when
-/// `undesired`, else the method's own.
-async fn score(
-    state: &State,
-    model: &Model,
-    method: ScoreMethod,
-    granularity: Granularity,
-    reference: ReferenceSet,
-    undesired: bool,
-    stage: &str,
-) -> Result<Scores, String> {
-    let mut scorer = Scorer::at(
-        model,
-        method,
-        granularity,
-        Some(reference),
-        state.limits.get(),
-    )
-    .map_err(text)?;
-    step_scorer(state, &mut scorer, stage).await?;
-    progress("Reading scores back", 0.0, 0.0);
-    yield_now().await;
-    let pending = if undesired {
-        undesired_scores(scorer, granularity)
-    } else {
-        scorer.finish()
-    }
-    .map_err(text)?;
-    pending.read_async().await.map_err(text)
-}
-
 pub(crate) async fn run(state: &State, req: CorrectRequest) -> Result<(), String> {
     let started = js_sys::Date::now();
     let method = ScoreMethod::parse(&req.method).map_err(text)?;
@@ -142,128 +60,79 @@ pub(crate) async fn run(state: &State, req: CorrectRequest) -> Result<(), String
     Correction::reset(&state.correction);
     let behaviour = behaviour(&req.behaviour).await?;
     let judge = judge(behaviour.measure).await?;
-    let max_new = behaviour.max_new_tokens;
-    let (mut scoring, mut held_out) = behaviour.split(req.seed).map_err(text)?;
-    scoring.truncate(req.prompts.max(1));
-    held_out.truncate(req.prompts.max(1));
     let (tokens, dense_ppl) = readout(state).await?;
-    let loaded = state.loaded()?;
-    let model = &loaded.model;
-    let context = model.config.max_position_embeddings;
-    let scoring = encode(&loaded.tokenizer, &scoring, max_new, context).map_err(text)?;
-    let held_out = encode(&loaded.tokenizer, &held_out, max_new, context).map_err(text)?;
-    let total = granularity.total(model).map_err(text)?;
-
-    let to_generate = to_continue(&scoring);
-    let generated = continuations(
-        state,
-        model,
-        &to_generate,
-        max_new,
-        "Continuing scoring prompts",
-    )
-    .await?;
-    let judged = judge_all(judge.as_ref(), &loaded.tokenizer, &generated).map_err(text)?;
-    let undesired = undesired_set(
-        &behaviour.name,
-        &scoring,
-        &generated,
-        &judged,
-        judge.as_ref(),
+    let c4 = download(C4_URL, "C4 sample").await?;
+    let mut lent = state.lend_model()?;
+    let LoadedModel { model, tokenizer } = lent.get()?;
+    let text_set = ReferenceSet::c4(
+        &String::from_utf8_lossy(&c4),
+        tokenizer,
+        req.general_samples,
+        GENERAL_PROMPT_TOKENS,
     )
     .map_err(text)?;
-    let general = general_set(state, &loaded, req.general_samples, max_new).await?;
-    let shared = overlap(&general, &undesired);
-    if shared > OVERLAP_WARNING {
-        post(&Response::Notice {
-            message: format!(
-                "{:.0} % of the behaviour's token 4-grams also occur in the general set: their relevance cancels, use prompts that differ from ordinary text",
-                100.0 * shared
-            ),
-        });
-    }
-
-    let dense_out = continuations(
-        state,
-        model,
-        &held_out,
-        max_new,
-        "Dense model, held-out prompts",
-    )
-    .await?;
-    let dense = scalpel::correct::BehaviourMetrics::of(
-        &judge_all(judge.as_ref(), &loaded.tokenizer, &dense_out).map_err(text)?,
-    );
-    post(&Response::CorrectStarted(CorrectionSetup {
-        behaviour: behaviour.name.clone(),
-        judge: judge.describe(),
-        rate_name: judge.rate_name().into(),
-        score_name: judge.score_name().into(),
-        lower_is_better: judge.lower_is_better(),
-        scoring_prompts: scoring.len(),
-        held_out_prompts: held_out.len(),
-        undesired: undesired.samples.len(),
-        general: general.protocol.name.clone(),
-        components: granularity.name().into(),
-        total_components: total,
-        dense,
-        protocol: readout_protocol(state.on_gpu.get()).name,
-        dense_perplexity: dense_ppl,
-    }));
-
-    let (scores, parts) = if method == ScoreMethod::Random {
-        (
-            Scores::random_baseline(model, granularity, req.seed).map_err(text)?,
-            None,
-        )
-    } else {
-        let g = score(
-            state,
-            model,
-            method,
-            granularity,
-            general,
-            false,
-            "Scoring the general set",
-        )
-        .await?;
-        let u = score(
-            state,
-            model,
-            method,
-            granularity,
-            undesired,
-            true,
-            "Scoring the behaviour",
-        )
-        .await?;
-        (differential(&g, &u).map_err(text)?, Some((g, u)))
+    // The page measures the default doses the model has components for.
+    let total = granularity.total(model).map_err(text)?;
+    let plan = CorrectionPlan {
+        run: RunInfo::default(),
+        behaviour: &behaviour,
+        judge: judge.as_ref(),
+        granularity,
+        methods: vec![method],
+        doses: default_doses(granularity)
+            .into_iter()
+            .filter(|&d| d as u64 <= total)
+            .collect(),
+        chosen: None,
+        seed: req.seed,
+        prompts: Some(req.prompts),
+        general: GeneralSet::Continuations {
+            text: text_set,
+            prompt_tokens: GENERAL_PROMPT_TOKENS,
+        },
+        guard_rail: GuardRail {
+            tokens: &tokens,
+            protocol: readout_protocol(state.on_gpu.get()),
+            dense: Some(dense_ppl),
+        },
+        budget: budget(state),
+        examples: 0,
     };
-    drop(loaded);
-
-    let doses: Vec<usize> = scalpel::correct::default_doses(granularity)
-        .into_iter()
-        .filter(|&d| d as u64 <= total)
-        .collect();
-    for (i, &count) in doses.iter().enumerate() {
-        progress("Measuring doses", i as f64, doses.len() as f64);
-        let masks = dose(&scores, count).map_err(text)?;
-        state.apply_masks(&masks)?;
-        let measured =
-            measure_dose(state, &held_out, judge.as_ref(), max_new, &tokens, count).await;
-        state.restore_dense()?;
-        let (metrics, perplexity) = measured?;
-        post(&Response::CorrectPoint(DoseView {
-            count,
-            metrics,
-            perplexity,
-        }));
-    }
+    let mut driver = Posting::new(state, |event: CorrectionEvent<'_>| match event {
+        CorrectionEvent::Prepared {
+            protocol: p, dense, ..
+        } => post(&Response::CorrectStarted(CorrectionSetup {
+            behaviour: p.behaviour.clone(),
+            judge: p.judge.clone(),
+            rate_name: p.rate_name.clone(),
+            score_name: p.score_name.clone(),
+            lower_is_better: p.lower_is_better,
+            scoring_prompts: p.scoring_prompts,
+            held_out_prompts: p.held_out_prompts,
+            undesired: p.undesired.samples,
+            general: p.general.name.clone(),
+            components: p.components.name().into(),
+            total_components: p.total_components,
+            dense: dense.held_out,
+            protocol: p.perplexity.name.clone(),
+            dense_perplexity: dense.perplexity,
+        })),
+        CorrectionEvent::Dose { point, .. } => post(&Response::CorrectPoint(DoseView {
+            count: point.count,
+            metrics: point.held_out,
+            perplexity: point.perplexity,
+        })),
+    });
+    let ranking = correct(model, tokenizer, &plan, &mut driver)
+        .await
+        .map_err(text)?
+        .ranking;
+    drop(lent);
     *state.correction.borrow_mut() = Correction {
-        scores: Some(scores),
-        parts,
+        scores: Some(ranking.r_diff),
+        parts: ranking.parts,
+        max_new_tokens: behaviour.max_new_tokens,
         judge: Some(judge),
-        max_new_tokens: max_new,
         picked: None,
         applied_at: None,
     };
@@ -271,37 +140,6 @@ pub(crate) async fn run(state: &State, req: CorrectRequest) -> Result<(), String
         seconds: (js_sys::Date::now() - started) / 1000.0,
     });
     Ok(())
-}
-
-/// The held-out behaviour and the readout perplexity of the model as masked now.
-async fn measure_dose(
-    state: &State,
-    held_out: &[EncodedPrompt],
-    judge: &dyn ContinuationScorer,
-    max_new: usize,
-    tokens: &[u32],
-    count: usize,
-) -> Result<(scalpel::correct::BehaviourMetrics, f64), String> {
-    let loaded = state.loaded()?;
-    let out = continuations(
-        state,
-        &loaded.model,
-        held_out,
-        max_new,
-        &format!("{count} components pruned: held-out prompts"),
-    )
-    .await?;
-    let metrics = scalpel::correct::BehaviourMetrics::of(
-        &judge_all(judge, &loaded.tokenizer, &out).map_err(text)?,
-    );
-    let ppl = readout_perplexity(
-        state,
-        &loaded.model,
-        tokens,
-        &format!("{count} components pruned: perplexity"),
-    )
-    .await?;
-    Ok((metrics, ppl))
 }
 
 pub(crate) fn pick(state: &State, count: usize, on: bool) -> Result<(), String> {

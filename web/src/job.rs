@@ -10,6 +10,7 @@ use js_sys::Promise;
 use scalpel::correct::ContinuationScorer;
 use scalpel::eval::corpus::wiki_text;
 use scalpel::eval::perplexity::{PerplexityProtocol, perplexity_async};
+use scalpel::job::{Driver, ScoringBudget, Steps};
 use scalpel::prune::{Granularity, Masks, SparsityReport};
 use scalpel::relevance::MemoryLimits;
 use scalpel::score::{Scorer, Scores};
@@ -75,6 +76,21 @@ impl State {
         Ok((report, self.weights_version.get()))
     }
 
+    /// The model, taken out of the shared slot for a job that changes its weights as it goes
+    /// (a correction or a circuit search measures one mask after another). It goes back when
+    /// the guard drops, and the weights' version counts one up then.
+    pub(crate) fn lend_model(&self) -> Result<Lent<'_>, String> {
+        let loaded = self
+            .model
+            .borrow_mut()
+            .take()
+            .ok_or("no model is loaded yet")?;
+        Ok(Lent {
+            state: self,
+            loaded: Some(loaded),
+        })
+    }
+
     /// Runs `f` on the loaded model mutably (masking); no job may hold it at the same time.
     fn model_mut<T>(
         &self,
@@ -84,6 +100,30 @@ impl State {
         let rc = slot.as_mut().ok_or("no model is loaded yet")?;
         let loaded = Rc::get_mut(rc).ok_or("the model is busy; try again")?;
         f(loaded)
+    }
+}
+
+/// The model lent to one job ([`State::lend_model`]).
+pub(crate) struct Lent<'s> {
+    state: &'s State,
+    loaded: Option<Rc<LoadedModel>>,
+}
+
+impl Lent<'_> {
+    /// The model and tokenizer, for the job to change and read.
+    pub(crate) fn get(&mut self) -> Result<&mut LoadedModel, String> {
+        self.loaded
+            .as_mut()
+            .and_then(Rc::get_mut)
+            .ok_or_else(|| "the model is busy; try again".to_string())
+    }
+}
+
+impl Drop for Lent<'_> {
+    fn drop(&mut self) {
+        *self.state.model.borrow_mut() = self.loaded.take();
+        let version = &self.state.weights_version;
+        version.set(version.get() + 1);
     }
 }
 
@@ -192,41 +232,77 @@ pub(crate) fn text(e: scalpel::Error) -> String {
     e.to_string()
 }
 
-/// Steps `scorer` to the end with progress, yielding between steps and stopping on Cancel, then
-/// reads the scores back.
-pub(crate) async fn run_scorer(
-    state: &State,
-    mut scorer: Scorer<'_>,
-    stage: &str,
-) -> Result<Scores, String> {
-    step_scorer(state, &mut scorer, stage).await?;
-    progress("Reading scores back", 0.0, 0.0);
-    yield_now().await;
-    scorer
-        .finish()
-        .map_err(text)?
-        .read_async()
-        .await
-        .map_err(text)
-}
+/// A core job's steps as the page's progress messages, yielding to the event loop before each
+/// step so a Stop arrives, and stopping the job at the next step after it.
+pub(crate) struct Progress<'s>(pub(crate) &'s State);
 
-/// Steps `scorer` to the end with progress, yielding between steps and stopping on Cancel.
-pub(crate) async fn step_scorer(
-    state: &State,
-    scorer: &mut Scorer<'_>,
-    stage: &str,
-) -> Result<(), String> {
-    progress(stage, 0.0, 0.0);
-    yield_now().await;
-    while scorer.step().map_err(text)? {
-        let (done, total) = scorer.progress();
+impl Steps for Progress<'_> {
+    async fn step(&mut self, stage: &str, done: usize, total: usize) -> scalpel::Result<()> {
         progress(stage, done as f64, total as f64);
         yield_now().await;
-        if state.cancel.get() {
-            return Err("scoring stopped".into());
+        if self.0.cancel.get() {
+            Err(scalpel::Error::Cancelled)
+        } else {
+            Ok(())
         }
     }
-    Ok(())
+
+    fn notice(&mut self, message: &str) {
+        post(&Response::Notice {
+            message: message.into(),
+        });
+    }
+}
+
+/// [`Progress`] for a job with events, each handed to `on_event` (which posts what the page
+/// draws at once and keeps what the panel needs afterwards).
+pub(crate) struct Posting<'s, F> {
+    progress: Progress<'s>,
+    on_event: F,
+}
+
+impl<'s, F> Posting<'s, F> {
+    pub(crate) fn new(state: &'s State, on_event: F) -> Self {
+        Self {
+            progress: Progress(state),
+            on_event,
+        }
+    }
+}
+
+impl<F> Steps for Posting<'_, F> {
+    async fn step(&mut self, stage: &str, done: usize, total: usize) -> scalpel::Result<()> {
+        self.progress.step(stage, done, total).await
+    }
+
+    fn notice(&mut self, message: &str) {
+        self.progress.notice(message);
+    }
+}
+
+impl<E, F: FnMut(E)> Driver<E> for Posting<'_, F> {
+    fn event(&mut self, event: E) -> scalpel::Result<()> {
+        (self.on_event)(event);
+        Ok(())
+    }
+}
+
+/// What a job's scorers may use in this worker.
+pub(crate) fn budget(state: &State) -> ScoringBudget {
+    ScoringBudget {
+        limits: state.limits.get(),
+    }
+}
+
+/// Steps `scorer` to the end with progress (stopping on Stop), then reads the scores back.
+pub(crate) async fn run_scorer(
+    state: &State,
+    scorer: Scorer<'_>,
+    stage: &str,
+) -> Result<Scores, String> {
+    scalpel::job::run_scorer(scorer, &mut Progress(state), stage)
+        .await
+        .map_err(text)
 }
 
 /// The perplexity readout, a quick named variant of `wiki-512`: 4 windows of 256 wiki tokens on
@@ -246,11 +322,9 @@ pub(crate) async fn readout_perplexity(
     stage: &str,
 ) -> Result<f64, String> {
     let protocol = readout_protocol(state.on_gpu.get());
-    let result = perplexity_async(model, tokens, &protocol, &mut |done, total| {
-        progress(stage, done as f64, total as f64)
-    })
-    .await
-    .map_err(text)?;
+    let result = perplexity_async(model, tokens, &protocol, &mut Progress(state), stage)
+        .await
+        .map_err(text)?;
     Ok(result.perplexity)
 }
 

@@ -1,6 +1,8 @@
-//! Progress bars for downloads, loading and evaluation (drawn on stderr, hidden when not a TTY).
+//! Progress bars for downloads, loading, evaluation and core jobs (drawn on stderr, hidden when
+//! not a TTY).
 
 use indicatif::{ProgressBar, ProgressStyle};
+use scalpel::job::{Driver, Steps};
 
 pub fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
@@ -42,5 +44,73 @@ impl hf_hub::api::Progress for HubProgress {
         if let Some(pb) = self.0.take() {
             pb.finish_and_clear();
         }
+    }
+}
+
+/// A core job's steps as progress bars, one per stage (a spinner where the stage is not
+/// counted), and its events handed to `on_event` with the bar cleared so lines print cleanly.
+pub struct JobBars<F> {
+    current: Option<(String, ProgressBar)>,
+    on_event: F,
+}
+
+impl<F> JobBars<F> {
+    pub fn new(on_event: F) -> Self {
+        Self {
+            current: None,
+            on_event,
+        }
+    }
+
+    fn clear(&mut self) {
+        if let Some((_, pb)) = self.current.take() {
+            pb.finish_and_clear();
+        }
+    }
+}
+
+impl<F> Drop for JobBars<F> {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+impl<F> Steps for JobBars<F> {
+    async fn step(&mut self, stage: &str, done: usize, total: usize) -> scalpel::Result<()> {
+        if self.current.as_ref().is_none_or(|(s, _)| s != stage) {
+            self.clear();
+            let pb = if total == 0 {
+                let pb = ProgressBar::new_spinner();
+                pb.set_message(stage.to_string());
+                pb
+            } else {
+                bar(total as u64, stage)
+            };
+            self.current = Some((stage.to_string(), pb));
+        }
+        if let Some((_, pb)) = &self.current {
+            if total == 0 {
+                pb.tick();
+            } else {
+                pb.set_length(total as u64);
+                pb.set_position(done as u64);
+            }
+        }
+        Ok(())
+    }
+
+    fn notice(&mut self, message: &str) {
+        match &self.current {
+            // `println` drops the line when the bar is hidden (no terminal); `suspend` does not.
+            Some((_, pb)) => pb.suspend(|| eprintln!("warning: {message}")),
+            None => eprintln!("warning: {message}"),
+        }
+    }
+}
+
+impl<E, F: FnMut(E) -> anyhow::Result<()>> Driver<E> for JobBars<F> {
+    fn event(&mut self, event: E) -> scalpel::Result<()> {
+        self.clear();
+        (self.on_event)(event).map_err(|e| scalpel::Error::Output(format!("{e:#}")))
     }
 }

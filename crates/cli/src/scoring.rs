@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use scalpel::job::ScoringBudget;
 use scalpel::prune::{Group, Masks};
 use scalpel::relevance::{MemoryLimits, Scratch};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores, wanda_sequential};
@@ -210,10 +211,15 @@ pub fn scorer_at<'m>(
     granularity: Granularity,
     reference: Option<ReferenceSet>,
 ) -> Result<Scorer<'m>> {
-    Ok(
-        Scorer::at(model, method, granularity, reference, job_limits(model))?
-            .spilling_to(scratch()),
-    )
+    Ok(budget(model).scorer(model, method, granularity, reference)?)
+}
+
+/// What a core job's scorers may use on this machine ([`scorer_at`]'s limits and scratch).
+pub fn budget(model: &Model) -> ScoringBudget {
+    ScoringBudget {
+        limits: job_limits(model),
+        scratch: Some(scratch()),
+    }
 }
 
 /// One scorer for `methods` (they must share it: `lrp` and `lrp-abs`, or a single method).

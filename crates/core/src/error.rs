@@ -63,8 +63,13 @@ pub enum Error {
     Scratch { path: String, reason: String },
 
     /// The caller cancelled a long computation.
-    #[error("cancelled")]
+    #[error("stopped before it finished")]
     Cancelled,
+
+    /// A job's driver could not keep a result it was handed (a report that could not be
+    /// written, say); the message says what and why.
+    #[error("{0}")]
+    Output(String),
 }
 
 impl Error {

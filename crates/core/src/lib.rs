@@ -11,6 +11,7 @@ pub mod eval;
 pub mod export;
 pub mod generate;
 pub mod io;
+pub mod job;
 pub mod loader;
 pub mod model;
 pub mod prune;

@@ -7,10 +7,13 @@ mod common;
 
 use common::*;
 use scalpel::circuit::file::{CircuitNotes, from_json, to_json};
-use scalpel::circuit::{Search, faithfulness};
+use scalpel::circuit::report::CircuitReport;
+use scalpel::circuit::{CircuitEvent, CircuitPlan, Search, faithfulness, search};
+use scalpel::job::{Driver, Quiet, Steps};
 use scalpel::model::LinearId;
 use scalpel::prune::{Granularity, Group, KeepBits, LinearMask, MaskInfo, Masks};
 use scalpel::relevance::MemoryLimits;
+use scalpel::report::RunInfo;
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::task::metrics::evaluate;
 use scalpel::task::{EncodedTask, Split, Task, TaskItem, TaskSource, ioi};
@@ -270,12 +273,11 @@ fn curves_prune_the_asked_share_and_start_dense() {
             dense,
         };
         let fractions = [0.0, 0.25, 0.5, 0.9];
-        let mut calls = 0;
-        let curve = search
-            .curve(&mut model, &fractions, &mut |_, _| calls += 1)
-            .unwrap();
-        assert_eq!(calls, 4);
-        assert!(!model.is_masked(), "the curve leaves the model dense");
+        let curve: Vec<_> = fractions
+            .iter()
+            .map(|&f| pollster::block_on(search.measure(&mut model, f)).unwrap())
+            .collect();
+        assert!(!model.is_masked(), "measuring leaves the model dense");
         assert_eq!(curve[0].metrics, dense);
         assert_eq!(faithfulness(&curve[0].metrics, &dense), 1.0);
         for p in &curve {
@@ -286,10 +288,16 @@ fn curves_prune_the_asked_share_and_start_dense() {
             );
         }
         // Threshold 0 is met everywhere: the circuit is the largest share measured.
-        let found = search
-            .circuit(&mut model, &curve, -1e9, 2)
-            .unwrap()
-            .unwrap();
+        let found = pollster::block_on(search.circuit(
+            &mut model,
+            &curve,
+            -1e9,
+            2,
+            &mut Quiet,
+            "narrowing",
+        ))
+        .unwrap()
+        .unwrap();
         assert_eq!(found.fraction, 0.9);
         assert!(!model.is_masked());
     }
@@ -523,4 +531,111 @@ fn smollm2_task_files_with_multi_token_answers_are_refused() {
     );
     let err = Task::parse("mine", "\n\n").unwrap_err().to_string();
     assert!(err.contains("no prompts"), "{err}");
+}
+
+/// Records a circuit search's events, and stops it at the first step of `stop_at` if given.
+#[derive(Default)]
+struct Recorder {
+    events: Vec<String>,
+    stop_at: Option<&'static str>,
+}
+
+impl Steps for Recorder {
+    async fn step(&mut self, stage: &str, _done: usize, _total: usize) -> scalpel::Result<()> {
+        match self.stop_at {
+            Some(s) if stage.contains(s) => Err(scalpel::Error::Cancelled),
+            _ => Ok(()),
+        }
+    }
+
+    fn notice(&mut self, _message: &str) {}
+}
+
+impl Driver<CircuitEvent<'_>> for Recorder {
+    fn event(&mut self, event: CircuitEvent<'_>) -> scalpel::Result<()> {
+        self.events.push(match event {
+            CircuitEvent::Seed { seed, .. } => format!("seed {seed}"),
+            CircuitEvent::Scored { method, .. } => format!("scored {}", method.name()),
+            CircuitEvent::Point { point, .. } => format!("point {}", point.fraction),
+            CircuitEvent::Circuit { found, .. } => format!("circuit {}", found.is_some()),
+            CircuitEvent::SeedDone(report) => format!("done {}", report.seeds.len()),
+        });
+        Ok(())
+    }
+}
+
+#[test]
+fn the_circuit_search_job_reports_each_seed_and_stops_cleanly() {
+    let mut model = load_fixture_model("llama-gqa-tied");
+    let tokenizer = tiny_tokenizer(model.config.vocab_size);
+    // Prompts whose answer is the dense model's top token and distractor its lowest: the dense
+    // model does the task, so there is a circuit to look for.
+    let lines: String = reference(&model, 12, 5)
+        .samples
+        .iter()
+        .map(|ids| {
+            let logits = logits_last(&model, ids);
+            let (best, worst) = (
+                scalpel::generate::argmax(&logits),
+                scalpel::generate::argmax(&logits.iter().map(|v| -v).collect::<Vec<_>>()),
+            );
+            let words: Vec<String> = ids.iter().map(|i| format!("t{i}")).collect();
+            format!("{} | t{best} | t{worst}\n", words.join(" "))
+        })
+        .collect();
+    let task = TaskSource::Data(Task::parse("top-token", &lines).unwrap());
+    let plan = CircuitPlan {
+        run: RunInfo::default(),
+        task: &task,
+        granularity: Granularity::Heads,
+        group: Group::Global,
+        methods: vec![ScoreMethod::Lrp, ScoreMethod::Random],
+        seeds: vec![0, 1],
+        prompts: 4,
+        fractions: vec![0.0, 0.5],
+        threshold: Some(0.0),
+        refine: 1,
+        budget: Default::default(),
+    };
+    let mut recorder = Recorder::default();
+    let report = pollster::block_on(search(&mut model, &tokenizer, &plan, &mut recorder)).unwrap();
+    assert!(!model.is_masked(), "the search leaves the model dense");
+    let per_method = ["point 0", "point 0.5", "circuit true"];
+    let mut expected = Vec::new();
+    for seed in 0..2 {
+        expected.push(format!("seed {seed}"));
+        for method in ["lrp", "random"] {
+            expected.push(format!("scored {method}"));
+            expected.extend(per_method.iter().map(|s| s.to_string()));
+        }
+        expected.push(format!("done {}", seed + 1));
+    }
+    assert_eq!(recorder.events, expected);
+    assert_eq!(report.seeds.len(), 2);
+    assert_eq!(report.protocol.seeds, 2);
+    for m in &report.summary {
+        assert_eq!((m.seeds, m.circuits_found), (2, 2), "{:?}", m.method);
+        assert_eq!(
+            m.curve[0].faithfulness, 1.0,
+            "0 % pruned is the dense model"
+        );
+    }
+    // The report reads back and renders as it did (JSON floats may move in the last bit).
+    let back: CircuitReport =
+        serde_json::from_str(&serde_json::to_string(&report).unwrap()).unwrap();
+    assert_eq!(back.markdown(), report.markdown());
+    assert_eq!(back.chart().to_svg(), report.chart().to_svg());
+
+    let mut stopping = Recorder {
+        stop_at: Some("measuring the curve"),
+        ..Recorder::default()
+    };
+    let Err(err) = pollster::block_on(search(&mut model, &tokenizer, &plan, &mut stopping)) else {
+        panic!("the job should have stopped");
+    };
+    assert!(matches!(err, scalpel::Error::Cancelled), "{err}");
+    assert!(
+        !model.is_masked(),
+        "a stopped search leaves the model dense"
+    );
 }

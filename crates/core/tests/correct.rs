@@ -1,19 +1,24 @@
 //! Targeted correction: relevance over a continuation set is the explanation of the
 //! continuation's logits, signed scores are what compression's magnitudes are taken of, R_diff
 //! is the difference of shares and a dose prunes exactly its lowest components; on SmolLM2 the
-//! real lexicon flags continuations, and a behaviour the model does not show is refused.
+//! real lexicon flags continuations, and a behaviour the model does not show is refused. The
+//! whole correction job reports every dose, reads its report back, and stops cleanly.
 
 mod common;
 
 use common::*;
 use scalpel::Model;
+use scalpel::correct::report::CorrectionReport;
 use scalpel::correct::{
-    Behaviour, BehaviourPrompt, ContinuationScorer, Lexicon, Measure, Uniqueness, check_present,
-    continuation_reference, continue_greedily, differential, dose, encode, judge_all, removed,
+    Behaviour, BehaviourPrompt, ContinuationScorer, CorrectionEvent, CorrectionPlan, GeneralSet,
+    GuardRail, Lexicon, Measure, Uniqueness, check_present, continuation_reference,
+    continue_greedily, correct, differential, dose, encode, judge_all, removed,
 };
+use scalpel::eval::perplexity::PerplexityProtocol;
 use scalpel::model::LinearId;
 use scalpel::prune::{Granularity, Masks};
 use scalpel::relevance::{MemoryLimits, RuleSet, Target, WeightDetail, explain};
+use scalpel::report::RunInfo;
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 
 fn close(a: &[f32], b: &[f32], what: &str) {
@@ -264,4 +269,113 @@ fn smollm2_flags_toxic_continuations_and_refuses_an_absent_behaviour() {
     let repeated = continue_greedily(model, &stop[0].ids, 50).unwrap();
     let j = Uniqueness.judge("", &repeated);
     assert!(j.exhibits, "RUR {}", j.score);
+}
+
+/// Records a job's stages and events, and stops it at the first step of `stop_at` if given.
+struct Recorder {
+    stages: Vec<String>,
+    events: Vec<String>,
+    stop_at: Option<&'static str>,
+}
+
+impl scalpel::job::Steps for Recorder {
+    async fn step(&mut self, stage: &str, _done: usize, _total: usize) -> scalpel::Result<()> {
+        if self.stages.last().is_none_or(|s| s != stage) {
+            self.stages.push(stage.to_string());
+        }
+        match self.stop_at {
+            Some(s) if stage.contains(s) => Err(scalpel::Error::Cancelled),
+            _ => Ok(()),
+        }
+    }
+
+    fn notice(&mut self, _message: &str) {}
+}
+
+impl scalpel::job::Driver<CorrectionEvent<'_>> for Recorder {
+    fn event(&mut self, event: CorrectionEvent<'_>) -> scalpel::Result<()> {
+        self.events.push(match event {
+            CorrectionEvent::Prepared { protocol, .. } => {
+                format!("prepared {}", protocol.undesired.name)
+            }
+            CorrectionEvent::Dose { method, point } => {
+                format!("{} {}", method.name(), point.count)
+            }
+        });
+        Ok(())
+    }
+}
+
+#[test]
+fn the_correction_job_measures_every_dose_reports_it_and_stops_cleanly() {
+    let mut model = load_fixture_model("llama-gqa-tied");
+    let tokenizer = tiny_tokenizer(model.config.vocab_size);
+    let behaviour = Behaviour::parse(
+        "tiny",
+        "t1 t2 | t3 t4\nt5 t6 | t7 t8\nt9 t10 | t11 t12\nt13 t14 | t15 t16\n",
+        Measure::Uniqueness,
+        3,
+    )
+    .unwrap();
+    let guard_tokens: Vec<u32> = reference(&model, 1, 16).samples[0].clone();
+    let plan = CorrectionPlan {
+        run: RunInfo::default(),
+        behaviour: &behaviour,
+        judge: &Uniqueness,
+        granularity: Granularity::Heads,
+        methods: vec![ScoreMethod::Lrp, ScoreMethod::Random],
+        doses: vec![1],
+        chosen: Some(2),
+        seed: 0,
+        prompts: None,
+        general: GeneralSet::Text(reference(&model, 2, 12)),
+        guard_rail: GuardRail {
+            tokens: &guard_tokens,
+            protocol: PerplexityProtocol::wiki(16, 1),
+            dense: None,
+        },
+        budget: Default::default(),
+        examples: 1,
+    };
+    let mut recorder = Recorder {
+        stages: vec![],
+        events: vec![],
+        stop_at: None,
+    };
+    let correction =
+        pollster::block_on(correct(&mut model, &tokenizer, &plan, &mut recorder)).unwrap();
+    assert!(!model.is_masked(), "the job leaves the model dense");
+    assert_eq!(
+        recorder.events,
+        ["prepared tiny-2", "lrp 1", "lrp 2", "random 1", "random 2"]
+    );
+    let report = &correction.report;
+    assert_eq!(report.protocol.total_components, 8, "2 layers × 4 heads");
+    assert_eq!(report.methods.len(), 2);
+    assert_eq!(
+        report.methods[0].removed.len(),
+        2,
+        "lrp lists what it removed"
+    );
+    assert!(
+        report.methods[1].removed.is_empty(),
+        "random has no scores to show"
+    );
+    assert_eq!(report.examples.len(), 1);
+    assert_eq!(correction.ranking.method, ScoreMethod::Lrp);
+    // What the report's doses measured is the ranking's mask, measured again.
+    let masks = dose(&correction.ranking.r_diff, 2).unwrap();
+    assert_eq!(masks.report().pruned, 2);
+    // The report reads back as it was written (`correct --render`).
+    let json = serde_json::to_string(report).unwrap();
+    let back: CorrectionReport = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.markdown(), report.markdown());
+
+    // Stopped while a dose's mask is on the model: the error says so and the model is dense.
+    recorder.stop_at = Some("lrp at 1 heads: perplexity");
+    let Err(err) = pollster::block_on(correct(&mut model, &tokenizer, &plan, &mut recorder)) else {
+        panic!("the job should have stopped");
+    };
+    assert!(matches!(err, scalpel::Error::Cancelled), "{err}");
+    assert!(!model.is_masked(), "a stopped job leaves the model dense");
 }

@@ -5,29 +5,24 @@
 //! corrected checkpoint and a JSON + Markdown + SVG report.
 
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use scalpel::correct::report::CorrectionReport;
 use scalpel::correct::{
-    Behaviour, BehaviourMetrics, ContinuationScorer, EncodedPrompt, GENERAL_PROMPT_TOKENS,
-    Judgement, Lexicon, Measure, OVERLAP_WARNING, Removed, TOXICITY_CATEGORIES, Uniqueness,
-    check_method, continue_greedily, default_count, default_doses, differential, dose, encode,
-    general_prompts, general_reference, judge_all, overlap, removed, to_continue, undesired_scores,
-    undesired_set,
+    Behaviour, ContinuationScorer, CorrectionEvent, CorrectionPlan, GENERAL_PROMPT_TOKENS,
+    GeneralSet, GuardRail, Lexicon, Measure, TOXICITY_CATEGORIES, Uniqueness, check_method,
+    correct, default_count, dose,
 };
-use scalpel::eval::perplexity::PerplexityProtocol;
-use scalpel::prune::{Granularity, Masks};
-use scalpel::report::{LineChart, Series};
-use scalpel::score::{ReferenceSet, ScoreMethod, Scores};
-use scalpel::{Model, TextTokenizer};
-use serde::Serialize;
+use scalpel::prune::Granularity;
+use scalpel::report::RunInfo;
+use scalpel::score::ScoreMethod;
 use serde_json::json;
 
 use crate::model_source::{ModelArgs, load};
 use crate::output::{prepare_out, write_atomically, write_checkpoint};
-use crate::progress::bar;
-use crate::scoring::{ReferenceArgs, run_scorer, scorer_at};
-use crate::wiki::{WikiArgs, evaluate};
+use crate::progress::JobBars;
+use crate::scoring::{ReferenceArgs, budget};
+use crate::wiki::WikiArgs;
 
 /// The sidecar written next to the corrected checkpoint.
 const SIDECAR: &str = "scalpel-correct.json";
@@ -103,83 +98,6 @@ pub struct Args {
     pub render: Option<PathBuf>,
 }
 
-#[derive(Serialize)]
-struct DosePoint {
-    count: usize,
-    held_out: BehaviourMetrics,
-    perplexity: f64,
-}
-
-#[derive(Serialize)]
-struct MethodRun {
-    method: ScoreMethod,
-    formula: String,
-    scoring_seconds: f64,
-    doses: Vec<DosePoint>,
-    /// The first components the correction at --count removes.
-    removed: Vec<Removed>,
-}
-
-#[derive(Serialize)]
-struct Example {
-    prompt: String,
-    dense: String,
-    dense_judgement: Judgement,
-    corrected: String,
-    corrected_judgement: Judgement,
-}
-
-/// Continuations of a set of prompts and what the judge says of each.
-struct Measured {
-    continuations: Vec<Vec<u32>>,
-    judgements: Vec<Judgement>,
-}
-
-impl Measured {
-    fn metrics(&self) -> BehaviourMetrics {
-        BehaviourMetrics::of(&self.judgements)
-    }
-}
-
-/// What every dose is measured with.
-struct Evaluation<'a> {
-    tokenizer: &'a TextTokenizer,
-    scorer: &'a dyn ContinuationScorer,
-    held_out: &'a [EncodedPrompt],
-    max_new_tokens: usize,
-    wiki_tokens: &'a [u32],
-    protocol: PerplexityProtocol,
-}
-
-impl Evaluation<'_> {
-    fn continuations(
-        &self,
-        model: &Model,
-        prompts: &[EncodedPrompt],
-        label: &str,
-    ) -> Result<Measured> {
-        let pb = bar(prompts.len() as u64, label);
-        let mut continuations = Vec::with_capacity(prompts.len());
-        for p in prompts {
-            continuations.push(continue_greedily(model, &p.ids, self.max_new_tokens)?);
-            pb.inc(1);
-        }
-        pb.finish_and_clear();
-        let judgements = judge_all(self.scorer, self.tokenizer, &continuations)?;
-        Ok(Measured {
-            continuations,
-            judgements,
-        })
-    }
-
-    /// The held-out behaviour and the perplexity of `model` as it is now (masked or dense).
-    fn measure(&self, model: &Model, label: &str) -> Result<(Measured, f64)> {
-        let measured = self.continuations(model, self.held_out, label)?;
-        let ppl = evaluate(model, self.wiki_tokens, &self.protocol, "perplexity")?.perplexity;
-        Ok((measured, ppl))
-    }
-}
-
 fn read(path: &Path, what: &str) -> Result<String> {
     std::fs::read_to_string(path).with_context(|| {
         format!(
@@ -236,37 +154,16 @@ fn behaviour(args: &Args) -> Result<Behaviour> {
     Ok(b)
 }
 
-/// Component scores of `method` over `reference`: the undesired set's ([`undesired_scores`]) when
-/// `undesired`, else the method's own.
-fn score(
-    model: &Model,
-    method: ScoreMethod,
-    granularity: Granularity,
-    reference: &ReferenceSet,
-    undesired: bool,
-    label: &str,
-) -> Result<Scores> {
-    let mut scorer = scorer_at(model, method, granularity, Some(reference.clone()))?;
-    run_scorer(&mut scorer, label)?;
-    let pending = if undesired {
-        undesired_scores(scorer, granularity)?
-    } else {
-        scorer.finish()?
-    };
-    Ok(pending.read()?)
-}
+/// Examples of held-out prompts shown dense against corrected in the report.
+const EXAMPLES: usize = 6;
 
 pub fn run(args: Args) -> Result<()> {
     prepare_out(&args.out)?;
     if let Some(json) = &args.render {
-        let doc: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(json).with_context(|| format!("reading {}", json.display()))?,
-        )
-        .with_context(|| format!("{} is not a correction report", json.display()))?;
-        if !doc["methods"].is_array() || !doc["protocol"].is_object() {
-            bail!("{} is not a correction.json", json.display());
-        }
-        return write_report(&args.out, &doc);
+        let bytes = std::fs::read(json).with_context(|| format!("reading {}", json.display()))?;
+        let report: CorrectionReport = serde_json::from_slice(&bytes)
+            .with_context(|| format!("{} is not a correction.json", json.display()))?;
+        return write_report(&args.out, &report);
     }
     let behaviour = behaviour(&args)?;
     let granularity = Granularity::parse(&args.components)?;
@@ -279,25 +176,12 @@ pub fn run(args: Args) -> Result<()> {
             Ok(m)
         })
         .collect::<Result<_>>()?;
-    if methods.is_empty() {
-        bail!("--methods needs at least one method");
-    }
     let count = args.count.unwrap_or(default_count(granularity));
     if count == 0 {
         bail!("--count must be at least 1 (the components the written correction prunes)");
     }
-    let mut doses = if args.doses.is_empty() {
-        default_doses(granularity)
-    } else {
-        args.doses.clone()
-    };
-    doses.push(count);
-    doses.sort_unstable();
-    doses.dedup();
-    doses.retain(|&d| d > 0);
-
     let lexicon;
-    let scorer: &dyn ContinuationScorer = match behaviour.measure {
+    let judge: &dyn ContinuationScorer = match behaviour.measure {
         Measure::Lexicon => {
             lexicon = Lexicon::parse(
                 &args.lexicon.display().to_string(),
@@ -311,228 +195,126 @@ pub fn run(args: Args) -> Result<()> {
     let (loaded, device) = load(&args.model)?;
     let tokenizer = &loaded.tokenizer;
     let mut model = loaded.model;
-    let total = granularity.total(&model)?;
-    if let Some(&largest) = doses.last()
-        && largest as u64 > total
-    {
-        bail!(
-            "a dose of {largest} {} is more than the model has ({total})",
-            granularity.name()
-        );
-    }
-
-    let (mut scoring, mut held_out) = behaviour.split(args.seed)?;
-    if let Some(n) = args.prompts {
-        scoring.truncate(n);
-        held_out.truncate(n);
-    }
-    let context = model.config.max_position_embeddings;
-    let scoring = encode(tokenizer, &scoring, behaviour.max_new_tokens, context)?;
-    let held_out = encode(tokenizer, &held_out, behaviour.max_new_tokens, context)?;
-    eprintln!(
-        "behaviour {}: {} scoring prompts, {} held out (seed {}); judge: {}; device {}",
-        behaviour.name,
-        scoring.len(),
-        held_out.len(),
-        args.seed,
-        scorer.describe(),
-        device.label
-    );
-
     let wiki_tokens = args.wiki.tokens(tokenizer)?;
-    let eval = Evaluation {
-        tokenizer,
-        scorer,
-        held_out: &held_out,
-        max_new_tokens: behaviour.max_new_tokens,
-        wiki_tokens: &wiki_tokens,
-        protocol: args.wiki.protocol(),
-    };
-
-    let to_generate = to_continue(&scoring);
-    let generated = eval.continuations(&model, &to_generate, "scoring set")?;
-    let undesired = undesired_set(
-        &behaviour.name,
-        &scoring,
-        &generated.continuations,
-        &generated.judgements,
-        scorer,
-    )?;
     let text = args.reference.build(tokenizer)?;
     let general = match args.general_explains.as_str() {
-        "text" => text,
-        "continuation" => {
-            let n = args.general_prompt_tokens;
-            let prompts = general_prompts(&text, n).context("--general-prompt-tokens")?;
-            let own = eval.continuations(&model, &prompts, "general set")?;
-            general_reference(&text, n, own.continuations)?
-        }
+        "text" => GeneralSet::Text(text),
+        "continuation" => GeneralSet::Continuations {
+            text,
+            prompt_tokens: args.general_prompt_tokens,
+        },
         other => bail!("--general-explains is continuation or text, not `{other}`"),
     };
-    let shared = overlap(&general, &undesired);
-    if shared > OVERLAP_WARNING {
-        eprintln!(
-            "warning: {:.0} % of the undesired set's token 4-grams also occur in the general set \
-             ({}): their relevance cancels in R_diff — use general text that does not contain the behaviour",
-            100.0 * shared,
-            general.protocol.name
-        );
-    }
-    eprintln!(
-        "undesired set {}: {} of {} scoring prompts show the behaviour ({} {:.1} %); general set {}",
-        undesired.protocol.name,
-        undesired.samples.len(),
-        scoring.len(),
-        scorer.rate_name(),
-        100.0 * generated.metrics().rate,
-        general.protocol.name
-    );
-
-    let (dense_measured, dense_ppl) = eval.measure(&model, "dense")?;
-    let dense = dense_measured.metrics();
-    eprintln!(
-        "dense on held-out prompts: {} {:.1} %, {} {:.3}; {} perplexity {:.3}",
-        scorer.rate_name(),
-        100.0 * dense.rate,
-        scorer.score_name(),
-        dense.mean_score,
-        eval.protocol.name,
-        dense_ppl
-    );
-
-    let mut runs = Vec::new();
-    // The written correction: the first method at --count, with its held-out continuations.
-    let mut checkpoint: Option<(Scores, Masks, Measured)> = None;
-    for &method in &methods {
-        let start = Instant::now();
-        let mut parts = None;
-        let scores = if method == ScoreMethod::Random {
-            Scores::random_baseline(&model, granularity, args.seed)?
-        } else {
-            let g = score(
-                &model,
-                method,
-                granularity,
-                &general,
-                false,
-                &format!("{} general", method.name()),
-            )?;
-            let u = score(
-                &model,
-                method,
-                granularity,
-                &undesired,
-                true,
-                &format!("{} undesired", method.name()),
-            )?;
-            let diff = differential(&g, &u)?;
-            parts = Some((g, u));
-            diff
-        };
-        let scoring_seconds = start.elapsed().as_secs_f64();
-        let mut points = Vec::new();
-        let mut top_removed = Vec::new();
-        let mut at_count = None;
-        for &d in &doses {
-            let masks = dose(&scores, d)?;
-            masks.apply(&mut model)?;
-            let result = eval.measure(&model, &format!("{} {d}", method.name()));
-            model.restore_dense();
-            let (measured, perplexity) = result?;
-            let m = measured.metrics();
-            eprintln!(
-                "  {} at {d} {}: {} {:.1} %, {} {:.3}; perplexity {:.3}",
-                method.name(),
-                granularity.name(),
-                scorer.rate_name(),
-                100.0 * m.rate,
-                scorer.score_name(),
-                m.mean_score,
-                perplexity
-            );
-            points.push(DosePoint {
-                count: d,
-                held_out: m,
-                perplexity,
-            });
-            if d == count {
-                if let Some((g, u)) = &parts {
-                    top_removed = removed(&masks, &scores, g, u, 20);
-                }
-                at_count = Some((masks, measured));
-            }
-        }
-        runs.push(MethodRun {
-            method,
-            formula: scores.info.formula.clone(),
-            scoring_seconds,
-            doses: points,
-            removed: top_removed,
-        });
-        if checkpoint.is_none() {
-            let (masks, measured) = at_count.context("--count is among the doses")?;
-            checkpoint = Some((scores, masks, measured));
-        }
-    }
-
-    let (scores, masks, corrected) = checkpoint.context("no method ran")?;
-    let examples = examples(tokenizer, &held_out, &dense_measured, &corrected, 6)?;
-    let doc = json!({
-        "scalpel": env!("CARGO_PKG_VERSION"),
-        "command": std::env::args().collect::<Vec<_>>().join(" "),
-        "model": args.model.model,
-        "fingerprint": model.config.fingerprint(),
-        "device": device.label,
-        "protocol": {
-            "behaviour": behaviour.name,
-            "judge": scorer.describe(),
-            "rate_name": scorer.rate_name(),
-            "score_name": scorer.score_name(),
-            "lower_is_better": scorer.lower_is_better(),
-            "greedy_new_tokens": behaviour.max_new_tokens,
-            "seed": args.seed,
-            "scoring_prompts": scoring.len(),
-            "held_out_prompts": held_out.len(),
-            "undesired": undesired.protocol,
-            "general": general.protocol,
-            "overlap_4grams": shared,
-            "components": granularity,
-            "total_components": total,
-            "ranking": "global, lowest R_diff pruned first",
-            "perplexity": eval.protocol,
+    let plan = CorrectionPlan {
+        run: RunInfo::new(
+            std::env::args().collect::<Vec<_>>().join(" "),
+            args.model.model.clone(),
+            device.label.clone(),
+        ),
+        behaviour: &behaviour,
+        judge,
+        granularity,
+        methods,
+        doses: args.doses.clone(),
+        chosen: Some(count),
+        seed: args.seed,
+        prompts: args.prompts,
+        general,
+        guard_rail: GuardRail {
+            tokens: &wiki_tokens,
+            protocol: args.wiki.protocol(),
+            dense: None,
         },
-        "scoring_set_dense": generated.metrics(),
-        "dense": { "held_out": dense, "perplexity": dense_ppl },
-        "methods": runs,
-        "checkpoint": { "method": scores.info.method, "count": count },
-        "examples": examples,
+        budget: budget(&model),
+        examples: EXAMPLES,
+    };
+    let mut driver = JobBars::new(|event: CorrectionEvent<'_>| {
+        tell(event, &plan);
+        Ok(())
     });
-    if !args.no_checkpoint {
-        masks.apply(&mut model)?;
-        let note = json!({
-            "correction": behaviour.name,
-            "method": scores.info.method,
-            "components": granularity,
-            "count": count,
-            "formula": scores.info.formula,
-        });
-        let out = args.out.join("checkpoint");
-        write_checkpoint(&out, &model, tokenizer, &note, (SIDECAR, &doc))?;
-        eprintln!("corrected checkpoint written to {}", out.display());
-    }
-    model.restore_dense();
+    let correction = pollster::block_on(correct(&mut model, tokenizer, &plan, &mut driver))?;
+    drop(driver);
+    let report = &correction.report;
+    // The report first: a checkpoint that fails to write must not lose the measurements.
     write_atomically(
         &args.out.join("correction.json"),
-        serde_json::to_string_pretty(&doc)?.as_bytes(),
+        serde_json::to_string_pretty(report)?.as_bytes(),
     )?;
-    write_report(&args.out, &doc)
+    write_report(&args.out, report)?;
+    if !args.no_checkpoint {
+        let ranking = &correction.ranking;
+        dose(&ranking.r_diff, count)?.apply(&mut model)?;
+        let note = json!({
+            "correction": behaviour.name,
+            "method": ranking.method,
+            "components": granularity,
+            "count": count,
+            "formula": ranking.r_diff.info.formula,
+        });
+        let out = args.out.join("checkpoint");
+        let sidecar = serde_json::to_value(report)?;
+        write_checkpoint(&out, &model, tokenizer, &note, (SIDECAR, &sidecar))?;
+        model.restore_dense();
+        eprintln!("corrected checkpoint written to {}", out.display());
+    }
+    Ok(())
 }
 
-/// correction.md, correction.svg and perplexity.svg from the report's JSON, in `out` (made by
+/// What the correction tells the terminal as it goes.
+fn tell(event: CorrectionEvent<'_>, plan: &CorrectionPlan<'_>) {
+    match event {
+        CorrectionEvent::Prepared {
+            protocol: p,
+            scoring_set,
+            dense,
+        } => {
+            eprintln!(
+                "behaviour {}: {} scoring prompts, {} held out (seed {}); judge: {}; device {}",
+                p.behaviour,
+                p.scoring_prompts,
+                p.held_out_prompts,
+                p.seed,
+                p.judge,
+                plan.run.device
+            );
+            eprintln!(
+                "undesired set {}: {} of {} scoring prompts show the behaviour ({} {:.1} %); general set {}",
+                p.undesired.name,
+                p.undesired.samples,
+                p.scoring_prompts,
+                p.rate_name,
+                100.0 * scoring_set.rate,
+                p.general.name
+            );
+            eprintln!(
+                "dense on held-out prompts: {} {:.1} %, {} {:.3}; {} perplexity {:.3}",
+                p.rate_name,
+                100.0 * dense.held_out.rate,
+                p.score_name,
+                dense.held_out.mean_score,
+                p.perplexity.name,
+                dense.perplexity
+            );
+        }
+        CorrectionEvent::Dose { method, point } => eprintln!(
+            "  {} at {} {}: {} {:.1} %, {} {:.3}; perplexity {:.3}",
+            method.name(),
+            point.count,
+            plan.granularity.name(),
+            plan.judge.rate_name(),
+            100.0 * point.held_out.rate,
+            plan.judge.score_name(),
+            point.held_out.mean_score,
+            point.perplexity
+        ),
+    }
+}
+
+/// correction.md, correction.svg and perplexity.svg from the report, in `out` (made by
 /// `prepare_out` before any work).
-fn write_report(out: &Path, doc: &serde_json::Value) -> Result<()> {
-    write_atomically(&out.join("correction.md"), markdown(doc).as_bytes())?;
-    let [behaviour_chart, ppl_chart] = charts(doc);
+fn write_report(out: &Path, report: &CorrectionReport) -> Result<()> {
+    write_atomically(&out.join("correction.md"), report.markdown().as_bytes())?;
+    let [behaviour_chart, ppl_chart] = report.charts();
     write_atomically(
         &out.join("correction.svg"),
         behaviour_chart.to_svg().as_bytes(),
@@ -540,173 +322,4 @@ fn write_report(out: &Path, doc: &serde_json::Value) -> Result<()> {
     write_atomically(&out.join("perplexity.svg"), ppl_chart.to_svg().as_bytes())?;
     eprintln!("report written to {}", out.display());
     Ok(())
-}
-
-/// Up to `n` held-out prompts, those whose dense continuation shows the behaviour first.
-fn examples(
-    tokenizer: &TextTokenizer,
-    prompts: &[EncodedPrompt],
-    dense: &Measured,
-    corrected: &Measured,
-    n: usize,
-) -> Result<Vec<Example>> {
-    let mut order: Vec<usize> = (0..prompts.len()).collect();
-    order.sort_by_key(|&i| !dense.judgements[i].exhibits);
-    order
-        .into_iter()
-        .take(n)
-        .map(|i| {
-            Ok(Example {
-                prompt: prompts[i].text.clone(),
-                dense: tokenizer.decode(&dense.continuations[i])?,
-                dense_judgement: dense.judgements[i].clone(),
-                corrected: tokenizer.decode(&corrected.continuations[i])?,
-                corrected_judgement: corrected.judgements[i].clone(),
-            })
-        })
-        .collect()
-}
-
-fn markdown(doc: &serde_json::Value) -> String {
-    let p = &doc["protocol"];
-    let rate = p["rate_name"].as_str().unwrap_or("rate");
-    let score = p["score_name"].as_str().unwrap_or("score");
-    let ppl = p["perplexity"]["name"].as_str().unwrap_or("perplexity");
-    let mut md = format!(
-        "# Targeted correction: {}\n\n\
-         Model `{}` ({}). Components: {} ({} in all), ranked globally by R_diff (lowest pruned first). \
-         Undesired set: {} ({} continuations that show the behaviour, of {} scoring prompts); general set: {}. \
-         Measured on {} held-out prompts (greedy, {} new tokens), judged by {}; guard-rail: {} perplexity. \
-         Split seed {}.\n\n",
-        p["behaviour"].as_str().unwrap_or(""),
-        doc["model"].as_str().unwrap_or(""),
-        doc["device"].as_str().unwrap_or(""),
-        p["components"].as_str().unwrap_or(""),
-        p["total_components"],
-        p["undesired"]["name"].as_str().unwrap_or(""),
-        p["undesired"]["samples"],
-        p["scoring_prompts"],
-        p["general"]["name"].as_str().unwrap_or(""),
-        p["held_out_prompts"],
-        p["greedy_new_tokens"],
-        p["judge"].as_str().unwrap_or(""),
-        ppl,
-        p["seed"],
-    );
-    let dense = &doc["dense"];
-    md += &format!(
-        "| method | components pruned | {rate} | {score} | {ppl} perplexity |\n|---|---:|---:|---:|---:|\n\
-         | dense | 0 | {:.1} % | {:.3} | {:.3} |\n",
-        100.0 * dense["held_out"]["rate"].as_f64().unwrap_or(f64::NAN),
-        dense["held_out"]["mean_score"].as_f64().unwrap_or(f64::NAN),
-        dense["perplexity"].as_f64().unwrap_or(f64::NAN),
-    );
-    for run in doc["methods"].as_array().into_iter().flatten() {
-        for d in run["doses"].as_array().into_iter().flatten() {
-            md += &format!(
-                "| {} | {} | {:.1} % | {:.3} | {:.3} |\n",
-                run["method"].as_str().unwrap_or(""),
-                d["count"],
-                100.0 * d["held_out"]["rate"].as_f64().unwrap_or(f64::NAN),
-                d["held_out"]["mean_score"].as_f64().unwrap_or(f64::NAN),
-                d["perplexity"].as_f64().unwrap_or(f64::NAN),
-            );
-        }
-    }
-    md += "\nScores:\n\n";
-    for run in doc["methods"].as_array().into_iter().flatten() {
-        md += &format!(
-            "- {} ({:.0} s): {}\n",
-            run["method"].as_str().unwrap_or(""),
-            run["scoring_seconds"].as_f64().unwrap_or(0.0),
-            run["formula"].as_str().unwrap_or("")
-        );
-    }
-    md += &format!(
-        "\nExamples (held-out prompts; corrected = {} at {} components):\n\n| prompt | dense | corrected |\n|---|---|---|\n",
-        doc["checkpoint"]["method"].as_str().unwrap_or(""),
-        doc["checkpoint"]["count"]
-    );
-    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
-    for e in doc["examples"].as_array().into_iter().flatten() {
-        md += &format!(
-            "| {} | {} | {} |\n",
-            cell(e["prompt"].as_str().unwrap_or("")),
-            cell(e["dense"].as_str().unwrap_or("")),
-            cell(e["corrected"].as_str().unwrap_or(""))
-        );
-    }
-    md
-}
-
-/// The dose–response chart (behaviour vs components pruned) and the perplexity chart.
-fn charts(doc: &serde_json::Value) -> [LineChart; 2] {
-    let p = &doc["protocol"];
-    let lexicon = p["lower_is_better"].as_bool().unwrap_or(true);
-    // Toxicity: the hit rate in %; repetition: the mean RUR.
-    let headline = |m: &serde_json::Value| {
-        if lexicon {
-            100.0 * m["rate"].as_f64().unwrap_or(f64::NAN)
-        } else {
-            m["mean_score"].as_f64().unwrap_or(f64::NAN)
-        }
-    };
-    // Every line starts from the dense model at 0 pruned.
-    let series = |value: &dyn Fn(&serde_json::Value) -> f64, dense: f64| -> Vec<Series> {
-        doc["methods"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|run| Series {
-                name: run["method"].as_str().unwrap_or("").to_string(),
-                points: std::iter::once((0.0, dense))
-                    .chain(
-                        run["doses"]
-                            .as_array()
-                            .into_iter()
-                            .flatten()
-                            .map(|d| (d["count"].as_f64().unwrap_or(f64::NAN), value(d))),
-                    )
-                    .collect(),
-                spread: Vec::new(),
-            })
-            .collect()
-    };
-    let dense_headline = headline(&doc["dense"]["held_out"]);
-    let dense_ppl = doc["dense"]["perplexity"].as_f64().unwrap_or(f64::NAN);
-    let components = p["components"].as_str().unwrap_or("components");
-    let title = format!(
-        "{} — {}",
-        p["behaviour"].as_str().unwrap_or(""),
-        doc["model"].as_str().unwrap_or("")
-    );
-    let y_label = if lexicon {
-        format!(
-            "{} on held-out prompts (%)",
-            p["rate_name"].as_str().unwrap_or("")
-        )
-    } else {
-        format!(
-            "{} on held-out prompts",
-            p["score_name"].as_str().unwrap_or("")
-        )
-    };
-    let behaviour = LineChart {
-        title: title.clone(),
-        x_label: format!("{components} pruned"),
-        y_label,
-        log_y: false,
-        series: series(&|d| headline(&d["held_out"]), dense_headline),
-        reference: Some(("dense".into(), dense_headline)),
-    };
-    let ppl_name = p["perplexity"]["name"].as_str().unwrap_or("perplexity");
-    let ppl = LineChart {
-        title,
-        x_label: format!("{components} pruned"),
-        y_label: format!("{ppl_name} perplexity"),
-        log_y: false,
-        series: series(&|d| d["perplexity"].as_f64().unwrap_or(f64::NAN), dense_ppl),
-        reference: Some(("dense".into(), dense_ppl)),
-    };
-    [behaviour, ppl]
 }

@@ -4,17 +4,22 @@
 //!
 //! A circuit is an ordinary [`Masks`] (of weights, neurons or heads), so it applies and undoes
 //! like any mask; [`file`] writes it as JSON. The curve of the task metric against the share of
-//! components pruned ([`CurvePoint`]) is measured natively by [`curve`] and step by step in
-//! the browser.
+//! components pruned ([`CurvePoint`]) and the circuit a threshold picks are measured by one job,
+//! [`search`], for the CLI and the page; its [`report::CircuitReport`] renders as Markdown and SVG.
 
 pub mod file;
+pub mod job;
+pub mod report;
+
+pub use job::{CircuitEvent, CircuitPlan, search};
 
 use crate::error::{Error, Result};
+use crate::job::{Steps, with_masks};
 use crate::model::{LinearKind, Model};
 use crate::prune::{Granularity, Group, Masks};
 use crate::score::Scores;
 use crate::task::EncodedTask;
-use crate::task::metrics::TaskMetrics;
+use crate::task::metrics::{TaskMetrics, evaluate_async};
 
 /// Shares of components pruned where a curve is measured by default: dense, then every tenth,
 /// then finer near the end where circuits live.
@@ -69,19 +74,6 @@ pub fn check_group(granularity: Granularity, group: Group) -> Result<()> {
     }
 }
 
-/// The mask pruning `fraction` of the scored components, applied to the model.
-pub fn apply_fraction(
-    model: &mut Model,
-    scores: &Scores,
-    fraction: f64,
-    group: Group,
-) -> Result<Masks> {
-    check_group(scores.info.granularity, group)?;
-    let masks = Masks::from_scores(scores, fraction, group)?;
-    masks.apply(model)?;
-    Ok(masks)
-}
-
 /// What a circuit search measures with: scores to prune by, how they compete, the prompts the
 /// task metric is taken on and the dense model's metric there.
 pub struct Search<'a> {
@@ -91,64 +83,47 @@ pub struct Search<'a> {
     pub dense: TaskMetrics,
 }
 
-#[cfg(not(target_family = "wasm"))]
 impl Search<'_> {
-    /// One curve point: the mask at `fraction` applied, the task run. Leaves the mask applied.
-    pub fn measure(&self, model: &mut Model, fraction: f64) -> Result<CurvePoint> {
-        let masks = apply_fraction(model, self.scores, fraction, self.group)?;
-        let metrics = crate::task::metrics::evaluate(model, self.task)?.metrics();
+    /// One curve point: the mask at `fraction` applied, the task run, the dense model restored.
+    pub async fn measure(&self, model: &mut Model, fraction: f64) -> Result<CurvePoint> {
+        check_group(self.scores.info.granularity, self.group)?;
+        let masks = Masks::from_scores(self.scores, fraction, self.group)?;
+        let metrics = with_masks(model, &masks, async |m: &Model| {
+            Ok(evaluate_async(m, self.task).await?.metrics())
+        })
+        .await?;
         Ok(point(fraction, &masks, metrics))
     }
 
-    /// The metric at each of `fractions`, restoring the dense model afterwards.
-    /// `progress(done, total)` after each point.
-    pub fn curve(
-        &self,
-        model: &mut Model,
-        fractions: &[f64],
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<Vec<CurvePoint>> {
-        let mut points = Vec::with_capacity(fractions.len());
-        let result = (|| {
-            for (i, &fraction) in fractions.iter().enumerate() {
-                points.push(self.measure(model, fraction)?);
-                progress(i + 1, fractions.len());
-            }
-            Ok(())
-        })();
-        model.restore_dense();
-        result.map(|()| points)
-    }
-
-    /// The circuit at `threshold`: the bracket from `curve`, narrowed by `steps` bisections
-    /// between the last fraction that keeps the threshold and the next that does not. Leaves
-    /// the model dense; `None` if no measured fraction keeps the threshold.
-    pub fn circuit(
+    /// The circuit at `threshold`: the bracket from `curve`, narrowed by `refine` bisections
+    /// between the last fraction that keeps the threshold and the next that does not (each a
+    /// step of `stage`). `None` if no measured fraction keeps the threshold.
+    pub async fn circuit(
         &self,
         model: &mut Model,
         curve: &[CurvePoint],
         threshold: f64,
-        steps: usize,
+        refine: usize,
+        steps: &mut impl Steps,
+        stage: &str,
     ) -> Result<Option<CurvePoint>> {
         let Some((mut good, bad)) = bracket(curve, &self.dense, threshold) else {
             return Ok(None);
         };
-        let result = (|| {
-            if let Some(mut bad) = bad {
-                for _ in 0..steps {
-                    let mid = (good.fraction + bad.fraction) / 2.0;
-                    let p = self.measure(model, mid)?;
-                    if faithfulness(&p.metrics, &self.dense) >= threshold {
-                        good = p;
-                    } else {
-                        bad = p;
-                    }
+        if let Some(mut bad) = bad {
+            for i in 0..refine {
+                steps.step(stage, i, refine).await?;
+                let p = self
+                    .measure(model, (good.fraction + bad.fraction) / 2.0)
+                    .await?;
+                if faithfulness(&p.metrics, &self.dense) >= threshold {
+                    good = p;
+                } else {
+                    bad = p;
                 }
             }
-            Ok(Some(good))
-        })();
-        model.restore_dense();
-        result
+        }
+        Ok(Some(good))
     }
 }
 
@@ -211,7 +186,7 @@ pub fn largest_keeping(
 
 /// One kept component with its score: a head or neuron (`index` within its layer), or a
 /// weight (`index` = row × in + column of its Linear).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Component {
     pub layer: usize,
     pub linear: LinearKind,
@@ -220,7 +195,7 @@ pub struct Component {
 }
 
 /// What a circuit keeps: per layer, and its highest-scored components.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CircuitSummary {
     pub granularity: Granularity,
     /// `(layer, kept, total)` components.

@@ -27,7 +27,7 @@ impl Measure {
 }
 
 /// What a judge says about one continuation.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Judgement {
     /// Whether the continuation shows the behaviour (a lexicon hit; RUR < 0.5).
     pub exhibits: bool,

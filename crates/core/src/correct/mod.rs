@@ -5,14 +5,20 @@
 //! prompts and perplexity as the guard-rail.
 //!
 //! Corrections are ordinary global [`Masks`] of a fixed count ([`Masks::lowest`]), so they apply,
-//! undo and export like every other mask.
+//! undo and export like every other mask. The whole pipeline is one job, [`correct`]; its
+//! [`report::CorrectionReport`] renders as Markdown and SVG.
 
 pub mod behaviour;
+pub mod job;
 pub mod measure;
+pub mod report;
 
 use std::collections::{BTreeMap, HashSet};
 
 pub use behaviour::{Behaviour, BehaviourPrompt, TOXICITY_CATEGORIES};
+pub use job::{
+    Correction, CorrectionEvent, CorrectionPlan, GeneralSet, GuardRail, Ranking, correct,
+};
 pub use measure::{
     BehaviourMetrics, ContinuationScorer, Judgement, Lexicon, Measure, Uniqueness, uniqueness_ratio,
 };
@@ -344,7 +350,7 @@ pub fn dose(scores: &Scores, count: usize) -> Result<Masks> {
 }
 
 /// One pruned component with its scores: what a correction removed and why.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Removed {
     pub layer: usize,
     pub linear: LinearKind,

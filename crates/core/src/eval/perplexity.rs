@@ -4,10 +4,11 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::error::{Error, Result};
+use crate::job::Steps;
 use crate::model::{Logits, Model};
 
 /// A named windowing protocol.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PerplexityProtocol {
     pub name: String,
     pub window: usize,
@@ -123,20 +124,22 @@ pub fn perplexity(
     Ok(result(protocol, nll, count))
 }
 
-/// [`perplexity`] with asynchronous read-backs (the browser); `progress` may yield.
+/// [`perplexity`] with asynchronous read-backs (the browser, and every [`crate::job`]): each
+/// window is a step of `stage`, so the driver shows progress and may stop it.
 pub async fn perplexity_async(
     model: &Model,
     tokens: &[u32],
     protocol: &PerplexityProtocol,
-    progress: &mut dyn FnMut(usize, usize),
+    steps: &mut impl Steps,
+    stage: &str,
 ) -> Result<PerplexityResult> {
     let (mut nll, mut count) = (0.0, 0);
     for (i, window) in windows(model, tokens, protocol)?.enumerate() {
+        steps.step(stage, i, protocol.windows).await?;
         let values = crate::readback::to_vec_async(window_logprobs(model, window)?).await?;
         let (s, n) = window_sum(&values)?;
         nll += s;
         count += n;
-        progress(i + 1, protocol.windows);
     }
     Ok(result(protocol, nll, count))
 }
