@@ -1,15 +1,68 @@
 //! The backward of each shared operation under a [`RuleSet`]: what `G` becomes when it passes
-//! from an operation's output to its input (docs/relevance-rules.md, table of rules).
+//! from an operation's output to its input (docs/relevance-rules.md, table of rules), and the
+//! [`RelevanceSink`] the blocks hand their per-layer relevance to. Both live here, below the
+//! `relevance` module that drives whole passes, so the model never imports from it.
 
 use burn::tensor::Tensor;
 use burn::tensor::activation::sigmoid;
 
+use super::LinearId;
 use super::layers::{
     Activation, GELU_A, GELU_C, LayerNorm, Linear, RmsNorm, attention_probs, gelu_tanh,
     grouped_queries, split_heads,
 };
 use crate::error::Result;
-use crate::relevance::{LinearId, RelevanceSink, RuleSet};
+
+/// How non-linear operations pass the gradient backwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub enum RuleSet {
+    /// AttnLRP (Achtibat et al. 2024), as LXT's efficient mode implements it.
+    #[default]
+    #[serde(rename = "attnlrp")]
+    AttnLrp,
+    /// Conservative propagation (Ali et al. 2022): attention weights and the SwiGLU gate are held
+    /// constant, so no relevance flows into queries, keys or the gate projection.
+    #[serde(rename = "cp-lrp")]
+    CpLrp,
+    /// The plain gradient: relevance becomes gradient × input (a baseline).
+    #[serde(rename = "gradient")]
+    Gradient,
+}
+
+impl RuleSet {
+    pub fn name(self) -> &'static str {
+        match self {
+            RuleSet::AttnLrp => "attnlrp",
+            RuleSet::CpLrp => "cp-lrp",
+            RuleSet::Gradient => "gradient",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "attnlrp" | "attn-lrp" | "lrp" => Some(RuleSet::AttnLrp),
+            "cp-lrp" | "cplrp" | "cp" => Some(RuleSet::CpLrp),
+            "gradient" | "grad" | "gradient-x-input" | "gxi" => Some(RuleSet::Gradient),
+            _ => None,
+        }
+    }
+}
+
+/// Receives the per-layer results of a relevance pass as they are computed (last layer first).
+pub trait RelevanceSink {
+    /// Whether per-weight relevance is wanted: it costs one extra matrix product per Linear.
+    fn wants_weights(&self) -> bool;
+
+    /// `W ⊙ G_W` of one block Linear, `[out, in]`.
+    fn weight(&mut self, id: LinearId, relevance: Tensor<2>) -> Result<()>;
+
+    /// Relevance of each MLP neuron of `layer` (the input of down_proj / fc2), summed over tokens.
+    fn neurons(&mut self, layer: usize, relevance: Tensor<1>) -> Result<()>;
+
+    /// Relevance of each attention head of `layer` (the input of o_proj / out_proj), summed over
+    /// tokens and the head's dimensions.
+    fn heads(&mut self, layer: usize, relevance: Tensor<1>) -> Result<()>;
+}
 
 /// LXT's guard against dividing by a zero pre-activation in the identity rule.
 const IDENTITY_EPS: f64 = 1e-10;

@@ -3,13 +3,13 @@
 //! transpose of a Linear's) with q, k and v fused in `c_attn`; they are transposed and split on
 //! loading, joined and transposed back on export.
 
+use super::LinearKind;
 use super::Param;
 use super::config::ModelConfig;
 use super::layers::{Activation, LayerNorm, Loader, blocks, export_joined};
 use super::opt::{Block, Opt};
 use super::spec::{ArchSpec, GgufSpec};
 use crate::error::{Error, Result};
-use crate::relevance::LinearKind;
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
     name: "GPT-2",

@@ -18,8 +18,8 @@ use super::layers::{
 };
 use super::spec::{ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS, LLAMA_GGUF_MODULES, LoadFn};
 use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
+use super::{LinearId, LinearKind, RelevanceSink, RuleSet};
 use crate::error::{Error, Result};
-use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
 
 /// Where Hugging Face checkpoints keep this block's layers.
 const BLOCKS: &str = "model.layers";

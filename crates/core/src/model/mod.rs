@@ -45,6 +45,7 @@ use std::collections::BTreeMap;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 pub(crate) use backward::token_relevance;
+pub use backward::{RelevanceSink, RuleSet};
 pub use config::{Architecture, BlockConfig, ModelConfig, RotaryConfig};
 pub use keep::KeepBits;
 pub use layers::{KvCache, Linear};
@@ -54,7 +55,6 @@ pub use spec::{ArchSpec, GgufSpec};
 
 use crate::error::{Error, Result};
 use crate::io::WeightSource;
-use crate::relevance::{RelevanceSink, RuleSet};
 
 /// A loaded causal language model on a device.
 #[derive(Debug)]

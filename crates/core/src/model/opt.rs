@@ -15,8 +15,8 @@ use super::layers::{
 use super::precision::widened;
 use super::spec::ArchSpec;
 use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
+use super::{LinearId, LinearKind, RelevanceSink, RuleSet};
 use crate::error::{Error, Result};
-use crate::relevance::{LinearId, LinearKind, RelevanceSink, RuleSet};
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
     name: "OPT",

@@ -3,13 +3,14 @@
 //! undone without reloading it (`Model::mask_linear` / `Model::restore_dense`).
 
 mod file;
-mod select;
 
 use std::collections::BTreeMap;
 
 pub use crate::model::KeepBits;
+pub use crate::unit::select::check_sparsity;
 pub use crate::unit::{Granularity, Group};
-pub(crate) use select::prune_lowest;
+
+use crate::unit::select::{count, linear_keep, matrix_shape, prune_lowest};
 
 use crate::error::{Error, Result};
 use crate::io::HostTensor;
@@ -17,17 +18,6 @@ use crate::model::{LinearId, LinearKind, Model};
 #[cfg(not(target_family = "wasm"))]
 use crate::score::Scorer;
 use crate::score::{ScoreInfo, ScoreMethod, Scores};
-
-/// Rejects sparsities outside `[0, 1)`.
-pub fn check_sparsity(sparsity: f64) -> Result<()> {
-    if (0.0..1.0).contains(&sparsity) {
-        Ok(())
-    } else {
-        Err(Error::InvalidInput(format!(
-            "sparsity must be in [0, 1), got {sparsity}"
-        )))
-    }
-}
 
 /// What a set of masks was cut from.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -268,64 +258,11 @@ fn check_request(info: &ScoreInfo, sparsity: f64, group: Group) -> Result<()> {
 }
 
 /// `[rows, cols]` of one Linear's scores.
-fn matrix_shape(scores: &HostTensor) -> Result<[usize; 2]> {
-    match scores.shape[..] {
-        [rows, cols] => Ok([rows, cols]),
-        _ => Err(Error::InvalidInput(format!(
-            "scores of shape {:?} are not a matrix",
-            scores.shape
-        ))),
-    }
-}
-
 fn mask_of(scores: &HostTensor, keep: KeepBits) -> Result<LinearMask> {
     Ok(LinearMask {
         shape: matrix_shape(scores)?,
         keep,
     })
-}
-
-/// How many of `n` weights `sparsity` prunes: truncated, as Wanda's `int(n * sparsity)`.
-fn count(n: usize, sparsity: f64) -> usize {
-    (n as f64 * sparsity) as usize
-}
-
-/// The keep mask of one Linear for a row, layer or N:M group.
-pub(crate) fn linear_keep(scores: &HostTensor, sparsity: f64, group: Group) -> Result<KeepBits> {
-    let [rows, cols] = matrix_shape(scores)?;
-    let mut keep = KeepBits::all_kept(rows * cols);
-    let mut scratch = Vec::new();
-    match group {
-        Group::Row => {
-            let k = count(cols, sparsity);
-            for (row, s) in scores.data.chunks(cols).enumerate() {
-                prune_lowest(s, k, &mut keep, row * cols, &mut scratch);
-            }
-        }
-        Group::Layer => prune_lowest(
-            &scores.data,
-            count(rows * cols, sparsity),
-            &mut keep,
-            0,
-            &mut scratch,
-        ),
-        Group::NofM { keep: n, block } => {
-            if !cols.is_multiple_of(block) {
-                return Err(Error::InvalidInput(format!(
-                    "{n}:{block} needs the input width to be a multiple of {block}, but it is {cols}"
-                )));
-            }
-            for (b, s) in scores.data.chunks(block).enumerate() {
-                prune_lowest(s, block - n, &mut keep, b * block, &mut scratch);
-            }
-        }
-        Group::Global => {
-            return Err(Error::InvalidInput(
-                "a global group ranks all Linears together; it has no per-Linear mask".into(),
-            ));
-        }
-    }
-    Ok(keep)
 }
 
 /// One ranking over every Linear's scores, in (layer, kind) order; the `pruned` lowest go.

@@ -11,7 +11,8 @@ use super::{ReferenceSet, ScoreInfo, ScoreMethod, Scores};
 use crate::error::{Error, Result};
 use crate::io::HostTensor;
 use crate::model::{LinearId, Model};
-use crate::prune::{Group, linear_keep};
+use crate::unit::Group;
+use crate::unit::select::{check_sparsity, linear_keep};
 
 /// Scores the model the way sequential Wanda prunes it at `sparsity` with `group` (row, layer
 /// or N:M: each block is pruned before the next is scored, so a global group cannot apply).
@@ -34,7 +35,7 @@ pub fn wanda_sequential(
             "sequential Wanda prunes block by block, so it cannot rank weights globally; use row, layer or N:M".into(),
         ));
     }
-    crate::prune::check_sparsity(sparsity)?;
+    check_sparsity(sparsity)?;
     if reference.samples.is_empty() {
         return Err(Error::InvalidInput(
             "wanda-seq needs a reference set".into(),

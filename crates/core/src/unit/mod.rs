@@ -5,6 +5,8 @@
 //! weight masks on one Linear per layer. Scoring (`score`) and masking (`prune`) both build on
 //! these two choices, so they live below both.
 
+pub mod select;
+
 use crate::error::{Error, Result};
 use crate::model::{Architecture, LinearId, LinearKind, Model, ModelConfig};
 
