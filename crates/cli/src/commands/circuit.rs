@@ -33,16 +33,16 @@ pub struct Args {
     #[arg(long, default_value = "ioi")]
     pub task: String,
     /// What is pruned: neurons (MLP), heads (attention) or weights (every block Linear).
-    #[arg(long, default_value = "neurons")]
-    pub granularity: String,
+    #[arg(long, default_value = "neurons", value_parser = Granularity::parse)]
+    pub granularity: Granularity,
     /// Scoring methods (comma-separated): lrp (|mean relevance| of the task metric),
     /// lrp-signed, lrp-abs, gradient, wanda, activation, magnitude, random.
-    #[arg(long, value_delimiter = ',', default_value = "lrp")]
-    pub methods: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "lrp", value_parser = ScoreMethod::parse)]
+    pub methods: Vec<ScoreMethod>,
     /// How components compete: global (one ranking over all layers) or layer; weights may
     /// also use row.
-    #[arg(long, default_value = "global")]
-    pub group: String,
+    #[arg(long, default_value = "global", value_parser = Group::parse)]
+    pub group: Group,
     /// Seeds 0..N: each draws its own prompts (IOI) or its own split (data tasks).
     #[arg(long, default_value_t = 3)]
     pub seeds: u64,
@@ -94,13 +94,7 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(out) = &args.out {
         prepare_out(out)?;
     }
-    let granularity = Granularity::parse(&args.granularity)?;
-    let group = Group::parse(&args.group)?;
-    let methods: Vec<ScoreMethod> = args
-        .methods
-        .iter()
-        .map(|m| ScoreMethod::parse(m))
-        .collect::<scalpel::Result<_>>()?;
+    let (granularity, group) = (args.granularity, args.group);
     let fractions: Vec<f64> = if args.fractions.is_empty() {
         DEFAULT_FRACTIONS.to_vec()
     } else {
@@ -129,7 +123,7 @@ pub fn run(args: Args) -> Result<()> {
         task: &task,
         granularity,
         group,
-        methods,
+        methods: args.methods.clone(),
         seeds: (0..args.seeds).collect(),
         prompts: args.prompts,
         fractions,

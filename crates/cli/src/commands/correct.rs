@@ -46,14 +46,14 @@ pub struct Args {
     #[arg(long, default_value = "assets/profanity_en.csv")]
     pub lexicon: PathBuf,
     /// How a behaviour file's continuations are judged: lexicon or uniqueness (RUR).
-    #[arg(long, default_value = "lexicon")]
-    pub measure: String,
+    #[arg(long, default_value = "lexicon", value_parser = Measure::parse)]
+    pub measure: Measure,
     /// Greedy tokens per continuation (default: 20 for toxicity and files, 50 for repetition).
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
     /// What is pruned: neurons (MLP; the paper's choice), heads or weights.
-    #[arg(long, default_value = "neurons")]
-    pub components: String,
+    #[arg(long, default_value = "neurons", value_parser = Granularity::parse)]
+    pub components: Granularity,
     /// Components pruned in the written checkpoint (default 100 neurons, 4 heads, 7000 weights).
     #[arg(long)]
     pub count: Option<usize>,
@@ -64,9 +64,10 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "lrp,wanda,gradient,random"
+        default_value = "lrp,wanda,gradient,random",
+        value_parser = correction_method
     )]
-    pub methods: Vec<String>,
+    pub methods: Vec<ScoreMethod>,
     /// Seed of the scoring / held-out split (and of the random baseline).
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -78,8 +79,8 @@ pub struct Args {
     /// What the general set's relevance explains: `continuation` — the model's greedy
     /// continuation of each general sample's first --general-prompt-tokens tokens, explained as
     /// the behaviour's are — or `text`, the true next tokens of the whole samples.
-    #[arg(long, default_value = "continuation")]
-    pub general_explains: String,
+    #[arg(long, value_enum, default_value_t = GeneralExplains::Continuation)]
+    pub general_explains: GeneralExplains,
     /// Tokens of each general sample used as the prompt with --general-explains continuation.
     #[arg(long, default_value_t = GENERAL_PROMPT_TOKENS)]
     pub general_prompt_tokens: usize,
@@ -142,7 +143,7 @@ fn behaviour(args: &Args) -> Result<Behaviour> {
             let stem = path
                 .file_stem()
                 .map_or("behaviour".into(), |s| s.to_string_lossy().to_string());
-            Behaviour::parse(&stem, &text, Measure::parse(&args.measure)?, 20)?
+            Behaviour::parse(&stem, &text, args.measure, 20)?
         }
     };
     if let Some(n) = args.max_new_tokens {
@@ -152,6 +153,22 @@ fn behaviour(args: &Args) -> Result<Behaviour> {
         b.max_new_tokens = n;
     }
     Ok(b)
+}
+
+/// What the general set's relevance explains (`--general-explains`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GeneralExplains {
+    /// The model's greedy continuations of the samples' first tokens (the paper's choice).
+    Continuation,
+    /// The true next tokens of the whole samples.
+    Text,
+}
+
+/// A ranking method a correction can use.
+fn correction_method(s: &str) -> scalpel::Result<ScoreMethod> {
+    let method = ScoreMethod::parse(s)?;
+    check_method(method)?;
+    Ok(method)
 }
 
 /// Examples of held-out prompts shown dense against corrected in the report.
@@ -166,16 +183,7 @@ pub fn run(args: Args) -> Result<()> {
         return write_report(&args.out, &report);
     }
     let behaviour = behaviour(&args)?;
-    let granularity = Granularity::parse(&args.components)?;
-    let methods: Vec<ScoreMethod> = args
-        .methods
-        .iter()
-        .map(|m| {
-            let m = ScoreMethod::parse(m)?;
-            check_method(m)?;
-            Ok(m)
-        })
-        .collect::<Result<_>>()?;
+    let granularity = args.components;
     let count = args.count.unwrap_or(default_count(granularity));
     if count == 0 {
         bail!("--count must be at least 1 (the components the written correction prunes)");
@@ -197,13 +205,12 @@ pub fn run(args: Args) -> Result<()> {
     let mut model = loaded.model;
     let wiki_tokens = args.wiki.tokens(tokenizer)?;
     let text = args.reference.build(tokenizer)?;
-    let general = match args.general_explains.as_str() {
-        "text" => GeneralSet::Text(text),
-        "continuation" => GeneralSet::Continuations {
+    let general = match args.general_explains {
+        GeneralExplains::Text => GeneralSet::Text(text),
+        GeneralExplains::Continuation => GeneralSet::Continuations {
             text,
             prompt_tokens: args.general_prompt_tokens,
         },
-        other => bail!("--general-explains is continuation or text, not `{other}`"),
     };
     let plan = CorrectionPlan {
         run: RunInfo::new(
@@ -214,7 +221,7 @@ pub fn run(args: Args) -> Result<()> {
         behaviour: &behaviour,
         judge,
         granularity,
-        methods,
+        methods: args.methods.clone(),
         doses: args.doses.clone(),
         chosen: Some(count),
         seed: args.seed,

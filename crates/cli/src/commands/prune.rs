@@ -23,14 +23,14 @@ pub struct Args {
     /// How weights are scored: lrp-abs (mean |relevance|; the LRP variant that prunes well, see
     /// README "Results"), lrp (|mean relevance|), wanda, wanda-seq (Wanda's sequential
     /// variant), magnitude, gradient.
-    #[arg(long, default_value = "lrp-abs")]
-    pub method: String,
+    #[arg(long, default_value = "lrp-abs", value_parser = ScoreMethod::parse)]
+    pub method: ScoreMethod,
     /// Fraction of each group's weights to prune, in [0, 1) (default 0.5; N:M groups fix it).
     #[arg(long)]
     pub sparsity: Option<f64>,
     /// Comparison group: row (per output row, Wanda's), layer, global, or N:M such as 2:4.
-    #[arg(long, default_value = "row")]
-    pub group: String,
+    #[arg(long, default_value = "row", value_parser = Group::parse)]
+    pub group: Group,
     #[command(flatten)]
     pub reference: ReferenceArgs,
     /// Score file: reused when it holds this method's scores for this model and reference set,
@@ -99,14 +99,14 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(out) = &args.out {
         prepare_out(out)?;
     }
-    let group = Group::parse(&args.group)?;
+    let group = args.group;
     let sparsity = match (args.sparsity, group.implied_sparsity()) {
         (Some(s), _) => s,
         (None, Some(implied)) => implied,
         (None, None) => 0.5,
     };
     scalpel::prune::check_sparsity(sparsity)?;
-    let method = ScoreMethod::parse(&args.method)?;
+    let method = args.method;
     let (mut loaded, device) = load(&args.model)?;
     let model = &mut loaded.model;
     let arch = model.config.architecture;

@@ -26,15 +26,16 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "lrp,lrp-abs,wanda,wanda-seq,magnitude,gradient"
+        default_value = "lrp,lrp-abs,wanda,wanda-seq,magnitude,gradient",
+        value_parser = ScoreMethod::parse
     )]
-    pub methods: Vec<String>,
+    pub methods: Vec<ScoreMethod>,
     /// Sparsities (comma-separated, each in [0, 1)).
     #[arg(long, value_delimiter = ',', default_value = "0.3,0.5,0.6")]
     pub sparsities: Vec<f64>,
     /// Comparison group: row, layer, global or N:M.
-    #[arg(long, default_value = "row")]
-    pub group: String,
+    #[arg(long, default_value = "row", value_parser = Group::parse)]
+    pub group: Group,
     #[command(flatten)]
     pub reference: ReferenceArgs,
     #[command(flatten)]
@@ -184,12 +185,8 @@ fn pruned_perplexity(
 
 pub fn run(args: Args) -> Result<()> {
     prepare_out(&args.out)?;
-    let group = Group::parse(&args.group)?;
-    let methods: Vec<ScoreMethod> = args
-        .methods
-        .iter()
-        .map(|m| ScoreMethod::parse(m))
-        .collect::<scalpel::Result<_>>()?;
+    let group = args.group;
+    let methods = args.methods.clone();
     for &s in args.sparsities.iter().chain([&args.size_sparsity]) {
         scalpel::prune::check_sparsity(s)?;
     }
