@@ -8,13 +8,14 @@ use scalpel::circuit::{
 };
 use scalpel::prune::{Granularity, Group, Masks};
 use scalpel::report::RunInfo;
-use scalpel::score::{ScoreMethod, Scores};
+use scalpel::score::Scores;
 use scalpel::task::metrics::{TaskMetrics, evaluate_async};
 use scalpel::task::{EncodedTask, Task, TaskSource};
 use scalpel::{LoadedModel, Model};
 
 use crate::job::{
-    Circuits, Posting, State, budget, component_label, object_url, post, progress, text, yield_now,
+    Circuits, JobResult, Posting, State, budget, component_label, object_url, post, progress,
+    yield_now,
 };
 use crate::protocol::{
     CircuitRequest, CircuitView, CurvePointView, ProbeView, Response, TaskChoice,
@@ -23,22 +24,20 @@ use crate::protocol::{
 /// Circuits compete globally, as in the paper.
 const GROUP: Group = Group::Global;
 
-fn task_source(choice: &TaskChoice) -> Result<TaskSource, String> {
-    match choice {
-        TaskChoice::Named(name) => TaskSource::named(name),
-        TaskChoice::Lines(lines) => Task::parse("your task", lines).map(TaskSource::Data),
-    }
-    .map_err(text)
+fn task_source(choice: &TaskChoice) -> JobResult<TaskSource> {
+    Ok(match choice {
+        TaskChoice::Named(name) => TaskSource::named(name)?,
+        TaskChoice::Lines(lines) => TaskSource::Data(Task::parse("your task", lines)?),
+    })
 }
 
-async fn metrics(model: &Model, task: &EncodedTask) -> Result<TaskMetrics, String> {
-    Ok(evaluate_async(model, task).await.map_err(text)?.metrics())
+async fn metrics(model: &Model, task: &EncodedTask) -> JobResult<TaskMetrics> {
+    Ok(evaluate_async(model, task).await?.metrics())
 }
 
-pub(crate) async fn run(state: &State, req: CircuitRequest) -> Result<(), String> {
+pub(crate) async fn run(state: &State, req: CircuitRequest) -> JobResult {
     let started = js_sys::Date::now();
-    let method = ScoreMethod::parse(&req.method).map_err(text)?;
-    let granularity = Granularity::parse(&req.granularity).map_err(text)?;
+    let (method, granularity) = (req.method, req.granularity);
     let source = task_source(&req.task)?;
     state.restore_dense()?;
     Circuits::reset(&state.circuits);
@@ -91,9 +90,7 @@ pub(crate) async fn run(state: &State, req: CircuitRequest) -> Result<(), String
         })),
         CircuitEvent::Circuit { .. } | CircuitEvent::SeedDone(_) => {}
     });
-    search(model, tokenizer, &plan, &mut driver)
-        .await
-        .map_err(text)?;
+    search(model, tokenizer, &plan, &mut driver).await?;
     drop(lent);
     *state.circuits.borrow_mut() = kept;
     post(&Response::CircuitReady {
@@ -142,7 +139,7 @@ async fn held_out_metrics(
     state: &State,
     masks: &Masks,
     fraction: f64,
-) -> Result<Option<(TaskMetrics, TaskMetrics, TaskMetrics)>, String> {
+) -> JobResult<Option<(TaskMetrics, TaskMetrics, TaskMetrics)>> {
     let (held, dense, seed) = {
         let c = state.circuits.borrow();
         match &c.held_out {
@@ -160,8 +157,7 @@ async fn held_out_metrics(
         fraction,
         masks.info.group,
         seed,
-    )
-    .map_err(text)?;
+    )?;
     progress("Testing a random circuit of the same size", 1.0, 2.0);
     yield_now().await;
     state.apply_masks(&random)?;
@@ -169,7 +165,7 @@ async fn held_out_metrics(
     Ok(Some((dense, circuit, random)))
 }
 
-pub(crate) async fn pick(state: &State, fraction: f64, on: bool) -> Result<(), String> {
+pub(crate) async fn pick(state: &State, fraction: f64, on: bool) -> JobResult {
     // Toggling between circuit and full model keeps the measured view.
     let same = state
         .circuits
@@ -184,7 +180,7 @@ pub(crate) async fn pick(state: &State, fraction: f64, on: bool) -> Result<(), S
             let masks = {
                 let c = state.circuits.borrow();
                 let scores = c.scores.as_ref().ok_or("find a circuit first")?;
-                Masks::from_scores(scores, fraction, GROUP).map_err(text)?
+                Masks::from_scores(scores, fraction, GROUP)?
             };
             let mut view = view_of(&masks, state.circuits.borrow().scores.as_ref(), fraction);
             view.held_out = held_out_metrics(state, &masks, fraction).await?;
@@ -206,10 +202,10 @@ pub(crate) async fn pick(state: &State, fraction: f64, on: bool) -> Result<(), S
     Ok(())
 }
 
-pub(crate) async fn probe(state: &State, line: String) -> Result<(), String> {
-    let task = Task::parse("your prompt", &line).map_err(text)?;
+pub(crate) async fn probe(state: &State, line: String) -> JobResult {
+    let task = Task::parse("your prompt", &line)?;
     let loaded = state.loaded()?;
-    let encoded = task.encode(&loaded.tokenizer).map_err(text)?;
+    let encoded = task.encode(&loaded.tokenizer)?;
     drop(loaded);
     let first = |o: scalpel::task::metrics::PromptOutcomes| (o.logit_diff[0], o.top1[0]);
     // The picked circuit runs only if no other job has changed the weights since it was applied.
@@ -224,16 +220,12 @@ pub(crate) async fn probe(state: &State, line: String) -> Result<(), String> {
     yield_now().await;
     let circuit = match &applied {
         Some(_) => Some(first(
-            evaluate_async(&state.loaded()?.model, &encoded)
-                .await
-                .map_err(text)?,
+            evaluate_async(&state.loaded()?.model, &encoded).await?,
         )),
         None => None,
     };
     state.restore_dense()?;
-    let full = evaluate_async(&state.loaded()?.model, &encoded)
-        .await
-        .map_err(text);
+    let full = evaluate_async(&state.loaded()?.model, &encoded).await;
     if let Some(masks) = &applied {
         let (_, version) = state.apply_masks(masks)?;
         state.circuits.borrow_mut().applied_at = Some(version);
@@ -249,7 +241,7 @@ pub(crate) async fn probe(state: &State, line: String) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) fn export(state: &State) -> Result<(), String> {
+pub(crate) fn export(state: &State) -> JobResult {
     let c = state.circuits.borrow();
     let (masks, view) = c.picked.as_ref().ok_or("pick a circuit first")?;
     let loaded = state.loaded()?;
@@ -262,7 +254,7 @@ pub(crate) fn export(state: &State) -> Result<(), String> {
         dense: c.scoring.as_ref().map(|(_, d)| *d),
         circuit: view.held_out.map(|(_, circuit, _)| circuit),
     };
-    let json = to_json(masks, loaded.model.config.architecture, &notes).map_err(text)?;
+    let json = to_json(masks, loaded.model.config.architecture, &notes)?;
     let name = format!("circuit-{}-{}.json", view.granularity, view.kept);
     post(&Response::CircuitFile {
         url: object_url(json.as_bytes())?,
@@ -271,12 +263,11 @@ pub(crate) fn export(state: &State) -> Result<(), String> {
     Ok(())
 }
 
-pub(crate) async fn load(state: &State, name: String, text_: String) -> Result<(), String> {
+pub(crate) async fn load(state: &State, name: String, text_: String) -> JobResult {
     let masks = {
         let loaded = state.loaded()?;
-        let (masks, _) =
-            from_json(&name, &text_, loaded.model.config.architecture).map_err(text)?;
-        masks.check_for(&loaded.model).map_err(text)?;
+        let (masks, _) = from_json(&name, &text_, loaded.model.config.architecture)?;
+        masks.check_for(&loaded.model)?;
         masks
     };
     let fraction = masks.info.sparsity;

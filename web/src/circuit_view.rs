@@ -3,7 +3,9 @@
 //! and the full model, try your own prompt on both, and save or load the circuit as JSON.
 
 use leptos::prelude::*;
+use scalpel::prune::Granularity;
 use scalpel::report::{LineChart, Series};
+use scalpel::score::ScoreMethod;
 
 use crate::protocol::{CircuitRequest, CircuitView, Metrics, ProbeView, Request, TaskChoice};
 use crate::shell::{Panel, Ui, WorkerLink, progress_view};
@@ -17,25 +19,25 @@ const TASKS: [(&str, &str); 5] = [
     ("pronouns", "Pronouns"),
     ("lines", "Your prompts"),
 ];
-const GRANULARITIES: [(&str, &str); 3] = [
-    ("heads", "attention heads"),
-    ("neurons", "MLP neurons"),
-    ("weights", "weights"),
+const GRANULARITIES: [(Granularity, &str); 3] = [
+    (Granularity::Heads, "attention heads"),
+    (Granularity::Neurons, "MLP neurons"),
+    (Granularity::Weights, "weights"),
 ];
-const METHODS: [(&str, &str); 5] = [
-    ("lrp", "LRP |mean R|"),
-    ("gradient", "Gradient"),
-    ("wanda", "Wanda"),
-    ("activation", "Activation"),
-    ("random", "Random"),
+const METHODS: [(ScoreMethod, &str); 5] = [
+    (ScoreMethod::Lrp, "LRP |mean R|"),
+    (ScoreMethod::Gradient, "Gradient"),
+    (ScoreMethod::Wanda, "Wanda"),
+    (ScoreMethod::Activation, "Activation"),
+    (ScoreMethod::Random, "Random"),
 ];
 
 #[component]
 pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
-    let task = RwSignal::new("ioi".to_string());
+    let task = RwSignal::new("ioi");
     let lines = RwSignal::new(String::new());
-    let granularity = RwSignal::new("heads".to_string());
-    let method = RwSignal::new("lrp".to_string());
+    let granularity = RwSignal::new(Granularity::Heads);
+    let method = RwSignal::new(ScoreMethod::Lrp);
     let prompts = RwSignal::new(32usize);
     let threshold = RwSignal::new(0.9f64);
     let circuit_only = RwSignal::new(true);
@@ -47,7 +49,7 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
         link.update_value(|l| l.send(ui, r));
     };
     let run = move || {
-        let choice = match task.get_untracked().as_str() {
+        let choice = match task.get_untracked() {
             "lines" => TaskChoice::Lines(lines.get_untracked()),
             name => TaskChoice::Named(name.to_string()),
         };
@@ -133,7 +135,10 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
                     "Circuit only (else the full model)"
                 </label>
             </div>
-            {move || ui.circuits.get().picked.map(picked_view)}
+            {move || ui.circuits.get().picked.map(|mut v| {
+                v.applied &= ui.runs(Panel::Circuits);
+                picked_view(v)
+            })}
             <div class="row">
                 <input type="text" class="grow" data-testid="probe-line" prop:value=move || probe.get()
                     on:input=move |ev| probe.set(event_target_value(&ev)) />

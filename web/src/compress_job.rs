@@ -3,16 +3,16 @@
 
 use scalpel::LoadedModel;
 use scalpel::export::export_checkpoint;
-use scalpel::prune::{Group, Masks};
+use scalpel::prune::Masks;
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer};
 
 use crate::job::{
-    State, download, object_url, post, progress, readout, readout_perplexity, readout_protocol,
-    run_scorer, text, yield_now,
+    JobResult, State, download, object_url, post, progress, readout, readout_perplexity,
+    readout_protocol, run_scorer, yield_now,
 };
 use crate::protocol::{C4_URL, MaskRequest, MaskView, ReferenceChoice, Response, ScoreRequest};
 
-async fn reference(req: &ScoreRequest, loaded: &LoadedModel) -> Result<ReferenceSet, String> {
+async fn reference(req: &ScoreRequest, loaded: &LoadedModel) -> JobResult<ReferenceSet> {
     let set = match &req.reference {
         ReferenceChoice::BuiltInC4 => {
             let raw = download(C4_URL, "C4 sample").await?;
@@ -26,8 +26,7 @@ async fn reference(req: &ScoreRequest, loaded: &LoadedModel) -> Result<Reference
             req.samples,
             req.sample_len,
         ),
-    }
-    .map_err(text)?;
+    }?;
     if set.is_short() {
         post(&Response::Notice {
             message: format!(
@@ -39,9 +38,9 @@ async fn reference(req: &ScoreRequest, loaded: &LoadedModel) -> Result<Reference
     Ok(set)
 }
 
-pub(crate) async fn score(state: &State, req: ScoreRequest) -> Result<(), String> {
+pub(crate) async fn score(state: &State, req: ScoreRequest) -> JobResult {
     let started = js_sys::Date::now();
-    let method = ScoreMethod::parse(&req.method).map_err(text)?;
+    let method = req.method;
     if method == ScoreMethod::WandaSequential {
         return Err("sequential Wanda runs natively (`scalpel prune --method wanda-seq`)".into());
     }
@@ -57,7 +56,7 @@ pub(crate) async fn score(state: &State, req: ScoreRequest) -> Result<(), String
     let name = reference
         .as_ref()
         .map_or("no reference".to_string(), |r| r.protocol.name.clone());
-    let scorer = Scorer::new(&loaded.model, method, reference, state.limits.get()).map_err(text)?;
+    let scorer = Scorer::new(&loaded.model, method, reference, state.limits.get())?;
     let stage = format!("Scoring ({}, {name})", method.name());
     let scores = run_scorer(state, scorer, &stage).await?;
     drop(loaded);
@@ -70,9 +69,9 @@ pub(crate) async fn score(state: &State, req: ScoreRequest) -> Result<(), String
     Ok(())
 }
 
-pub(crate) async fn mask(state: &State, req: MaskRequest) -> Result<(), String> {
+pub(crate) async fn mask(state: &State, req: MaskRequest) -> JobResult {
     let started = js_sys::Date::now();
-    let group = Group::parse(&req.group).map_err(text)?;
+    let group = req.group;
     let sparsity = group.implied_sparsity().unwrap_or(req.sparsity);
     state.restore_dense()?;
     let (tokens, dense) = readout(state).await?;
@@ -81,7 +80,7 @@ pub(crate) async fn mask(state: &State, req: MaskRequest) -> Result<(), String> 
     let masks = {
         let compression = state.compression.borrow();
         let scores = compression.scores.as_ref().ok_or("compute scores first")?;
-        Masks::from_scores(scores, sparsity, group).map_err(text)?
+        Masks::from_scores(scores, sparsity, group)?
     };
     let (report, _) = state.apply_masks(&masks)?;
     drop(masks);
@@ -110,14 +109,14 @@ pub(crate) async fn mask(state: &State, req: MaskRequest) -> Result<(), String> 
     Ok(())
 }
 
-pub(crate) fn restore(state: &State) -> Result<(), String> {
+pub(crate) fn restore(state: &State) -> JobResult {
     state.restore_dense()?;
     post(&Response::Restored);
     Ok(())
 }
 
 /// Writes the checkpoint and hands the page object URLs (the bytes never cross the channel).
-pub(crate) async fn export(state: &State) -> Result<(), String> {
+pub(crate) async fn export(state: &State) -> JobResult {
     progress("Writing the checkpoint", 0.0, 0.0);
     yield_now().await;
     let loaded = state.loaded()?;
@@ -127,9 +126,7 @@ pub(crate) async fn export(state: &State) -> Result<(), String> {
         .scores
         .as_ref()
         .map(|s| format!("{{\"scores\": {:?}}}", s.info.method.name()));
-    let checkpoint = export_checkpoint(&loaded.model, &loaded.tokenizer, note)
-        .await
-        .map_err(text)?;
+    let checkpoint = export_checkpoint(&loaded.model, &loaded.tokenizer, note).await?;
     let mut files = Vec::new();
     for (name, bytes) in checkpoint.files() {
         files.push((name.to_string(), object_url(bytes)?, bytes.len()));

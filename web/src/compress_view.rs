@@ -2,6 +2,8 @@
 //! slider to re-mask instantly and watch the generation and a perplexity readout change.
 
 use leptos::prelude::*;
+use scalpel::prune::Group;
+use scalpel::score::ScoreMethod;
 
 use crate::protocol::{MaskRequest, MaskView, ReferenceChoice, Request, ScoreRequest};
 use crate::shell::{Panel, Ui, WorkerLink, progress_view};
@@ -9,12 +11,12 @@ use crate::widgets::{number_field, read_picked_text, select_field};
 
 /// Methods offered in the page, as (value, label). Sequential Wanda runs natively only.
 /// LRP's mean |R| comes first: it prunes far better than |mean R| (README, "Results").
-const METHODS: [(&str, &str); 5] = [
-    ("lrp-abs", "LRP mean |R|"),
-    ("lrp", "LRP |mean R|"),
-    ("wanda", "Wanda"),
-    ("gradient", "Gradient"),
-    ("magnitude", "Magnitude"),
+const METHODS: [(ScoreMethod, &str); 5] = [
+    (ScoreMethod::LrpAbs, "LRP mean |R|"),
+    (ScoreMethod::Lrp, "LRP |mean R|"),
+    (ScoreMethod::Wanda, "Wanda"),
+    (ScoreMethod::Gradient, "Gradient"),
+    (ScoreMethod::Magnitude, "Magnitude"),
 ];
 const GROUPS: [(&str, &str); 5] = [
     ("row", "per output row"),
@@ -26,7 +28,7 @@ const GROUPS: [(&str, &str); 5] = [
 
 #[component]
 pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
-    let method = RwSignal::new("lrp-abs".to_string());
+    let method = RwSignal::new(ScoreMethod::LrpAbs);
     let reference_kind = RwSignal::new("c4".to_string());
     let pasted = RwSignal::new(String::new());
     let samples = RwSignal::new(16usize);
@@ -53,10 +55,13 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
     };
     let remask = move || {
         if ui.compress.get_untracked().scored.is_some() {
-            send(Request::Mask(MaskRequest {
-                sparsity: sparsity.get_untracked(),
-                group: group.get_untracked(),
-            }));
+            match Group::parse(&group.get_untracked()) {
+                Ok(group) => send(Request::Mask(MaskRequest {
+                    sparsity: sparsity.get_untracked(),
+                    group,
+                })),
+                Err(e) => ui.fail(e.to_string()),
+            }
         }
     };
     let idle = move || ui.is_idle();
@@ -115,9 +120,9 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
                 </label>
             </div>
             {move || ui.is_busy_in(Panel::Compress).then(|| progress_view(ui))}
-            {move || ui.compress.get().masked.map(mask_view)}
+            {move || ui.compress.get().masked.filter(|_| ui.runs(Panel::Compress)).map(mask_view)}
             <div class="row">
-                <button data-testid="restore" disabled=move || !idle() || ui.compress.get().masked.is_none()
+                <button data-testid="restore" disabled=move || !idle() || !ui.runs(Panel::Compress)
                     on:click=move |_| send(Request::Restore)>"Restore dense model"</button>
                 <button data-testid="download" disabled=move || !idle()
                     on:click=move |_| send(Request::Export)>"Download model (safetensors)"</button>

@@ -8,20 +8,19 @@ use scalpel::correct::{
     GeneralSet, GuardRail, Judgement, Lexicon, Measure, Uniqueness, check_method,
     continue_greedily_async, correct, default_doses, dose, removed,
 };
-use scalpel::prune::Granularity;
 use scalpel::report::RunInfo;
-use scalpel::score::{ReferenceSet, ScoreMethod};
+use scalpel::score::ReferenceSet;
 
 use crate::job::{
-    Correction, Posting, State, budget, component_label, download, post, progress, readout,
-    readout_protocol, text, yield_now,
+    Correction, JobResult, Posting, State, budget, component_label, download, post, progress,
+    readout, readout_protocol, yield_now,
 };
 use crate::protocol::{
     BehaviourChoice, C4_URL, CompareView, CorrectRequest, CorrectionSetup, DoseView, JudgedText,
     LEXICON_URL, RTP_URLS, Response,
 };
 
-async fn behaviour(choice: &BehaviourChoice) -> Result<Behaviour, String> {
+async fn behaviour(choice: &BehaviourChoice) -> JobResult<Behaviour> {
     match choice {
         BehaviourChoice::Toxicity => {
             let mut texts = Vec::new();
@@ -30,32 +29,35 @@ async fn behaviour(choice: &BehaviourChoice) -> Result<Behaviour, String> {
                 texts.push((category, String::from_utf8_lossy(&raw).into_owned()));
             }
             let pairs: Vec<(&str, &str)> = texts.iter().map(|(c, t)| (*c, t.as_str())).collect();
-            Behaviour::toxicity(&pairs).map_err(text)
+            Ok(Behaviour::toxicity(&pairs)?)
         }
         BehaviourChoice::Repetition => Ok(Behaviour::repetition()),
-        BehaviourChoice::Lines(lines) => {
-            Behaviour::parse("your behaviour", lines, Measure::Lexicon, 20).map_err(text)
-        }
+        BehaviourChoice::Lines(lines) => Ok(Behaviour::parse(
+            "your behaviour",
+            lines,
+            Measure::Lexicon,
+            20,
+        )?),
     }
 }
 
-async fn judge(measure: Measure) -> Result<Box<dyn ContinuationScorer>, String> {
+async fn judge(measure: Measure) -> JobResult<Box<dyn ContinuationScorer>> {
     Ok(match measure {
         Measure::Lexicon => {
             let raw = download(LEXICON_URL, "profanity lexicon").await?;
-            Box::new(
-                Lexicon::parse("profanity_en.csv", &String::from_utf8_lossy(&raw)).map_err(text)?,
-            )
+            Box::new(Lexicon::parse(
+                "profanity_en.csv",
+                &String::from_utf8_lossy(&raw),
+            )?)
         }
         Measure::Uniqueness => Box::new(Uniqueness),
     })
 }
 
-pub(crate) async fn run(state: &State, req: CorrectRequest) -> Result<(), String> {
+pub(crate) async fn run(state: &State, req: CorrectRequest) -> JobResult {
     let started = js_sys::Date::now();
-    let method = ScoreMethod::parse(&req.method).map_err(text)?;
-    check_method(method).map_err(text)?;
-    let granularity = Granularity::parse(&req.granularity).map_err(text)?;
+    let (method, granularity) = (req.method, req.granularity);
+    check_method(method)?;
     state.restore_dense()?;
     Correction::reset(&state.correction);
     let behaviour = behaviour(&req.behaviour).await?;
@@ -69,10 +71,9 @@ pub(crate) async fn run(state: &State, req: CorrectRequest) -> Result<(), String
         tokenizer,
         req.general_samples,
         GENERAL_PROMPT_TOKENS,
-    )
-    .map_err(text)?;
+    )?;
     // The page measures the default doses the model has components for.
-    let total = granularity.total(model).map_err(text)?;
+    let total = granularity.total(model)?;
     let plan = CorrectionPlan {
         run: RunInfo::default(),
         behaviour: &behaviour,
@@ -123,10 +124,7 @@ pub(crate) async fn run(state: &State, req: CorrectRequest) -> Result<(), String
             perplexity: point.perplexity,
         })),
     });
-    let ranking = correct(model, tokenizer, &plan, &mut driver)
-        .await
-        .map_err(text)?
-        .ranking;
+    let ranking = correct(model, tokenizer, &plan, &mut driver).await?.ranking;
     drop(lent);
     *state.correction.borrow_mut() = Correction {
         scores: Some(ranking.r_diff),
@@ -142,11 +140,11 @@ pub(crate) async fn run(state: &State, req: CorrectRequest) -> Result<(), String
     Ok(())
 }
 
-pub(crate) fn pick(state: &State, count: usize, on: bool) -> Result<(), String> {
+pub(crate) fn pick(state: &State, count: usize, on: bool) -> JobResult {
     let (masks, names) = {
         let c = state.correction.borrow();
         let scores = c.scores.as_ref().ok_or("find a correction first")?;
-        let masks = dose(scores, count).map_err(text)?;
+        let masks = dose(scores, count)?;
         let granularity = masks.granularity();
         let names = match &c.parts {
             Some((g, u)) => removed(&masks, scores, g, u, 12)
@@ -188,14 +186,14 @@ fn judged(judge: &dyn ContinuationScorer, text_: String, ids: &[u32]) -> JudgedT
     }
 }
 
-pub(crate) async fn compare(state: &State, prompt: String, max_new: usize) -> Result<(), String> {
+pub(crate) async fn compare(state: &State, prompt: String, max_new: usize) -> JobResult {
     let (masks, was_applied) = {
         let c = state.correction.borrow();
         let (_, masks) = c.picked.as_ref().ok_or("pick a correction first")?;
         let applied = c.applied_at == Some(state.weights_version());
         (masks.clone(), applied)
     };
-    let ids = state.loaded()?.tokenizer.encode(&prompt).map_err(text)?;
+    let ids = state.loaded()?.tokenizer.encode(&prompt)?;
     if ids.is_empty() {
         return Err("type a prompt first".into());
     }
@@ -204,13 +202,11 @@ pub(crate) async fn compare(state: &State, prompt: String, max_new: usize) -> Re
     } else {
         max_new
     };
-    let run = async |stage: &str| -> Result<Vec<u32>, String> {
+    let run = async |stage: &str| -> JobResult<Vec<u32>> {
         progress(stage, 0.0, 0.0);
         yield_now().await;
         let loaded = state.loaded()?;
-        continue_greedily_async(&loaded.model, &ids, max_new)
-            .await
-            .map_err(text)
+        Ok(continue_greedily_async(&loaded.model, &ids, max_new).await?)
     };
     state.apply_masks(&masks)?;
     let corrected = run("Corrected model").await;
@@ -226,7 +222,7 @@ pub(crate) async fn compare(state: &State, prompt: String, max_new: usize) -> Re
     let loaded = state.loaded()?;
     let c = state.correction.borrow();
     let judge = c.judge.as_deref().ok_or("find a correction first")?;
-    let decode = |ids: &[u32]| loaded.tokenizer.decode(ids).map_err(text);
+    let decode = |ids: &[u32]| loaded.tokenizer.decode(ids);
     post(&Response::Compared(CompareView {
         prompt,
         original: judged(judge, decode(&original)?, &original),

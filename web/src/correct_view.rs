@@ -3,7 +3,9 @@
 //! generation side by side on any prompt, and export the corrected model.
 
 use leptos::prelude::*;
+use scalpel::prune::Granularity;
 use scalpel::report::{LineChart, Series};
+use scalpel::score::ScoreMethod;
 
 use crate::protocol::{
     BehaviourChoice, CompareView, CorrectRequest, CorrectionSetup, DoseView, JudgedText, Request,
@@ -17,24 +19,24 @@ const BEHAVIOURS: [(&str, &str); 3] = [
     ("repetition", "Repetition (the paper's prompts)"),
     ("lines", "Your prompts"),
 ];
-const GRANULARITIES: [(&str, &str); 3] = [
-    ("neurons", "MLP neurons"),
-    ("heads", "attention heads"),
-    ("weights", "weights"),
+const GRANULARITIES: [(Granularity, &str); 3] = [
+    (Granularity::Neurons, "MLP neurons"),
+    (Granularity::Heads, "attention heads"),
+    (Granularity::Weights, "weights"),
 ];
-const METHODS: [(&str, &str); 4] = [
-    ("lrp", "LRP (R_diff)"),
-    ("gradient", "Gradient"),
-    ("wanda", "Wanda"),
-    ("random", "Random"),
+const METHODS: [(ScoreMethod, &str); 4] = [
+    (ScoreMethod::Lrp, "LRP (R_diff)"),
+    (ScoreMethod::Gradient, "Gradient"),
+    (ScoreMethod::Wanda, "Wanda"),
+    (ScoreMethod::Random, "Random"),
 ];
 
 #[component]
 pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
-    let behaviour = RwSignal::new("toxicity".to_string());
+    let behaviour = RwSignal::new("toxicity");
     let lines = RwSignal::new(String::new());
-    let granularity = RwSignal::new("neurons".to_string());
-    let method = RwSignal::new("lrp".to_string());
+    let granularity = RwSignal::new(Granularity::Neurons);
+    let method = RwSignal::new(ScoreMethod::Lrp);
     let prompts = RwSignal::new(24usize);
     let general = RwSignal::new(16usize);
     let dose = RwSignal::new(0usize);
@@ -44,7 +46,7 @@ pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
         link.update_value(|l| l.send(ui, r));
     };
     let run = move || {
-        let choice = match behaviour.get_untracked().as_str() {
+        let choice = match behaviour.get_untracked() {
             "repetition" => BehaviourChoice::Repetition,
             "lines" => BehaviourChoice::Lines(lines.get_untracked()),
             _ => BehaviourChoice::Toxicity,
@@ -118,16 +120,16 @@ pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
                 </label>
                 <label class="inline">
                     <input type="checkbox" data-testid="correct-apply"
-                        prop:checked=move || ui.correct.get().picked.as_ref().is_some_and(|p| p.1)
+                        prop:checked=move || ui.runs(Panel::Correct)
                         disabled=move || ui.correct.get().picked.is_none() || !idle()
                         on:change=move |ev| pick(event_target_checked(&ev)) />
                     "Corrected model running (else the original)"
                 </label>
                 <button data-testid="correct-export"
-                    disabled=move || !idle() || !ui.correct.get().picked.as_ref().is_some_and(|p| p.1)
+                    disabled=move || !idle() || !ui.runs(Panel::Correct)
                     on:click=move |_| send(Request::Export)>"Export corrected model"</button>
             </div>
-            {move || ui.correct.get().picked.map(|(count, applied, removed)| picked_view(count, applied, &removed, &ui.correct.get()))}
+            {move || ui.correct.get().picked.map(|(count, applied, removed)| picked_view(count, applied && ui.runs(Panel::Correct), &removed, &ui.correct.get()))}
             <div class="row">
                 <input type="text" class="grow" data-testid="correct-prompt" prop:value=move || prompt.get()
                     on:input=move |ev| prompt.set(event_target_value(&ev)) />

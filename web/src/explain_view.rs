@@ -2,6 +2,7 @@
 //! neuron summary for the clicked token, with a switch between rule sets.
 
 use leptos::prelude::*;
+use scalpel::relevance::RuleSet;
 use scalpel::relevance::heatmap::{abs_max, heat_color};
 
 use crate::protocol::ExplanationView;
@@ -12,16 +13,16 @@ fn rgb([r, g, b]: [u8; 3]) -> String {
 }
 
 /// The rule sets offered, as (value, label).
-const RULES: [(&str, &str); 3] = [
-    ("attnlrp", "AttnLRP"),
-    ("gradient", "Gradient × input"),
-    ("cp-lrp", "CP-LRP"),
+const RULES: [(RuleSet, &str); 3] = [
+    (RuleSet::AttnLrp, "AttnLRP"),
+    (RuleSet::Gradient, "Gradient × input"),
+    (RuleSet::CpLrp, "CP-LRP"),
 ];
 
 #[component]
 pub(crate) fn ExplainPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
-    let switch = move |rules: &'static str| {
-        ui.rules.set(rules.into());
+    let switch = move |rules: RuleSet| {
+        ui.rules.set(rules);
         if let Some(position) = ui.selected.get_untracked() {
             ui.explain(link, position);
         }
@@ -35,7 +36,7 @@ pub(crate) fn ExplainPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
             <div class="row rules">
                 {RULES.map(|(value, label)| view! {
                     <label class="inline">
-                        <input type="radio" name="rules" value=value data-testid=format!("rules-{value}")
+                        <input type="radio" name="rules" value=value.name() data-testid=format!("rules-{}", value.name())
                             prop:checked=move || ui.rules.get() == value
                             disabled=move || ui.is_explaining()
                             on:change=move |_| switch(value) />

@@ -46,11 +46,11 @@ pub(crate) struct State {
 
 impl State {
     /// The loaded model, shared for the duration of a job.
-    pub(crate) fn loaded(&self) -> Result<Rc<LoadedModel>, String> {
+    pub(crate) fn loaded(&self) -> JobResult<Rc<LoadedModel>> {
         self.model
             .borrow()
             .clone()
-            .ok_or_else(|| "no model is loaded yet".to_string())
+            .ok_or_else(|| "no model is loaded yet".into())
     }
 
     /// The version of the weights the model holds now (see the field).
@@ -59,7 +59,7 @@ impl State {
     }
 
     /// Undoes every mask on the model.
-    pub(crate) fn restore_dense(&self) -> Result<(), String> {
+    pub(crate) fn restore_dense(&self) -> JobResult {
         self.model_mut(|l| {
             l.model.restore_dense();
             Ok(())
@@ -70,8 +70,8 @@ impl State {
 
     /// Applies `masks` to the dense weights, replacing any mask applied before; returns what
     /// they pruned and the weights' version they made.
-    pub(crate) fn apply_masks(&self, masks: &Masks) -> Result<(SparsityReport, u64), String> {
-        let report = self.model_mut(|l| masks.apply(&mut l.model).map_err(text))?;
+    pub(crate) fn apply_masks(&self, masks: &Masks) -> JobResult<(SparsityReport, u64)> {
+        let report = self.model_mut(|l| Ok(masks.apply(&mut l.model)?))?;
         self.weights_version.set(self.weights_version.get() + 1);
         Ok((report, self.weights_version.get()))
     }
@@ -79,7 +79,7 @@ impl State {
     /// The model, taken out of the shared slot for a job that changes its weights as it goes
     /// (a correction or a circuit search measures one mask after another). It goes back when
     /// the guard drops, and the weights' version counts one up then.
-    pub(crate) fn lend_model(&self) -> Result<Lent<'_>, String> {
+    pub(crate) fn lend_model(&self) -> JobResult<Lent<'_>> {
         let loaded = self
             .model
             .borrow_mut()
@@ -92,10 +92,7 @@ impl State {
     }
 
     /// Runs `f` on the loaded model mutably (masking); no job may hold it at the same time.
-    fn model_mut<T>(
-        &self,
-        f: impl FnOnce(&mut LoadedModel) -> Result<T, String>,
-    ) -> Result<T, String> {
+    fn model_mut<T>(&self, f: impl FnOnce(&mut LoadedModel) -> JobResult<T>) -> JobResult<T> {
         let mut slot = self.model.borrow_mut();
         let rc = slot.as_mut().ok_or("no model is loaded yet")?;
         let loaded = Rc::get_mut(rc).ok_or("the model is busy; try again")?;
@@ -111,11 +108,11 @@ pub(crate) struct Lent<'s> {
 
 impl Lent<'_> {
     /// The model and tokenizer, for the job to change and read.
-    pub(crate) fn get(&mut self) -> Result<&mut LoadedModel, String> {
+    pub(crate) fn get(&mut self) -> JobResult<&mut LoadedModel> {
         self.loaded
             .as_mut()
             .and_then(Rc::get_mut)
-            .ok_or_else(|| "the model is busy; try again".to_string())
+            .ok_or_else(|| "the model is busy; try again".into())
     }
 }
 
@@ -214,7 +211,7 @@ pub(crate) async fn yield_now() {
     let _ = JsFuture::from(promise).await;
 }
 
-pub(crate) async fn download(url: &str, label: &str) -> Result<Vec<u8>, String> {
+pub(crate) async fn download(url: &str, label: &str) -> JobResult<Vec<u8>> {
     let stage = format!("Downloading {label}");
     let fetched = fetch_bytes(url, &mut |done, total| progress(&stage, done, total)).await?;
     for message in fetched.notices {
@@ -228,8 +225,42 @@ pub(crate) async fn download(url: &str, label: &str) -> Result<Vec<u8>, String> 
     Ok(fetched.bytes)
 }
 
-pub(crate) fn text(e: scalpel::Error) -> String {
-    e.to_string()
+/// Why a worker job failed: the core's error, or the worker's own (no model loaded, a failed
+/// download). The page shows its message.
+#[derive(Debug)]
+pub(crate) enum JobError {
+    Core(scalpel::Error),
+    Worker(String),
+}
+
+/// What a worker job returns.
+pub(crate) type JobResult<T = ()> = Result<T, JobError>;
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobError::Core(e) => e.fmt(f),
+            JobError::Worker(message) => f.write_str(message),
+        }
+    }
+}
+
+impl From<scalpel::Error> for JobError {
+    fn from(e: scalpel::Error) -> Self {
+        JobError::Core(e)
+    }
+}
+
+impl From<String> for JobError {
+    fn from(message: String) -> Self {
+        JobError::Worker(message)
+    }
+}
+
+impl From<&str> for JobError {
+    fn from(message: &str) -> Self {
+        JobError::Worker(message.to_string())
+    }
 }
 
 /// A core job's steps as the page's progress messages, yielding to the event loop before each
@@ -299,10 +330,8 @@ pub(crate) async fn run_scorer(
     state: &State,
     scorer: Scorer<'_>,
     stage: &str,
-) -> Result<Scores, String> {
-    scalpel::job::run_scorer(scorer, &mut Progress(state), stage)
-        .await
-        .map_err(text)
+) -> JobResult<Scores> {
+    Ok(scalpel::job::run_scorer(scorer, &mut Progress(state), stage).await?)
 }
 
 /// The perplexity readout, a quick named variant of `wiki-512`: 4 windows of 256 wiki tokens on
@@ -320,16 +349,14 @@ pub(crate) async fn readout_perplexity(
     model: &Model,
     tokens: &[u32],
     stage: &str,
-) -> Result<f64, String> {
+) -> JobResult<f64> {
     let protocol = readout_protocol(state.on_gpu.get());
-    let result = perplexity_async(model, tokens, &protocol, &mut Progress(state), stage)
-        .await
-        .map_err(text)?;
+    let result = perplexity_async(model, tokens, &protocol, &mut Progress(state), stage).await?;
     Ok(result.perplexity)
 }
 
 /// The readout's tokens and dense perplexity, computed once per loaded model.
-pub(crate) async fn readout(state: &State) -> Result<(Vec<u32>, f64), String> {
+pub(crate) async fn readout(state: &State) -> JobResult<(Vec<u32>, f64)> {
     if let Some(r) = state.compression.borrow().readout.clone() {
         return Ok(r);
     }
@@ -342,19 +369,19 @@ pub(crate) async fn readout(state: &State) -> Result<(Vec<u32>, f64), String> {
         .char_indices()
         .nth(p.window * p.windows * 12)
         .map_or(wiki.len(), |(i, _)| i);
-    let tokens = loaded.tokenizer.encode(&wiki[..cut]).map_err(text)?;
+    let tokens = loaded.tokenizer.encode(&wiki[..cut])?;
     let dense = readout_perplexity(state, &loaded.model, &tokens, "Perplexity (dense)").await?;
     let r = (tokens, dense);
     state.compression.borrow_mut().readout = Some(r.clone());
     Ok(r)
 }
 
-pub(crate) fn object_url(bytes: &[u8]) -> Result<String, String> {
+pub(crate) fn object_url(bytes: &[u8]) -> JobResult<String> {
     let parts = js_sys::Array::of1(&js_sys::Uint8Array::from(bytes));
     let blob = web_sys::Blob::new_with_u8_array_sequence(&parts)
         .map_err(|e| format!("could not hold the file in memory: {e:?}"))?;
-    web_sys::Url::create_object_url_with_blob(&blob)
-        .map_err(|e: JsValue| format!("could not offer the file for download: {e:?}"))
+    Ok(web_sys::Url::create_object_url_with_blob(&blob)
+        .map_err(|e: JsValue| format!("could not offer the file for download: {e:?}"))?)
 }
 
 /// `"L23 H3"` for a head, `"L5 N1021"` for a neuron, `"L2 Down[17]"` for a weight.

@@ -22,7 +22,7 @@ mod correct_job;
 #[cfg(target_arch = "wasm32")]
 mod correct_view;
 #[cfg(target_arch = "wasm32")]
-pub mod explain_job;
+mod explain_job;
 #[cfg(target_arch = "wasm32")]
 mod explain_view;
 #[cfg(target_arch = "wasm32")]

@@ -1,6 +1,9 @@
 //! Messages between the page and the compute worker (serialized with serde-wasm-bindgen).
 
 pub use scalpel::WeightDtype;
+use scalpel::prune::{Granularity, Group};
+use scalpel::relevance::RuleSet;
+use scalpel::score::ScoreMethod;
 use serde::{Deserialize, Serialize};
 
 /// Same-origin path of the default model, copied into the site by Trunk from `assets/`.
@@ -45,8 +48,7 @@ pub struct ExplainRequest {
     /// The token ids before the explained token (prompt and earlier output).
     pub context: Vec<u32>,
     pub target: u32,
-    /// "attnlrp", "cp-lrp" or "gradient".
-    pub rules: String,
+    pub rules: RuleSet,
 }
 
 /// One explanation, ready to draw.
@@ -88,8 +90,7 @@ pub enum ReferenceChoice {
 /// Score every block weight over a reference set.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ScoreRequest {
-    /// `lrp`, `lrp-abs`, `wanda`, `gradient` or `magnitude`.
-    pub method: String,
+    pub method: ScoreMethod,
     pub reference: ReferenceChoice,
     pub samples: usize,
     pub sample_len: usize,
@@ -99,8 +100,7 @@ pub struct ScoreRequest {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MaskRequest {
     pub sparsity: f64,
-    /// `row`, `layer`, `global`, `2:4` or `4:8`.
-    pub group: String,
+    pub group: Group,
 }
 
 /// The model after a mask: what was pruned and what it costs.
@@ -132,10 +132,8 @@ pub enum TaskChoice {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CircuitRequest {
     pub task: TaskChoice,
-    /// `heads`, `neurons` or `weights`.
-    pub granularity: String,
-    /// `lrp`, `gradient`, `wanda`, `activation` or `random`.
-    pub method: String,
+    pub granularity: Granularity,
+    pub method: ScoreMethod,
     /// Prompts to score on (and as many held out).
     pub prompts: usize,
     pub seed: u64,
@@ -207,10 +205,9 @@ pub enum BehaviourChoice {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CorrectRequest {
     pub behaviour: BehaviourChoice,
-    /// `neurons`, `heads` or `weights`.
-    pub granularity: String,
+    pub granularity: Granularity,
     /// `lrp`, `gradient`, `wanda` or `random`.
-    pub method: String,
+    pub method: ScoreMethod,
     /// Prompts per split (scoring, held out).
     pub prompts: usize,
     /// General (C4) prompts whose own continuations are the general set.

@@ -3,6 +3,7 @@
 //! device was lost. The panels build on both; the page's layout is in `app`.
 
 use leptos::prelude::*;
+use scalpel::relevance::RuleSet;
 use send_wrapper::SendWrapper;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -63,7 +64,7 @@ pub(crate) struct Ui {
     pub(crate) explanation: RwSignal<Option<ExplanationView>>,
     /// Position in `sequence` of the token being explained.
     pub(crate) selected: RwSignal<Option<usize>>,
-    pub(crate) rules: RwSignal<String>,
+    pub(crate) rules: RwSignal<RuleSet>,
     pub(crate) compress: RwSignal<CompressStatus>,
     pub(crate) circuits: RwSignal<CircuitStatus>,
     pub(crate) correct: RwSignal<CorrectStatus>,
@@ -71,6 +72,9 @@ pub(crate) struct Ui {
     pub(crate) panel: RwSignal<Panel>,
     /// Bumped when the model changed (a mask applied or undone): the page generates again.
     pub(crate) regenerate: RwSignal<u64>,
+    /// Whose masks the model runs with now (`None`: the original weights). Every panel reads
+    /// this one signal, so applying one panel's masks needs no word to the others.
+    pub(crate) on_model: RwSignal<Option<Panel>>,
 }
 
 impl Ui {
@@ -92,13 +96,19 @@ impl Ui {
             prompt_tokens: RwSignal::new(0),
             explanation: RwSignal::new(None),
             selected: RwSignal::new(None),
-            rules: RwSignal::new("attnlrp".into()),
+            rules: RwSignal::new(RuleSet::AttnLrp),
             compress: RwSignal::new(CompressStatus::default()),
             circuits: RwSignal::new(CircuitStatus::default()),
             correct: RwSignal::new(CorrectStatus::default()),
             panel: RwSignal::new(Panel::Compress),
             regenerate: RwSignal::new(0),
+            on_model: RwSignal::new(None),
         }
+    }
+
+    /// Whether the model runs with `panel`'s masks now.
+    pub(crate) fn runs(&self, panel: Panel) -> bool {
+        self.on_model.get() == Some(panel)
     }
 
     pub(crate) fn is_idle(&self) -> bool {
@@ -110,6 +120,7 @@ impl Ui {
         self.compress.set(CompressStatus::default());
         self.circuits.set(CircuitStatus::default());
         self.correct.set(CorrectStatus::default());
+        self.on_model.set(None);
         self.explanation.set(None);
         self.selected.set(None);
         self.error.set(None);
@@ -220,7 +231,8 @@ impl Ui {
                 seconds,
             } => {
                 // Scoring restored the dense model: if a mask was on, the text on screen is stale.
-                let was_masked = self.compress.get_untracked().masked.is_some();
+                let was_masked = self.on_model.get_untracked().is_some();
+                self.on_model.set(None);
                 self.compress.set(CompressStatus {
                     scored: Some(format!(
                         "{method} scores over {reference} ({seconds:.1} s): drag the slider"
@@ -234,15 +246,13 @@ impl Ui {
             }
             Response::Masked(view) => {
                 self.compress.update(|c| c.masked = Some(view));
-                self.circuits.update(CircuitStatus::model_changed);
-                self.correct.update(CorrectStatus::model_changed);
+                self.on_model.set(Some(Panel::Compress));
                 self.finish_job();
                 self.regenerate.update(|n| *n += 1);
             }
             Response::Restored => {
                 self.compress.update(|c| c.masked = None);
-                self.circuits.update(CircuitStatus::model_changed);
-                self.correct.update(CorrectStatus::model_changed);
+                self.on_model.set(None);
                 self.finish_job();
                 self.regenerate.update(|n| *n += 1);
             }
@@ -253,6 +263,8 @@ impl Ui {
                 }
             }
             Response::CircuitStarted { task, dense, notes } => {
+                // A search starts from the original weights.
+                self.on_model.set(None);
                 self.circuits.update(|c| {
                     *c = CircuitStatus {
                         task: Some(task),
@@ -268,9 +280,8 @@ impl Ui {
                 self.finish_job();
             }
             Response::CircuitPicked(view) => {
-                // A circuit replaces any compression mask (the model changed either way).
-                self.compress.update(|c| c.masked = None);
-                self.correct.update(CorrectStatus::model_changed);
+                // A circuit replaces any other panel's masks (the model changed either way).
+                self.on_model.set(view.applied.then_some(Panel::Circuits));
                 self.circuits.update(|c| c.picked = Some(view));
                 self.finish_job();
                 self.regenerate.update(|n| *n += 1);
@@ -286,6 +297,8 @@ impl Ui {
                 }
             }
             Response::CorrectStarted(setup) => {
+                // A correction run starts from the original weights.
+                self.on_model.set(None);
                 self.correct.update(|c| {
                     *c = CorrectStatus {
                         setup: Some(setup),
@@ -303,9 +316,8 @@ impl Ui {
                 applied,
                 removed,
             } => {
-                // A correction replaces any compression mask or circuit.
-                self.compress.update(|c| c.masked = None);
-                self.circuits.update(CircuitStatus::model_changed);
+                // A correction replaces any other panel's masks.
+                self.on_model.set(applied.then_some(Panel::Correct));
                 self.correct
                     .update(|c| c.picked = Some((count, applied, removed)));
                 self.finish_job();

@@ -29,13 +29,6 @@ pub(crate) struct CircuitStatus {
 }
 
 impl CircuitStatus {
-    /// Another panel changed the model: the picked circuit is no longer what runs.
-    pub(crate) fn model_changed(&mut self) {
-        if let Some(p) = &mut self.picked {
-            p.applied = false;
-        }
-    }
-
     /// The largest measured share pruned whose faithfulness reaches `threshold`.
     pub(crate) fn fraction_for(&self, threshold: f64) -> Option<f64> {
         scalpel::circuit::largest_keeping(
@@ -55,13 +48,4 @@ pub(crate) struct CorrectStatus {
     /// The picked dose, whether it runs now, and the first components it removes.
     pub(crate) picked: Option<(usize, bool, Vec<String>)>,
     pub(crate) compared: Option<CompareView>,
-}
-
-impl CorrectStatus {
-    /// Another panel changed the model: the picked correction is no longer what runs.
-    pub(crate) fn model_changed(&mut self) {
-        if let Some(p) = &mut self.picked {
-            p.1 = false;
-        }
-    }
 }

@@ -1,23 +1,66 @@
 //! Form pieces the panels share: labelled selects and number fields, and reading a picked text file.
 
 use leptos::prelude::*;
+use scalpel::prune::Granularity;
+use scalpel::relevance::RuleSet;
+use scalpel::score::ScoreMethod;
 use send_wrapper::SendWrapper;
 use web_sys::HtmlInputElement;
 
 use crate::shell::Ui;
 
-/// A labelled `<select>` bound to `value`, offering `(value, label)` options.
-pub(crate) fn select_field(
+/// One of a closed set of options a control offers: the core's enums (named as the CLI and the
+/// files name them) or a panel's own fixed words.
+pub(crate) trait Choice: Copy + PartialEq + Send + Sync + 'static {
+    /// The option's value in the control.
+    fn key(self) -> &'static str;
+}
+
+impl Choice for &'static str {
+    fn key(self) -> &'static str {
+        self
+    }
+}
+
+impl Choice for ScoreMethod {
+    fn key(self) -> &'static str {
+        self.name()
+    }
+}
+
+impl Choice for Granularity {
+    fn key(self) -> &'static str {
+        self.name()
+    }
+}
+
+impl Choice for RuleSet {
+    fn key(self) -> &'static str {
+        self.name()
+    }
+}
+
+/// The option of `options` whose key is `key`.
+pub(crate) fn choice_for<T: Choice>(options: &[(T, &'static str)], key: &str) -> Option<T> {
+    options.iter().map(|(c, _)| *c).find(|c| c.key() == key)
+}
+
+/// A labelled `<select>` bound to `value`, offering `(option, label)` choices.
+pub(crate) fn select_field<T: Choice>(
     label: &'static str,
     testid: &'static str,
-    value: RwSignal<String>,
-    options: &'static [(&'static str, &'static str)],
+    value: RwSignal<T>,
+    options: &'static [(T, &'static str)],
 ) -> impl IntoView {
     view! {
         <label class="inline">{label} " "
-            <select data-testid=testid prop:value=move || value.get()
-                on:change=move |ev| value.set(event_target_value(&ev))>
-                {options.iter().map(|(v, l)| view! { <option value=*v>{*l}</option> }).collect_view()}
+            <select data-testid=testid prop:value=move || value.get().key()
+                on:change=move |ev| {
+                    if let Some(c) = choice_for(options, &event_target_value(&ev)) {
+                        value.set(c)
+                    }
+                }>
+                {options.iter().map(|(v, l)| view! { <option value=v.key()>{*l}</option> }).collect_view()}
             </select>
         </label>
     }

@@ -16,7 +16,7 @@ use web_sys::MessageEvent;
 
 use crate::fetch::exists;
 use crate::job::{
-    Circuits, Compression, Correction, State, download, post, progress, scope, yield_now,
+    Circuits, Compression, Correction, JobResult, State, download, post, progress, scope, yield_now,
 };
 use crate::protocol::{
     DEFAULT_MODEL_NAME, DEFAULT_MODEL_URL, DeviceChoice, ExplainRequest, GenerateRequest,
@@ -105,13 +105,15 @@ pub fn start() {
 
 fn spawn_job<F>(state: Rc<State>, job: F)
 where
-    F: AsyncFnOnce(&State) -> Result<(), String> + 'static,
+    F: AsyncFnOnce(&State) -> JobResult + 'static,
 {
     state.busy.set(true);
     state.cancel.set(false);
     spawn_local(async move {
-        if let Err(message) = job(&state).await {
-            post(&Response::Error { message });
+        if let Err(e) = job(&state).await {
+            post(&Response::Error {
+                message: e.to_string(),
+            });
         }
         state.busy.set(false);
     });
@@ -157,14 +159,14 @@ async fn webgpu_adapter() -> Result<String, String> {
     })
 }
 
-async fn pick_device(choice: DeviceChoice) -> Result<SelectedDevice, String> {
+async fn pick_device(choice: DeviceChoice) -> JobResult<SelectedDevice> {
     if choice == DeviceChoice::Cpu {
         return Ok(SelectedDevice::cpu(None));
     }
     let adapter = match webgpu_adapter().await {
         Ok(a) => a,
         Err(why) if choice == DeviceChoice::WebGpu => {
-            return Err(format!("WebGPU was requested but {why}"));
+            return Err(format!("WebGPU was requested but {why}").into());
         }
         Err(why) => return Ok(SelectedDevice::cpu(Some(why))),
     };
@@ -186,7 +188,7 @@ fn hub_url(id: &str, revision: &str, file: &str) -> String {
     format!("https://huggingface.co/{id}/resolve/{revision}/{file}")
 }
 
-async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> {
+async fn files_for(source: ModelSource) -> JobResult<(String, ModelFiles)> {
     match source {
         ModelSource::Default => {
             let gguf = download(DEFAULT_MODEL_URL, "default model").await?;
@@ -276,7 +278,7 @@ async fn files_for(source: ModelSource) -> Result<(String, ModelFiles), String> 
                 }
                 _ => Err(format!(
                     "`{location}` is neither a hub id (`org/name`, `org/name/file.gguf`) nor a URL to a .gguf file"
-                )),
+                ).into()),
             }
         }
         ModelSource::Files(files) => {
@@ -326,7 +328,7 @@ async fn load(
     source: ModelSource,
     choice: DeviceChoice,
     dtype: WeightDtype,
-) -> Result<(), String> {
+) -> JobResult {
     let started = js_sys::Date::now();
     // Drop the previous model first: two models at once may not fit in the tab's memory.
     state.model.borrow_mut().take();
@@ -387,7 +389,7 @@ fn summary(c: &scalpel::ModelConfig) -> String {
     )
 }
 
-async fn generate(state: &State, req: GenerateRequest) -> Result<(), String> {
+async fn generate(state: &State, req: GenerateRequest) -> JobResult {
     let loaded = state.loaded()?;
     let LoadedModel { model, tokenizer } = loaded.as_ref();
     let prompt = tokenizer.encode(&req.prompt).map_err(|e| e.to_string())?;
@@ -447,7 +449,7 @@ async fn generate(state: &State, req: GenerateRequest) -> Result<(), String> {
     Ok(())
 }
 
-async fn explain(state: &State, req: ExplainRequest) -> Result<(), String> {
+async fn explain(state: &State, req: ExplainRequest) -> JobResult {
     let loaded = state.loaded()?;
     let index = req.context.len();
     let view = crate::explain_job::explain(&loaded, &state.limits.get(), req, index, &state.cancel)
