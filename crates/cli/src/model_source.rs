@@ -242,6 +242,15 @@ pub fn free_disk_bytes(dir: &Path) -> Option<u64> {
     }
 }
 
+/// Where a report comes from: this command line, the model as the user named it, the device.
+pub fn run_info(args: &ModelArgs, device: &SelectedDevice) -> scalpel::report::RunInfo {
+    scalpel::report::RunInfo::new(
+        std::env::args().collect::<Vec<_>>().join(" "),
+        args.model.clone(),
+        device.label.clone(),
+    )
+}
+
 /// Resolves, reads and loads a model with a progress bar; returns it with the device used.
 pub fn load(args: &ModelArgs) -> Result<(LoadedModel, SelectedDevice)> {
     let files = model_files(args)?;

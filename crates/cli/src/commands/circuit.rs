@@ -13,13 +13,12 @@ use scalpel::circuit::{
 };
 use scalpel::job::with_masks;
 use scalpel::prune::{Granularity, Group, Masks};
-use scalpel::report::RunInfo;
 use scalpel::score::ScoreMethod;
 use scalpel::task::metrics::{TaskMetrics, evaluate};
 use scalpel::task::{EncodedTask, Split, Task, TaskSource, ioi};
 use scalpel::{Model, TextTokenizer};
 
-use crate::model_source::{ModelArgs, load};
+use crate::model_source::{ModelArgs, load, run_info};
 use crate::output::{prepare_out, write_atomically};
 use crate::progress::JobBars;
 use crate::scoring::budget;
@@ -115,11 +114,7 @@ pub fn run(args: Args) -> Result<()> {
         return test_saved(model, &tokenizer, &task, path, args.prompts);
     }
     let plan = CircuitPlan {
-        run: RunInfo::new(
-            std::env::args().collect::<Vec<_>>().join(" "),
-            args.model.model.clone(),
-            device.label.clone(),
-        ),
+        run: run_info(&args.model, &device),
         task: &task,
         granularity,
         group,

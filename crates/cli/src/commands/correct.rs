@@ -14,11 +14,10 @@ use scalpel::correct::{
     correct, default_count, dose,
 };
 use scalpel::prune::Granularity;
-use scalpel::report::RunInfo;
 use scalpel::score::ScoreMethod;
 use serde_json::json;
 
-use crate::model_source::{ModelArgs, load};
+use crate::model_source::{ModelArgs, load, run_info};
 use crate::output::{prepare_out, write_atomically, write_checkpoint};
 use crate::progress::JobBars;
 use crate::scoring::{ReferenceArgs, budget};
@@ -213,11 +212,7 @@ pub fn run(args: Args) -> Result<()> {
         },
     };
     let plan = CorrectionPlan {
-        run: RunInfo::new(
-            std::env::args().collect::<Vec<_>>().join(" "),
-            args.model.model.clone(),
-            device.label.clone(),
-        ),
+        run: run_info(&args.model, &device),
         behaviour: &behaviour,
         judge,
         granularity,
