@@ -10,10 +10,10 @@ use js_sys::Promise;
 use scalpel::correct::ContinuationScorer;
 use scalpel::eval::corpus::wiki_text;
 use scalpel::eval::perplexity::{PerplexityProtocol, perplexity_async};
-use scalpel::job::{Driver, ScoringBudget, Steps};
+use scalpel::job::{Driver, Steps};
 use scalpel::prune::{Granularity, Masks, SparsityReport};
 use scalpel::relevance::MemoryLimits;
-use scalpel::score::{Scorer, Scores};
+use scalpel::score::{Scorer, Scores, ScoringBudget};
 use scalpel::task::EncodedTask;
 use scalpel::task::metrics::TaskMetrics;
 use scalpel::{LoadedModel, Model};
@@ -331,7 +331,7 @@ pub(crate) async fn run_scorer(
     scorer: Scorer<'_>,
     stage: &str,
 ) -> JobResult<Scores> {
-    Ok(scalpel::job::run_scorer(scorer, &mut Progress(state), stage).await?)
+    Ok(scalpel::score::run_scorer(scorer, &mut Progress(state), stage).await?)
 }
 
 /// The perplexity readout, a quick named variant of `wiki-512`: 4 windows of 256 wiki tokens on

@@ -5,10 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use scalpel::job::ScoringBudget;
 use scalpel::prune::{Group, Masks};
 use scalpel::relevance::{MemoryLimits, Scratch};
-use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores, wanda_sequential};
+use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores, ScoringBudget, wanda_sequential};
 use scalpel::unit::Granularity;
 use scalpel::{Model, TextTokenizer};
 

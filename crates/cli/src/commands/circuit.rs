@@ -11,7 +11,7 @@ use scalpel::circuit::report::CircuitReport;
 use scalpel::circuit::{
     CircuitEvent, CircuitPlan, DEFAULT_FRACTIONS, DEFAULT_THRESHOLD, faithfulness, search,
 };
-use scalpel::job::with_masks;
+use scalpel::prune::with_masks;
 use scalpel::prune::{Granularity, Group, Masks};
 use scalpel::score::ScoreMethod;
 use scalpel::task::metrics::{TaskMetrics, evaluate};

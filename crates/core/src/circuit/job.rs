@@ -12,11 +12,11 @@ use super::report::{
 use super::{Search, check_dense, check_group, faithfulness, random_circuit, summarize};
 use crate::error::{Error, Result};
 use crate::io::tokenizer::TextTokenizer;
-use crate::job::{Driver, ScoringBudget, Steps, read_back, step_scorer, with_masks};
+use crate::job::{Driver, Steps};
 use crate::model::Model;
-use crate::prune::Masks;
+use crate::prune::{Masks, with_masks};
 use crate::report::RunInfo;
-use crate::score::{ReferenceSet, ScoreMethod, Scores};
+use crate::score::{ReferenceSet, ScoreMethod, Scores, ScoringBudget, read_back, step_scorer};
 use crate::task::metrics::{TaskMetrics, evaluate_async};
 use crate::task::{EncodedTask, Split, TaskSource};
 use crate::unit::{Granularity, Group};

@@ -14,9 +14,9 @@ pub mod report;
 pub use job::{CircuitEvent, CircuitPlan, search};
 
 use crate::error::{Error, Result};
-use crate::job::{Steps, with_masks};
+use crate::job::Steps;
 use crate::model::{LinearKind, Model};
-use crate::prune::{Granularity, Group, Masks};
+use crate::prune::{Granularity, Group, Masks, with_masks};
 use crate::score::Scores;
 use crate::task::EncodedTask;
 use crate::task::metrics::{TaskMetrics, evaluate_async};

@@ -15,10 +15,13 @@ use super::{
 use crate::error::{Error, Result};
 use crate::eval::perplexity::{PerplexityProtocol, perplexity_async};
 use crate::io::tokenizer::TextTokenizer;
-use crate::job::{Driver, ScoringBudget, Steps, read_back, run_scorer, step_scorer, with_masks};
+use crate::job::{Driver, Steps};
 use crate::model::Model;
+use crate::prune::with_masks;
 use crate::report::RunInfo;
-use crate::score::{ReferenceSet, ScoreMethod, Scores};
+use crate::score::{
+    ReferenceSet, ScoreMethod, Scores, ScoringBudget, read_back, run_scorer, step_scorer,
+};
 use crate::unit::Granularity;
 
 /// Components of the chosen correction listed in the report, lowest `R_diff` first.

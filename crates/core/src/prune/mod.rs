@@ -291,3 +291,16 @@ fn global_keep(scores: &Scores, pruned: usize) -> Result<BTreeMap<LinearId, Line
     }
     Ok(out)
 }
+
+/// Runs `measure` on the model with `masks` applied, then restores the dense weights whether
+/// `measure` succeeded or not (a cancelled job leaves the model as it found it).
+pub async fn with_masks<T>(
+    model: &mut Model,
+    masks: &Masks,
+    measure: impl AsyncFnOnce(&Model) -> Result<T>,
+) -> Result<T> {
+    masks.apply(model)?;
+    let result = measure(model).await;
+    model.restore_dense();
+    result
+}

@@ -7,6 +7,7 @@
 //! model; they can be saved and reloaded ([`Scores::to_safetensors`]).
 
 mod file;
+mod job;
 mod reference;
 mod scorer;
 #[cfg(not(target_family = "wasm"))]
@@ -15,6 +16,7 @@ mod wanda_sequential;
 use std::collections::BTreeMap;
 
 pub(crate) use file::{read_per_linear, write_per_linear};
+pub use job::{ScoringBudget, read_back, run_scorer, step_scorer};
 pub use reference::{ReferenceProtocol, ReferenceSet};
 pub use scorer::{PendingScores, Scorer};
 #[cfg(not(target_family = "wasm"))]
