@@ -6,12 +6,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use scalpel::Model;
-use scalpel::eval::perplexity::PerplexityResult;
+use scalpel::eval::perplexity::{PerplexityProtocol, PerplexityResult};
 use scalpel::prune::{Group, Masks};
 use scalpel::report::{LineChart, Series};
-use scalpel::score::{ReferenceSet, ScoreMethod, Scores};
+use scalpel::score::{MethodFormula, ReferenceProtocol, ReferenceSet, ScoreMethod, Scores};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 
 use crate::model_source::{ModelArgs, load};
 use crate::output::{prepare_out, write_atomically};
@@ -65,9 +64,21 @@ struct Entry {
     achieved_sparsity: f64,
 }
 
+/// How a sweep was measured; a sweep resumes only into a sweep.json of the same protocol.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct SweepProtocol {
+    model: String,
+    fingerprint: String,
+    evaluation: PerplexityProtocol,
+    reference: ReferenceProtocol,
+    group: Group,
+    methods: Vec<MethodFormula>,
+    pruned: String,
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct Sweep {
-    protocol: Value,
+    protocol: SweepProtocol,
     dense: Option<f64>,
     results: Vec<Entry>,
     reference_sizes: Vec<Entry>,
@@ -198,15 +209,21 @@ pub fn run(args: Args) -> Result<()> {
         .scores_dir
         .clone()
         .unwrap_or_else(|| args.out.join("scores"));
-    let protocol = json!({
-        "model": args.model.model,
-        "fingerprint": model.config.fingerprint(),
-        "evaluation": args.wiki.protocol(),
-        "reference": reference.protocol,
-        "group": group,
-        "methods": methods.iter().map(|m| json!({"method": m, "formula": m.formula()})).collect::<Vec<_>>(),
-        "pruned": "every decoder-block Linear (not embeddings, not the LM head)",
-    });
+    let protocol = SweepProtocol {
+        model: args.model.model.clone(),
+        fingerprint: model.config.fingerprint(),
+        evaluation: args.wiki.protocol(),
+        reference: reference.protocol.clone(),
+        group,
+        methods: methods
+            .iter()
+            .map(|&method| MethodFormula {
+                method,
+                formula: method.formula(),
+            })
+            .collect(),
+        pruned: "every decoder-block Linear (not embeddings, not the LM head)".into(),
+    };
     eprintln!(
         "device {}; reference {}; group {}",
         device.label,
@@ -373,10 +390,10 @@ fn markdown(sweep: &Sweep, sparsities: &[f64]) -> String {
     let p = &sweep.protocol;
     let mut md = format!(
         "Perplexity ({}) of {} pruned per {} group; scores over {}.\n\n| method | dense |",
-        p["evaluation"]["name"].as_str().unwrap_or("?"),
-        p["model"].as_str().unwrap_or("?"),
-        p["group"].as_str().unwrap_or("?"),
-        p["reference"]["name"].as_str().unwrap_or("?"),
+        p.evaluation.name,
+        p.model,
+        p.group.name(),
+        p.reference.name,
     );
     for s in sparsities {
         md.push_str(&format!(" {:.0}% |", s * 100.0));
@@ -456,13 +473,9 @@ fn chart(sweep: &Sweep, methods: &[ScoreMethod]) -> LineChart {
     LineChart {
         title: format!(
             "{} perplexity vs sparsity ({})",
-            sweep.protocol["evaluation"]["name"].as_str().unwrap_or("?"),
-            sweep.protocol["reference"]["name"].as_str().unwrap_or("?")
+            sweep.protocol.evaluation.name, sweep.protocol.reference.name
         ),
-        x_label: format!(
-            "sparsity (per {} group)",
-            sweep.protocol["group"].as_str().unwrap_or("?")
-        ),
+        x_label: format!("sparsity (per {} group)", sweep.protocol.group.name()),
         y_label: "perplexity".into(),
         log_y: true,
         series,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{CircuitSummary, CurvePoint, faithfulness, mean_std};
 use crate::report::{LineChart, RunInfo, Series};
-use crate::score::{Explained, ScoreMethod};
+use crate::score::{Explained, MethodFormula, ScoreMethod};
 use crate::task::metrics::TaskMetrics;
 use crate::unit::{Granularity, Group};
 
@@ -15,13 +15,6 @@ pub const METRIC: &str = "logit(answer) − logit(distractor) at the last positi
 /// What the LRP and gradient scores of a circuit search explain.
 pub const EXPLAINED: &str =
     "LRP and gradient scores explain each prompt's logit difference (answer − distractor)";
-
-/// A method with the formula of its scores.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MethodFormula {
-    pub method: ScoreMethod,
-    pub formula: String,
-}
 
 /// How a circuit search was run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

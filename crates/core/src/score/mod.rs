@@ -201,6 +201,13 @@ impl Explained {
     }
 }
 
+/// A method with the formula of its scores.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct MethodFormula {
+    pub method: ScoreMethod,
+    pub formula: String,
+}
+
 /// What a set of scores was computed from.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ScoreInfo {
