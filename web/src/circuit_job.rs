@@ -18,7 +18,8 @@ use crate::job::{
     yield_now,
 };
 use crate::protocol::{
-    CircuitRequest, CircuitView, CurvePointView, ProbeView, Response, TaskChoice,
+    CircuitSearch, CircuitView, CircuitsRequest, CircuitsResponse, CurvePointView, ProbeView,
+    Response, TaskChoice,
 };
 
 /// Circuits compete globally, as in the paper.
@@ -35,7 +36,22 @@ async fn metrics(model: &Model, task: &EncodedTask) -> JobResult<TaskMetrics> {
     Ok(evaluate_async(model, task).await?.metrics())
 }
 
-pub(crate) async fn run(state: &State, req: CircuitRequest) -> JobResult {
+/// Answers one of the circuit panel's requests.
+pub(crate) async fn handle(state: &State, req: CircuitsRequest) -> JobResult {
+    match req {
+        CircuitsRequest::Find(search) => run(state, search).await,
+        CircuitsRequest::Pick { fraction, apply } => pick(state, fraction, apply).await,
+        CircuitsRequest::Probe { line } => probe(state, line).await,
+        CircuitsRequest::Export => export(state),
+        CircuitsRequest::Load { name, text } => load(state, name, text).await,
+    }
+}
+
+fn reply(response: CircuitsResponse) {
+    post(&Response::Circuits(response));
+}
+
+async fn run(state: &State, req: CircuitSearch) -> JobResult {
     let started = js_sys::Date::now();
     let (method, granularity) = (req.method, req.granularity);
     let source = task_source(&req.task)?;
@@ -68,7 +84,7 @@ pub(crate) async fn run(state: &State, req: CircuitRequest) -> JobResult {
             dense,
             ..
         } => {
-            post(&Response::CircuitStarted {
+            reply(CircuitsResponse::Started {
                 task: scoring.name.clone(),
                 dense: dense.scoring,
                 notes: scoring.notes.clone(),
@@ -81,7 +97,7 @@ pub(crate) async fn run(state: &State, req: CircuitRequest) -> JobResult {
             point,
             faithfulness,
             ..
-        } => post(&Response::CircuitPoint(CurvePointView {
+        } => reply(CircuitsResponse::Point(CurvePointView {
             fraction: point.fraction,
             kept: point.total - point.pruned,
             total: point.total,
@@ -93,7 +109,7 @@ pub(crate) async fn run(state: &State, req: CircuitRequest) -> JobResult {
     search(model, tokenizer, &plan, &mut driver).await?;
     drop(lent);
     *state.circuits.borrow_mut() = kept;
-    post(&Response::CircuitReady {
+    reply(CircuitsResponse::Ready {
         seconds: (js_sys::Date::now() - started) / 1000.0,
     });
     Ok(())
@@ -165,7 +181,7 @@ async fn held_out_metrics(
     Ok(Some((dense, circuit, random)))
 }
 
-pub(crate) async fn pick(state: &State, fraction: f64, on: bool) -> JobResult {
+async fn pick(state: &State, fraction: f64, on: bool) -> JobResult {
     // Toggling between circuit and full model keeps the measured view.
     let same = state
         .circuits
@@ -198,11 +214,11 @@ pub(crate) async fn pick(state: &State, fraction: f64, on: bool) -> JobResult {
     circuits.picked = Some((masks, view.clone()));
     circuits.applied_at = applied_at;
     drop(circuits);
-    post(&Response::CircuitPicked(view));
+    reply(CircuitsResponse::Picked(view));
     Ok(())
 }
 
-pub(crate) async fn probe(state: &State, line: String) -> JobResult {
+async fn probe(state: &State, line: String) -> JobResult {
     let task = Task::parse("your prompt", &line)?;
     let loaded = state.loaded()?;
     let encoded = task.encode(&loaded.tokenizer)?;
@@ -231,7 +247,7 @@ pub(crate) async fn probe(state: &State, line: String) -> JobResult {
         state.circuits.borrow_mut().applied_at = Some(version);
     }
     let p = &task.prompts[0];
-    post(&Response::Probed(ProbeView {
+    reply(CircuitsResponse::Probed(ProbeView {
         prompt: p.prompt.clone(),
         answer: p.answer.clone(),
         distractor: p.distractor.clone(),
@@ -241,7 +257,7 @@ pub(crate) async fn probe(state: &State, line: String) -> JobResult {
     Ok(())
 }
 
-pub(crate) fn export(state: &State) -> JobResult {
+fn export(state: &State) -> JobResult {
     let c = state.circuits.borrow();
     let (masks, view) = c.picked.as_ref().ok_or("pick a circuit first")?;
     let loaded = state.loaded()?;
@@ -256,14 +272,14 @@ pub(crate) fn export(state: &State) -> JobResult {
     };
     let json = to_json(masks, loaded.model.config.architecture, &notes)?;
     let name = format!("circuit-{}-{}.json", view.granularity, view.kept);
-    post(&Response::CircuitFile {
+    reply(CircuitsResponse::File {
         url: object_url(json.as_bytes())?,
         name,
     });
     Ok(())
 }
 
-pub(crate) async fn load(state: &State, name: String, text_: String) -> JobResult {
+async fn load(state: &State, name: String, text_: String) -> JobResult {
     let masks = {
         let loaded = state.loaded()?;
         let (masks, _) = from_json(&name, &text_, loaded.model.config.architecture)?;
@@ -278,6 +294,6 @@ pub(crate) async fn load(state: &State, name: String, text_: String) -> JobResul
     circuits.picked = Some((masks, view.clone()));
     circuits.applied_at = Some(version);
     drop(circuits);
-    post(&Response::CircuitPicked(view));
+    reply(CircuitsResponse::Picked(view));
     Ok(())
 }

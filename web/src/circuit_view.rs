@@ -7,7 +7,9 @@ use scalpel::prune::Granularity;
 use scalpel::report::{LineChart, Series};
 use scalpel::score::ScoreMethod;
 
-use crate::protocol::{CircuitRequest, CircuitView, Metrics, ProbeView, Request, TaskChoice};
+use crate::protocol::{
+    CircuitSearch, CircuitView, CircuitsRequest, Metrics, ProbeView, Request, TaskChoice,
+};
 use crate::shell::{Panel, Ui, WorkerLink, progress_view};
 use crate::status::CircuitStatus;
 use crate::widgets::{number_field, read_picked_text, select_field};
@@ -54,13 +56,13 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
             name => TaskChoice::Named(name.to_string()),
         };
         ui.circuits.set(CircuitStatus::default());
-        send(Request::Circuit(CircuitRequest {
+        send(Request::Circuits(CircuitsRequest::Find(CircuitSearch {
             task: choice,
             granularity: granularity.get_untracked(),
             method: method.get_untracked(),
             prompts: prompts.get_untracked(),
             seed: 0,
-        }));
+        })));
     };
     let pick = move || {
         let status = ui.circuits.get_untracked();
@@ -68,10 +70,10 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
             return;
         }
         match status.fraction_for(threshold.get_untracked()) {
-            Some(fraction) => send(Request::CircuitPick {
+            Some(fraction) => send(Request::Circuits(CircuitsRequest::Pick {
                 fraction,
                 apply: circuit_only.get_untracked(),
-            }),
+            })),
             None => ui.fail(format!(
                 "no measured point keeps {:.0} % of the dense logit difference: lower the threshold",
                 threshold.get_untracked() * 100.0
@@ -82,7 +84,7 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
     let ready = move || ui.circuits.get().ready.is_some();
     let on_load = move |ev: leptos::ev::Event| {
         read_picked_text(ui, &ev, move |name, text| {
-            send(Request::CircuitLoad { name, text })
+            send(Request::Circuits(CircuitsRequest::Load { name, text }))
         })
     };
 
@@ -129,7 +131,7 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
                         on:change=move |ev| {
                             circuit_only.set(event_target_checked(&ev));
                             if let Some(p) = ui.circuits.get_untracked().picked {
-                                send(Request::CircuitPick { fraction: p.fraction, apply: circuit_only.get_untracked() });
+                                send(Request::Circuits(CircuitsRequest::Pick { fraction: p.fraction, apply: circuit_only.get_untracked() }));
                             }
                         } />
                     "Circuit only (else the full model)"
@@ -143,12 +145,12 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
                 <input type="text" class="grow" data-testid="probe-line" prop:value=move || probe.get()
                     on:input=move |ev| probe.set(event_target_value(&ev)) />
                 <button data-testid="probe" disabled=move || !idle()
-                    on:click=move |_| send(Request::CircuitProbe { line: probe.get_untracked() })>"Try prompt"</button>
+                    on:click=move |_| send(Request::Circuits(CircuitsRequest::Probe { line: probe.get_untracked() }))>"Try prompt"</button>
             </div>
             {move || ui.circuits.get().probe.map(probe_view)}
             <div class="row">
                 <button data-testid="circuit-export" disabled=move || !idle() || ui.circuits.get().picked.is_none()
-                    on:click=move |_| send(Request::CircuitExport)>"Save circuit (JSON)"</button>
+                    on:click=move |_| send(Request::Circuits(CircuitsRequest::Export))>"Save circuit (JSON)"</button>
                 <label class="inline">"Load circuit "
                     <input type="file" accept=".json,application/json" data-testid="circuit-load"
                         disabled=move || !idle() on:change=on_load />

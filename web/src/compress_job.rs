@@ -10,7 +10,10 @@ use crate::job::{
     JobResult, State, download, object_url, post, progress, readout, readout_perplexity,
     readout_protocol, run_scorer, yield_now,
 };
-use crate::protocol::{C4_URL, MaskRequest, MaskView, ReferenceChoice, Response, ScoreRequest};
+use crate::protocol::{
+    C4_URL, CompressRequest, CompressResponse, MaskRequest, MaskView, ReferenceChoice, Response,
+    ScoreRequest,
+};
 
 async fn reference(req: &ScoreRequest, loaded: &LoadedModel) -> JobResult<ReferenceSet> {
     let set = match &req.reference {
@@ -38,7 +41,20 @@ async fn reference(req: &ScoreRequest, loaded: &LoadedModel) -> JobResult<Refere
     Ok(set)
 }
 
-pub(crate) async fn score(state: &State, req: ScoreRequest) -> JobResult {
+/// Answers one of the compression panel's requests.
+pub(crate) async fn handle(state: &State, req: CompressRequest) -> JobResult {
+    match req {
+        CompressRequest::Score(req) => score(state, req).await,
+        CompressRequest::Mask(req) => mask(state, req).await,
+        CompressRequest::Restore => restore(state),
+    }
+}
+
+fn reply(response: CompressResponse) {
+    post(&Response::Compress(response));
+}
+
+async fn score(state: &State, req: ScoreRequest) -> JobResult {
     let started = js_sys::Date::now();
     let method = req.method;
     if method == ScoreMethod::WandaSequential {
@@ -61,7 +77,7 @@ pub(crate) async fn score(state: &State, req: ScoreRequest) -> JobResult {
     let scores = run_scorer(state, scorer, &stage).await?;
     drop(loaded);
     state.compression.borrow_mut().scores = Some(scores);
-    post(&Response::Scored {
+    reply(CompressResponse::Scored {
         method: method.name().into(),
         reference: name,
         seconds: (js_sys::Date::now() - started) / 1000.0,
@@ -69,7 +85,7 @@ pub(crate) async fn score(state: &State, req: ScoreRequest) -> JobResult {
     Ok(())
 }
 
-pub(crate) async fn mask(state: &State, req: MaskRequest) -> JobResult {
+async fn mask(state: &State, req: MaskRequest) -> JobResult {
     let started = js_sys::Date::now();
     let group = req.group;
     let sparsity = group.implied_sparsity().unwrap_or(req.sparsity);
@@ -87,7 +103,7 @@ pub(crate) async fn mask(state: &State, req: MaskRequest) -> JobResult {
     let loaded = state.loaded()?;
     let pruned = readout_perplexity(state, &loaded.model, &tokens, "Perplexity (pruned)").await?;
     let layers = report.per_layer();
-    post(&Response::Masked(MaskView {
+    reply(CompressResponse::Masked(MaskView {
         method: state
             .compression
             .borrow()
@@ -109,9 +125,9 @@ pub(crate) async fn mask(state: &State, req: MaskRequest) -> JobResult {
     Ok(())
 }
 
-pub(crate) fn restore(state: &State) -> JobResult {
+fn restore(state: &State) -> JobResult {
     state.restore_dense()?;
-    post(&Response::Restored);
+    reply(CompressResponse::Restored);
     Ok(())
 }
 

@@ -5,7 +5,9 @@ use leptos::prelude::*;
 use scalpel::prune::Group;
 use scalpel::score::ScoreMethod;
 
-use crate::protocol::{MaskRequest, MaskView, ReferenceChoice, Request, ScoreRequest};
+use crate::protocol::{
+    CompressRequest, MaskRequest, MaskView, ReferenceChoice, Request, ScoreRequest,
+};
 use crate::shell::{Panel, Ui, WorkerLink, progress_view};
 use crate::widgets::{number_field, read_picked_text, select_field};
 
@@ -46,20 +48,20 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
             ReferenceChoice::BuiltInC4
         };
         ui.compress.update(|c| *c = Default::default());
-        send(Request::Score(ScoreRequest {
+        send(Request::Compress(CompressRequest::Score(ScoreRequest {
             method: method.get_untracked(),
             reference,
             samples: samples.get_untracked(),
             sample_len: sample_len.get_untracked(),
-        }));
+        })));
     };
     let remask = move || {
         if ui.compress.get_untracked().scored.is_some() {
             match Group::parse(&group.get_untracked()) {
-                Ok(group) => send(Request::Mask(MaskRequest {
+                Ok(group) => send(Request::Compress(CompressRequest::Mask(MaskRequest {
                     sparsity: sparsity.get_untracked(),
                     group,
-                })),
+                }))),
                 Err(e) => ui.fail(e.to_string()),
             }
         }
@@ -123,7 +125,7 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
             {move || ui.compress.get().masked.filter(|_| ui.runs(Panel::Compress)).map(mask_view)}
             <div class="row">
                 <button data-testid="restore" disabled=move || !idle() || !ui.runs(Panel::Compress)
-                    on:click=move |_| send(Request::Restore)>"Restore dense model"</button>
+                    on:click=move |_| send(Request::Compress(CompressRequest::Restore))>"Restore dense model"</button>
                 <button data-testid="download" disabled=move || !idle()
                     on:click=move |_| send(Request::Export)>"Download model (safetensors)"</button>
             </div>

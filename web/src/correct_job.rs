@@ -16,8 +16,8 @@ use crate::job::{
     readout, readout_protocol, yield_now,
 };
 use crate::protocol::{
-    BehaviourChoice, C4_URL, CompareView, CorrectRequest, CorrectionSetup, DoseView, JudgedText,
-    LEXICON_URL, RTP_URLS, Response,
+    BehaviourChoice, C4_URL, CompareView, CorrectRequest, CorrectResponse, CorrectionSearch,
+    CorrectionSetup, DoseView, JudgedText, LEXICON_URL, RTP_URLS, Response,
 };
 
 async fn behaviour(choice: &BehaviourChoice) -> JobResult<Behaviour> {
@@ -54,7 +54,23 @@ async fn judge(measure: Measure) -> JobResult<Box<dyn ContinuationScorer>> {
     })
 }
 
-pub(crate) async fn run(state: &State, req: CorrectRequest) -> JobResult {
+/// Answers one of the correction panel's requests.
+pub(crate) async fn handle(state: &State, req: CorrectRequest) -> JobResult {
+    match req {
+        CorrectRequest::Find(search) => run(state, search).await,
+        CorrectRequest::Pick { count, apply } => pick(state, count, apply),
+        CorrectRequest::Compare {
+            prompt,
+            max_new_tokens,
+        } => compare(state, prompt, max_new_tokens).await,
+    }
+}
+
+fn reply(response: CorrectResponse) {
+    post(&Response::Correct(response));
+}
+
+async fn run(state: &State, req: CorrectionSearch) -> JobResult {
     let started = js_sys::Date::now();
     let (method, granularity) = (req.method, req.granularity);
     check_method(method)?;
@@ -102,7 +118,7 @@ pub(crate) async fn run(state: &State, req: CorrectRequest) -> JobResult {
     let mut driver = Posting::new(state, |event: CorrectionEvent<'_>| match event {
         CorrectionEvent::Prepared {
             protocol: p, dense, ..
-        } => post(&Response::CorrectStarted(CorrectionSetup {
+        } => reply(CorrectResponse::Started(CorrectionSetup {
             behaviour: p.behaviour.clone(),
             judge: p.judge.clone(),
             rate_name: p.rate_name.clone(),
@@ -118,7 +134,7 @@ pub(crate) async fn run(state: &State, req: CorrectRequest) -> JobResult {
             protocol: p.perplexity.name.clone(),
             dense_perplexity: dense.perplexity,
         })),
-        CorrectionEvent::Dose { point, .. } => post(&Response::CorrectPoint(DoseView {
+        CorrectionEvent::Dose { point, .. } => reply(CorrectResponse::Point(DoseView {
             count: point.count,
             metrics: point.held_out,
             perplexity: point.perplexity,
@@ -134,13 +150,13 @@ pub(crate) async fn run(state: &State, req: CorrectRequest) -> JobResult {
         picked: None,
         applied_at: None,
     };
-    post(&Response::CorrectReady {
+    reply(CorrectResponse::Ready {
         seconds: (js_sys::Date::now() - started) / 1000.0,
     });
     Ok(())
 }
 
-pub(crate) fn pick(state: &State, count: usize, on: bool) -> JobResult {
+fn pick(state: &State, count: usize, on: bool) -> JobResult {
     let (masks, names) = {
         let c = state.correction.borrow();
         let scores = c.scores.as_ref().ok_or("find a correction first")?;
@@ -164,7 +180,7 @@ pub(crate) fn pick(state: &State, count: usize, on: bool) -> JobResult {
     let mut c = state.correction.borrow_mut();
     c.picked = Some((count, masks));
     c.applied_at = applied_at;
-    post(&Response::CorrectPicked {
+    reply(CorrectResponse::Picked {
         count,
         applied: on,
         removed: names,
@@ -186,7 +202,7 @@ fn judged(judge: &dyn ContinuationScorer, text_: String, ids: &[u32]) -> JudgedT
     }
 }
 
-pub(crate) async fn compare(state: &State, prompt: String, max_new: usize) -> JobResult {
+async fn compare(state: &State, prompt: String, max_new: usize) -> JobResult {
     let (masks, was_applied) = {
         let c = state.correction.borrow();
         let (_, masks) = c.picked.as_ref().ok_or("pick a correction first")?;
@@ -223,7 +239,7 @@ pub(crate) async fn compare(state: &State, prompt: String, max_new: usize) -> Jo
     let c = state.correction.borrow();
     let judge = c.judge.as_deref().ok_or("find a correction first")?;
     let decode = |ids: &[u32]| loaded.tokenizer.decode(ids);
-    post(&Response::Compared(CompareView {
+    reply(CorrectResponse::Compared(CompareView {
         prompt,
         original: judged(judge, decode(&original)?, &original),
         corrected: judged(judge, decode(&corrected)?, &corrected),

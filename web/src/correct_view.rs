@@ -8,7 +8,8 @@ use scalpel::report::{LineChart, Series};
 use scalpel::score::ScoreMethod;
 
 use crate::protocol::{
-    BehaviourChoice, CompareView, CorrectRequest, CorrectionSetup, DoseView, JudgedText, Request,
+    BehaviourChoice, CompareView, CorrectRequest, CorrectionSearch, CorrectionSetup, DoseView,
+    JudgedText, Request,
 };
 use crate::shell::{Panel, Ui, WorkerLink, progress_view};
 use crate::status::CorrectStatus;
@@ -52,23 +53,23 @@ pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
             _ => BehaviourChoice::Toxicity,
         };
         ui.correct.set(CorrectStatus::default());
-        send(Request::Correct(CorrectRequest {
+        send(Request::Correct(CorrectRequest::Find(CorrectionSearch {
             behaviour: choice,
             granularity: granularity.get_untracked(),
             method: method.get_untracked(),
             prompts: prompts.get_untracked(),
             general_samples: general.get_untracked(),
             seed: 0,
-        }));
+        })));
     };
     let idle = move || ui.is_idle();
     let ready = move || ui.correct.get().ready.is_some();
     let pick = move |apply: bool| {
         if dose.get_untracked() > 0 {
-            send(Request::CorrectPick {
+            send(Request::Correct(CorrectRequest::Pick {
                 count: dose.get_untracked(),
                 apply,
-            });
+            }));
         }
     };
 
@@ -134,7 +135,7 @@ pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
                 <input type="text" class="grow" data-testid="correct-prompt" prop:value=move || prompt.get()
                     on:input=move |ev| prompt.set(event_target_value(&ev)) />
                 <button data-testid="correct-compare" disabled=move || !idle() || ui.correct.get().picked.is_none()
-                    on:click=move |_| send(Request::CorrectCompare { prompt: prompt.get_untracked(), max_new_tokens: 0 })>
+                    on:click=move |_| send(Request::Correct(CorrectRequest::Compare { prompt: prompt.get_untracked(), max_new_tokens: 0 }))>
                     "Compare original and corrected"</button>
             </div>
             {move || ui.correct.get().compared.map(compare_view)}

@@ -130,7 +130,7 @@ pub enum TaskChoice {
 
 /// Find a task's circuit: score its components, then measure the curve point by point.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CircuitRequest {
+pub struct CircuitSearch {
     pub task: TaskChoice,
     pub granularity: Granularity,
     pub method: ScoreMethod,
@@ -203,7 +203,7 @@ pub enum BehaviourChoice {
 
 /// Find what drives a behaviour and measure corrections of several sizes.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct CorrectRequest {
+pub struct CorrectionSearch {
     pub behaviour: BehaviourChoice,
     pub granularity: Granularity,
     /// `lrp`, `gradient`, `wanda` or `random`.
@@ -265,7 +265,8 @@ pub struct CompareView {
     pub corrected: JudgedText,
 }
 
-/// Page → worker.
+/// Page → worker. Each panel's requests are one variant, nested (`Compress`, `Circuits`,
+/// `Correct`), and each has one job file in the worker that answers them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Request {
     Load {
@@ -276,47 +277,66 @@ pub enum Request {
     },
     Generate(GenerateRequest),
     Explain(ExplainRequest),
+    Compress(CompressRequest),
+    Circuits(CircuitsRequest),
+    Correct(CorrectRequest),
+    /// Write the model as it runs now (pruned, a circuit or corrected) as safetensors +
+    /// config.json + tokenizer.json.
+    Export,
+    /// Delete the model downloads kept in Cache Storage.
+    ClearCache,
+    /// Stop the running job at its next step.
+    Cancel,
+}
+
+/// The compression panel's requests.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum CompressRequest {
     Score(ScoreRequest),
     Mask(MaskRequest),
     /// Undo every mask.
     Restore,
-    /// Write the (pruned) model as safetensors + config.json + tokenizer.json.
-    Export,
-    Circuit(CircuitRequest),
+}
+
+/// The circuit panel's requests.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum CircuitsRequest {
+    Find(CircuitSearch),
     /// Cut the circuit at `fraction` pruned; `apply` runs the circuit alone, else the full model.
-    CircuitPick {
+    Pick {
         fraction: f64,
         apply: bool,
     },
     /// Try one `prompt | answer | distractor` line on the full model and the circuit.
-    CircuitProbe {
+    Probe {
         line: String,
     },
     /// The chosen circuit as a JSON file.
-    CircuitExport,
+    Export,
     /// A circuit file (from here or `scalpel circuit --save-circuit`): applied at once.
-    CircuitLoad {
+    Load {
         name: String,
         text: String,
     },
-    Correct(CorrectRequest),
+}
+
+/// The correction panel's requests.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum CorrectRequest {
+    Find(CorrectionSearch),
     /// Apply (or lift) the correction of `count` components.
-    CorrectPick {
+    Pick {
         count: usize,
         apply: bool,
     },
     /// Continue `prompt` greedily with the original and the corrected model.
-    CorrectCompare {
+    Compare {
         prompt: String,
         max_new_tokens: usize,
     },
-    /// Delete the model downloads kept in Cache Storage.
-    ClearCache,
-    /// Stop the running generation or explanation at the next step.
-    Cancel,
 }
 
-/// Worker → page.
+/// Worker → page. What a panel's jobs answer is nested under the panel's variant.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub enum Response {
     /// The worker is up and listening.
@@ -362,6 +382,22 @@ pub enum Response {
         pieces: Vec<String>,
     },
     Explanation(ExplanationView),
+    Compress(CompressResponse),
+    Circuits(CircuitsResponse),
+    Correct(CorrectResponse),
+    /// Files to download: (file name, object URL made in the worker, bytes).
+    Exported {
+        files: Vec<(String, String, usize)>,
+    },
+    /// A failure with a message meant for the person using the page.
+    Error {
+        message: String,
+    },
+}
+
+/// What the compression panel's jobs answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum CompressResponse {
     /// Scores are cached in the worker: masks can now be cut instantly.
     Scored {
         method: String,
@@ -370,43 +406,45 @@ pub enum Response {
     },
     Masked(MaskView),
     Restored,
-    /// Files to download: (file name, object URL made in the worker, bytes).
-    Exported {
-        files: Vec<(String, String, usize)>,
-    },
-    /// Circuit search started: the prompts and what the dense model does on them.
-    CircuitStarted {
+}
+
+/// What the circuit panel's jobs answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum CircuitsResponse {
+    /// The search started: the prompts and what the dense model does on them.
+    Started {
         task: String,
         dense: Metrics,
         notes: Vec<String>,
     },
-    CircuitPoint(CurvePointView),
+    Point(CurvePointView),
     /// Every curve point is measured: drag the threshold.
-    CircuitReady {
+    Ready {
         seconds: f64,
     },
-    CircuitPicked(CircuitView),
+    Picked(CircuitView),
     Probed(ProbeView),
     /// The circuit file to download: (file name, object URL).
-    CircuitFile {
+    File {
         name: String,
         url: String,
     },
-    CorrectStarted(CorrectionSetup),
-    CorrectPoint(DoseView),
+}
+
+/// What the correction panel's jobs answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub enum CorrectResponse {
+    Started(CorrectionSetup),
+    Point(DoseView),
     /// Every dose is measured: pick one.
-    CorrectReady {
+    Ready {
         seconds: f64,
     },
     /// The correction of `count` components is applied (or lifted); the first removed ones.
-    CorrectPicked {
+    Picked {
         count: usize,
         applied: bool,
         removed: Vec<String>,
     },
     Compared(CompareView),
-    /// A failure with a message meant for the person using the page.
-    Error {
-        message: String,
-    },
 }

@@ -9,7 +9,10 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
-use crate::protocol::{ExplainRequest, ExplanationView, ModelSource, Request, Response};
+use crate::protocol::{
+    CircuitsResponse, CompressResponse, CorrectResponse, ExplainRequest, ExplanationView,
+    ModelSource, Request, Response,
+};
 use crate::status::{CircuitStatus, CompressStatus, CorrectStatus};
 
 /// Trunk's loader for the `worker` binary (see web/index.html).
@@ -225,7 +228,29 @@ impl Ui {
                 self.explanation.set(Some(view));
                 self.finish_job();
             }
-            Response::Scored {
+            Response::Compress(r) => self.compress_answered(r),
+            Response::Circuits(r) => self.circuits_answered(r),
+            Response::Correct(r) => self.correct_answered(r),
+            Response::Exported { files } => {
+                self.finish_job();
+                if let Err(e) = offer_downloads(&files) {
+                    self.fail(format!("could not offer the download: {e}"));
+                }
+            }
+            Response::Error { message } => {
+                self.error.set(Some(message));
+                self.progress.set(None);
+                let loaded = !self.model_name.get_untracked().is_empty();
+                self.phase
+                    .set(if loaded { Phase::Ready } else { Phase::Failed });
+            }
+        }
+    }
+
+    /// What the compression panel's jobs answered.
+    fn compress_answered(&self, response: CompressResponse) {
+        match response {
+            CompressResponse::Scored {
                 method,
                 reference,
                 seconds,
@@ -244,25 +269,25 @@ impl Ui {
                     self.regenerate.update(|n| *n += 1);
                 }
             }
-            Response::Masked(view) => {
+            CompressResponse::Masked(view) => {
                 self.compress.update(|c| c.masked = Some(view));
                 self.on_model.set(Some(Panel::Compress));
                 self.finish_job();
                 self.regenerate.update(|n| *n += 1);
             }
-            Response::Restored => {
+            CompressResponse::Restored => {
                 self.compress.update(|c| c.masked = None);
                 self.on_model.set(None);
                 self.finish_job();
                 self.regenerate.update(|n| *n += 1);
             }
-            Response::Exported { files } => {
-                self.finish_job();
-                if let Err(e) = offer_downloads(&files) {
-                    self.fail(format!("could not offer the download: {e}"));
-                }
-            }
-            Response::CircuitStarted { task, dense, notes } => {
+        }
+    }
+
+    /// What the circuit panel's jobs answered.
+    fn circuits_answered(&self, response: CircuitsResponse) {
+        match response {
+            CircuitsResponse::Started { task, dense, notes } => {
                 // A search starts from the original weights.
                 self.on_model.set(None);
                 self.circuits.update(|c| {
@@ -274,29 +299,35 @@ impl Ui {
                     }
                 });
             }
-            Response::CircuitPoint(p) => self.circuits.update(|c| c.curve.push(p)),
-            Response::CircuitReady { seconds } => {
+            CircuitsResponse::Point(p) => self.circuits.update(|c| c.curve.push(p)),
+            CircuitsResponse::Ready { seconds } => {
                 self.circuits.update(|c| c.ready = Some(seconds));
                 self.finish_job();
             }
-            Response::CircuitPicked(view) => {
+            CircuitsResponse::Picked(view) => {
                 // A circuit replaces any other panel's masks (the model changed either way).
                 self.on_model.set(view.applied.then_some(Panel::Circuits));
                 self.circuits.update(|c| c.picked = Some(view));
                 self.finish_job();
                 self.regenerate.update(|n| *n += 1);
             }
-            Response::Probed(view) => {
+            CircuitsResponse::Probed(view) => {
                 self.circuits.update(|c| c.probe = Some(view));
                 self.finish_job();
             }
-            Response::CircuitFile { name, url } => {
+            CircuitsResponse::File { name, url } => {
                 self.finish_job();
                 if let Err(e) = offer_downloads(&[(name, url, 0)]) {
                     self.fail(format!("could not offer the download: {e}"));
                 }
             }
-            Response::CorrectStarted(setup) => {
+        }
+    }
+
+    /// What the correction panel's jobs answered.
+    fn correct_answered(&self, response: CorrectResponse) {
+        match response {
+            CorrectResponse::Started(setup) => {
                 // A correction run starts from the original weights.
                 self.on_model.set(None);
                 self.correct.update(|c| {
@@ -306,12 +337,12 @@ impl Ui {
                     }
                 });
             }
-            Response::CorrectPoint(d) => self.correct.update(|c| c.doses.push(d)),
-            Response::CorrectReady { seconds } => {
+            CorrectResponse::Point(d) => self.correct.update(|c| c.doses.push(d)),
+            CorrectResponse::Ready { seconds } => {
                 self.correct.update(|c| c.ready = Some(seconds));
                 self.finish_job();
             }
-            Response::CorrectPicked {
+            CorrectResponse::Picked {
                 count,
                 applied,
                 removed,
@@ -323,16 +354,9 @@ impl Ui {
                 self.finish_job();
                 self.regenerate.update(|n| *n += 1);
             }
-            Response::Compared(view) => {
+            CorrectResponse::Compared(view) => {
                 self.correct.update(|c| c.compared = Some(view));
                 self.finish_job();
-            }
-            Response::Error { message } => {
-                self.error.set(Some(message));
-                self.progress.set(None);
-                let loaded = !self.model_name.get_untracked().is_empty();
-                self.phase
-                    .set(if loaded { Phase::Ready } else { Phase::Failed });
             }
         }
     }

@@ -55,34 +55,16 @@ pub fn start() {
             } => spawn_job(state, async move |s| load(s, source, device, dtype).await),
             Request::Generate(req) => spawn_job(state, async move |s| generate(s, req).await),
             Request::Explain(req) => spawn_job(state, async move |s| explain(s, req).await),
-            Request::Score(req) => {
-                spawn_job(state, async move |s| compress_job::score(s, req).await)
+            Request::Compress(req) => {
+                spawn_job(state, async move |s| compress_job::handle(s, req).await)
             }
-            Request::Mask(req) => spawn_job(state, async move |s| compress_job::mask(s, req).await),
-            Request::Restore => spawn_job(state, async move |s| compress_job::restore(s)),
-            Request::Export => spawn_job(state, async move |s| compress_job::export(s).await),
-            Request::Circuit(req) => {
-                spawn_job(state, async move |s| circuit_job::run(s, req).await)
+            Request::Circuits(req) => {
+                spawn_job(state, async move |s| circuit_job::handle(s, req).await)
             }
-            Request::CircuitPick { fraction, apply } => spawn_job(state, async move |s| {
-                circuit_job::pick(s, fraction, apply).await
-            }),
-            Request::CircuitProbe { line } => {
-                spawn_job(state, async move |s| circuit_job::probe(s, line).await)
-            }
-            Request::CircuitExport => spawn_job(state, async move |s| circuit_job::export(s)),
             Request::Correct(req) => {
-                spawn_job(state, async move |s| correct_job::run(s, req).await)
+                spawn_job(state, async move |s| correct_job::handle(s, req).await)
             }
-            Request::CorrectPick { count, apply } => {
-                spawn_job(state, async move |s| correct_job::pick(s, count, apply))
-            }
-            Request::CorrectCompare {
-                prompt,
-                max_new_tokens,
-            } => spawn_job(state, async move |s| {
-                correct_job::compare(s, prompt, max_new_tokens).await
-            }),
+            Request::Export => spawn_job(state, async move |s| compress_job::export(s).await),
             Request::ClearCache => spawn_job(state, async move |_| {
                 let message = match crate::fetch::clear_cache().await? {
                     true => "cleared the cached model downloads",
@@ -93,9 +75,6 @@ pub fn start() {
                 });
                 Ok(())
             }),
-            Request::CircuitLoad { name, text } => {
-                spawn_job(state, async move |s| circuit_job::load(s, name, text).await)
-            }
         }
     });
     scope().set_onmessage(Some(handler.as_ref().unchecked_ref()));
