@@ -22,6 +22,8 @@ pub mod rng;
 pub mod score;
 pub mod task;
 pub mod unit;
+#[cfg(feature = "clap")]
+mod value_enums;
 
 pub use error::{Error, Result};
 pub use generate::{GenerateOptions, Sampling};

@@ -36,8 +36,8 @@ pub struct Args {
     pub relevance: bool,
     /// Time scoring a C4 reference set with this method (lrp, wanda, …) instead, and report
     /// its memory (`cargo xtask bench scoring` runs it at two set sizes next to PyTorch).
-    #[arg(long)]
-    pub scoring: Option<String>,
+    #[arg(long, value_enum)]
+    pub scoring: Option<ScoreMethod>,
     /// Reference samples for --scoring.
     #[arg(long, default_value_t = 128)]
     pub samples: usize,
@@ -264,8 +264,7 @@ pub fn run(args: Args) -> Result<()> {
         println!("{}", labelled(gemm(model, args.repeats)?));
         return Ok(());
     }
-    if let Some(method) = &args.scoring {
-        let method = ScoreMethod::parse(method)?;
+    if let Some(method) = args.scoring {
         let raw = std::fs::read_to_string(&args.c4)?;
         let reference = ReferenceSet::c4(&raw, &loaded.tokenizer, args.samples, args.sample_len)?;
         println!("{}", labelled(scoring(model, method, reference)?));

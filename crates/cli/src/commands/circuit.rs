@@ -32,11 +32,11 @@ pub struct Args {
     #[arg(long, default_value = "ioi")]
     pub task: String,
     /// What is pruned: neurons (MLP), heads (attention) or weights (every block Linear).
-    #[arg(long, default_value = "neurons", value_parser = Granularity::parse)]
+    #[arg(long, value_enum, default_value_t = Granularity::Neurons)]
     pub granularity: Granularity,
     /// Scoring methods (comma-separated): lrp (|mean relevance| of the task metric),
     /// lrp-signed, lrp-abs, gradient, wanda, activation, magnitude, random.
-    #[arg(long, value_delimiter = ',', default_value = "lrp", value_parser = ScoreMethod::parse)]
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "lrp")]
     pub methods: Vec<ScoreMethod>,
     /// How components compete: global (one ranking over all layers) or layer; weights may
     /// also use row.

@@ -45,13 +45,13 @@ pub struct Args {
     #[arg(long, default_value = "assets/profanity_en.csv")]
     pub lexicon: PathBuf,
     /// How a behaviour file's continuations are judged: lexicon or uniqueness (RUR).
-    #[arg(long, default_value = "lexicon", value_parser = Measure::parse)]
+    #[arg(long, value_enum, default_value_t = Measure::Lexicon)]
     pub measure: Measure,
     /// Greedy tokens per continuation (default: 20 for toxicity and files, 50 for repetition).
     #[arg(long)]
     pub max_new_tokens: Option<usize>,
     /// What is pruned: neurons (MLP; the paper's choice), heads or weights.
-    #[arg(long, default_value = "neurons", value_parser = Granularity::parse)]
+    #[arg(long, value_enum, default_value_t = Granularity::Neurons)]
     pub components: Granularity,
     /// Components pruned in the written checkpoint (default 100 neurons, 4 heads, 7000 weights).
     #[arg(long)]

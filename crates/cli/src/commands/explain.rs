@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long, conflicts_with_all = ["target", "contrast"])]
     pub next_tokens: bool,
     /// attnlrp (default), cp-lrp, or gradient (gradient × input).
-    #[arg(long, default_value = "attnlrp", value_parser = parse_rules)]
+    #[arg(long, value_enum, default_value_t = RuleSet::AttnLrp)]
     pub rules: RuleSet,
     /// Also compute per-weight relevance of every block Linear (sums are reported).
     #[arg(long)]
@@ -49,10 +49,6 @@ pub struct Args {
     /// Prepend the model's BOS token.
     #[arg(long)]
     pub bos: bool,
-}
-
-fn parse_rules(s: &str) -> Result<RuleSet, String> {
-    RuleSet::parse(s).ok_or_else(|| format!("unknown rule set `{s}` (attnlrp, cp-lrp, gradient)"))
 }
 
 pub fn run(args: Args) -> Result<()> {

@@ -23,7 +23,7 @@ pub struct Args {
     /// How weights are scored: lrp-abs (mean |relevance|; the LRP variant that prunes well, see
     /// README "Results"), lrp (|mean relevance|), wanda, wanda-seq (Wanda's sequential
     /// variant), magnitude, gradient.
-    #[arg(long, default_value = "lrp-abs", value_parser = ScoreMethod::parse)]
+    #[arg(long, value_enum, default_value_t = ScoreMethod::LrpAbs)]
     pub method: ScoreMethod,
     /// Fraction of each group's weights to prune, in [0, 1) (default 0.5; N:M groups fix it).
     #[arg(long)]

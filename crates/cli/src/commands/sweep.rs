@@ -25,8 +25,8 @@ pub struct Args {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "lrp,lrp-abs,wanda,wanda-seq,magnitude,gradient",
-        value_parser = ScoreMethod::parse
+        value_enum,
+        default_value = "lrp,lrp-abs,wanda,wanda-seq,magnitude,gradient"
     )]
     pub methods: Vec<ScoreMethod>,
     /// Sparsities (comma-separated, each in [0, 1)).

@@ -15,14 +15,31 @@ pub enum Measure {
 }
 
 impl Measure {
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "lexicon" | "toxicity" => Ok(Measure::Lexicon),
-            "uniqueness" | "rur" | "repetition" => Ok(Measure::Uniqueness),
-            _ => Err(Error::InvalidInput(format!(
-                "unknown measure `{s}` (lexicon or uniqueness)"
-            ))),
+    pub const ALL: [Measure; 2] = [Measure::Lexicon, Measure::Uniqueness];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::Lexicon => "lexicon",
+            Measure::Uniqueness => "uniqueness",
         }
+    }
+
+    /// Other spellings `parse` accepts besides [`Measure::name`].
+    pub fn aliases(self) -> &'static [&'static str] {
+        match self {
+            Measure::Lexicon => &["toxicity"],
+            Measure::Uniqueness => &["rur", "repetition"],
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Self> {
+        let s = s.to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == s || m.aliases().contains(&s.as_str()))
+            .ok_or_else(|| {
+                Error::InvalidInput(format!("unknown measure `{s}` (lexicon or uniqueness)"))
+            })
     }
 }
 

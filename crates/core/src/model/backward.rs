@@ -38,13 +38,23 @@ impl RuleSet {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
-        match s.to_ascii_lowercase().as_str() {
-            "attnlrp" | "attn-lrp" | "lrp" => Some(RuleSet::AttnLrp),
-            "cp-lrp" | "cplrp" | "cp" => Some(RuleSet::CpLrp),
-            "gradient" | "grad" | "gradient-x-input" | "gxi" => Some(RuleSet::Gradient),
-            _ => None,
+    /// Every rule set, in the order the CLI lists them.
+    pub const ALL: [RuleSet; 3] = [RuleSet::AttnLrp, RuleSet::CpLrp, RuleSet::Gradient];
+
+    /// Other spellings `parse` accepts besides [`RuleSet::name`].
+    pub fn aliases(self) -> &'static [&'static str] {
+        match self {
+            RuleSet::AttnLrp => &["attn-lrp", "lrp"],
+            RuleSet::CpLrp => &["cplrp", "cp"],
+            RuleSet::Gradient => &["grad", "gradient-x-input", "gxi"],
         }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        let s = s.to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|r| r.name() == s || r.aliases().contains(&s.as_str()))
     }
 }
 
