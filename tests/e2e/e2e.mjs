@@ -309,6 +309,16 @@ async function correct(page, name) {
   await page.waitForFunction(() => !document.querySelector('[data-testid=correct-export]').disabled, null, { timeout: 600_000 });
   for (let i = 0; i < 50 && files.length < 3; i++) await page.waitForTimeout(200);
   if (files.sort().join() !== 'config.json,model.safetensors,tokenizer.json') throw new Error(`downloads: ${files}`);
+  // One visible model state, and one way back to the original from any panel.
+  const state = await page.getByTestId('model-state').innerText();
+  if (!state.includes('corrected')) throw new Error(`the model state should say corrected: ${state}`);
+  const correctedStats = await page.getByTestId('stats').innerText();
+  await page.getByTestId('back-to-original').click();
+  await changed(page, 'stats', correctedStats);
+  const back = await page.getByTestId('model-state').innerText();
+  if (!back.includes('original')) throw new Error(`after going back the state should say original: ${back}`);
+  if (await page.getByTestId('correct-apply').isChecked()) throw new Error('the correction should no longer show as running');
+  if (await page.getByTestId('back-to-original').isEnabled()) throw new Error('nothing to go back from: the button should be off');
   console.log(`${name}: correct panel ok (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
 

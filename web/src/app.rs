@@ -13,7 +13,7 @@ use crate::explain_view::ExplainPanel;
 use crate::protocol::{
     DEFAULT_MODEL_NAME, DeviceChoice, GenerateRequest, ModelSource, Request, WeightDtype,
 };
-use crate::shell::{Phase, Ui, WorkerLink, progress_view, start_worker};
+use crate::shell::{Panel, Phase, Ui, WorkerLink, progress_view, start_worker};
 use crate::widgets::number_field;
 
 pub fn mount() {
@@ -157,6 +157,7 @@ fn App() -> impl IntoView {
                     }}
                 </div>
                 <div class="summary">{move || ui.model_summary.get()}</div>
+                {move || (!ui.model_name.get().is_empty()).then(|| model_state(ui, link))}
                 <div class="picker">
                     <label>
                         <input type="radio" name="source" value="default" data-testid="source-default"
@@ -361,4 +362,28 @@ async fn read_files(
         return Err("no file was chosen".into());
     }
     Ok(out)
+}
+
+/// What runs now — the original weights, or a panel's pruned, circuit or corrected model — and
+/// the one way back to the original, whichever panel changed it.
+fn model_state(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
+    let label = move || match ui.on_model.get() {
+        None => "running the original weights",
+        Some(Panel::Compress) => "running the pruned model (Compress)",
+        Some(Panel::Circuits) => "running a circuit alone (Circuits)",
+        Some(Panel::Correct) => "running the corrected model (Correct)",
+    };
+    let back = move |_| {
+        let panel = ui.on_model.get_untracked().unwrap_or(Panel::Compress);
+        ui.start_job(panel);
+        link.update_value(|l| l.send(ui, Request::Restore));
+    };
+    view! {
+        <div class="row model-state">
+            <span data-testid="model-state" class:changed=move || ui.on_model.get().is_some()>{label}</span>
+            <button data-testid="back-to-original"
+                disabled=move || ui.on_model.get().is_none() || !ui.is_idle()
+                on:click=back>"Back to the original model"</button>
+        </div>
+    }
 }

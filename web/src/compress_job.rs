@@ -46,7 +46,6 @@ pub(crate) async fn handle(state: &State, req: CompressRequest) -> JobResult {
     match req {
         CompressRequest::Score(req) => score(state, req).await,
         CompressRequest::Mask(req) => mask(state, req).await,
-        CompressRequest::Restore => restore(state),
     }
 }
 
@@ -125,9 +124,10 @@ async fn mask(state: &State, req: MaskRequest) -> JobResult {
     Ok(())
 }
 
-fn restore(state: &State) -> JobResult {
+/// Undoes every mask, whichever panel applied it.
+pub(crate) fn restore(state: &State) -> JobResult {
     state.restore_dense()?;
-    reply(CompressResponse::Restored);
+    post(&Response::Restored);
     Ok(())
 }
 

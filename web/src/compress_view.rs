@@ -125,8 +125,9 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
             {move || ui.compress.get().masked.filter(|_| ui.runs(Panel::Compress)).map(mask_view)}
             <div class="row">
                 <button data-testid="restore" disabled=move || !idle() || !ui.runs(Panel::Compress)
-                    on:click=move |_| send(Request::Compress(CompressRequest::Restore))>"Restore dense model"</button>
-                <button data-testid="download" disabled=move || !idle()
+                    on:click=move |_| send(Request::Restore)>"Restore dense model"</button>
+                // Only a pruned model is worth downloading from here (the original is on the hub).
+                <button data-testid="download" disabled=move || !idle() || !ui.runs(Panel::Compress)
                     on:click=move |_| send(Request::Export)>"Download model (safetensors)"</button>
             </div>
         </section>

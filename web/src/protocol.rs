@@ -280,6 +280,8 @@ pub enum Request {
     Compress(CompressRequest),
     Circuits(CircuitsRequest),
     Correct(CorrectRequest),
+    /// Undo every mask, whichever panel applied it: back to the original weights.
+    Restore,
     /// Write the model as it runs now (pruned, a circuit or corrected) as safetensors +
     /// config.json + tokenizer.json.
     Export,
@@ -294,8 +296,6 @@ pub enum Request {
 pub enum CompressRequest {
     Score(ScoreRequest),
     Mask(MaskRequest),
-    /// Undo every mask.
-    Restore,
 }
 
 /// The circuit panel's requests.
@@ -385,6 +385,8 @@ pub enum Response {
     Compress(CompressResponse),
     Circuits(CircuitsResponse),
     Correct(CorrectResponse),
+    /// Every mask is undone: the original weights run.
+    Restored,
     /// Files to download: (file name, object URL made in the worker, bytes).
     Exported {
         files: Vec<(String, String, usize)>,
@@ -405,7 +407,6 @@ pub enum CompressResponse {
         seconds: f64,
     },
     Masked(MaskView),
-    Restored,
 }
 
 /// What the circuit panel's jobs answer.

@@ -231,6 +231,12 @@ impl Ui {
             Response::Compress(r) => self.compress_answered(r),
             Response::Circuits(r) => self.circuits_answered(r),
             Response::Correct(r) => self.correct_answered(r),
+            Response::Restored => {
+                self.compress.update(|c| c.masked = None);
+                self.on_model.set(None);
+                self.finish_job();
+                self.regenerate.update(|n| *n += 1);
+            }
             Response::Exported { files } => {
                 self.finish_job();
                 if let Err(e) = offer_downloads(&files) {
@@ -272,12 +278,6 @@ impl Ui {
             CompressResponse::Masked(view) => {
                 self.compress.update(|c| c.masked = Some(view));
                 self.on_model.set(Some(Panel::Compress));
-                self.finish_job();
-                self.regenerate.update(|n| *n += 1);
-            }
-            CompressResponse::Restored => {
-                self.compress.update(|c| c.masked = None);
-                self.on_model.set(None);
                 self.finish_job();
                 self.regenerate.update(|n| *n += 1);
             }

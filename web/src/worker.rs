@@ -64,6 +64,7 @@ pub fn start() {
             Request::Correct(req) => {
                 spawn_job(state, async move |s| correct_job::handle(s, req).await)
             }
+            Request::Restore => spawn_job(state, async move |s| compress_job::restore(s)),
             Request::Export => spawn_job(state, async move |s| compress_job::export(s).await),
             Request::ClearCache => spawn_job(state, async move |_| {
                 let message = match crate::fetch::clear_cache().await? {
