@@ -277,6 +277,8 @@ async function correct(page, name) {
   await page.getByTestId('correct-prompts').fill('12');
   await page.getByTestId('correct-general').fill('2');
   await page.getByTestId('find-correction').click();
+  // A long stage says how long it has left once it has run a few seconds.
+  await page.waitForFunction(() => /about \d+ (s|min) left/.test(document.querySelector('[data-testid=progress]')?.textContent ?? ''), null, { timeout: 300_000 });
   await page.waitForFunction(() => {
     const s = document.querySelector('[data-testid=correct-status]');
     return document.querySelector('[data-testid=error]') || (s && s.textContent.includes('every dose measured'));

@@ -251,7 +251,9 @@ fn App() -> impl IntoView {
                     }}
                     <Show when=move || ui.phase.get() == Phase::Generating><span class="cursor">"▍"</span></Show>
                 </div>
-                <div class="stats" data-testid="stats">{move || ui.stats.get()}</div>
+                <div class="stats" data-testid="stats"
+                    title="stop: why generation ended (MaxTokens: the token limit; EndOfSequence: the model ended its text)">
+                    {move || ui.stats.get()}</div>
                 <Show when=move || !ui.sequence.get().is_empty() && ui.explanation.get().is_none() && !ui.is_explaining()>
                     <p class="hint">"Click a generated token to see why the model wrote it."</p>
                 </Show>

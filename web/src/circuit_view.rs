@@ -109,7 +109,10 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
             <div class="row">
                 <button class="primary" data-testid="find-circuit" disabled=move || !idle()
                     on:click=move |_| run()>"Find circuit"</button>
-                <span class="stats" data-testid="circuit-status">{move || status_line(&ui.circuits.get())}</span>
+                <span class="stats" data-testid="circuit-status"
+                    title="the prompt set is named task-seed-split-prompts, e.g. ioi-seed0-scoring-32: \
+                        the prompts the circuit is scored on (as many are held out to test it)">
+                    {move || status_line(&ui.circuits.get())}</span>
             </div>
             {move || ui.is_busy_in(Panel::Circuits).then(|| progress_view(ui))}
             {move || {
@@ -143,6 +146,8 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
             })}
             <div class="row">
                 <input type="text" class="grow" data-testid="probe-line" prop:value=move || probe.get()
+                    title="prompt | answer | distractor: how much more the model favours the answer token \
+                        than the distractor after the prompt, on the full model and on the circuit alone"
                     on:input=move |ev| probe.set(event_target_value(&ev)) />
                 <button data-testid="probe" disabled=move || !idle()
                     on:click=move |_| send(Request::Circuits(CircuitsRequest::Probe { line: probe.get_untracked() }))>"Try prompt"</button>

@@ -12,6 +12,11 @@ fn rgb([r, g, b]: [u8; 3]) -> String {
     format!("background: rgb({r}, {g}, {b})")
 }
 
+/// What the numbers under a heatmap mean (shown on hover).
+const EXPLAIN_STATS_HELP: &str = "explained logit: the output explained, the chosen token's logit (the relevance \
+    starts as this value). Σ input relevance / logit: the share of it the input tokens carry; the rest is \
+    absorbed on the way (biases, normalisation offsets, attention sinks; docs/relevance-rules.md).";
+
 /// The rule sets offered, as (value, label).
 const RULES: [(RuleSet, &str); 3] = [
     (RuleSet::AttnLrp, "AttnLRP"),
@@ -73,7 +78,7 @@ fn explanation_view(e: ExplanationView) -> impl IntoView {
             <span class="heat target" title="the explained token">{e.target_text.clone()}</span>
         </div>
         {legend(scale)}
-        <div class="stats" data-testid="explain-stats">{stats}</div>
+        <div class="stats" data-testid="explain-stats" title=EXPLAIN_STATS_HELP>{stats}</div>
         <div class="flow">
             {heads_grid(e.heads)}
             {neuron_summary(e.neuron_totals, e.neuron_top)}

@@ -43,6 +43,27 @@ pub(crate) struct ProgressState {
     pub(crate) stage: String,
     pub(crate) done: f64,
     pub(crate) total: f64,
+    /// When this stage's first progress arrived and how far it was then (ms since the epoch,
+    /// done): what the time left is estimated from.
+    pub(crate) since: (f64, f64),
+}
+
+impl ProgressState {
+    /// The time left at this stage's pace so far, once it has run a few seconds.
+    fn left(&self) -> Option<String> {
+        let (t0, d0) = self.since;
+        let elapsed = (js_sys::Date::now() - t0) / 1000.0;
+        let rate = (self.done - d0) / elapsed;
+        if self.total <= 0.0 || elapsed < 3.0 || rate <= 0.0 {
+            return None;
+        }
+        let seconds = (self.total - self.done).max(0.0) / rate;
+        Some(if seconds >= 90.0 {
+            format!("about {:.0} min left", seconds / 60.0)
+        } else {
+            format!("about {seconds:.0} s left")
+        })
+    }
 }
 
 /// All reactive state of the page.
@@ -187,8 +208,16 @@ impl Ui {
                 self.tokens_per_second.set(None);
             }
             Response::Progress { stage, done, total } => {
-                self.progress
-                    .set(Some(ProgressState { stage, done, total }))
+                let since = match self.progress.get_untracked() {
+                    Some(p) if p.stage == stage && done >= p.done => p.since,
+                    _ => (js_sys::Date::now(), done),
+                };
+                self.progress.set(Some(ProgressState {
+                    stage,
+                    done,
+                    total,
+                    since,
+                }))
             }
             Response::Notice { message } => self.notices.update(|n| n.push(message)),
             Response::Loaded {
@@ -530,9 +559,10 @@ pub(crate) fn progress_view(ui: Ui) -> impl IntoView {
         } else {
             String::new()
         };
+        let left = p.left().map(|l| format!(" · {l}")).unwrap_or_default();
         view! {
             <div class="progress" data-testid="progress">
-                <div class="label">{p.stage.clone()} " " {detail}</div>
+                <div class="label">{p.stage.clone()} " " {detail} {left}</div>
                 <div class="track"><div class="fill" style=format!("width: {pct:.1}%")></div></div>
             </div>
         }

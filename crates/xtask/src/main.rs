@@ -29,7 +29,10 @@ fn main() -> Result<()> {
         Some("assets") => assets::fetch(),
         Some("serve") => {
             setup::web_build()?;
-            cmd::run(setup::trunk(&["serve", "--release"]))
+            // The page's Content-Security-Policy pins Trunk's one inline script by its hash, so
+            // the live-reload script `trunk serve` would inject is blocked (a console error):
+            // serving the app needs no live reload, so none is injected.
+            cmd::run(setup::trunk(&["serve", "--release", "--no-autoreload"]))
         }
         Some("test") => test::all(),
         Some("e2e") => test::e2e(),
