@@ -92,6 +92,9 @@ async function compress(page, name) {
   await changed(page, 'stats', stats);
   const pruned = await page.locator('[data-testid=output] .generated').innerText();
   console.log(`${name}: dense ${JSON.stringify(dense)} -> pruned ${JSON.stringify(pruned)}`);
+  // Before and after side by side: what the original weights wrote stays under the pruned text.
+  const beside = await page.getByTestId('original-output').innerText();
+  if (!beside.includes(dense.trim().split('\n')[0])) throw new Error(`the original text should show beside the pruned one: ${JSON.stringify(beside)}`);
   await page.screenshot({ path: join(artifacts, `${name}-compress.png`), fullPage: true });
 
   const files = [];

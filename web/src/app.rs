@@ -99,14 +99,16 @@ fn App() -> impl IntoView {
         ui.selected.set(None);
         ui.phase.set(Phase::Generating);
         let t = temperature.get_untracked();
-        send(Request::Generate(GenerateRequest {
+        let request = GenerateRequest {
             prompt: prompt.get_untracked(),
             max_new_tokens: max_tokens.get_untracked(),
             temperature: t,
             top_p: (t > 0.0).then(|| top_p.get_untracked()),
             top_k: None,
             seed: seed.get_untracked(),
-        }));
+        };
+        ui.generating.set(Some(request.clone()));
+        send(Request::Generate(request));
     };
 
     // A mask applied or undone: show what the model writes now.
@@ -251,6 +253,7 @@ fn App() -> impl IntoView {
                     }}
                     <Show when=move || ui.phase.get() == Phase::Generating><span class="cursor">"▍"</span></Show>
                 </div>
+                {move || original_beside(ui)}
                 <div class="stats" data-testid="stats"
                     title="stop: why generation ended (MaxTokens: the token limit; EndOfSequence: the model ended its text)">
                     {move || ui.stats.get()}</div>
@@ -388,4 +391,18 @@ fn model_state(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
                 on:click=back>"Back to the original model"</button>
         </div>
     }
+}
+
+/// What the original weights wrote for the same request, while a panel's masks run: before and
+/// after side by side.
+fn original_beside(ui: Ui) -> Option<impl IntoView> {
+    ui.on_model.get()?;
+    let (asked, text) = ui.original.get()?;
+    (ui.generating.get().as_ref() == Some(&asked)).then(|| {
+        view! {
+            <div class="original-output" data-testid="original-output">
+                <span class="label">"the original weights wrote: "</span>{text}
+            </div>
+        }
+    })
 }

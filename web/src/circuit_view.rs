@@ -128,6 +128,9 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
                         on:change=move |_| pick() />
                     <span class="value">{move || format!("{:.0}% of the dense logit difference", threshold.get() * 100.0)}</span>
                 </label>
+                // The slider acts when moved; this cuts the circuit at the value it shows.
+                <button data-testid="apply-threshold" disabled=move || !ready() || !idle()
+                    on:click=move |_| pick()>"Apply"</button>
                 <label class="inline">
                     <input type="checkbox" data-testid="circuit-only" prop:checked=move || circuit_only.get()
                         disabled=move || ui.circuits.get().picked.is_none() || !idle()

@@ -119,6 +119,9 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
                         on:change=move |_| remask() />
                     <span class="value">{move || format!("{:.0}%", sparsity.get() * 100.0)}</span>
                 </label>
+                // The slider acts when moved; this applies the value it shows.
+                <button data-testid="apply-mask" disabled=move || !scored() || !idle()
+                    on:click=move |_| remask()>"Apply"</button>
                 <label class="inline">"Group "
                     <select data-testid="group" prop:value=move || group.get()
                         disabled=move || !idle()
@@ -163,5 +166,8 @@ fn mask_view(m: MaskView) -> impl IntoView {
             )}
         </div>
         <div class="bars" data-testid="layer-bars" title="pruned share per layer">{bars}</div>
+        {(m.group == "row" || m.group.contains(':')).then(|| view! {
+            <p class="hint">"Per-row and N:M groups prune the same share of every layer: choose per layer or global to see the layers differ."</p>
+        })}
     }
 }

@@ -11,7 +11,7 @@ use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
 use crate::protocol::{
     CircuitsResponse, CompressResponse, CorrectResponse, ExplainRequest, ExplanationView,
-    ModelSource, Request, Response,
+    GenerateRequest, ModelSource, Request, Response,
 };
 use crate::status::{CircuitStatus, CompressStatus, CorrectStatus};
 
@@ -96,6 +96,10 @@ pub(crate) struct Ui {
     pub(crate) panel: RwSignal<Panel>,
     /// Bumped when the model changed (a mask applied or undone): the page generates again.
     pub(crate) regenerate: RwSignal<u64>,
+    /// The generation asked for last, and what the original weights wrote for it: shown beside
+    /// what a pruned, circuit or corrected model writes for the same request.
+    pub(crate) generating: RwSignal<Option<GenerateRequest>>,
+    pub(crate) original: RwSignal<Option<(GenerateRequest, String)>>,
     /// Whose masks the model runs with now (`None`: the original weights). Every panel reads
     /// this one signal, so applying one panel's masks needs no word to the others.
     pub(crate) on_model: RwSignal<Option<Panel>>,
@@ -126,6 +130,8 @@ impl Ui {
             correct: RwSignal::new(CorrectStatus::default()),
             panel: RwSignal::new(Panel::Compress),
             regenerate: RwSignal::new(0),
+            generating: RwSignal::new(None),
+            original: RwSignal::new(None),
             on_model: RwSignal::new(None),
         }
     }
@@ -145,6 +151,7 @@ impl Ui {
         self.circuits.set(CircuitStatus::default());
         self.correct.set(CorrectStatus::default());
         self.on_model.set(None);
+        self.original.set(None);
         self.explanation.set(None);
         self.selected.set(None);
         self.error.set(None);
@@ -248,6 +255,11 @@ impl Ui {
                     self.tokens_per_second.set(Some(tokens_per_second));
                 }
                 self.prompt_tokens.set(prompt_tokens);
+                if self.on_model.get_untracked().is_none() {
+                    let asked = self.generating.get_untracked();
+                    self.original
+                        .set(asked.map(|r| (r, self.output.get_untracked())));
+                }
                 self.stats.set(format!(
                     "{tokens} tokens · {tokens_per_second:.2} tokens/s · prompt {prompt_tokens} tokens · stop: {stop}"
                 ));
