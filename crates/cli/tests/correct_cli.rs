@@ -191,6 +191,23 @@ fn correction_refuses_bad_input() {
         &correct(&["--methods", "magnitude", "--out", out]),
         "correction ranks by lrp, gradient, wanda or random",
     );
+    // General prompts longer than the general samples are refused before any generation.
+    fails(
+        &scalpel(&[
+            "correct",
+            "--behaviour",
+            insults.to_str().unwrap(),
+            "--samples",
+            "2",
+            "--sample-len",
+            "48",
+            "--general-prompt-tokens",
+            "64",
+            "--out",
+            out,
+        ]),
+        "general prompts must have 1..=48 tokens",
+    );
 }
 
 /// With `--no-checkpoint` only the report goes under `--out`: the command creates the folder

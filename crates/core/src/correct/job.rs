@@ -244,6 +244,14 @@ where
         guard_rail: &plan.guard_rail,
     };
 
+    // The general prompts are checked before any generation: bad input costs no minutes.
+    if let GeneralSet::Continuations {
+        text,
+        prompt_tokens,
+    } = &plan.general
+    {
+        general_prompts(text, *prompt_tokens)?;
+    }
     let generated = measure
         .continuations(
             model,
