@@ -257,7 +257,7 @@ fn check_request(info: &ScoreInfo, sparsity: f64, group: Group) -> Result<()> {
     Ok(())
 }
 
-/// `[rows, cols]` of one Linear's scores.
+/// One Linear's mask: `keep` over the shape of its scores.
 fn mask_of(scores: &HostTensor, keep: KeepBits) -> Result<LinearMask> {
     Ok(LinearMask {
         shape: matrix_shape(scores)?,
