@@ -54,6 +54,13 @@ pub struct JobBars<F> {
     on_event: F,
 }
 
+impl JobBars<()> {
+    /// Bars for a job that has no events (stepping a scorer).
+    pub fn without_events() -> Self {
+        Self::new(())
+    }
+}
+
 impl<F> JobBars<F> {
     pub fn new(on_event: F) -> Self {
         Self {

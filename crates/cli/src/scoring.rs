@@ -7,12 +7,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use scalpel::prune::{Group, Masks};
 use scalpel::relevance::{MemoryLimits, Scratch};
-use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores, ScoringBudget, wanda_sequential};
+use scalpel::score::{
+    ReferenceSet, ScoreMethod, Scorer, Scores, ScoringBudget, step_scorer, wanda_sequential,
+};
 use scalpel::unit::Granularity;
 use scalpel::{Model, TextTokenizer};
 
 use crate::model_source::{available_memory, free_disk_bytes};
-use crate::progress::bar;
+use crate::progress::{JobBars, bar};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct ReferenceArgs {
@@ -243,16 +245,10 @@ fn scorer_for<'m>(
 
 /// Says once, above the progress bar, that the per-weight sums went to a scratch file.
 fn tell_if_spilled(scorer: &Scorer, pb: &indicatif::ProgressBar, told: &mut bool) {
-    if !*told && scorer.spilled() {
+    if !*told && let Some(notice) = scorer.spill_notice() {
         *told = true;
         // `println` drops the line when the bar is hidden (no terminal); `suspend` does not.
-        pb.suspend(|| {
-            eprintln!(
-                "per-weight sums do not fit in memory: kept in a scratch file in {} (set TMPDIR \
-                 to move it), read and written once per sample",
-                std::env::temp_dir().display()
-            )
-        });
+        pb.suspend(|| eprintln!("{notice}"));
     }
 }
 
@@ -267,22 +263,13 @@ pub fn streamed_masks(
 ) -> Result<Masks> {
     let mut scorer = scorer_for(model, &[method], reference)?;
     let start = Instant::now();
-    run_scorer(&mut scorer, method.name())?;
+    pollster::block_on(step_scorer(
+        &mut scorer,
+        &mut JobBars::without_events(),
+        method.name(),
+    ))?;
     report_scored(&[method], &scorer, start);
     Ok(Masks::from_scorer(&scorer, sparsity, group)?)
-}
-
-/// Runs every step of `scorer` under a progress bar labelled `label`.
-pub fn run_scorer(scorer: &mut Scorer, label: &str) -> Result<()> {
-    let (_, total) = scorer.progress();
-    let pb = bar(total as u64, label);
-    let mut told = false;
-    while scorer.step()? {
-        tell_if_spilled(scorer, &pb, &mut told);
-        pb.set_position(scorer.progress().0 as u64);
-    }
-    pb.finish_and_clear();
-    Ok(())
 }
 
 /// Sequential Wanda at one sparsity and group, with a progress bar over blocks.

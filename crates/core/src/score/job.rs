@@ -50,11 +50,9 @@ pub async fn step_scorer(
         if !scorer.step()? {
             return Ok(());
         }
-        if !told && scorer.spilled() {
+        if !told && let Some(notice) = scorer.spill_notice() {
             told = true;
-            steps.notice(
-                "per-weight sums do not fit in memory: kept in a scratch file (set TMPDIR to move it), read and written once per sample",
-            );
+            steps.notice(&notice);
         }
     }
 }

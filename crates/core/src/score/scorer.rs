@@ -141,6 +141,25 @@ impl<'m> Scorer<'m> {
         }
     }
 
+    /// What to tell the user once the per-weight sums went to a scratch file (`None` while they
+    /// are in memory): where, and how to move it.
+    pub fn spill_notice(&self) -> Option<String> {
+        if !self.spilled() {
+            return None;
+        }
+        #[cfg(not(target_family = "wasm"))]
+        let place = self
+            .scratch
+            .as_ref()
+            .map_or(String::new(), |s| format!(" in {}", s.dir.display()));
+        #[cfg(target_family = "wasm")]
+        let place = String::new();
+        Some(format!(
+            "per-weight sums do not fit in memory: kept in a scratch file{place} (set TMPDIR to \
+             move it), read and written once per sample"
+        ))
+    }
+
     fn samples_total(&self) -> usize {
         match (&self.work, &self.reference) {
             (Work::Magnitude, _) | (_, None) => 0,
