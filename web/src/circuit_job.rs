@@ -2,20 +2,20 @@
 //! (each posted as it comes, so the page draws it growing), cut the circuit the page's threshold
 //! picks, run prompts on it, and write or read circuit files.
 
+use scalpel::LoadedModel;
 use scalpel::circuit::file::{CircuitNotes, from_json, to_json};
 use scalpel::circuit::{
-    CircuitEvent, CircuitPlan, DEFAULT_FRACTIONS, random_circuit, search, summarize,
+    CircuitEvent, CircuitPlan, DEFAULT_FRACTIONS, against_random, search, summarize,
 };
 use scalpel::prune::{Granularity, Group, Masks};
 use scalpel::report::RunInfo;
 use scalpel::score::Scores;
 use scalpel::task::metrics::{TaskMetrics, evaluate_async};
-use scalpel::task::{EncodedTask, Task, TaskSource};
-use scalpel::{LoadedModel, Model};
+use scalpel::task::{Task, TaskSource};
 
 use crate::job::{
-    Circuits, JobResult, Posting, State, budget, component_label, object_url, post, progress,
-    yield_now,
+    Circuits, JobResult, Posting, Progress, State, budget, component_label, object_url, post,
+    progress, yield_now,
 };
 use crate::protocol::{
     CircuitSearch, CircuitView, CircuitsRequest, CircuitsResponse, CurvePointView, ProbeView,
@@ -30,10 +30,6 @@ fn task_source(choice: &TaskChoice) -> JobResult<TaskSource> {
         TaskChoice::Named(name) => TaskSource::named(name)?,
         TaskChoice::Lines(lines) => TaskSource::Data(Task::parse("your task", lines)?),
     })
-}
-
-async fn metrics(model: &Model, task: &EncodedTask) -> JobResult<TaskMetrics> {
-    Ok(evaluate_async(model, task).await?.metrics())
 }
 
 /// Answers one of the circuit panel's requests.
@@ -150,11 +146,11 @@ fn view_of(masks: &Masks, scores: Option<&Scores>, fraction: f64) -> CircuitView
     }
 }
 
-/// Held-out metrics of the applied circuit and of a random circuit of the same size.
+/// Held-out metrics of the dense model, the circuit `masks` and a random circuit of the same
+/// size (core's [`against_random`], the test the search gives every circuit it finds).
 async fn held_out_metrics(
     state: &State,
     masks: &Masks,
-    fraction: f64,
 ) -> JobResult<Option<(TaskMetrics, TaskMetrics, TaskMetrics)>> {
     let (held, dense, seed) = {
         let c = state.circuits.borrow();
@@ -163,22 +159,17 @@ async fn held_out_metrics(
             None => return Ok(None),
         }
     };
-    progress("Testing on held-out prompts", 0.0, 2.0);
-    yield_now().await;
-    state.apply_masks(masks)?;
-    let circuit = metrics(&state.loaded()?.model, &held).await?;
-    let random = random_circuit(
-        &state.loaded()?.model,
-        masks.granularity(),
-        fraction,
-        masks.info.group,
+    let mut lent = state.lend_model()?;
+    let (circuit, random) = against_random(
+        &mut lent.get()?.model,
+        masks,
         seed,
-    )?;
-    progress("Testing a random circuit of the same size", 1.0, 2.0);
-    yield_now().await;
-    state.apply_masks(&random)?;
-    let random = metrics(&state.loaded()?.model, &held).await?;
-    Ok(Some((dense, circuit, random)))
+        &[&held],
+        &mut Progress(state),
+        "Testing on held-out prompts, beside a random circuit of the same size",
+    )
+    .await?;
+    Ok(Some((dense, circuit[0], random[0])))
 }
 
 async fn pick(state: &State, fraction: f64, on: bool) -> JobResult {
@@ -199,7 +190,7 @@ async fn pick(state: &State, fraction: f64, on: bool) -> JobResult {
                 Masks::from_scores(scores, fraction, GROUP)?
             };
             let mut view = view_of(&masks, state.circuits.borrow().scores.as_ref(), fraction);
-            view.held_out = held_out_metrics(state, &masks, fraction).await?;
+            view.held_out = held_out_metrics(state, &masks).await?;
             (masks, view)
         }
     };
@@ -288,7 +279,7 @@ async fn load(state: &State, name: String, text_: String) -> JobResult {
     };
     let fraction = masks.info.sparsity;
     let mut view = view_of(&masks, None, fraction);
-    view.held_out = held_out_metrics(state, &masks, fraction).await?;
+    view.held_out = held_out_metrics(state, &masks).await?;
     let (_, version) = state.apply_masks(&masks)?;
     let mut circuits = state.circuits.borrow_mut();
     circuits.picked = Some((masks, view.clone()));

@@ -9,12 +9,12 @@ use super::report::{
     CircuitProtocol, CircuitReport, Dense, EXPLAINED, Found, METRIC, MethodRun, RandomCircuit,
     SeedRun,
 };
-use super::{Search, check_dense, check_group, faithfulness, random_circuit, summarize};
+use super::{Search, against_random, check_dense, check_group, faithfulness, summarize};
 use crate::error::{Error, Result};
 use crate::io::tokenizer::TextTokenizer;
 use crate::job::{Driver, Steps};
 use crate::model::Model;
-use crate::prune::{Masks, with_masks};
+use crate::prune::Masks;
 use crate::report::RunInfo;
 use crate::score::{ReferenceSet, ScoreMethod, Scores, ScoringBudget, read_back, step_scorer};
 use crate::task::metrics::{TaskMetrics, evaluate_async};
@@ -218,8 +218,10 @@ where
                         .await?
                     {
                         Some(point) => Some(
-                            test_circuit(model, plan, &search, point, &held_out, dense, seed)
-                                .await?,
+                            test_circuit(
+                                model, plan, &search, point, &held_out, dense, seed, driver,
+                            )
+                            .await?,
                         ),
                         None => None,
                     };
@@ -258,6 +260,7 @@ async fn metrics(model: &Model, task: &EncodedTask) -> Result<TaskMetrics> {
 
 /// The circuit at `point` tested: on held-out prompts, and against random components of its
 /// size pruned the same way. Returns it with its masks.
+#[allow(clippy::too_many_arguments)]
 async fn test_circuit(
     model: &mut Model,
     plan: &CircuitPlan<'_>,
@@ -266,17 +269,19 @@ async fn test_circuit(
     held_out: &EncodedTask,
     dense: Dense,
     seed: u64,
+    steps: &mut impl Steps,
 ) -> Result<(Found, Masks)> {
-    let both = async |model: &mut Model, masks: &Masks| -> Result<(TaskMetrics, TaskMetrics)> {
-        with_masks(model, masks, async |m: &Model| {
-            Ok((metrics(m, search.task).await?, metrics(m, held_out).await?))
-        })
-        .await
-    };
     let masks = Masks::from_scores(search.scores, point.fraction, plan.group)?;
-    let (_, held) = both(model, &masks).await?;
-    let random = random_circuit(model, plan.granularity, point.fraction, plan.group, seed)?;
-    let (rs, rh) = both(model, &random).await?;
+    let (circuit, random) = against_random(
+        model,
+        &masks,
+        seed,
+        &[search.task, held_out],
+        steps,
+        &format!("{}: testing the circuit", search.scores.info.method.name()),
+    )
+    .await?;
+    let (held, rs, rh) = (circuit[1], random[0], random[1]);
     let found = Found {
         point,
         kept_share: 1.0 - point.pruned as f64 / point.total.max(1) as f64,

@@ -140,6 +140,47 @@ pub fn random_circuit(
     Masks::from_scores(&scores, fraction, group)
 }
 
+/// The circuit `masks` and random components of its size (drawn from `seed`, pruned the same
+/// way) each measured on every task of `tasks`, the dense model restored after: `(circuit,
+/// random)` metrics, one per task. Each of the two is a step of `stage`.
+pub async fn against_random(
+    model: &mut Model,
+    masks: &Masks,
+    seed: u64,
+    tasks: &[&EncodedTask],
+    steps: &mut impl Steps,
+    stage: &str,
+) -> Result<(Vec<TaskMetrics>, Vec<TaskMetrics>)> {
+    let random = random_circuit(
+        model,
+        masks.granularity(),
+        masks.info.sparsity,
+        masks.info.group,
+        seed,
+    )?;
+    steps.step(stage, 0, 2).await?;
+    let circuit = measure_on(model, masks, tasks).await?;
+    steps.step(stage, 1, 2).await?;
+    let random = measure_on(model, &random, tasks).await?;
+    Ok((circuit, random))
+}
+
+/// Each task's metrics with `masks` applied, the dense model restored after.
+async fn measure_on(
+    model: &mut Model,
+    masks: &Masks,
+    tasks: &[&EncodedTask],
+) -> Result<Vec<TaskMetrics>> {
+    with_masks(model, masks, async |model: &Model| {
+        let mut out = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            out.push(evaluate_async(model, task).await?.metrics());
+        }
+        Ok(out)
+    })
+    .await
+}
+
 /// A curve point from the mask it was measured with.
 pub fn point(fraction: f64, masks: &Masks, metrics: TaskMetrics) -> CurvePoint {
     let report = masks.report();
