@@ -4,12 +4,12 @@
 
 mod common;
 
-use common::lxt::{RULES, Reference, check_tiny_models, compare, run};
+use common::lxt::{RULES, Reference, TINY, check_tiny_models, compare, run};
 use common::{load_fixture_model, max_abs_diff, to_vec};
 use scalpel::Error;
 use scalpel::relevance::{
     MemoryLimits, RelevancePass, RuleSet, Target, Trace, WeightDetail, WeightRelevanceAccumulator,
-    explain,
+    explain, kept_block_bytes, memory_needed,
 };
 
 #[test]
@@ -64,6 +64,56 @@ fn cp_lrp_conserves_relevance_on_bias_free_models() {
                 "{name} attnlrp {target}: Σ R_in / R_out = {:.4}",
                 a.conservation()
             );
+        }
+    }
+}
+
+/// A traced forward keeps each block's internals where the memory limit allows, so that the
+/// backward does not run the block again; where it does not, the block is re-run. Both give the
+/// same relevance, bit for bit, on every family and rule set.
+#[test]
+fn kept_and_rerun_blocks_give_the_same_relevance() {
+    let ids = [5u32, 19, 33, 47, 64, 7];
+    for name in TINY {
+        let model = load_fixture_model(name);
+        let config = &model.config;
+        let (_, pass) = memory_needed(config, ids.len(), true);
+        let per_block = kept_block_bytes(config, ids.len());
+        let limit = |bytes| MemoryLimits {
+            max_buffer_bytes: None,
+            max_total_bytes: Some(bytes),
+        };
+        let budgets = [
+            (config.num_layers, MemoryLimits::default()),
+            (0, limit(pass)),
+            (1, limit(pass + per_block)),
+        ];
+        for (kept, limits) in &budgets {
+            let trace = Trace::new(&model, &ids, limits, true).unwrap();
+            assert_eq!(trace.kept_blocks(), *kept, "{name}");
+        }
+        for rules in RULES {
+            let explained: Vec<_> = budgets
+                .iter()
+                .map(|(_, limits)| {
+                    let e = explain(
+                        &model,
+                        &ids,
+                        None,
+                        rules,
+                        WeightDetail::Full,
+                        limits,
+                        &mut |_, _| {},
+                    )
+                    .unwrap();
+                    let weights: Vec<Vec<f32>> =
+                        e.weights.into_iter().map(|(_, w)| to_vec(w)).collect();
+                    (serde_json::to_value(&e.explanation).unwrap(), weights)
+                })
+                .collect();
+            for other in &explained[1..] {
+                assert!(other == &explained[0], "{name} {}", rules.name());
+            }
         }
     }
 }

@@ -5,10 +5,9 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use scalpel::Logits;
 use scalpel::relevance::heatmap::{abs_max, heat_color, top_k, top_k_2d};
-use scalpel::relevance::{
-    Explanation, MemoryLimits, RuleSet, Target, Trace, WeightDetail, explain, greedy_token,
-};
+use scalpel::relevance::{Explanation, MemoryLimits, RuleSet, Target, WeightDetail, explain};
 use serde_json::json;
 
 use crate::model_source::{ModelArgs, load};
@@ -118,10 +117,13 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// The greedy next token (for a contrast given without a target).
+/// The greedy next token (for a contrast given without a target): a plain forward, as nothing
+/// is traced for it.
 fn greedy(model: &scalpel::Model, ids: &[u32]) -> Result<u32> {
-    let trace = Trace::new(model, ids, &MemoryLimits::default(), false)?;
-    Ok(greedy_token(&trace)?)
+    let logits = model.forward(model.tokens(ids)?, &mut model.new_cache(), Logits::Last)?;
+    Ok(scalpel::generate::argmax(&scalpel::readback::to_vec(
+        logits,
+    )?))
 }
 
 fn describe(target: &Target, tok: &scalpel::TextTokenizer) -> Result<String> {

@@ -4,6 +4,7 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorCreationOptions, TensorData};
 
 use super::precision::{check_representable, widened};
+use super::recording::{Kept, Recording};
 use super::{Logits, Param};
 
 use crate::error::{Error, Result};
@@ -192,22 +193,36 @@ pub(crate) fn export_joined(
     }
 }
 
-/// Runs `x` through `layers` blocks (`block(i, x)`), recording, when `residuals` asks, each
-/// block's input and, last, the final block's output (what a relevance pass starts from).
+/// Runs `x` through `layers` blocks (`block(i, x, run)`) and, with a `recording`, records each
+/// block's input, the internals of the blocks it keeps (`run` is then [`BlockRun::Record`]) and,
+/// last, the final block's output (what a relevance pass starts from).
 pub(crate) fn through_blocks(
     layers: usize,
     mut x: Tensor<3>,
-    mut residuals: Option<&mut Vec<Tensor<3>>>,
-    mut block: impl FnMut(usize, Tensor<3>) -> Tensor<3>,
+    products: Products,
+    mut recording: Option<&mut Recording>,
+    mut block: impl FnMut(usize, Tensor<3>, BlockRun) -> (Tensor<3>, Option<Kept>),
 ) -> Tensor<3> {
     for i in 0..layers {
-        if let Some(inputs) = residuals.as_deref_mut() {
-            inputs.push(x.clone());
+        let run = match recording.as_deref_mut() {
+            Some(r) => {
+                r.push_residual(x.clone());
+                if r.keeps(i) {
+                    BlockRun::Record
+                } else {
+                    BlockRun::Forward(products)
+                }
+            }
+            None => BlockRun::Forward(products),
+        };
+        let (out, internals) = block(i, x, run);
+        if let (Some(r), Some(internals)) = (recording.as_deref_mut(), internals) {
+            r.keep_internals(i, internals);
         }
-        x = block(i, x);
+        x = out;
     }
-    if let Some(inputs) = residuals {
-        inputs.push(x.clone());
+    if let Some(r) = recording {
+        r.push_residual(x.clone());
     }
     x
 }
@@ -331,7 +346,8 @@ impl Products {
 pub(crate) enum BlockRun {
     /// A model forward: products as given, nothing recorded.
     Forward(Products),
-    /// A relevance pass re-running one block: exact products, its internals recorded.
+    /// A traced forward keeping a block's internals, or a relevance pass re-running one block:
+    /// exact products, its internals recorded.
     Record,
 }
 

@@ -16,6 +16,7 @@ use super::layers::{
     embed, export_joined, keep_positions, merge_heads, output_rows, split_heads, through_blocks,
     vocab_logits,
 };
+use super::recording::{Kept, Recording};
 use super::spec::{ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS, LLAMA_GGUF_MODULES, LoadFn};
 use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
 use super::{LinearId, LinearKind, RelevanceSink, RuleSet};
@@ -221,21 +222,19 @@ impl Llama {
         vocab_logits(self.lm_head.as_ref(), &self.embed, x, products)
     }
 
-    /// Re-runs block `layer` alone on `x` (positions from 0), recording its internals; also
-    /// returns the positions' tables used (the backward needs the RoPE tables).
-    fn rerun(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, BlockActs, Positions) {
-        let [_, t, _] = x.dims();
-        let positions = self.positions(0, t);
+    /// Re-runs block `layer` alone on `x` (positions from 0, `positions`' tables), recording
+    /// its internals.
+    fn rerun(&self, layer: usize, x: Tensor<3>, positions: &Positions) -> (Tensor<3>, BlockActs) {
         let mut cache = KvCache::new(self.layers.len());
         let (out, acts) = self.block(
             &self.layers[layer],
             x,
-            &positions,
+            positions,
             &mut cache,
             layer,
             BlockRun::Record,
         );
-        (out, acts.expect("recording was requested"), positions)
+        (out, acts.expect("recording was requested"))
     }
 
     /// What every block of a forward over positions `start..start + t` shares.
@@ -322,7 +321,9 @@ fn head_rows(x: Tensor<3>, d: usize) -> Tensor<3> {
     x.reshape([b, t * (width / d), d])
 }
 
-/// The RoPE tables and the causal mask of one forward's positions, shared by its blocks.
+/// The RoPE tables and the causal mask of one forward's positions, shared by its blocks (and
+/// kept for a relevance pass's backward).
+#[derive(Clone)]
 struct Positions {
     cos: Tensor<4>,
     signed_sin: Tensor<4>,
@@ -351,16 +352,19 @@ impl ArchOps for Llama {
         tokens: Tensor<2, Int>,
         cache: &mut KvCache,
         logits: Logits,
-        residuals: Option<&mut Vec<Tensor<3>>>,
+        mut recording: Option<&mut Recording>,
     ) -> Tensor<3> {
         let [_, t] = tokens.dims();
         let start = cache.len();
-        let products = Products::traced(residuals.is_some());
+        let products = Products::traced(recording.is_some());
         let positions = self.positions(start, t);
+        if let Some(r) = recording.as_deref_mut() {
+            r.set_shared(Kept::new(positions.clone()));
+        }
         let x = embed(&self.embed, tokens);
-        let x = through_blocks(self.layers.len(), x, residuals, |i, x| {
-            let run = BlockRun::Forward(products);
-            self.block(&self.layers[i], x, &positions, cache, i, run).0
+        let x = through_blocks(self.layers.len(), x, products, recording, |i, x, run| {
+            let (out, acts) = self.block(&self.layers[i], x, &positions, cache, i, run);
+            (out, acts.map(Kept::new))
         });
         cache.advance(t);
         self.head(keep_positions(x, logits), products)
@@ -375,7 +379,8 @@ impl ArchOps for Llama {
     }
 
     fn block_linear_inputs(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, LinearInputs) {
-        let (out, a, _) = self.rerun(layer, x);
+        let [_, t, _] = x.dims();
+        let (out, a) = self.rerun(layer, x, &self.positions(0, t));
         use LinearKind::*;
         let inputs: LinearInputs = vec![
             (&[Q, K, V], a.h_attn),
@@ -441,13 +446,22 @@ impl ArchOps for Llama {
     fn block_backward(
         &self,
         layer: usize,
-        x: &Tensor<3>,
+        recording: &mut Recording,
         g: Tensor<3>,
         rules: RuleSet,
         sink: &mut dyn RelevanceSink,
     ) -> Result<Tensor<3>> {
         let block = &self.layers[layer];
-        let (_, a, rope) = self.rerun(layer, x.clone());
+        let x = &recording.input(layer).clone();
+        let [_, t, _] = x.dims();
+        let rope = match recording.shared::<Positions>() {
+            Some(p) => p.clone(),
+            None => self.positions(0, t),
+        };
+        let a = match recording.take_internals::<BlockActs>(layer) {
+            Some(a) => a,
+            None => self.rerun(layer, x.clone(), &rope).1,
+        };
         let id = |kind| LinearId { layer, kind };
 
         // MLP: down, then gate ⊙ up (uniform rule halves both), SiLU (identity rule).

@@ -37,6 +37,7 @@ mod phi3;
 mod precision;
 mod qwen2;
 mod qwen3;
+mod recording;
 mod spec;
 mod weights;
 
@@ -51,6 +52,7 @@ pub use keep::KeepBits;
 pub use layers::{KvCache, Linear};
 pub use linear_id::{LinearId, LinearKind};
 pub use precision::{WeightDtype, bytes_per_weight, dtype_name};
+pub(crate) use recording::Recording;
 pub use spec::{ArchSpec, GgufSpec};
 
 use crate::error::{Error, Result};
@@ -161,14 +163,15 @@ impl Model {
         self.forward_recording(tokens, cache, logits, None)
     }
 
-    /// [`Model::forward`] that also records the input of every block and, last, the output of
-    /// the final block (what a relevance pass starts from).
+    /// [`Model::forward`] that also records, with a `recording`, what a relevance pass needs:
+    /// the input of every block, the internals of the blocks it keeps and the last block's
+    /// output.
     pub(crate) fn forward_recording(
         &self,
         tokens: Tensor<2, Int>,
         cache: &mut KvCache,
         logits: Logits,
-        residuals: Option<&mut Vec<Tensor<3>>>,
+        recording: Option<&mut Recording>,
     ) -> Result<Tensor<3>> {
         let [_, seq] = tokens.dims();
         if seq == 0 {
@@ -183,7 +186,7 @@ impl Model {
                 self.config.max_position_embeddings
             )));
         }
-        Ok(self.body.forward(tokens, cache, logits, residuals))
+        Ok(self.body.forward(tokens, cache, logits, recording))
     }
 
     /// The architecture's relevance backward.
@@ -249,13 +252,13 @@ pub(crate) type LinearInputs = Vec<(&'static [LinearKind], Tensor<3>)>;
 /// block Linears (pruning) and its parameters by checkpoint name (export).
 pub(crate) trait ArchOps: std::fmt::Debug + Send + Sync {
     /// Runs `tokens` after what `cache` holds (positions and context already checked) and, with
-    /// `residuals`, records the input of every block and the last block's output.
+    /// a `recording`, records what [`ArchOps::block_backward`] reads back (exact products).
     fn forward(
         &self,
         tokens: Tensor<2, Int>,
         cache: &mut KvCache,
         logits: Logits,
-        residuals: Option<&mut Vec<Tensor<3>>>,
+        recording: Option<&mut Recording>,
     ) -> Tensor<3>;
 
     /// A block Linear, if the architecture has that kind.
@@ -279,12 +282,14 @@ pub(crate) trait ArchOps: std::fmt::Debug + Send + Sync {
     /// The backward of [`ArchOps::head_input`].
     fn head_input_backward(&self, x: &Tensor<3>, g: Tensor<3>, rules: RuleSet) -> Tensor<3>;
 
-    /// Re-runs block `layer` on its recorded input `x` and carries `g` from its output to its
-    /// input, handing heads, neurons and (if wanted) weight relevance to `sink`.
+    /// Carries `g` from block `layer`'s output to its input, handing heads, neurons and (if
+    /// wanted) weight relevance to `sink`. Reads the block's internals from `recording` (and
+    /// frees them there) when the forward kept them, and re-runs the block on its recorded
+    /// input otherwise.
     fn block_backward(
         &self,
         layer: usize,
-        x: &Tensor<3>,
+        recording: &mut Recording,
         g: Tensor<3>,
         rules: RuleSet,
         sink: &mut dyn RelevanceSink,

@@ -13,6 +13,7 @@ use super::layers::{
     vocab_logits,
 };
 use super::precision::widened;
+use super::recording::{Kept, Recording};
 use super::spec::ArchSpec;
 use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
 use super::{LinearId, LinearKind, RelevanceSink, RuleSet};
@@ -161,20 +162,29 @@ impl Opt {
         }
     }
 
-    /// Re-runs block `layer` alone on `x` (positions from 0), recording its internals.
-    fn rerun(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, BlockActs) {
-        let [_, t, _] = x.dims();
-        let mask = causal_mask(t, t, None, &self.embed.device());
+    /// Re-runs block `layer` alone on `x` (positions from 0, under `mask`), recording its
+    /// internals.
+    fn rerun(
+        &self,
+        layer: usize,
+        x: Tensor<3>,
+        mask: Option<&Tensor<4>>,
+    ) -> (Tensor<3>, BlockActs) {
         let mut cache = KvCache::new(self.layers.len());
         let (out, acts) = self.block(
             &self.layers[layer],
             x,
-            mask.as_ref(),
+            mask,
             &mut cache,
             layer,
             BlockRun::Record,
         );
         (out, acts.expect("recording was requested"))
+    }
+
+    /// The causal mask of a forward over positions `0..t`.
+    fn mask(&self, t: usize) -> Option<Tensor<4>> {
+        causal_mask(t, t, None, &self.embed.device())
     }
 
     /// One decoder block (pre- or post-LayerNorm); with `record`, also returns what its
@@ -307,17 +317,19 @@ impl ArchOps for Opt {
         tokens: Tensor<2, Int>,
         cache: &mut KvCache,
         logits: Logits,
-        residuals: Option<&mut Vec<Tensor<3>>>,
+        mut recording: Option<&mut Recording>,
     ) -> Tensor<3> {
         let [_, t] = tokens.dims();
         let start = cache.len();
-        let products = Products::traced(residuals.is_some());
+        let products = Products::traced(recording.is_some());
         let x = self.embed_at(tokens, start).block_input;
         let mask = causal_mask(t, start + t, None, &self.embed.device());
-        let x = through_blocks(self.layers.len(), x, residuals, |i, x| {
-            let run = BlockRun::Forward(products);
-            self.block(&self.layers[i], x, mask.as_ref(), cache, i, run)
-                .0
+        if let Some(r) = recording.as_deref_mut() {
+            r.set_shared(Kept::new(mask.clone()));
+        }
+        let x = through_blocks(self.layers.len(), x, products, recording, |i, x, run| {
+            let (out, acts) = self.block(&self.layers[i], x, mask.as_ref(), cache, i, run);
+            (out, acts.map(Kept::new))
         });
         cache.advance(t);
         let x = self.head_input(keep_positions(x, logits));
@@ -333,7 +345,8 @@ impl ArchOps for Opt {
     }
 
     fn block_linear_inputs(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, LinearInputs) {
-        let (out, a) = self.rerun(layer, x);
+        let [_, t, _] = x.dims();
+        let (out, a) = self.rerun(layer, x, self.mask(t).as_ref());
         use LinearKind::*;
         let inputs: LinearInputs = vec![
             (&[Q, K, V], a.h_attn),
@@ -369,14 +382,23 @@ impl ArchOps for Opt {
     fn block_backward(
         &self,
         layer: usize,
-        x: &Tensor<3>,
+        recording: &mut Recording,
         g: Tensor<3>,
         rules: RuleSet,
         sink: &mut dyn RelevanceSink,
     ) -> Result<Tensor<3>> {
         let pre_ln = self.options.do_layer_norm_before;
         let block = &self.layers[layer];
-        let (_, a) = self.rerun(layer, x.clone());
+        let x = &recording.input(layer).clone();
+        let [_, t, _] = x.dims();
+        let mask = match recording.shared::<Option<Tensor<4>>>() {
+            Some(mask) => mask.clone(),
+            None => self.mask(t),
+        };
+        let a = match recording.take_internals::<BlockActs>(layer) {
+            Some(a) => a,
+            None => self.rerun(layer, x.clone(), mask.as_ref()).1,
+        };
         let id = |kind| LinearId { layer, kind };
 
         // MLP (and the post-LN norm after it).
@@ -409,8 +431,6 @@ impl ArchOps for Opt {
             .out
             .backward(&a.attn, g_attn_sum.clone(), id(LinearKind::O), sink)?;
         sink.heads(layer, head_relevance(&a.attn, &g_attn, self.num_heads))?;
-        let [_, t, _] = x.dims();
-        let mask = causal_mask(t, t, None, &self.embed.device());
         let grads = attention_backward(&a.attention, g_attn, rules, mask.as_ref());
         let [_, _, _, hd] = a.attention.q_scaled.dims();
         let mut g_h_attn =

@@ -22,7 +22,9 @@ pub use explain::{
 };
 #[cfg(not(target_family = "wasm"))]
 pub use explain::{explain, greedy_token};
-pub use pass::{InputRelevance, MemoryLimits, RelevancePass, Trace, memory_needed};
+pub use pass::{
+    InputRelevance, MemoryLimits, RelevancePass, Trace, kept_block_bytes, memory_needed,
+};
 #[cfg(not(target_family = "wasm"))]
 pub use spill::Scratch;
 pub use target::Target;

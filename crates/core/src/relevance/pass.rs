@@ -6,7 +6,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 
 use super::{RelevanceSink, RuleSet, Target};
 use crate::error::{Error, Result};
-use crate::model::{Embedded, KvCache, Logits, Model, ModelConfig};
+use crate::model::{Embedded, KvCache, Logits, Model, ModelConfig, Recording};
 
 /// Limits a relevance pass must fit in; `None` means unchecked.
 #[derive(Debug, Clone, Copy, Default)]
@@ -34,6 +34,15 @@ pub fn memory_needed(config: &ModelConfig, len: usize, with_weights: bool) -> (u
     (scores, residuals + block + weights)
 }
 
+/// Bytes one block's internals take when a traced forward keeps them for the backward, for
+/// `len` tokens: an upper bound over the families (Llama-style blocks keep both norm outputs,
+/// the residual midpoint, q, k, v, the heads' output, Qwen3's pre-norm q and k, and the MLP's
+/// gate, up and neurons; OPT's keep fewer).
+pub fn kept_block_bytes(config: &ModelConfig, len: usize) -> u64 {
+    let width = config.hidden_size.max(config.num_heads * config.head_dim) as u64;
+    (9 * width + 3 * config.intermediate_size as u64) * len as u64 * 4
+}
+
 impl MemoryLimits {
     /// A clear error when a pass over `len` tokens would not fit.
     pub fn check(&self, config: &ModelConfig, len: usize, with_weights: bool) -> Result<()> {
@@ -57,19 +66,40 @@ impl MemoryLimits {
             self.max_total_bytes,
         )
     }
+
+    /// These limits with `bytes` of the total already taken.
+    pub fn less(&self, bytes: u64) -> Self {
+        Self {
+            max_total_bytes: self.max_total_bytes.map(|t| t.saturating_sub(bytes)),
+            ..*self
+        }
+    }
+
+    /// How many blocks a traced forward over `len` tokens keeps the internals of, so that the
+    /// backward need not run their forward again: all of them when the memory is unchecked,
+    /// else as many as fit in what the pass leaves of the limit.
+    pub fn kept_blocks(&self, config: &ModelConfig, len: usize, with_weights: bool) -> usize {
+        let Some(limit) = self.max_total_bytes else {
+            return config.num_layers;
+        };
+        let (_, pass) = memory_needed(config, len, with_weights);
+        let spare = limit.saturating_sub(pass);
+        (spare / kept_block_bytes(config, len).max(1)).min(config.num_layers as u64) as usize
+    }
 }
 
-/// A forward pass that kept what the backward needs: the input of every block.
+/// A forward pass that kept what the backward needs: the input of every block and, as far as
+/// the memory limits allow, each block's internals.
 pub struct Trace {
     ids: Vec<u32>,
     tokens: Tensor<2, Int>,
-    /// Inputs of blocks 0..L, then the output of the last block.
-    residuals: Vec<Tensor<3>>,
+    recording: Recording,
     last_logits: Tensor<1>,
 }
 
 impl Trace {
-    /// Runs `model` over `ids` (one sequence) and records the residual stream.
+    /// Runs `model` over `ids` (one sequence) and records the residual stream and the
+    /// internals of as many blocks as `limits` leave room for ([`MemoryLimits::kept_blocks`]).
     pub fn new(
         model: &Model,
         ids: &[u32],
@@ -83,19 +113,21 @@ impl Trace {
         }
         limits.check(&model.config, ids.len(), with_weights)?;
         let tokens = model.tokens(ids)?;
-        let mut residuals = Vec::with_capacity(model.config.num_layers + 1);
-        let mut cache = KvCache::new(model.config.num_layers);
+        let config = &model.config;
+        let keep = limits.kept_blocks(config, ids.len(), with_weights);
+        let mut recording = Recording::new(config.num_layers, keep);
+        let mut cache = KvCache::new(config.num_layers);
         let logits = model.forward_recording(
             tokens.clone(),
             &mut cache,
             Logits::Last,
-            Some(&mut residuals),
+            Some(&mut recording),
         )?;
         let vocab = model.config.vocab_size;
         Ok(Self {
             ids: ids.to_vec(),
             tokens,
-            residuals,
+            recording,
             last_logits: logits.reshape([vocab]),
         })
     }
@@ -107,6 +139,11 @@ impl Trace {
     /// Logits at the last position `[vocab]` (to pick the greedy target).
     pub fn last_logits(&self) -> Tensor<1> {
         self.last_logits.clone()
+    }
+
+    /// How many blocks' internals the forward kept (the others are run again by the backward).
+    pub fn kept_blocks(&self) -> usize {
+        self.recording.kept_blocks()
     }
 }
 
@@ -153,8 +190,8 @@ impl<'m> RelevancePass<'m> {
             Tensor::<2>::from_data(TensorData::new(coefficients, [len, terms.len()]), device);
         let g_head = coefficients.matmul(rows).unsqueeze::<3>();
         let last = trace
-            .residuals
-            .last()
+            .recording
+            .output()
             .ok_or_else(|| Error::InvalidInput("the trace recorded no blocks".into()))?
             .clone();
         let head_in = arch.head_input(last.clone());
@@ -191,7 +228,7 @@ impl<'m> RelevancePass<'m> {
         let g = self.g.clone();
         self.g = self.model.arch().block_backward(
             layer,
-            &self.trace.residuals[layer],
+            &mut self.trace.recording,
             g,
             self.rules,
             sink,

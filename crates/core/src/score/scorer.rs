@@ -245,7 +245,14 @@ impl<'m> Scorer<'m> {
                 let current = match pass {
                     Some(p) => p,
                     None => {
-                        let trace = Trace::new(model, ids, &self.limits, true)?;
+                        // Sums held in memory leave that much less for the pass to keep.
+                        let sums = if accumulator.spilled() {
+                            0
+                        } else {
+                            4 * accumulator.sums().per_weight()
+                                * Granularity::Weights.total(model)?
+                        };
+                        let trace = Trace::new(model, ids, &self.limits.less(sums), true)?;
                         pass.insert(Box::new(RelevancePass::new(model, trace, &target, *rules)?))
                     }
                 };
