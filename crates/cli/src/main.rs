@@ -1,5 +1,6 @@
 //! `scalpel`: the native command line for Scalpel.
 
+mod allocator;
 mod commands;
 mod model_source;
 mod output;
@@ -45,6 +46,7 @@ enum Command {
 }
 
 fn main() {
+    allocator::keep_freed_memory();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Generate(args) => commands::generate::run(args),
