@@ -11,6 +11,7 @@ use super::layers::{
     Activation, GELU_A, GELU_C, LayerNorm, Linear, RmsNorm, attention_probs, gelu_tanh,
     grouped_queries, split_heads,
 };
+use super::precision::widened;
 use crate::error::Result;
 
 /// How non-linear operations pass the gradient backwards.
@@ -63,8 +64,8 @@ pub trait RelevanceSink {
     /// Whether per-weight relevance is wanted: it costs one extra matrix product per Linear.
     fn wants_weights(&self) -> bool;
 
-    /// `W ⊙ G_W` of one block Linear, `[out, in]`.
-    fn weight(&mut self, id: LinearId, relevance: Tensor<2>) -> Result<()>;
+    /// One block Linear's weight gradient and weight, whose product is its weight relevance.
+    fn weight(&mut self, id: LinearId, weight: WeightGrad) -> Result<()>;
 
     /// Relevance of each MLP neuron of `layer` (the input of down_proj / fc2), summed over tokens.
     fn neurons(&mut self, layer: usize, relevance: Tensor<1>) -> Result<()>;
@@ -72,6 +73,24 @@ pub trait RelevanceSink {
     /// Relevance of each attention head of `layer` (the input of o_proj / out_proj), summed over
     /// tokens and the head's dimensions.
     fn heads(&mut self, layer: usize, relevance: Tensor<1>) -> Result<()>;
+}
+
+/// `G_W` and `W` of one block Linear (`[out, in]`): its weight relevance is `W ⊙ G_W`. They come
+/// unmultiplied so that a sink summing over samples can sum `G_W` (and `|G_W|`) alone and multiply
+/// once at the end (`Σ W ⊙ G = W ⊙ Σ G`, `Σ |W ⊙ G| = |W| ⊙ Σ |G|`): one pass over the weights per
+/// sample fewer.
+pub struct WeightGrad {
+    /// `G_W = Σ_tokens G_z ⊗ x`, float32.
+    pub grad: Tensor<2>,
+    /// `W` as the model holds it (a 16-bit weight is not widened here, so keeping it costs nothing).
+    pub weight: Tensor<2>,
+}
+
+impl WeightGrad {
+    /// `W ⊙ G_W`.
+    pub fn relevance(self) -> Tensor<2> {
+        self.grad * widened(self.weight)
+    }
 }
 
 /// LXT's guard against dividing by a zero pre-activation in the identity rule.
@@ -87,18 +106,18 @@ impl Linear {
         id: LinearId,
         sink: &mut dyn RelevanceSink,
     ) -> Result<Tensor<3>> {
-        let w = self.weight_f32();
         if sink.wants_weights() {
             let [b, t, d_out] = g.dims();
-            let [_, d_in] = w.dims();
-            let grad_w = g
+            let [_, d_in] = self.weight.dims();
+            let grad = g
                 .clone()
                 .reshape([b * t, d_out])
                 .transpose()
                 .matmul(x.clone().reshape([b * t, d_in]));
-            sink.weight(id, grad_w * w.clone())?;
+            let weight = self.weight.clone();
+            sink.weight(id, WeightGrad { grad, weight })?;
         }
-        Ok(input_gradient(g, w))
+        Ok(input_gradient(g, self.weight_f32()))
     }
 
     /// [`Linear::backward`] where a rule stops the gradient at the output (`None`, CP-LRP's
@@ -115,7 +134,9 @@ impl Linear {
             Some(g) => self.backward(x, g, id, sink),
             None => {
                 if sink.wants_weights() {
-                    sink.weight(id, Tensor::zeros(self.weight.dims(), &x.device()))?;
+                    let grad = Tensor::zeros(self.weight.dims(), &x.device());
+                    let weight = self.weight.clone();
+                    sink.weight(id, WeightGrad { grad, weight })?;
                 }
                 Ok(x.zeros_like())
             }

@@ -46,11 +46,12 @@ use std::collections::BTreeMap;
 use burn::tensor::{DType, Device, Int, Tensor, TensorData};
 
 pub(crate) use backward::token_relevance;
-pub use backward::{RelevanceSink, RuleSet};
+pub use backward::{RelevanceSink, RuleSet, WeightGrad};
 pub use config::{Architecture, BlockConfig, ModelConfig, RotaryConfig};
 pub use keep::KeepBits;
 pub use layers::{KvCache, Linear};
 pub use linear_id::{LinearId, LinearKind};
+pub(crate) use precision::widened;
 pub use precision::{WeightDtype, bytes_per_weight, dtype_name};
 pub(crate) use recording::Recording;
 pub use spec::{ArchSpec, GgufSpec};

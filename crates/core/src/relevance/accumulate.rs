@@ -2,13 +2,18 @@
 //! memory holds the running sums (one or two per weight, as asked), never the per-sample
 //! relevance. Natively the per-weight sums can live in a scratch file instead
 //! ([`WeightRelevanceAccumulator::spill_to`]).
+//!
+//! Per weight the sums are of the gradient, `Σ G_W` and `Σ |G_W|`, multiplied by `W` (and `|W|`)
+//! only when a mean is asked for: the same relevance sums, one pass over the weights per sample
+//! fewer than multiplying every sample.
 
 use std::collections::BTreeMap;
 
 use burn::tensor::Tensor;
 
-use super::{LinearId, RelevanceSink};
+use super::{LinearId, RelevanceSink, WeightGrad};
 use crate::error::Result;
+use crate::model::widened;
 
 /// Which running sums to keep per weight.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -37,19 +42,26 @@ impl WeightSums {
 
 /// Where the per-weight sums live.
 enum WeightStore {
-    /// On the model's device: `Σ R` and `Σ |R|` per Linear, each if kept.
-    Device(BTreeMap<LinearId, (Option<Tensor<2>>, Option<Tensor<2>>)>),
+    /// On the model's device, per Linear.
+    Device(BTreeMap<LinearId, GradSums>),
     /// In a scratch file on the host.
     #[cfg(not(target_family = "wasm"))]
     File(Box<SpilledSums>),
 }
 
-/// Sums in a scratch file, keyed by Linear and `abs`; means go back to `device`.
+/// One Linear's `Σ G_W` and `Σ |G_W|` (each if kept) and its weight `W` (the model's own tensor,
+/// shared, not a copy).
+struct GradSums {
+    grad: Option<Tensor<2>>,
+    abs_grad: Option<Tensor<2>>,
+    weight: Tensor<2>,
+}
+
+/// Sums in a scratch file, keyed by Linear and `abs`; means go back to each weight's device.
 #[cfg(not(target_family = "wasm"))]
 struct SpilledSums {
     file: super::spill::SumsFile<(LinearId, bool)>,
-    shapes: BTreeMap<LinearId, [usize; 2]>,
-    device: Option<burn::tensor::Device>,
+    weights: BTreeMap<LinearId, Tensor<2>>,
 }
 
 impl Default for WeightStore {
@@ -107,8 +119,7 @@ impl WeightRelevanceAccumulator {
         }
         self.weights = WeightStore::File(Box::new(SpilledSums {
             file: super::spill::SumsFile::create(dir)?,
-            shapes: BTreeMap::new(),
-            device: None,
+            weights: BTreeMap::new(),
         }));
         Ok(())
     }
@@ -132,7 +143,7 @@ impl WeightRelevanceAccumulator {
         match &self.weights {
             WeightStore::Device(w) => w.keys().copied().collect(),
             #[cfg(not(target_family = "wasm"))]
-            WeightStore::File(spilled) => spilled.shapes.keys().copied().collect(),
+            WeightStore::File(spilled) => spilled.weights.keys().copied().collect(),
         }
     }
 
@@ -147,24 +158,31 @@ impl WeightRelevanceAccumulator {
     }
 
     fn weight_mean(&self, id: LinearId, abs: bool) -> Result<Option<Tensor<2>>> {
-        let sum = match &self.weights {
-            WeightStore::Device(w) => w
-                .get(&id)
-                .and_then(|(s, a)| if abs { a.clone() } else { s.clone() }),
-            #[cfg(not(target_family = "wasm"))]
-            WeightStore::File(spilled) => match (
-                spilled.file.read(&(id, abs))?,
-                spilled.shapes.get(&id),
-                &spilled.device,
-            ) {
-                (Some(sums), Some(&shape), Some(device)) => Some(Tensor::from_data(
-                    burn::tensor::TensorData::new(sums, shape),
-                    device,
-                )),
-                _ => None,
+        let (sum, weight) = match &self.weights {
+            WeightStore::Device(w) => match w.get(&id) {
+                Some(sums) => {
+                    let sum = if abs { &sums.abs_grad } else { &sums.grad };
+                    (sum.clone(), sums.weight.clone())
+                }
+                None => return Ok(None),
             },
+            #[cfg(not(target_family = "wasm"))]
+            WeightStore::File(spilled) => {
+                let Some(weight) = spilled.weights.get(&id) else {
+                    return Ok(None);
+                };
+                let sum = spilled.file.read(&(id, abs))?.map(|sums| {
+                    Tensor::from_data(
+                        burn::tensor::TensorData::new(sums, weight.dims()),
+                        &weight.device(),
+                    )
+                });
+                (sum, weight.clone())
+            }
         };
-        Ok(sum.map(|s| s.div_scalar(self.samples.max(1) as f64)))
+        let weight = widened(weight);
+        let weight = if abs { weight.abs() } else { weight };
+        Ok(sum.map(|s| (s * weight).div_scalar(self.samples.max(1) as f64)))
     }
 
     fn unit_mean(
@@ -214,32 +232,34 @@ impl RelevanceSink for WeightRelevanceAccumulator {
         self.sums != WeightSums::None
     }
 
-    fn weight(&mut self, id: LinearId, relevance: Tensor<2>) -> Result<()> {
+    fn weight(&mut self, id: LinearId, weight: WeightGrad) -> Result<()> {
         let (signed, abs) = match self.sums {
             WeightSums::Both => (true, true),
             WeightSums::Signed => (true, false),
             WeightSums::Abs => (false, true),
             WeightSums::None => return Ok(()),
         };
+        let WeightGrad { grad, weight } = weight;
         match &mut self.weights {
             WeightStore::Device(weights) => {
-                let (sum, sum_abs) = weights.remove(&id).unwrap_or((None, None));
-                let entry = (
-                    signed.then(|| add(sum, relevance.clone())),
-                    abs.then(|| add(sum_abs, relevance.abs())),
-                );
+                let (sum, sum_abs) = match weights.remove(&id) {
+                    Some(sums) => (sums.grad, sums.abs_grad),
+                    None => (None, None),
+                };
+                // The magnitude first: the signed sum may then take `grad` itself in place.
+                let abs_grad = abs.then(|| add(sum_abs, grad.clone().abs()));
+                let entry = GradSums {
+                    grad: signed.then(|| add(sum, grad)),
+                    abs_grad,
+                    weight,
+                };
                 weights.insert(id, entry);
             }
             #[cfg(not(target_family = "wasm"))]
             WeightStore::File(spilled) => {
-                let SpilledSums {
-                    file,
-                    shapes,
-                    device,
-                } = spilled.as_mut();
-                shapes.insert(id, relevance.dims());
-                device.get_or_insert_with(|| relevance.device());
-                let mut values = crate::readback::to_vec(relevance)?;
+                let SpilledSums { file, weights } = spilled.as_mut();
+                weights.insert(id, weight);
+                let mut values = crate::readback::to_vec(grad)?;
                 if signed {
                     file.add((id, false), &values)?;
                 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::pass::InputRelevance;
 #[cfg(not(target_family = "wasm"))]
 use super::pass::{MemoryLimits, RelevancePass, Trace};
-use super::{LinearId, RelevanceSink, RuleSet, Target};
+use super::{LinearId, RelevanceSink, RuleSet, Target, WeightGrad};
 use crate::error::{Error, Result};
 #[cfg(not(target_family = "wasm"))]
 use crate::model::Model;
@@ -84,7 +84,8 @@ impl RelevanceSink for ExplanationCollector {
         self.detail != WeightDetail::None
     }
 
-    fn weight(&mut self, id: LinearId, relevance: Tensor<2>) -> Result<()> {
+    fn weight(&mut self, id: LinearId, weight: WeightGrad) -> Result<()> {
+        let relevance = weight.relevance();
         let sum = relevance.clone().sum();
         let abs_sum = relevance.clone().abs().sum();
         self.weight_sums

@@ -29,4 +29,4 @@ pub use pass::{
 pub use spill::Scratch;
 pub use target::Target;
 
-pub use crate::model::{LinearId, LinearKind, RelevanceSink, RuleSet};
+pub use crate::model::{LinearId, LinearKind, RelevanceSink, RuleSet, WeightGrad};
