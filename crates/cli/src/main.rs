@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "scalpel",
     version,
-    about = "Attribution-guided pruning of language models (Llama, Qwen2, OPT)"
+    about = "Attribution-guided pruning of language models (Llama, Mistral, Phi-3, Qwen2/2.5/3, OPT, GPT-2)"
 )]
 struct Cli {
     #[command(subcommand)]
