@@ -452,16 +452,12 @@ impl ArchOps for Llama {
         sink: &mut dyn RelevanceSink,
     ) -> Result<Tensor<3>> {
         let block = &self.layers[layer];
-        let x = &recording.input(layer).clone();
-        let [_, t, _] = x.dims();
-        let rope = match recording.shared::<Positions>() {
-            Some(p) => p.clone(),
-            None => self.positions(0, t),
-        };
-        let a = match recording.take_internals::<BlockActs>(layer) {
-            Some(a) => a,
-            None => self.rerun(layer, x.clone(), &rope).1,
-        };
+        let (x, rope, a) = recording.block_parts(
+            layer,
+            |t| self.positions(0, t),
+            |x, rope| self.rerun(layer, x, rope).1,
+        );
+        let x = &x;
         let id = |kind| LinearId { layer, kind };
 
         // MLP: down, then gate ⊙ up (uniform rule halves both), SiLU (identity rule).

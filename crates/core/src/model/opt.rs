@@ -389,16 +389,12 @@ impl ArchOps for Opt {
     ) -> Result<Tensor<3>> {
         let pre_ln = self.options.do_layer_norm_before;
         let block = &self.layers[layer];
-        let x = &recording.input(layer).clone();
-        let [_, t, _] = x.dims();
-        let mask = match recording.shared::<Option<Tensor<4>>>() {
-            Some(mask) => mask.clone(),
-            None => self.mask(t),
-        };
-        let a = match recording.take_internals::<BlockActs>(layer) {
-            Some(a) => a,
-            None => self.rerun(layer, x.clone(), mask.as_ref()).1,
-        };
+        let (x, mask, a) = recording.block_parts(
+            layer,
+            |t| self.mask(t),
+            |x, mask: &Option<Tensor<4>>| self.rerun(layer, x, mask.as_ref()).1,
+        );
+        let x = &x;
         let id = |kind| LinearId { layer, kind };
 
         // MLP (and the post-LN norm after it).

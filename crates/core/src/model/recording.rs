@@ -48,7 +48,7 @@ impl Recording {
 
     /// How many blocks keep their internals until their backward.
     pub(crate) fn kept_blocks(&self) -> usize {
-        self.internals.len() - self.keep_from.min(self.internals.len())
+        self.internals.len() - self.keep_from
     }
 
     pub(crate) fn push_residual(&mut self, x: Tensor<3>) {
@@ -63,27 +63,35 @@ impl Recording {
         self.shared = Some(shared);
     }
 
-    /// The input of block `layer`.
-    pub(crate) fn input(&self, layer: usize) -> &Tensor<3> {
-        &self.residuals[layer]
-    }
-
     /// The output of the last block, once the forward has run.
     pub(crate) fn output(&self) -> Option<&Tensor<3>> {
         (self.residuals.len() > self.internals.len()).then(|| &self.residuals[self.internals.len()])
     }
 
-    /// Block `layer`'s internals as its family recorded them, if they were kept; this frees
-    /// them in the recording.
-    pub(crate) fn take_internals<T: Any>(&mut self, layer: usize) -> Option<T> {
-        let kept = self.internals.get_mut(layer)?.take()?;
-        Some(*kept.0.downcast::<T>().unwrap_or_else(|_| {
-            panic!("block {layer}'s internals were recorded by another family")
-        }))
-    }
-
-    /// What the forward's blocks shared, as the family recorded it.
-    pub(crate) fn shared<T: Any>(&self) -> Option<&T> {
-        self.shared.as_ref()?.0.downcast_ref::<T>()
+    /// What block `layer`'s backward reads: its input, what the forward's blocks shared (`S`)
+    /// and the block's internals (`A`), as the family recorded them, freeing the internals here.
+    /// Where they were not kept, `rerun(input, &shared)` runs the block again; `shared_for(t)`
+    /// builds the shared value for `t` positions if the forward did not record one.
+    pub(crate) fn block_parts<S: Any + Clone, A: Any>(
+        &mut self,
+        layer: usize,
+        shared_for: impl FnOnce(usize) -> S,
+        rerun: impl FnOnce(Tensor<3>, &S) -> A,
+    ) -> (Tensor<3>, S, A) {
+        let input = self.residuals[layer].clone();
+        let shared = match self.shared.as_ref().and_then(|s| s.0.downcast_ref::<S>()) {
+            Some(s) => s.clone(),
+            None => shared_for(input.dims()[1]),
+        };
+        let kept = self.internals[layer].take().map(|kept| {
+            *kept.0.downcast::<A>().unwrap_or_else(|_| {
+                panic!("block {layer}'s internals were recorded by another family")
+            })
+        });
+        let internals = match kept {
+            Some(a) => a,
+            None => rerun(input.clone(), &shared),
+        };
+        (input, shared, internals)
     }
 }

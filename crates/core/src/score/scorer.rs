@@ -249,8 +249,7 @@ impl<'m> Scorer<'m> {
                         let sums = if accumulator.spilled() {
                             0
                         } else {
-                            4 * accumulator.sums().per_weight()
-                                * Granularity::Weights.total(model)?
+                            sums_bytes(model, accumulator.sums())?
                         };
                         let trace = Trace::new(model, ids, &self.limits.less(sums), true)?;
                         pass.insert(Box::new(RelevancePass::new(model, trace, &target, *rules)?))
@@ -523,6 +522,11 @@ fn relevance_method(rules: RuleSet, method: ScoreMethod) -> bool {
     )
 }
 
+/// Bytes the per-weight sums `sums` take for every block weight of `model` (float32).
+fn sums_bytes(model: &Model, sums: WeightSums) -> Result<u64> {
+    Ok(4 * sums.per_weight() * Granularity::Weights.total(model)?)
+}
+
 /// Whether a scoring job's per-weight sums fit beside the model, checked before its first pass.
 struct SumsFit<'a> {
     model: &'a Model,
@@ -539,7 +543,7 @@ impl SumsFit<'_> {
         let (Some(limit), Some(reference)) = (self.limits.max_total_bytes, self.reference) else {
             return Ok(None);
         };
-        let sums = 4 * self.sums.per_weight() * Granularity::Weights.total(self.model)?;
+        let sums = sums_bytes(self.model, self.sums)?;
         if sums == 0 {
             return Ok(None);
         }
