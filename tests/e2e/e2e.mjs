@@ -97,6 +97,14 @@ async function compress(page, name) {
   if (!beside.includes(dense.trim().split('\n')[0])) throw new Error(`the original text should show beside the pruned one: ${JSON.stringify(beside)}`);
   await page.screenshot({ path: join(artifacts, `${name}-compress.png`), fullPage: true });
 
+  // Only the up projections compete: the readout names them, and half of theirs are pruned.
+  const upStats = await page.getByTestId('stats').innerText();
+  await page.getByTestId('compress-linears').selectOption('up');
+  const upReadout = await changed(page, 'ppl-readout', readout);
+  console.log(`${name}: ${upReadout}`);
+  if (!upReadout.includes('50.0% of the weights of mlp.up_proj pruned')) throw new Error(`up projections only: ${upReadout}`);
+  await changed(page, 'stats', upStats);
+
   const files = [];
   page.on('download', (d) => files.push(d.suggestedFilename()));
   await page.getByTestId('download').click();

@@ -7,7 +7,7 @@ use scalpel::circuit::file::{CircuitNotes, from_json, to_json};
 use scalpel::circuit::{
     CircuitEvent, CircuitPlan, DEFAULT_FRACTIONS, against_random, search, summarize,
 };
-use scalpel::prune::{Granularity, Group, Masks};
+use scalpel::prune::{Granularity, Group, LinearSet, Masks};
 use scalpel::report::RunInfo;
 use scalpel::score::Scores;
 use scalpel::task::metrics::{TaskMetrics, evaluate_async};
@@ -60,6 +60,7 @@ async fn run(state: &State, req: CircuitSearch) -> JobResult {
         run: RunInfo::default(),
         task: &source,
         granularity,
+        linears: LinearSet::parse(&req.linears, model.config.architecture)?,
         group: GROUP,
         methods: vec![method],
         seeds: vec![req.seed],

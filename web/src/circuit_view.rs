@@ -12,7 +12,7 @@ use crate::protocol::{
 };
 use crate::shell::{Panel, Ui, WorkerLink, progress_view};
 use crate::status::CircuitStatus;
-use crate::widgets::{number_field, read_picked_text, select_field};
+use crate::widgets::{linears_field, number_field, read_picked_text, select_field};
 
 const TASKS: [(&str, &str); 5] = [
     ("ioi", "Indirect object (IOI)"),
@@ -39,6 +39,7 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
     let task = RwSignal::new("ioi");
     let lines = RwSignal::new(String::new());
     let granularity = RwSignal::new(Granularity::Heads);
+    let linears = RwSignal::new("all".to_string());
     let method = RwSignal::new(ScoreMethod::Lrp);
     let prompts = RwSignal::new(32usize);
     let threshold = RwSignal::new(0.9f64);
@@ -59,6 +60,7 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
         send(Request::Circuits(CircuitsRequest::Find(CircuitSearch {
             task: choice,
             granularity: granularity.get_untracked(),
+            linears: linears.get_untracked(),
             method: method.get_untracked(),
             prompts: prompts.get_untracked(),
             seed: 0,
@@ -98,6 +100,7 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
             <div class="row">
                 {select_field("Task", "circuit-task", task, &TASKS)}
                 {select_field("Prune", "circuit-granularity", granularity, &GRANULARITIES)}
+                {linears_field(ui, "circuit-linears", linears, || ())}
                 {select_field("Scores", "circuit-method", method, &METHODS)}
                 {number_field("Prompts", prompts, "2", "512", "1", "circuit-prompts")}
             </div>

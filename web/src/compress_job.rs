@@ -3,7 +3,7 @@
 
 use scalpel::LoadedModel;
 use scalpel::export::export_checkpoint;
-use scalpel::prune::Masks;
+use scalpel::prune::{LinearSet, Masks};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer};
 
 use crate::job::{
@@ -95,11 +95,22 @@ async fn mask(state: &State, req: MaskRequest) -> JobResult {
     let masks = {
         let compression = state.compression.borrow();
         let scores = compression.scores.as_ref().ok_or("compute scores first")?;
-        Masks::from_scores(scores, sparsity, group)?
+        let loaded = state.loaded()?;
+        let linears = LinearSet::parse(&req.linears, loaded.model.config.architecture)?;
+        Masks::from_scores(
+            &*scores.restricted(&linears, &loaded.model)?,
+            sparsity,
+            group,
+        )?
     };
     let (report, _) = state.apply_masks(&masks)?;
-    drop(masks);
     let loaded = state.loaded()?;
+    let linears = masks
+        .info
+        .scores
+        .linears
+        .describe(loaded.model.config.architecture);
+    drop(masks);
     let pruned = readout_perplexity(state, &loaded.model, &tokens, "Perplexity (pruned)").await?;
     let layers = report.per_layer();
     reply(CompressResponse::Masked(MaskView {
@@ -111,6 +122,7 @@ async fn mask(state: &State, req: MaskRequest) -> JobResult {
             .map_or(String::new(), |s| s.info.method.name().into()),
         sparsity,
         group: group.name(),
+        linears,
         achieved: report.sparsity(),
         per_layer: layers
             .iter()

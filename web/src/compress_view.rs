@@ -9,7 +9,7 @@ use crate::protocol::{
     CompressRequest, MaskRequest, MaskView, ReferenceChoice, Request, ScoreRequest,
 };
 use crate::shell::{Panel, Ui, WorkerLink, progress_view};
-use crate::widgets::{number_field, read_picked_text, select_field};
+use crate::widgets::{linears_field, number_field, read_picked_text, select_field};
 
 /// Methods offered in the page, as (value, label). Sequential Wanda runs natively only.
 /// LRP's mean |R| comes first: it prunes far better than |mean R| (README, "Results").
@@ -43,6 +43,7 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
     let sample_len = RwSignal::new(128usize);
     let sparsity = RwSignal::new(0.5f64);
     let group = RwSignal::new("row".to_string());
+    let linears = RwSignal::new("all".to_string());
     let send = move |r: Request| {
         ui.start_job(Panel::Compress);
         link.update_value(|l| l.send(ui, r));
@@ -67,6 +68,7 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
                 Ok(group) => send(Request::Compress(CompressRequest::Mask(MaskRequest {
                     sparsity: sparsity.get_untracked(),
                     group,
+                    linears: linears.get_untracked(),
                 }))),
                 Err(e) => ui.fail(e.to_string()),
             }
@@ -129,6 +131,7 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
                         {GROUPS.map(|(v, l)| view! { <option value=v>{l}</option> })}
                     </select>
                 </label>
+                {linears_field(ui, "compress-linears", linears, remask)}
             </div>
             {move || ui.is_busy_in(Panel::Compress).then(|| progress_view(ui))}
             {move || ui.compress.get().masked.filter(|_| ui.runs(Panel::Compress)).map(mask_view)}
@@ -160,9 +163,11 @@ fn mask_view(m: MaskView) -> impl IntoView {
     view! {
         <div class="stats" data-testid="ppl-readout" title=READOUT_HELP>
             {format!(
-                "{} perplexity: dense {:.2} → pruned {:.2} · {} at {:.0}% per {} group · {:.1}% of block weights pruned · {:.1} s",
+                "{} perplexity: dense {:.2} → pruned {:.2} · {} at {:.0}% per {} group · {:.1}% of {} pruned · {:.1} s",
                 m.protocol, m.dense_perplexity, m.perplexity, m.method, m.sparsity * 100.0, m.group,
-                m.achieved * 100.0, m.seconds
+                m.achieved * 100.0,
+                if m.linears == "all" { "block weights".to_string() } else { format!("the weights of {}", m.linears) },
+                m.seconds
             )}
         </div>
         <div class="bars" data-testid="layer-bars" title="pruned share per layer">{bars}</div>

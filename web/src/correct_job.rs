@@ -8,6 +8,7 @@ use scalpel::correct::{
     GeneralSet, GuardRail, Judgement, Lexicon, Measure, Uniqueness, check_method,
     continue_greedily_async, correct, default_doses, dose, removed,
 };
+use scalpel::prune::LinearSet;
 use scalpel::report::RunInfo;
 use scalpel::score::ReferenceSet;
 
@@ -95,6 +96,8 @@ async fn run(state: &State, req: CorrectionSearch) -> JobResult {
         behaviour: &behaviour,
         judge: judge.as_ref(),
         granularity,
+        linears: LinearSet::parse(&req.linears, model.config.architecture)?,
+        contrast: req.contrast,
         methods: vec![method],
         doses: default_doses(granularity)
             .into_iter()

@@ -13,7 +13,7 @@ use crate::protocol::{
 };
 use crate::shell::{Panel, Ui, WorkerLink, progress_view};
 use crate::status::CorrectStatus;
-use crate::widgets::{number_field, select_field};
+use crate::widgets::{linears_field, number_field, select_field};
 
 const BEHAVIOURS: [(&str, &str); 3] = [
     ("toxicity", "Toxicity (RealToxicityPrompts)"),
@@ -26,7 +26,7 @@ const GRANULARITIES: [(Granularity, &str); 3] = [
     (Granularity::Weights, "weights"),
 ];
 const METHODS: [(ScoreMethod, &str); 4] = [
-    (ScoreMethod::Lrp, "LRP (R_diff)"),
+    (ScoreMethod::Lrp, "LRP (contrastive relevance)"),
     (ScoreMethod::Gradient, "Gradient"),
     (ScoreMethod::Wanda, "Wanda"),
     (ScoreMethod::Random, "Random"),
@@ -37,6 +37,8 @@ pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
     let behaviour = RwSignal::new("toxicity");
     let lines = RwSignal::new(String::new());
     let granularity = RwSignal::new(Granularity::Neurons);
+    let linears = RwSignal::new("all".to_string());
+    let contrast = RwSignal::new(1.0f64);
     let method = RwSignal::new(ScoreMethod::Lrp);
     let prompts = RwSignal::new(24usize);
     let general = RwSignal::new(16usize);
@@ -56,6 +58,8 @@ pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
         send(Request::Correct(CorrectRequest::Find(CorrectionSearch {
             behaviour: choice,
             granularity: granularity.get_untracked(),
+            linears: linears.get_untracked(),
+            contrast: contrast.get_untracked(),
             method: method.get_untracked(),
             prompts: prompts.get_untracked(),
             general_samples: general.get_untracked(),
@@ -77,14 +81,17 @@ pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
         <section class="card correct" data-testid="correct">
             <h2>"Correct"</h2>
             <p class="hint">
-                "Find the components that drive an unwanted behaviour: relevance on the behaviour's continuations "
-                "minus relevance on ordinary text (R_diff). Pruning the lowest few removes the behaviour while sparing "
-                "general ability; perplexity is the guard-rail."
+                "Find the components that drive an unwanted behaviour by their contrastive relevance: relevance on "
+                "ordinary text minus λ × relevance on the behaviour's continuations (R_diff; λ = 1 weighs the two "
+                "alike, larger removes more of the behaviour at more risk to general text). Pruning the lowest few "
+                "removes the behaviour while sparing general ability; perplexity is the guard-rail."
             </p>
             <div class="row">
                 {select_field("Behaviour", "correct-behaviour", behaviour, &BEHAVIOURS)}
                 {select_field("Prune", "correct-granularity", granularity, &GRANULARITIES)}
+                {linears_field(ui, "correct-linears", linears, || ())}
                 {select_field("Scores", "correct-method", method, &METHODS)}
+                {number_field("λ", contrast, "0.05", "20", "0.05", "correct-contrast")}
                 {number_field("Prompts", prompts, "2", "350", "1", "correct-prompts")}
                 {number_field("General prompts", general, "1", "128", "1", "correct-general")}
             </div>

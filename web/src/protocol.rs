@@ -101,6 +101,8 @@ pub struct ScoreRequest {
 pub struct MaskRequest {
     pub sparsity: f64,
     pub group: Group,
+    /// Which Linears compete (`all`, or a kind such as `up`; `scalpel::unit::LinearSet`).
+    pub linears: String,
 }
 
 /// The model after a mask: what was pruned and what it costs.
@@ -109,8 +111,11 @@ pub struct MaskView {
     pub method: String,
     pub sparsity: f64,
     pub group: String,
+    /// The Linears masked (module names, or "all").
+    pub linears: String,
+    /// Pruned share of those Linears' weights.
     pub achieved: f64,
-    /// Pruned fraction of each layer's block weights.
+    /// Pruned fraction of each layer's weights in those Linears.
     pub per_layer: Vec<f64>,
     /// The perplexity protocol of the readout (`wiki-256x4`), dense and pruned.
     pub protocol: String,
@@ -133,6 +138,8 @@ pub enum TaskChoice {
 pub struct CircuitSearch {
     pub task: TaskChoice,
     pub granularity: Granularity,
+    /// Which Linears compete (`all`, or a kind such as `up`).
+    pub linears: String,
     pub method: ScoreMethod,
     /// Prompts to score on (and as many held out).
     pub prompts: usize,
@@ -206,6 +213,10 @@ pub enum BehaviourChoice {
 pub struct CorrectionSearch {
     pub behaviour: BehaviourChoice,
     pub granularity: Granularity,
+    /// Which Linears compete (`all`, or a kind such as `up`).
+    pub linears: String,
+    /// λ of the contrastive relevance `R_general − λ·R_undesired`.
+    pub contrast: f64,
     /// `lrp`, `gradient`, `wanda` or `random`.
     pub method: ScoreMethod,
     /// Prompts per split (scoring, held out).
@@ -367,6 +378,8 @@ pub enum Response {
         seconds: f64,
         /// The weights' element type on the device, e.g. "f32" (shown in the device badge).
         dtype: String,
+        /// The block Linears the model has, as (kind, module): what `--linears` may name.
+        linears: Vec<(String, String)>,
     },
     /// The next piece of generated text.
     Token {

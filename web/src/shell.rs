@@ -77,6 +77,8 @@ pub(crate) struct Ui {
     pub(crate) tokens_per_second: RwSignal<Option<f64>>,
     pub(crate) model_name: RwSignal<String>,
     pub(crate) model_summary: RwSignal<String>,
+    /// The loaded model's block Linears as (kind, module): the panels' "Linears" choices.
+    pub(crate) model_linears: RwSignal<Vec<(String, String)>>,
     pub(crate) progress: RwSignal<Option<ProgressState>>,
     pub(crate) notices: RwSignal<Vec<String>>,
     pub(crate) error: RwSignal<Option<String>>,
@@ -115,6 +117,7 @@ impl Ui {
             tokens_per_second: RwSignal::new(None),
             model_name: RwSignal::new(String::new()),
             model_summary: RwSignal::new(String::new()),
+            model_linears: RwSignal::new(Vec::new()),
             progress: RwSignal::new(None),
             notices: RwSignal::new(Vec::new()),
             error: RwSignal::new(None),
@@ -232,8 +235,10 @@ impl Ui {
                 summary,
                 seconds,
                 dtype,
+                linears,
             } => {
                 self.dtype.set(Some(dtype));
+                self.model_linears.set(linears);
                 self.tokens_per_second.set(None);
                 self.model_name.set(name);
                 self.model_summary

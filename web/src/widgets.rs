@@ -66,6 +66,33 @@ pub(crate) fn select_field<T: Choice>(
     }
 }
 
+/// What the "Linears" choices mean (shown on hover).
+const LINEARS_HELP: &str = "Which weight matrices compete: all of the decoder blocks' Linears, or one \
+    kind only (the paper removes repetition in the MLP's up projection, OPT's fc1, alone); the \
+    others stay whole. Neurons are the inputs of the MLP's down projection and heads those of \
+    the attention output, so with those only `all` or that Linear can be chosen.";
+
+/// A labelled `<select>` of the loaded model's block Linears (`all`, or one kind), bound to
+/// `value` (a `scalpel::unit::LinearSet` name); `then` runs after each change.
+pub(crate) fn linears_field(
+    ui: Ui,
+    testid: &'static str,
+    value: RwSignal<String>,
+    then: impl Fn() + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    view! {
+        <label class="inline" title=LINEARS_HELP>"Linears "
+            <select data-testid=testid prop:value=move || value.get()
+                on:change=move |ev| { value.set(event_target_value(&ev)); then() }>
+                <option value="all">"all"</option>
+                {move || ui.model_linears.get().into_iter().map(|(kind, module)| {
+                    view! { <option value=kind.clone()>{module}</option> }
+                }).collect_view()}
+            </select>
+        </label>
+    }
+}
+
 /// A labelled number input bound to `value`; text that does not parse leaves the value unchanged.
 pub(crate) fn number_field<T>(
     label: &'static str,

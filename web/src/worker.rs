@@ -340,6 +340,7 @@ async fn load(
         .map_err(|e| e.to_string())?;
     let params = summary(&loaded.model.config);
     let dtype = loaded.model.weight_dtype().name().to_string();
+    let architecture = loaded.model.config.architecture;
     state.on_gpu.set(device.is_gpu);
     state.limits.set(MemoryLimits {
         max_buffer_bytes: device.max_binding_bytes,
@@ -352,6 +353,12 @@ async fn load(
         summary: params,
         seconds: (js_sys::Date::now() - started) / 1000.0,
         dtype,
+        linears: architecture
+            .spec()
+            .linears
+            .iter()
+            .map(|&(kind, module)| (kind.short_name().to_string(), module.to_string()))
+            .collect(),
     });
     Ok(())
 }

@@ -10,8 +10,8 @@ use scalpel::relevance::{MemoryLimits, Scratch};
 use scalpel::score::{
     ReferenceSet, ScoreMethod, Scorer, Scores, ScoringBudget, step_scorer, wanda_sequential,
 };
-use scalpel::unit::Granularity;
-use scalpel::{Model, TextTokenizer};
+use scalpel::unit::{Granularity, LinearSet};
+use scalpel::{Architecture, Model, TextTokenizer};
 
 use crate::model_source::{available_memory, free_disk_bytes};
 use crate::progress::{JobBars, bar};
@@ -30,6 +30,27 @@ pub struct ReferenceArgs {
     /// Tokens per reference sample.
     #[arg(long, default_value_t = 256)]
     pub sample_len: usize,
+}
+
+/// `--linears`: which kinds of Linear compete (`prune`, `circuit`, `correct`).
+#[derive(clap::Args, Debug, Clone)]
+pub struct LinearsArg {
+    /// Which Linears are ranked and pruned: `all`, or kinds or modules comma-separated (`up`,
+    /// `gate,up`, `down_proj`, OPT's `fc1`); the others stay dense. Neurons and heads live in
+    /// down_proj / fc2 and o_proj, so with those only `all` or that Linear applies.
+    #[arg(long, default_value = "all")]
+    pub linears: String,
+}
+
+impl LinearsArg {
+    /// Whether every Linear competes (the default), known before a model is loaded.
+    pub fn is_all(&self) -> bool {
+        self.linears.trim().eq_ignore_ascii_case("all")
+    }
+
+    pub fn set(&self, architecture: Architecture) -> Result<LinearSet> {
+        Ok(LinearSet::parse(&self.linears, architecture)?)
+    }
 }
 
 impl ReferenceArgs {
@@ -260,6 +281,7 @@ pub fn streamed_masks(
     reference: &ReferenceSet,
     sparsity: f64,
     group: Group,
+    linears: &LinearSet,
 ) -> Result<Masks> {
     let mut scorer = scorer_for(model, &[method], reference)?;
     let start = Instant::now();
@@ -269,7 +291,7 @@ pub fn streamed_masks(
         method.name(),
     ))?;
     report_scored(&[method], &scorer, start);
-    Ok(Masks::from_scorer(&scorer, sparsity, group)?)
+    Ok(Masks::from_scorer(&scorer, sparsity, group, linears)?)
 }
 
 /// Sequential Wanda at one sparsity and group, with a progress bar over blocks.

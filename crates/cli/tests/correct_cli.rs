@@ -191,6 +191,14 @@ fn correction_refuses_bad_input() {
         &correct(&["--methods", "magnitude", "--out", out]),
         "correction ranks by lrp, gradient, wanda or random",
     );
+    fails(
+        &correct(&["--contrast", "0", "--out", out]),
+        "the contrast λ must be a positive number",
+    );
+    fails(
+        &correct(&["--linears", "up", "--out", out]),
+        "heads are the inputs of self_attn.o_proj",
+    );
     // General prompts longer than the general samples are refused before any generation.
     fails(
         &scalpel(&[

@@ -169,6 +169,28 @@ fn bad_prune_requests_fail_clearly() {
         ]),
         "already holds a checkpoint",
     );
+    fails(
+        &scalpel(&[
+            "prune",
+            "--method",
+            "magnitude",
+            "--linears",
+            "fc1",
+            "--eval",
+        ]),
+        "Llama has no Linear `fc1`",
+    );
+    fails(
+        &scalpel(&[
+            "prune",
+            "--method",
+            "wanda-seq",
+            "--linears",
+            "up",
+            "--eval",
+        ]),
+        "use wanda with --linears",
+    );
     let junk = dir.join("junk.safetensors");
     std::fs::write(&junk, b"definitely not a mask").unwrap();
     fails(
@@ -232,5 +254,48 @@ fn a_sweep_writes_its_table_and_plots_and_resumes() {
     let again = ok(&scalpel(&args));
     assert!(again.contains("resuming: 4 results"), "{again}");
     assert!(!again.contains("scored "), "{again}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `--linears up`: only SmolLM2's up projections (30 × 1536 × 576 weights) are pruned, and the
+/// mask file says so.
+#[test]
+fn only_the_chosen_linears_are_pruned() {
+    let dir = scratch("linears");
+    let mask = dir.join("up.safetensors");
+    let out = ok(&scalpel(&[
+        "prune",
+        "--method",
+        "magnitude",
+        "--linears",
+        "up_proj",
+        "--group",
+        "global",
+        "--save-mask",
+        mask.to_str().unwrap(),
+    ]));
+    let up_weights = 30 * 1536 * 576;
+    assert!(
+        out.contains(&format!(
+            "pruned {} of {up_weights} block weights (50.00%)",
+            up_weights / 2
+        )),
+        "{out}"
+    );
+    assert!(out.contains("Linears: mlp.up_proj"), "{out}");
+    let again = ok(&scalpel(&[
+        "prune",
+        "--mask",
+        mask.to_str().unwrap(),
+        "--eval",
+        "--windows",
+        "1",
+        "--window",
+        "64",
+    ]));
+    assert!(
+        again.contains(&format!("pruned {} of {up_weights}", up_weights / 2)),
+        "{again}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -10,8 +10,8 @@ use scalpel::circuit::file::{CircuitNotes, from_json, to_json};
 use scalpel::circuit::report::CircuitReport;
 use scalpel::circuit::{CircuitEvent, CircuitPlan, Search, faithfulness, search};
 use scalpel::job::{Driver, Quiet, Steps};
-use scalpel::model::LinearId;
-use scalpel::prune::{Granularity, Group, KeepBits, LinearMask, MaskInfo, Masks};
+use scalpel::model::{LinearId, LinearKind};
+use scalpel::prune::{Granularity, Group, KeepBits, LinearMask, LinearSet, MaskInfo, Masks};
 use scalpel::relevance::MemoryLimits;
 use scalpel::report::RunInfo;
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
@@ -588,6 +588,7 @@ fn the_circuit_search_job_reports_each_seed_and_stops_cleanly() {
         run: RunInfo::default(),
         task: &task,
         granularity: Granularity::Heads,
+        linears: LinearSet::all(),
         group: Group::Global,
         methods: vec![ScoreMethod::Lrp, ScoreMethod::Random],
         seeds: vec![0, 1],
@@ -638,4 +639,48 @@ fn the_circuit_search_job_reports_each_seed_and_stops_cleanly() {
         !model.is_masked(),
         "a stopped search leaves the model dense"
     );
+
+    // Weights of the up projections alone: the curve counts only them, the rest stays whole.
+    let up = LinearSet::parse("up", model.config.architecture).unwrap();
+    let up_weights: u64 = model
+        .linear_ids()
+        .into_iter()
+        .filter(|id| id.kind == LinearKind::Up)
+        .map(|id| model.linear_shape(id).unwrap().iter().product::<usize>() as u64)
+        .sum();
+    let plan = CircuitPlan {
+        granularity: Granularity::Weights,
+        linears: up,
+        seeds: vec![0],
+        ..plan
+    };
+    let report = pollster::block_on(search(
+        &mut model,
+        &tokenizer,
+        &plan,
+        &mut Recorder::default(),
+    ))
+    .unwrap();
+    assert_eq!(report.protocol.linears, "mlp.up_proj");
+    for run in &report.seeds[0].methods {
+        assert!(
+            run.curve.iter().all(|p| p.total == up_weights),
+            "{:?}",
+            run.method
+        );
+    }
+    assert!(!model.is_masked());
+    let heads = CircuitPlan {
+        granularity: Granularity::Heads,
+        ..plan
+    };
+    let err = pollster::block_on(search(
+        &mut model,
+        &tokenizer,
+        &heads,
+        &mut Recorder::default(),
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("o_proj"), "{err}");
 }

@@ -12,11 +12,11 @@ use scalpel::correct::report::CorrectionReport;
 use scalpel::correct::{
     Behaviour, BehaviourPrompt, ContinuationScorer, CorrectionEvent, CorrectionPlan, GeneralSet,
     GuardRail, Lexicon, Measure, Uniqueness, check_present, continuation_reference,
-    continue_greedily, correct, differential, dose, encode, judge_all, removed,
+    continue_greedily, contrastive, correct, dose, encode, judge_all, removed,
 };
 use scalpel::eval::perplexity::PerplexityProtocol;
-use scalpel::model::LinearId;
-use scalpel::prune::{Granularity, Masks};
+use scalpel::model::{LinearId, LinearKind};
+use scalpel::prune::{Granularity, LinearSet, Masks};
 use scalpel::relevance::{MemoryLimits, RuleSet, Target, WeightDetail, explain};
 use scalpel::report::RunInfo;
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
@@ -146,7 +146,7 @@ fn r_diff_is_the_difference_of_shares_and_a_dose_prunes_exactly_its_lowest() {
         let undesired = continuation_set(&model);
         let (g, _) = both(&model, ScoreMethod::Lrp, Granularity::Neurons, &general);
         let (_, u) = both(&model, ScoreMethod::Lrp, Granularity::Neurons, &undesired);
-        let diff = differential(&g, &u).unwrap();
+        let diff = contrastive(&g, &u, 1.0).unwrap();
         let total = |s: &Scores| -> f64 {
             s.linears
                 .values()
@@ -163,6 +163,25 @@ fn r_diff_is_the_difference_of_shares_and_a_dose_prunes_exactly_its_lowest() {
             }
         }
         assert!(diff.info.formula.starts_with("R_diff = G/Σ|G| − U/Σ|U|"));
+        // λ weighs the behaviour: R_general − λ·R_undesired.
+        let lambda = 2.5;
+        let weighted = contrastive(&g, &u, lambda).unwrap();
+        for (id, d) in &weighted.linears {
+            for (i, v) in d.data.iter().enumerate() {
+                let want = f64::from(g.linears[id].data[i]) / gt
+                    - lambda * f64::from(u.linears[id].data[i]) / ut;
+                assert!((f64::from(*v) - want).abs() < 1e-6, "λ: {id}[{i}]");
+            }
+        }
+        assert!(
+            weighted
+                .info
+                .formula
+                .starts_with("R_diff = G/Σ|G| − 2.5·U/Σ|U|")
+        );
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+            assert!(contrastive(&g, &u, bad).is_err(), "λ = {bad}");
+        }
 
         let all: Vec<f32> = diff.linears.values().flat_map(|t| t.data.clone()).collect();
         let k = 5;
@@ -185,12 +204,12 @@ fn r_diff_is_the_difference_of_shares_and_a_dose_prunes_exactly_its_lowest() {
 
         let heads = Scores::random(&model, Granularity::Heads, 1).unwrap();
         assert!(
-            differential(&g, &heads).is_err(),
+            contrastive(&g, &heads, 1.0).is_err(),
             "granularities must match"
         );
         let mut zero = u.clone();
         zero.linears.values_mut().for_each(|t| t.data.fill(0.0));
-        assert!(differential(&g, &zero).is_err(), "all-zero scores");
+        assert!(contrastive(&g, &zero, 1.0).is_err(), "all-zero scores");
     }
 }
 
@@ -323,6 +342,8 @@ fn the_correction_job_measures_every_dose_reports_it_and_stops_cleanly() {
         behaviour: &behaviour,
         judge: &Uniqueness,
         granularity: Granularity::Heads,
+        linears: LinearSet::all(),
+        contrast: 1.0,
         methods: vec![ScoreMethod::Lrp, ScoreMethod::Random],
         doses: vec![1],
         chosen: Some(2),
@@ -378,4 +399,48 @@ fn the_correction_job_measures_every_dose_reports_it_and_stops_cleanly() {
     };
     assert!(matches!(err, scalpel::Error::Cancelled), "{err}");
     assert!(!model.is_masked(), "a stopped job leaves the model dense");
+
+    // Weights of the up projections alone compete (the paper's repetition setting), with λ = 2.
+    let up = LinearSet::parse("up", model.config.architecture).unwrap();
+    let up_weights: u64 = model
+        .linear_ids()
+        .into_iter()
+        .filter(|id| id.kind == LinearKind::Up)
+        .map(|id| model.linear_shape(id).unwrap().iter().product::<usize>() as u64)
+        .sum();
+    let plan = CorrectionPlan {
+        granularity: Granularity::Weights,
+        linears: up,
+        contrast: 2.0,
+        methods: vec![ScoreMethod::Lrp, ScoreMethod::Random],
+        doses: vec![3],
+        chosen: Some(3),
+        ..plan
+    };
+    recorder.stop_at = None;
+    let correction =
+        pollster::block_on(correct(&mut model, &tokenizer, &plan, &mut recorder)).unwrap();
+    let p = &correction.report.protocol;
+    assert_eq!(p.total_components, up_weights);
+    assert_eq!((p.linears.as_str(), p.contrast), ("mlp.up_proj", 2.0));
+    assert!(
+        correction
+            .report
+            .markdown()
+            .contains("of the Linears mlp.up_proj")
+    );
+    assert!(correction.ranking.r_diff.info.formula.contains("2·U/Σ|U|"));
+    let removed = &correction.report.methods[0].removed;
+    assert_eq!(removed.len(), 3);
+    assert!(removed.iter().all(|r| r.linear == LinearKind::Up));
+    let masks = dose(&correction.ranking.r_diff, 3).unwrap();
+    assert!(masks.linears.keys().all(|id| id.kind == LinearKind::Up));
+    let bad = CorrectionPlan {
+        contrast: -1.0,
+        ..plan
+    };
+    let Err(err) = pollster::block_on(correct(&mut model, &tokenizer, &bad, &mut recorder)) else {
+        panic!("a negative λ should be refused");
+    };
+    assert!(err.to_string().contains("positive"), "{err}");
 }

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use common::*;
 use scalpel::export::export_checkpoint;
 use scalpel::model::LinearId;
-use scalpel::prune::{Group, Masks, check_sparsity};
+use scalpel::model::LinearKind;
+use scalpel::prune::{Granularity, Group, LinearSet, Masks, check_sparsity};
 use scalpel::relevance::{MemoryLimits, RuleSet, Target, WeightDetail, explain};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::{Model, ModelFiles, WeightDtype};
@@ -519,7 +520,8 @@ fn masks_from_a_scorer_equal_masks_from_all_its_scores() {
         let used = method.uses_reference().then(|| r.clone());
         let mut scorer = Scorer::new(&model, method, used, MemoryLimits::default()).unwrap();
         assert!(
-            Masks::from_scorer(&scorer, 0.5, Group::Row).is_err() || !method.uses_reference(),
+            Masks::from_scorer(&scorer, 0.5, Group::Row, &LinearSet::all()).is_err()
+                || !method.uses_reference(),
             "{method:?}: masks before the scoring is done"
         );
         scorer.run(&mut |_, _| {}).unwrap();
@@ -529,12 +531,12 @@ fn masks_from_a_scorer_equal_masks_from_all_its_scores() {
             (0.3, Group::Layer),
             (0.5, Group::NofM { keep: 2, block: 4 }),
         ] {
-            let streamed = Masks::from_scorer(&scorer, sparsity, group).unwrap();
+            let streamed = Masks::from_scorer(&scorer, sparsity, group, &LinearSet::all()).unwrap();
             let whole = Masks::from_scores(&all, sparsity, group).unwrap();
             assert_eq!(streamed.info, whole.info, "{method:?} {group:?}");
             assert_eq!(streamed.linears, whole.linears, "{method:?} {group:?}");
         }
-        assert!(Masks::from_scorer(&scorer, 0.5, Group::Global).is_err());
+        assert!(Masks::from_scorer(&scorer, 0.5, Group::Global, &LinearSet::all()).is_err());
     }
     // Unit scores (`[1, units]`): one row per Linear.
     let mut neurons = Scorer::at(
@@ -552,7 +554,7 @@ fn masks_from_a_scorer_equal_masks_from_all_its_scores() {
         .remove(0)
         .read()
         .unwrap();
-    let streamed = Masks::from_scorer(&neurons, 0.5, Group::Layer).unwrap();
+    let streamed = Masks::from_scorer(&neurons, 0.5, Group::Layer, &LinearSet::all()).unwrap();
     assert_eq!(
         streamed.linears,
         Masks::from_scores(&all, 0.5, Group::Layer).unwrap().linears
@@ -663,4 +665,77 @@ fn masks_applied_for_good_keep_nothing_aside() {
             "{id}: the pruned weight is the dense one now"
         );
     }
+}
+
+/// `--linears`: only the chosen kinds are ranked and masked, the rest stays dense; the mask
+/// file says so and reloads; the streamed masks equal those of the restricted scores; neurons
+/// and heads refuse a set without their Linear.
+#[test]
+fn chosen_linears_alone_compete_and_the_rest_stays_dense() {
+    let mut model = load_fixture_model("llama-gqa-tied");
+    let arch = model.config.architecture;
+    let r = reference(&model, 2, 7);
+    let up = LinearSet::parse("up", arch).unwrap();
+    let mut scorer = Scorer::new(
+        &model,
+        ScoreMethod::Wanda,
+        Some(r.clone()),
+        MemoryLimits::default(),
+    )
+    .unwrap();
+    scorer.run(&mut |_, _| {}).unwrap();
+    let all = scorer
+        .scores(&[ScoreMethod::Wanda])
+        .unwrap()
+        .remove(0)
+        .read()
+        .unwrap();
+    let only_up = all.clone().only(&up, &model).unwrap();
+    assert!(only_up.linears.keys().all(|id| id.kind == LinearKind::Up));
+    assert_eq!(only_up.linears.len(), model.config.num_layers);
+    let streamed = Masks::from_scorer(&scorer, 0.5, Group::Row, &up).unwrap();
+    let whole = Masks::from_scores(&only_up, 0.5, Group::Row).unwrap();
+    assert_eq!(streamed.info, whole.info);
+    assert_eq!(streamed.linears, whole.linears);
+    drop(scorer);
+    for group in [Group::Row, Group::Global] {
+        let masks = Masks::from_scores(&only_up, 0.5, group).unwrap();
+        let up_weights: u64 = only_up
+            .linears
+            .values()
+            .map(|t| t.n_elements() as u64)
+            .sum();
+        let report = masks.report();
+        assert_eq!(
+            report.total, up_weights,
+            "{group:?}: only up_proj is counted"
+        );
+        assert_eq!(report.pruned, up_weights / 2, "{group:?}");
+        let dense: Vec<_> = model
+            .linear_ids()
+            .iter()
+            .map(|&id| model.weight(id).unwrap().into_data())
+            .collect();
+        masks.apply(&mut model).unwrap();
+        for (id, before) in model.linear_ids().into_iter().zip(&dense) {
+            let now = model.weight(id).unwrap().into_data();
+            assert_eq!(id.kind != LinearKind::Up, &now == before, "{group:?} {id}");
+        }
+        model.restore_dense();
+        // The mask file records the set and checks against the model as it is.
+        let bytes = masks.to_safetensors(arch).unwrap();
+        let back = Masks::from_safetensors("mask.safetensors", &bytes, arch).unwrap();
+        assert_eq!(back.info, masks.info);
+        back.check_for(&model).unwrap();
+    }
+
+    // Neurons are the inputs of down_proj: a set without it has none to rank.
+    let neurons = Scores::random(&model, Granularity::Neurons, 0).unwrap();
+    let err = neurons.clone().only(&up, &model).unwrap_err().to_string();
+    assert!(err.contains("mlp.down_proj"), "{err}");
+    let down = LinearSet::parse("down,up", arch).unwrap();
+    assert_eq!(
+        neurons.clone().only(&down, &model).unwrap().linears.len(),
+        model.config.num_layers
+    );
 }

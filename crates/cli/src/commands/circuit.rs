@@ -21,7 +21,7 @@ use scalpel::{Model, TextTokenizer};
 use crate::model_source::{ModelArgs, load, run_info};
 use crate::output::{prepare_out, write_atomically};
 use crate::progress::JobBars;
-use crate::scoring::budget;
+use crate::scoring::{LinearsArg, budget};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -34,6 +34,8 @@ pub struct Args {
     /// What is pruned: neurons (MLP), heads (attention) or weights (every block Linear).
     #[arg(long, value_enum, default_value_t = Granularity::Neurons)]
     pub granularity: Granularity,
+    #[command(flatten)]
+    pub linears: LinearsArg,
     /// Scoring methods (comma-separated): lrp (|mean relevance| of the task metric),
     /// lrp-signed, lrp-abs, gradient, wanda, activation, magnitude, random.
     #[arg(long, value_enum, value_delimiter = ',', default_value = "lrp")]
@@ -117,6 +119,7 @@ pub fn run(args: Args) -> Result<()> {
         run: run_info(&args.model, &device),
         task: &task,
         granularity,
+        linears: args.linears.set(model.config.architecture)?,
         group,
         methods: args.methods.clone(),
         seeds: (0..args.seeds).collect(),
@@ -127,11 +130,12 @@ pub fn run(args: Args) -> Result<()> {
         budget: budget(model),
     };
     eprintln!(
-        "model {} on {}; task {}; {} {} ranked {}; threshold {:.0} %",
+        "model {} on {}; task {}; {} of the Linears {} by {} ranked {}; threshold {:.0} %",
         args.model.model,
         device.label,
         task.name(),
         granularity.name(),
+        plan.linears.describe(model.config.architecture),
         plan.methods
             .iter()
             .map(|m| m.name())

@@ -1,6 +1,6 @@
 //! `scalpel correct`: remove the components behind an unwanted behaviour (toxicity, repetition,
 //! or the user's own) — score them on general text and on the behaviour's continuations, prune
-//! the lowest differential scores at several doses, measure the behaviour on held-out prompts
+//! the lowest contrastive relevance at several doses, measure the behaviour on held-out prompts
 //! and perplexity as the guard-rail, against Wanda, gradient and random components; write the
 //! corrected checkpoint and a JSON + Markdown + SVG report.
 
@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::model_source::{ModelArgs, load, run_info};
 use crate::output::{prepare_out, write_atomically, write_checkpoint};
 use crate::progress::JobBars;
-use crate::scoring::{ReferenceArgs, budget};
+use crate::scoring::{LinearsArg, ReferenceArgs, budget};
 use crate::wiki::WikiArgs;
 
 /// The sidecar written next to the corrected checkpoint.
@@ -53,6 +53,12 @@ pub struct Args {
     /// What is pruned: neurons (MLP; the paper's choice), heads or weights.
     #[arg(long, value_enum, default_value_t = Granularity::Neurons)]
     pub components: Granularity,
+    #[command(flatten)]
+    pub linears: LinearsArg,
+    /// λ of the contrastive relevance R_general − λ·R_undesired that ranks components: larger
+    /// weighs the behaviour more against general text.
+    #[arg(long, default_value_t = 1.0)]
+    pub contrast: f64,
     /// Components pruned in the written checkpoint (default 100 neurons, 4 heads, 7000 weights).
     #[arg(long)]
     pub count: Option<usize>,
@@ -216,6 +222,8 @@ pub fn run(args: Args) -> Result<()> {
         behaviour: &behaviour,
         judge,
         granularity,
+        linears: args.linears.set(model.config.architecture)?,
+        contrast: args.contrast,
         methods: args.methods.clone(),
         doses: args.doses.clone(),
         chosen: Some(count),
@@ -250,6 +258,8 @@ pub fn run(args: Args) -> Result<()> {
             "correction": behaviour.name,
             "method": ranking.method,
             "components": granularity,
+            "linears": report.protocol.linears,
+            "contrast": args.contrast,
             "count": count,
             "formula": ranking.r_diff.info.formula,
         });
@@ -278,6 +288,13 @@ fn tell(event: CorrectionEvent<'_>, plan: &CorrectionPlan<'_>) {
                 p.seed,
                 p.judge,
                 plan.run.device
+            );
+            eprintln!(
+                "ranking {} {} of the Linears {} by R_general − {}·R_undesired",
+                p.total_components,
+                p.components.name(),
+                p.linears,
+                p.contrast
             );
             eprintln!(
                 "undesired set {}: {} of {} scoring prompts show the behaviour ({} {:.1} %); general set {}",

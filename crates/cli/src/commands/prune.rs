@@ -10,7 +10,7 @@ use serde_json::json;
 
 use crate::model_source::{ModelArgs, load};
 use crate::output::{prepare_out, write_atomically, write_checkpoint};
-use crate::scoring::{ReferenceArgs, obtain, streamed_masks};
+use crate::scoring::{LinearsArg, ReferenceArgs, obtain, streamed_masks};
 use crate::wiki::{WikiArgs, evaluate};
 
 /// The sidecar written next to the pruned checkpoint.
@@ -31,6 +31,8 @@ pub struct Args {
     /// Comparison group: row (per output row, Wanda's), layer, global, or N:M such as 2:4.
     #[arg(long, default_value = "row", value_parser = Group::parse)]
     pub group: Group,
+    #[command(flatten)]
+    pub linears: LinearsArg,
     #[command(flatten)]
     pub reference: ReferenceArgs,
     /// Score file: reused when it holds this method's scores for this model and reference set,
@@ -107,10 +109,23 @@ pub fn run(args: Args) -> Result<()> {
     };
     scalpel::prune::check_sparsity(sparsity)?;
     let method = args.method;
+    if !args.linears.is_all() {
+        if args.mask.is_some() {
+            bail!(
+                "--linears applies when scoring: a mask file already says which Linears it prunes"
+            );
+        }
+        if method == ScoreMethod::WandaSequential {
+            bail!(
+                "wanda-seq prunes every Linear of a block before scoring the next; use wanda with --linears"
+            );
+        }
+    }
     let (mut loaded, device) = load(&args.model)?;
     let model = &mut loaded.model;
     let arch = model.config.architecture;
     eprintln!("model {} on {}", args.model.model, device.label);
+    let linears = args.linears.set(arch)?;
 
     let masks = match &args.mask {
         Some(path) => {
@@ -138,7 +153,7 @@ pub fn run(args: Args) -> Result<()> {
                 && group != Group::Global
                 && method != ScoreMethod::WandaSequential
             {
-                streamed_masks(model, method, &reference, sparsity, group)?
+                streamed_masks(model, method, &reference, sparsity, group, &linears)?
             } else {
                 let scores = obtain(
                     model,
@@ -146,7 +161,8 @@ pub fn run(args: Args) -> Result<()> {
                     &reference,
                     (sparsity, group),
                     args.scores.as_deref(),
-                )?;
+                )?
+                .only(&linears, model)?;
                 Masks::from_scores(&scores, sparsity, group)?
             }
         }
@@ -155,10 +171,11 @@ pub fn run(args: Args) -> Result<()> {
     let report = masks.apply_for_good(model)?;
     let info = &masks.info;
     eprintln!(
-        "mask: {} at sparsity {} per {} group",
+        "mask: {} at sparsity {} per {} group, Linears: {}",
         info.scores.method.name(),
         info.sparsity,
-        info.group.name()
+        info.group.name(),
+        info.scores.linears.describe(arch)
     );
     print_report(&report);
     if let Some(path) = &args.save_mask {

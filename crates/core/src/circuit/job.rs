@@ -19,7 +19,7 @@ use crate::report::RunInfo;
 use crate::score::{ReferenceSet, ScoreMethod, Scores, ScoringBudget, read_back, step_scorer};
 use crate::task::metrics::{TaskMetrics, evaluate_async};
 use crate::task::{EncodedTask, Split, TaskSource};
-use crate::unit::{Granularity, Group};
+use crate::unit::{Granularity, Group, LinearSet};
 
 /// Kept components listed per circuit in the report.
 const TOP_LISTED: usize = 12;
@@ -29,6 +29,8 @@ pub struct CircuitPlan<'a> {
     pub run: RunInfo,
     pub task: &'a TaskSource,
     pub granularity: Granularity,
+    /// Which Linears' components compete (all by default); the others stay whole.
+    pub linears: LinearSet,
     /// How components compete: globally (the paper's choice) or per layer.
     pub group: Group,
     pub methods: Vec<ScoreMethod>,
@@ -120,6 +122,7 @@ where
     D: for<'e> Driver<CircuitEvent<'e>>,
 {
     plan.check()?;
+    plan.linears.linear_ids(plan.granularity, model)?;
     let mut report = CircuitReport {
         run: plan.run.clone(),
         protocol: CircuitProtocol {
@@ -129,6 +132,7 @@ where
             seeds: 0,
             granularity: plan.granularity,
             group: plan.group,
+            linears: plan.linears.describe(model.config.architecture),
             threshold: plan.threshold,
             fractions: plan.fractions.clone(),
             refine_steps: plan.refine,
@@ -332,7 +336,9 @@ async fn score_family(
 ) -> Result<Vec<Scores>> {
     let granularity = plan.granularity;
     if family[0] == ScoreMethod::Random {
-        return Ok(vec![Scores::random(model, granularity, seed)?]);
+        return Ok(vec![
+            Scores::random(model, granularity, seed)?.only(&plan.linears, model)?,
+        ]);
     }
     // `lrp-abs` weights need the |R| sums, so it leads its family when present.
     let lead = if family.contains(&ScoreMethod::LrpAbs) {
@@ -349,7 +355,11 @@ async fn score_family(
     step_scorer(&mut scorer, steps, &stage).await?;
     let mut out = Vec::with_capacity(family.len());
     for pending in scorer.scores_at(granularity, family)? {
-        out.push(read_back(pending, steps).await?);
+        out.push(
+            read_back(pending, steps)
+                .await?
+                .only(&plan.linears, model)?,
+        );
     }
     Ok(out)
 }

@@ -127,17 +127,12 @@ impl Search<'_> {
     }
 }
 
-/// The baseline for a circuit: random components of `granularity`, as many as pruning
-/// `fraction` with `group` keeps ([`Scores::random_baseline`] of the search's `seed`).
-pub fn random_circuit(
-    model: &Model,
-    granularity: Granularity,
-    fraction: f64,
-    group: Group,
-    seed: u64,
-) -> Result<Masks> {
-    let scores = Scores::random_baseline(model, granularity, seed)?;
-    Masks::from_scores(&scores, fraction, group)
+/// The baseline for the circuit `masks`: random components of the same Linears, as many as it
+/// prunes with its group ([`Scores::random_baseline`] of the search's `seed`).
+pub fn random_circuit(model: &Model, masks: &Masks, seed: u64) -> Result<Masks> {
+    let scores = Scores::random_baseline(model, masks.granularity(), seed)?
+        .only(&masks.info.scores.linears, model)?;
+    Masks::from_scores(&scores, masks.info.sparsity, masks.info.group)
 }
 
 /// The circuit `masks` and random components of its size (drawn from `seed`, pruned the same
@@ -151,13 +146,7 @@ pub async fn against_random(
     steps: &mut impl Steps,
     stage: &str,
 ) -> Result<(Vec<TaskMetrics>, Vec<TaskMetrics>)> {
-    let random = random_circuit(
-        model,
-        masks.granularity(),
-        masks.info.sparsity,
-        masks.info.group,
-        seed,
-    )?;
+    let random = random_circuit(model, masks, seed)?;
     steps.step(stage, 0, 2).await?;
     let circuit = measure_on(model, masks, tasks).await?;
     steps.step(stage, 1, 2).await?;

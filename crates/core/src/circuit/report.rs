@@ -26,6 +26,9 @@ pub struct CircuitProtocol {
     pub seeds: usize,
     pub granularity: Granularity,
     pub group: Group,
+    /// The Linears whose components competed (module names, or "all"); the others stay whole.
+    #[serde(default = "every_linear")]
+    pub linears: String,
     /// The share of the dense logit difference a circuit keeps; absent when only curves were
     /// measured (the page picks its circuit afterwards).
     pub threshold: Option<f64>,
@@ -34,6 +37,10 @@ pub struct CircuitProtocol {
     pub metric: String,
     pub explained: String,
     pub methods: Vec<MethodFormula>,
+}
+
+fn every_linear() -> String {
+    "all".into()
 }
 
 /// The dense model on one seed's scoring and held-out prompts.
@@ -170,7 +177,7 @@ impl CircuitReport {
             .map_or("–".to_string(), |t| format!("{}", 100.0 * t));
         let mut md = format!(
             "# Circuits: {} ({} seeds × {} prompts, {} ranked {}, threshold {} % of the dense logit difference)\n\n\
-             Model `{}`. Metric: {}.\n\n\
+             Model `{}`. Linears: {}. Metric: {}.\n\n\
              | method | circuits found | kept share % | faithfulness % (scoring prompts) | held-out faithfulness % | held-out accuracy % | random circuit, same size: held-out faithfulness % | random: held-out accuracy % |\n\
              |---|---|---|---|---|---|---|---|\n",
             p.task,
@@ -180,6 +187,7 @@ impl CircuitReport {
             p.group.name(),
             threshold,
             self.run.model,
+            p.linears,
             p.metric,
         );
         for m in &self.summary {

@@ -8,9 +8,9 @@ use web_time::Instant;
 use super::report::{Chosen, CorrectionProtocol, CorrectionReport, DosePoint, Example, Measured};
 use super::{
     Behaviour, BehaviourMetrics, ContinuationScorer, EncodedPrompt, Judgement, OVERLAP_WARNING,
-    check_method, continue_greedily_async, default_doses, differential, dose, encode,
-    general_prompts, general_reference, judge_all, overlap, removed, to_continue, undesired_scores,
-    undesired_set,
+    check_contrast, check_method, continue_greedily_async, contrastive, default_doses, dose,
+    encode, general_prompts, general_reference, judge_all, overlap, removed, to_continue,
+    undesired_scores, undesired_set,
 };
 use crate::error::{Error, Result};
 use crate::eval::perplexity::{PerplexityProtocol, perplexity_async};
@@ -22,7 +22,7 @@ use crate::report::RunInfo;
 use crate::score::{
     ReferenceSet, ScoreMethod, Scores, ScoringBudget, read_back, run_scorer, step_scorer,
 };
-use crate::unit::Granularity;
+use crate::unit::{Granularity, LinearSet};
 
 /// Components of the chosen correction listed in the report, lowest `R_diff` first.
 const REMOVED_LISTED: usize = 20;
@@ -55,6 +55,11 @@ pub struct CorrectionPlan<'a> {
     pub behaviour: &'a Behaviour,
     pub judge: &'a dyn ContinuationScorer,
     pub granularity: Granularity,
+    /// Which Linears' components compete (all by default; the paper's repetition setting: up
+    /// projections only).
+    pub linears: LinearSet,
+    /// λ of the contrastive relevance `R_general − λ·R_undesired` (1 by default).
+    pub contrast: f64,
     /// Ranking methods compared, in order (lrp, gradient, wanda, random).
     pub methods: Vec<ScoreMethod>,
     /// Doses measured (empty: [`default_doses`]); the chosen count is always among them.
@@ -209,13 +214,14 @@ where
     for &m in &plan.methods {
         check_method(m)?;
     }
+    check_contrast(plan.contrast)?;
     if plan.chosen == Some(0) {
         return Err(Error::InvalidInput(
             "the chosen correction must prune at least one component".into(),
         ));
     }
     let doses = plan.sweep();
-    let total = granularity.total(model)?;
+    let total = plan.linears.total(granularity, model)?;
     match doses.last() {
         None => return Err(Error::InvalidInput("no dose to measure".into())),
         Some(&largest) if largest as u64 > total => {
@@ -318,6 +324,8 @@ where
         overlap_4grams: shared,
         components: granularity,
         total_components: total,
+        linears: plan.linears.describe(model.config.architecture),
+        contrast: plan.contrast,
         ranking: "global, lowest R_diff pruned first".into(),
         perplexity: plan.guard_rail.protocol.clone(),
     };
@@ -424,7 +432,8 @@ async fn rank(
     if method == ScoreMethod::Random {
         return Ok(Ranking {
             method,
-            r_diff: Scores::random_baseline(model, granularity, plan.seed)?,
+            r_diff: Scores::random_baseline(model, granularity, plan.seed)?
+                .only(&plan.linears, model)?,
             parts: None,
         });
     }
@@ -436,7 +445,8 @@ async fn rank(
         steps,
         &format!("{}: scoring the general set", method.name()),
     )
-    .await?;
+    .await?
+    .only(&plan.linears, model)?;
     let mut scorer = plan
         .budget
         .scorer(model, method, granularity, Some(undesired.clone()))?;
@@ -446,10 +456,12 @@ async fn rank(
         &format!("{}: scoring the behaviour", method.name()),
     )
     .await?;
-    let u = read_back(undesired_scores(scorer, granularity)?, steps).await?;
+    let u = read_back(undesired_scores(scorer, granularity)?, steps)
+        .await?
+        .only(&plan.linears, model)?;
     Ok(Ranking {
         method,
-        r_diff: differential(&g, &u)?,
+        r_diff: contrastive(&g, &u, plan.contrast)?,
         parts: Some((g, u)),
     })
 }

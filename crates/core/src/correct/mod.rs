@@ -1,8 +1,8 @@
 //! Targeted correction (paper §3.4): score components on general text and on the continuations
-//! that show an unwanted behaviour, rank them by the differential score
-//! `R_diff = R_general − R_undesired` (both normalized), and prune the lowest few — what drives
-//! the behaviour but matters little for general text — then measure the behaviour on held-out
-//! prompts and perplexity as the guard-rail.
+//! that show an unwanted behaviour, rank them by the contrastive relevance
+//! `R_diff = R_general − λ·R_undesired` (both normalized, λ = 1 by default), and prune the
+//! lowest few — what drives the behaviour but matters little for general text — then measure
+//! the behaviour on held-out prompts and perplexity as the guard-rail.
 //!
 //! Corrections are ordinary global [`Masks`] of a fixed count ([`Masks::lowest`]), so they apply,
 //! undo and export like every other mask. The whole pipeline is one job, [`correct`]; its
@@ -251,14 +251,17 @@ pub fn overlap(general: &ReferenceSet, undesired: &ReferenceSet) -> f64 {
     found as f64 / total.max(1) as f64
 }
 
-/// The differential scores `R_diff = G / Σ|G| − U / Σ|U|` per component (paper Eq. 7), with `G`
-/// the general set's scores (magnitudes: importance for general text) and `U` the undesired
-/// set's (signed for relevance and gradient, so components that work against the behaviour are
-/// kept). Each set is taken as shares of its total: the two explain outputs of different size
-/// (a 256-token text's true tokens, a 20-token greedy continuation whose logits are the largest),
-/// and by conservation a component's share of the total relevance is its share of the output.
-/// The lowest go first.
-pub fn differential(general: &Scores, undesired: &Scores) -> Result<Scores> {
+/// The contrastive relevance `R_diff = G / Σ|G| − λ · U / Σ|U|` per component (paper Eq. 7,
+/// which later versions call contrastive relevance; λ = 1 there), with `G` the general set's
+/// scores (magnitudes: importance for general text) and `U` the undesired set's (signed for
+/// relevance and gradient, so components that work against the behaviour are kept). Each set is
+/// taken as shares of its total: the two explain outputs of different size (a 256-token text's
+/// true tokens, a 20-token greedy continuation whose logits are the largest), and by conservation
+/// a component's share of the total relevance is its share of the output. `contrast` (λ) weighs
+/// the behaviour against general text: larger removes more of the behaviour at more risk to
+/// general text. The lowest go first.
+pub fn contrastive(general: &Scores, undesired: &Scores, contrast: f64) -> Result<Scores> {
+    check_contrast(contrast)?;
     let granularity = general.info.granularity;
     if undesired.info.granularity != granularity || undesired.info.model != general.info.model {
         return Err(Error::InvalidInput(
@@ -294,19 +297,35 @@ pub fn differential(general: &Scores, undesired: &Scores) -> Result<Scores> {
             .data
             .iter()
             .zip(&u.data)
-            .map(|(&g, &u)| (f64::from(g) / g_total - f64::from(u) / u_total) as f32)
+            .map(|(&g, &u)| (f64::from(g) / g_total - contrast * f64::from(u) / u_total) as f32)
             .collect();
         linears.insert(*id, HostTensor::new(g.shape.clone(), data)?);
     }
     let mut info = general.info.clone();
+    let weight = if contrast == 1.0 {
+        String::new()
+    } else {
+        format!("{contrast}·")
+    };
     info.formula = format!(
-        "R_diff = G/Σ|G| − U/Σ|U| (shares of each set's total), lowest pruned first; G = {} over {}; U = {} over {}",
+        "R_diff = G/Σ|G| − {weight}U/Σ|U| (contrastive relevance: shares of each set's total), lowest pruned first; G = {} over {}; U = {} over {}",
         general.info.formula,
         protocol_name(&general.info.reference),
         undesired.info.formula,
         protocol_name(&undesired.info.reference),
     );
     Ok(Scores { info, linears })
+}
+
+/// Errors unless λ of the contrastive relevance is a positive number.
+pub fn check_contrast(contrast: f64) -> Result<()> {
+    if contrast.is_finite() && contrast > 0.0 {
+        Ok(())
+    } else {
+        Err(Error::InvalidInput(format!(
+            "the contrast λ must be a positive number, not {contrast}"
+        )))
+    }
 }
 
 fn protocol_name(p: &Option<ReferenceProtocol>) -> String {
@@ -344,7 +363,7 @@ pub fn undesired_scores(scorer: Scorer<'_>, granularity: Granularity) -> Result<
     }
 }
 
-/// The correction at `count` components: the lowest-`count` differential scores, pruned.
+/// The correction at `count` components: the lowest-`count` contrastive relevances, pruned.
 pub fn dose(scores: &Scores, count: usize) -> Result<Masks> {
     Masks::lowest(scores, count)
 }

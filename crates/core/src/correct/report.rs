@@ -30,9 +30,24 @@ pub struct CorrectionProtocol {
     /// Share of the undesired set's token 4-grams that also occur in the general set.
     pub overlap_4grams: f64,
     pub components: Granularity,
+    /// Components of the competing Linears.
     pub total_components: u64,
+    /// The Linears whose components competed (module names, or "all").
+    #[serde(default = "every_linear")]
+    pub linears: String,
+    /// λ of the contrastive relevance `R_general − λ·R_undesired`.
+    #[serde(default = "unit_contrast")]
+    pub contrast: f64,
     pub ranking: String,
     pub perplexity: PerplexityProtocol,
+}
+
+fn every_linear() -> String {
+    "all".into()
+}
+
+fn unit_contrast() -> f64 {
+    1.0
 }
 
 /// The held-out behaviour and the perplexity of one model (dense, or corrected at one dose).
@@ -103,7 +118,8 @@ impl CorrectionReport {
         let (rate, score, ppl) = (&p.rate_name, &p.score_name, &p.perplexity.name);
         let mut md = format!(
             "# Targeted correction: {}\n\n\
-             Model `{}` ({}). Components: {} ({} in all), ranked globally by R_diff (lowest pruned first). \
+             Model `{}` ({}). Components: {} of the Linears {} ({} in all), ranked globally by the contrastive relevance \
+             R_diff = R_general − λ·R_undesired with λ = {} (lowest pruned first). \
              Undesired set: {} ({} continuations that show the behaviour, of {} scoring prompts); general set: {}. \
              Measured on {} held-out prompts (greedy, {} new tokens), judged by {}; guard-rail: {} perplexity. \
              Split seed {}.\n\n",
@@ -111,7 +127,9 @@ impl CorrectionReport {
             self.run.model,
             self.run.device,
             p.components.name(),
+            p.linears,
             p.total_components,
+            p.contrast,
             p.undesired.name,
             p.undesired.samples,
             p.scoring_prompts,

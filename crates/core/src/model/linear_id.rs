@@ -20,6 +20,23 @@ pub enum LinearKind {
     Fc2,
 }
 
+impl LinearKind {
+    /// The kind's short name, as `--linears` takes it (`q`, `up`, `fc1`).
+    pub fn short_name(self) -> &'static str {
+        match self {
+            LinearKind::Q => "q",
+            LinearKind::K => "k",
+            LinearKind::V => "v",
+            LinearKind::O => "o",
+            LinearKind::Gate => "gate",
+            LinearKind::Up => "up",
+            LinearKind::Down => "down",
+            LinearKind::Fc1 => "fc1",
+            LinearKind::Fc2 => "fc2",
+        }
+    }
+}
+
 /// One decoder-block Linear: its layer and kind.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 pub use crate::model::KeepBits;
 pub use crate::unit::select::check_sparsity;
-pub use crate::unit::{Granularity, Group};
+pub use crate::unit::{Granularity, Group, LinearSet};
 
 use crate::unit::select::{count, linear_keep, matrix_shape, prune_lowest};
 
@@ -121,21 +121,27 @@ impl Masks {
     /// [`Masks::from_scores`] for a finished scorer, reading one Linear's scores at a time:
     /// memory holds one Linear's scores and the masks' bits, never every score (which for a 7B
     /// model's weights is 26 GB). Row, layer and N:M groups only: a global ranking needs every
-    /// score at once.
+    /// score at once. Only the Linears of `linears` are masked.
     #[cfg(not(target_family = "wasm"))]
-    pub fn from_scorer(scorer: &Scorer, sparsity: f64, group: Group) -> Result<Self> {
-        let info = scorer.info();
+    pub fn from_scorer(
+        scorer: &Scorer,
+        sparsity: f64,
+        group: Group,
+        linears: &LinearSet,
+    ) -> Result<Self> {
+        let mut info = scorer.info();
+        info.linears = linears.clone();
         check_request(&info, sparsity, group)?;
         if group == Group::Global {
             return Err(Error::InvalidInput(
                 "a global ranking needs every score at once: read the scores and use Masks::from_scores".into(),
             ));
         }
-        let mut linears = BTreeMap::new();
-        for id in scorer.linears() {
+        let mut masks = BTreeMap::new();
+        for id in linears.linear_ids(info.granularity, scorer.model())? {
             let s = scorer.linear_scores(id)?;
             let keep = linear_keep(&s, sparsity, group)?;
-            linears.insert(id, mask_of(&s, keep)?);
+            masks.insert(id, mask_of(&s, keep)?);
         }
         Ok(Self {
             info: MaskInfo {
@@ -143,7 +149,7 @@ impl Masks {
                 group,
                 scores: info,
             },
-            linears,
+            linears: masks,
         })
     }
 
@@ -192,13 +198,14 @@ impl Masks {
     }
 
     /// Errors unless these masks fit `model`: same model and a mask of the right shape for
-    /// every block Linear (every unit Linear for neurons and heads).
+    /// every block Linear they cover (every unit Linear for neurons and heads).
     pub fn check_for(&self, model: &Model) -> Result<()> {
         crate::score::check_per_linear(
             model,
             "mask",
             &self.info.scores.model,
             self.granularity(),
+            &self.info.scores.linears,
             |id| self.linears.get(&id).map(|m| m.shape.to_vec()),
         )
     }

@@ -13,6 +13,7 @@ mod scorer;
 #[cfg(not(target_family = "wasm"))]
 mod wanda_sequential;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 pub(crate) use file::{read_per_linear, write_per_linear};
@@ -25,7 +26,7 @@ pub use wanda_sequential::wanda_sequential;
 use crate::error::{Error, Result};
 use crate::io::HostTensor;
 use crate::model::{LinearId, Model};
-use crate::unit::{Granularity, Group};
+use crate::unit::{Granularity, Group, LinearSet};
 
 /// How each weight is scored; low scores are pruned first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -221,6 +222,9 @@ pub struct ScoreInfo {
     /// What one score stands for: a weight, a neuron or a head.
     #[serde(default)]
     pub granularity: Granularity,
+    /// Which kinds of Linear are ranked ([`Scores::only`]); all unless restricted.
+    #[serde(default, skip_serializing_if = "LinearSet::is_all")]
+    pub linears: LinearSet,
 }
 
 impl ScoreInfo {
@@ -236,6 +240,7 @@ impl ScoreInfo {
             model: model.config.fingerprint(),
             made_for: None,
             granularity: Granularity::Weights,
+            linears: LinearSet::all(),
         }
     }
 }
@@ -263,6 +268,39 @@ impl Scores {
         Ok(Self { info, linears })
     }
 
+    /// These scores restricted to the Linears of `set` (intersected with any earlier
+    /// restriction): the others are neither ranked nor masked, and stay dense.
+    pub fn only(self, set: &LinearSet, model: &Model) -> Result<Self> {
+        if set.is_all() {
+            return Ok(self);
+        }
+        self.restricted(set, model).map(Cow::into_owned)
+    }
+
+    /// [`Scores::only`] without giving the scores up: borrowed as they are for every Linear,
+    /// else a copy of the chosen Linears' scores.
+    pub fn restricted(&self, set: &LinearSet, model: &Model) -> Result<Cow<'_, Self>> {
+        if set.is_all() {
+            return Ok(Cow::Borrowed(self));
+        }
+        let chosen = set.linear_ids(self.info.granularity, model)?;
+        let linears: BTreeMap<LinearId, HostTensor> = self
+            .linears
+            .iter()
+            .filter(|(id, _)| chosen.contains(id))
+            .map(|(&id, s)| (id, s.clone()))
+            .collect();
+        if linears.is_empty() {
+            return Err(Error::InvalidInput(format!(
+                "these scores rank none of the Linears {}",
+                set.describe(model.config.architecture)
+            )));
+        }
+        let mut info = self.info.clone();
+        info.linears = LinearSet::only(linears.keys().map(|id| id.kind));
+        Ok(Cow::Owned(Self { info, linears }))
+    }
+
     /// How many components are scored (weights, neurons or heads, over every Linear).
     pub fn components(&self) -> usize {
         self.linears.values().map(HostTensor::n_elements).sum()
@@ -283,6 +321,7 @@ impl Scores {
             "scores",
             &self.info.model,
             self.info.granularity,
+            &self.info.linears,
             |id| self.linears.get(&id).map(|s| s.shape.clone()),
         )
     }
@@ -290,12 +329,13 @@ impl Scores {
 
 /// Errors unless a per-Linear file (`what`: scores, mask) made for model `made_for` fits
 /// `model`: same fingerprint, and an entry of the right shape (`shape_of`) for every Linear
-/// the granularity covers.
+/// of `linears` the granularity covers.
 pub(crate) fn check_per_linear(
     model: &Model,
     what: &str,
     made_for: &str,
     granularity: Granularity,
+    linears: &LinearSet,
     shape_of: impl Fn(LinearId) -> Option<Vec<usize>>,
 ) -> Result<()> {
     let fingerprint = model.config.fingerprint();
@@ -304,7 +344,7 @@ pub(crate) fn check_per_linear(
             "{what} made for another model ({made_for}) cannot serve the loaded model ({fingerprint})"
         )));
     }
-    for id in granularity.linear_ids(model) {
+    for id in linears.linear_ids(granularity, model)? {
         let expected = granularity.shape(model, id)?;
         let actual =
             shape_of(id).ok_or_else(|| Error::InvalidInput(format!("{what}: nothing for {id}")))?;

@@ -329,9 +329,9 @@ impl Scorer<'_> {
         self.pending(granularity, self.method, true)
     }
 
-    /// The Linears this scorer's scores cover, layer by layer.
-    pub fn linears(&self) -> Vec<LinearId> {
-        self.granularity.linear_ids(self.model)
+    /// The model being scored.
+    pub fn model(&self) -> &Model {
+        self.model
     }
 
     /// What scores of this scorer's method and granularity record.

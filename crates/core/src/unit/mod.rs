@@ -7,6 +7,8 @@
 
 pub mod select;
 
+use std::collections::BTreeSet;
+
 use crate::error::{Error, Result};
 use crate::model::{Architecture, LinearId, LinearKind, Model, ModelConfig};
 
@@ -71,10 +73,7 @@ impl Granularity {
 
     /// How many components of this granularity `model` has (weights, neurons or heads).
     pub fn total(self, model: &Model) -> Result<u64> {
-        self.linear_ids(model)
-            .into_iter()
-            .map(|id| self.shape(model, id).map(|[r, c]| (r * c) as u64))
-            .sum()
+        LinearSet::all().total(self, model)
     }
 
     /// Input columns per unit.
@@ -92,6 +91,128 @@ impl Granularity {
             Granularity::Weights => [rows, cols],
             _ => [1, cols / self.unit_width(&model.config)],
         })
+    }
+}
+
+/// Which kinds of block Linear are scored and pruned: all of them (the default), or only some
+/// (`up`, `gate,up`, OPT's `fc1`: the paper corrects repetition in fc1 alone). Linears outside
+/// the set are neither ranked nor masked; they stay dense.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct LinearSet(Option<BTreeSet<LinearKind>>);
+
+impl LinearSet {
+    /// Every block Linear.
+    pub fn all() -> Self {
+        Self(None)
+    }
+
+    /// Only these kinds.
+    pub fn only(kinds: impl IntoIterator<Item = LinearKind>) -> Self {
+        Self(Some(kinds.into_iter().collect()))
+    }
+
+    pub fn is_all(&self) -> bool {
+        self.0.is_none()
+    }
+
+    pub fn contains(&self, kind: LinearKind) -> bool {
+        self.0.as_ref().is_none_or(|kinds| kinds.contains(&kind))
+    }
+
+    /// Reads a comma-separated list of `architecture`'s Linears, each named by its kind (`q`,
+    /// `up`, `fc1`), its module (`up_proj`, `mlp.up_proj`) or `all`.
+    pub fn parse(s: &str, architecture: Architecture) -> Result<Self> {
+        let spec = architecture.spec();
+        let mut kinds = BTreeSet::new();
+        for name in s.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            let lower = name.to_ascii_lowercase();
+            if lower == "all" {
+                return Ok(Self::all());
+            }
+            let last = |module: &str| module.rsplit('.').next().unwrap_or(module).to_string();
+            let found: Vec<LinearKind> = spec
+                .linears
+                .iter()
+                .filter(|&&(kind, module)| {
+                    kind.short_name() == lower || module == lower || last(module) == lower
+                })
+                .map(|&(kind, _)| kind)
+                .collect();
+            match found[..] {
+                [kind] => {
+                    kinds.insert(kind);
+                }
+                _ => {
+                    let names: Vec<String> = spec
+                        .linears
+                        .iter()
+                        .map(|&(kind, module)| format!("{} ({module})", kind.short_name()))
+                        .collect();
+                    let problem = if found.is_empty() {
+                        "has no"
+                    } else {
+                        "has more than one"
+                    };
+                    return Err(Error::InvalidInput(format!(
+                        "{} {problem} Linear `{name}`: name one or more of {}, or `all`",
+                        spec.name,
+                        names.join(", ")
+                    )));
+                }
+            }
+        }
+        if kinds.is_empty() {
+            return Err(Error::InvalidInput(
+                "no Linear named: give one or more, comma-separated, or `all`".into(),
+            ));
+        }
+        Ok(Self::only(kinds))
+    }
+
+    /// The set as `architecture`'s module names (`mlp.up_proj, mlp.gate_proj`), or "all".
+    pub fn describe(&self, architecture: Architecture) -> String {
+        match &self.0 {
+            None => "all".into(),
+            Some(kinds) => kinds
+                .iter()
+                .map(|&k| architecture.spec().module(k).unwrap_or(k.short_name()))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
+    /// How many components of `granularity` the Linears of this set hold.
+    pub fn total(&self, granularity: Granularity, model: &Model) -> Result<u64> {
+        self.linear_ids(granularity, model)?
+            .into_iter()
+            .map(|id| granularity.shape(model, id).map(|[r, c]| (r * c) as u64))
+            .sum()
+    }
+
+    /// The Linears of `granularity` in this set, layer by layer; an error when there is none
+    /// (neurons live in down_proj / fc2 and heads in o_proj, whatever the set says of others).
+    pub fn linear_ids(&self, granularity: Granularity, model: &Model) -> Result<Vec<LinearId>> {
+        let ids: Vec<LinearId> = granularity
+            .linear_ids(model)
+            .into_iter()
+            .filter(|id| self.contains(id.kind))
+            .collect();
+        if ids.is_empty() {
+            let architecture = model.config.architecture;
+            let unit = granularity
+                .unit_kind(architecture)
+                .and_then(|k| architecture.spec().module(k))
+                .map_or(String::new(), |m| {
+                    format!(": {} are the inputs of {m}", granularity.name())
+                });
+            return Err(Error::InvalidInput(format!(
+                "no {} to rank in the Linears {}{unit}",
+                granularity.name(),
+                self.describe(architecture)
+            )));
+        }
+        Ok(ids)
     }
 }
 
@@ -171,6 +292,28 @@ impl TryFrom<String> for Group {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn linear_sets_parse_kinds_and_modules() {
+        let llama = Architecture::Llama;
+        let set = LinearSet::parse("gate, up_proj", llama).unwrap();
+        assert_eq!(set, LinearSet::only([LinearKind::Gate, LinearKind::Up]));
+        assert_eq!(set.describe(llama), "mlp.gate_proj, mlp.up_proj");
+        assert!(LinearSet::parse("all", llama).unwrap().is_all());
+        assert_eq!(
+            LinearSet::parse("fc1", Architecture::Opt).unwrap(),
+            LinearSet::only([LinearKind::Fc1])
+        );
+        let err = LinearSet::parse("fc1", llama).unwrap_err().to_string();
+        assert!(err.contains("up (mlp.up_proj)"), "{err}");
+        // GPT-2's attn.c_proj and mlp.c_proj share a last segment: only the full path names one.
+        assert!(LinearSet::parse("c_proj", Architecture::Gpt2).is_err());
+        assert_eq!(
+            LinearSet::parse("mlp.c_proj", Architecture::Gpt2).unwrap(),
+            LinearSet::only([LinearKind::Fc2])
+        );
+        assert!(LinearSet::parse(" , ", llama).is_err());
+    }
 
     #[test]
     fn granularities_parse() {
