@@ -36,6 +36,9 @@ enum Command {
     /// Remove the components behind an unwanted behaviour (toxicity, repetition, your own):
     /// dose–response against Wanda, gradient and random; corrected checkpoint and report.
     Correct(commands::correct::Args),
+    /// Write any model Scalpel loads (a pruned, corrected or shrunk checkpoint too) as one GGUF
+    /// file for llama.cpp: F16, Q8_0, Q4_0 or F32, with its tokenizer.
+    Export(commands::export::Args),
     /// Evaluate a model (perplexity).
     #[command(subcommand)]
     Eval(commands::eval::EvalCommand),
@@ -55,6 +58,7 @@ fn main() {
         Command::Sweep(args) => commands::sweep::run(args),
         Command::Circuit(args) => commands::circuit::run(args),
         Command::Correct(args) => commands::correct::run(args),
+        Command::Export(args) => commands::export::run(args),
         Command::Eval(cmd) => commands::eval::run(cmd),
         Command::Info(args) => commands::info::run(args),
         Command::Bench(args) => commands::bench::run(args),

@@ -49,3 +49,13 @@ impl ValueEnum for Measure {
         Some(PossibleValue::new(self.name()).aliases(self.aliases()))
     }
 }
+
+impl ValueEnum for crate::export::gguf::GgufType {
+    fn value_variants<'a>() -> &'a [Self] {
+        &Self::ALL
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(self.name()))
+    }
+}

@@ -6,6 +6,7 @@
 mod common;
 
 use common::*;
+use scalpel::Model;
 use scalpel::circuit::file::{CircuitNotes, from_json, to_json};
 use scalpel::circuit::report::CircuitReport;
 use scalpel::circuit::{CircuitEvent, CircuitPlan, Search, faithfulness, search};
@@ -17,7 +18,6 @@ use scalpel::report::RunInfo;
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
 use scalpel::task::metrics::evaluate;
 use scalpel::task::{EncodedTask, Split, Task, TaskItem, TaskSource, ioi};
-use scalpel::{Logits, Model};
 use serde_json::Value;
 
 use common::ONE_PER_FAMILY as MODELS;
@@ -184,15 +184,6 @@ fn task_relevance_scores_equal_the_explanation_of_the_logit_difference() {
             "heads",
         );
     }
-}
-
-fn logits_last(model: &Model, ids: &[u32]) -> Vec<f32> {
-    let mut cache = model.new_cache();
-    to_vec(
-        model
-            .forward(model.tokens(ids).unwrap(), &mut cache, Logits::Last)
-            .unwrap(),
-    )
 }
 
 #[test]

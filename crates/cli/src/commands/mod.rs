@@ -3,6 +3,7 @@ pub mod circuit;
 pub mod correct;
 pub mod eval;
 pub mod explain;
+pub mod export;
 pub mod generate;
 pub mod info;
 pub mod prune;

@@ -1,4 +1,4 @@
-//! GGUF v2/v3 container parser (llama.cpp's model format).
+//! GGUF v2/v3 container parser (llama.cpp's model format), and a v3 writer.
 //!
 //! The parser never trusts a count or a length read from the file: every string, array, tensor
 //! dimension and data range is checked against the bytes actually present before anything is
@@ -70,6 +70,143 @@ impl MetaValue {
             _ => None,
         }
     }
+
+    /// GGUF's id of the value's type (what [`Reader::value`] reads back).
+    fn type_id(&self) -> u32 {
+        match self {
+            Self::U8(_) => 0,
+            Self::I8(_) => 1,
+            Self::U16(_) => 2,
+            Self::I16(_) => 3,
+            Self::U32(_) => 4,
+            Self::I32(_) => 5,
+            Self::F32(_) => 6,
+            Self::Bool(_) => 7,
+            Self::String(_) => 8,
+            Self::Array(_) => 9,
+            Self::U64(_) => 10,
+            Self::I64(_) => 11,
+            Self::F64(_) => 12,
+        }
+    }
+
+    /// The value's bytes without its type id (arrays: element type, count, elements).
+    fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::U8(v) => out.push(*v),
+            Self::I8(v) => out.extend_from_slice(&v.to_le_bytes()),
+            Self::U16(v) => out.extend_from_slice(&v.to_le_bytes()),
+            Self::I16(v) => out.extend_from_slice(&v.to_le_bytes()),
+            Self::U32(v) => out.extend_from_slice(&v.to_le_bytes()),
+            Self::I32(v) => out.extend_from_slice(&v.to_le_bytes()),
+            Self::F32(v) => out.extend_from_slice(&v.to_le_bytes()),
+            Self::Bool(v) => out.push(u8::from(*v)),
+            Self::String(v) => encode_string(v, out),
+            Self::Array(items) => {
+                // An empty array is written as one of strings.
+                let elem = items.first().map_or(8, MetaValue::type_id);
+                out.extend_from_slice(&elem.to_le_bytes());
+                out.extend_from_slice(&(items.len() as u64).to_le_bytes());
+                items.iter().for_each(|v| v.encode(out));
+            }
+            Self::U64(v) => out.extend_from_slice(&v.to_le_bytes()),
+            Self::I64(v) => out.extend_from_slice(&v.to_le_bytes()),
+            Self::F64(v) => out.extend_from_slice(&v.to_le_bytes()),
+        }
+    }
+}
+
+fn encode_string(s: &str, out: &mut Vec<u8>) {
+    out.extend_from_slice(&(s.len() as u64).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// One tensor of a GGUF file to write: its name, row-major shape (outermost first) and type.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorPlan {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub ty: GgmlType,
+}
+
+/// A GGUF v3 file written in pieces: [`GgufWriter::header`] (metadata and tensor table), then
+/// each tensor's bytes in plan order through [`GgufWriter::tensor`], so a large model is never
+/// encoded whole in memory and its tensors may be read back asynchronously in between.
+pub struct GgufWriter {
+    plan: Vec<TensorPlan>,
+    sizes: Vec<u64>,
+}
+
+impl GgufWriter {
+    pub fn new(plan: Vec<TensorPlan>) -> Result<Self> {
+        let sizes = plan
+            .iter()
+            .map(|t| {
+                t.ty.byte_size(t.shape.iter().product::<usize>() as u64)
+                    .map_err(|e| Error::InvalidInput(format!("tensor `{}`: {e}", t.name)))
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self { plan, sizes })
+    }
+
+    pub fn plan(&self) -> &[TensorPlan] {
+        &self.plan
+    }
+
+    /// The file's bytes in all.
+    pub fn file_size(&self, metadata: &[(String, MetaValue)]) -> u64 {
+        self.header(metadata).len() as u64 + self.sizes.iter().map(|&s| aligned(s)).sum::<u64>()
+    }
+
+    /// Magic, version, `metadata` in order and the tensor table, padded to the alignment.
+    pub fn header(&self, metadata: &[(String, MetaValue)]) -> Vec<u8> {
+        let mut header = Vec::new();
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&3u32.to_le_bytes());
+        header.extend_from_slice(&(self.plan.len() as u64).to_le_bytes());
+        header.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+        for (key, value) in metadata {
+            encode_string(key, &mut header);
+            header.extend_from_slice(&value.type_id().to_le_bytes());
+            value.encode(&mut header);
+        }
+        let mut offset = 0u64;
+        for (t, &size) in self.plan.iter().zip(&self.sizes) {
+            encode_string(&t.name, &mut header);
+            header.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
+            // GGUF lists dimensions innermost first.
+            for &d in t.shape.iter().rev() {
+                header.extend_from_slice(&(d as u64).to_le_bytes());
+            }
+            header.extend_from_slice(&t.ty.id().to_le_bytes());
+            header.extend_from_slice(&offset.to_le_bytes());
+            offset += aligned(size);
+        }
+        let len = header.len() as u64;
+        header.resize(aligned(len) as usize, 0);
+        header
+    }
+
+    /// Tensor `i`'s encoded bytes followed by the padding to the next tensor; an error unless
+    /// they are exactly its type's size for its shape.
+    pub fn tensor(&self, i: usize, mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+        let (t, size) = (&self.plan[i], self.sizes[i]);
+        if bytes.len() as u64 != size {
+            return Err(Error::InvalidInput(format!(
+                "tensor `{}` came out as {} bytes, not the {size} its {:?} shape {:?} needs",
+                t.name,
+                bytes.len(),
+                t.ty,
+                t.shape
+            )));
+        }
+        bytes.resize(aligned(size) as usize, 0);
+        Ok(bytes)
+    }
+}
+
+fn aligned(len: u64) -> u64 {
+    len.div_ceil(DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT
 }
 
 /// Where one tensor lives in the file.
@@ -422,9 +559,12 @@ impl GgufSource {
 
 /// Undoes llama.cpp's interleaving of each head's rows (`convert_hf_to_gguf.py`'s `permute`):
 /// GGUF row `h*d + 2i + j` holds Hugging Face row `h*d + j*d/2 + i`.
-fn unpermute_rows(t: &mut HostTensor, n_heads: usize) -> Result<()> {
+/// Llama's q/k rows between the checkpoint's layout and llama.cpp's, which interleaves each
+/// head's two rotary halves pair by pair: `to_gguf` interleaves (export), else it undoes that
+/// (reading).
+pub(crate) fn permute_qk_rows(t: &mut HostTensor, n_heads: usize, to_gguf: bool) -> Result<()> {
     let (rows, cols) = (t.shape[0], t.shape.get(1).copied().unwrap_or(1));
-    if n_heads == 0 || rows % (2 * n_heads) != 0 {
+    if n_heads == 0 || !rows.is_multiple_of(2 * n_heads) {
         return Err(Error::format(
             "GGUF",
             format!("{rows} Q/K rows do not split into {n_heads} heads"),
@@ -436,8 +576,13 @@ fn unpermute_rows(t: &mut HostTensor, n_heads: usize) -> Result<()> {
     for h in 0..n_heads {
         for i in 0..half {
             for j in 0..2 {
-                let src = (h * head_dim + 2 * i + j) * cols;
-                let dst = (h * head_dim + j * half + i) * cols;
+                let interleaved = (h * head_dim + 2 * i + j) * cols;
+                let split = (h * head_dim + j * half + i) * cols;
+                let (src, dst) = if to_gguf {
+                    (split, interleaved)
+                } else {
+                    (interleaved, split)
+                };
                 out[dst..dst + cols].copy_from_slice(&t.data[src..src + cols]);
             }
         }
@@ -483,9 +628,9 @@ impl super::WeightSource for GgufSource {
         }
         if let Some((num_heads, num_kv_heads)) = self.permuted_heads {
             if name.ends_with("self_attn.q_proj.weight") {
-                unpermute_rows(&mut t, num_heads)?;
+                permute_qk_rows(&mut t, num_heads, false)?;
             } else if name.ends_with("self_attn.k_proj.weight") {
-                unpermute_rows(&mut t, num_kv_heads)?;
+                permute_qk_rows(&mut t, num_kv_heads, false)?;
             }
         }
         Ok(t)

@@ -1,4 +1,5 @@
-//! Element types of GGUF tensors and their dequantization to f32.
+//! Element types of GGUF tensors, their dequantization to f32 and (for the types Scalpel
+//! exports) their encoding.
 //!
 //! Block layouts follow ggml (`ggml-common.h`): each quantized type stores a fixed number of
 //! elements per block with one or two f16 scales. Everything is dequantized on load.
@@ -22,29 +23,41 @@ pub enum GgmlType {
     BF16,
 }
 
+/// ggml's numeric type ids of the types Scalpel reads (and writes: F32, F16, BF16, Q8_0, Q4_0).
+const TYPE_IDS: [(GgmlType, u32); 10] = [
+    (GgmlType::F32, 0),
+    (GgmlType::F16, 1),
+    (GgmlType::Q4_0, 2),
+    (GgmlType::Q4_1, 3),
+    (GgmlType::Q5_0, 6),
+    (GgmlType::Q5_1, 7),
+    (GgmlType::Q8_0, 8),
+    (GgmlType::Q4K, 12),
+    (GgmlType::Q6K, 14),
+    (GgmlType::BF16, 30),
+];
+
 impl GgmlType {
     /// Maps ggml's numeric type id; unknown or unsupported ids are an error naming the id.
     pub fn from_id(id: u32) -> Result<Self> {
-        Ok(match id {
-            0 => Self::F32,
-            1 => Self::F16,
-            2 => Self::Q4_0,
-            3 => Self::Q4_1,
-            6 => Self::Q5_0,
-            7 => Self::Q5_1,
-            8 => Self::Q8_0,
-            12 => Self::Q4K,
-            14 => Self::Q6K,
-            30 => Self::BF16,
-            other => {
-                return Err(Error::Unsupported {
-                    what: "GGUF tensor type",
-                    detail: format!(
-                        "ggml type id {other} (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K)"
-                    ),
-                });
-            }
-        })
+        TYPE_IDS
+            .iter()
+            .find(|&&(_, i)| i == id)
+            .map(|&(ty, _)| ty)
+            .ok_or_else(|| Error::Unsupported {
+                what: "GGUF tensor type",
+                detail: format!(
+                    "ggml type id {id} (supported: F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q6_K)"
+                ),
+            })
+    }
+
+    /// ggml's numeric type id.
+    pub fn id(self) -> u32 {
+        TYPE_IDS
+            .iter()
+            .find(|&&(ty, _)| ty == self)
+            .map_or(0, |&(_, id)| id)
     }
 
     /// (elements per block, bytes per block)
@@ -77,6 +90,60 @@ impl GgmlType {
             .checked_mul(bytes as u64)
             .ok_or_else(|| Error::format("GGUF", "tensor byte size overflows"))
     }
+}
+
+/// Encodes `values` as `ty` (F32, F16, BF16, Q8_0 or Q4_0), rounding as ggml's reference
+/// quantizers do (`quantize_row_q8_0_ref`, `quantize_row_q4_0_ref`). Quantized types need a whole
+/// number of 32-element blocks.
+pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>> {
+    let size = ty.byte_size(values.len() as u64)? as usize;
+    let mut out = Vec::with_capacity(size);
+    match ty {
+        GgmlType::F32 => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&v.to_le_bytes())),
+        GgmlType::F16 => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&f16::from_f32(*v).to_le_bytes())),
+        GgmlType::BF16 => values
+            .iter()
+            .for_each(|v| out.extend_from_slice(&bf16::from_f32(*v).to_le_bytes())),
+        GgmlType::Q8_0 => values
+            .chunks_exact(32)
+            .for_each(|b| quantize_q8_0(b, &mut out)),
+        GgmlType::Q4_0 => values
+            .chunks_exact(32)
+            .for_each(|b| quantize_q4_0(b, &mut out)),
+        other => {
+            return Err(Error::Unsupported {
+                what: "GGUF tensor type to write",
+                detail: format!("{other:?} (Scalpel writes F32, F16, BF16, Q8_0 and Q4_0)"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+// A scale d = max|x| / 127 and each element rounded to the nearest multiple of it.
+fn quantize_q8_0(x: &[f32], out: &mut Vec<u8>) {
+    let amax = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+    out.extend(x.iter().map(|v| (v * id).round() as i8 as u8));
+}
+
+// A scale d = (the element of largest magnitude) / −8, elements as 4-bit offsets from −8;
+// low nibbles hold elements 0..16, high nibbles elements 16..32.
+fn quantize_q4_0(x: &[f32], out: &mut Vec<u8>) {
+    let max = x
+        .iter()
+        .fold(0f32, |m, &v| if v.abs() > m.abs() { v } else { m });
+    let d = max / -8.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    out.extend_from_slice(&f16::from_f32(d).to_le_bytes());
+    let q = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;
+    out.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
 }
 
 fn f16_at(bytes: &[u8], at: usize) -> f32 {

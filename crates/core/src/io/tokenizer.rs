@@ -12,6 +12,40 @@ const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L
 /// Qwen2's split: Llama 3's with every digit on its own.
 const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// llama.cpp's token types (`llama_token_type`).
+const TOKEN_NORMAL: i32 = 1;
+const TOKEN_CONTROL: i32 = 3;
+const TOKEN_USER_DEFINED: i32 = 4;
+const TOKEN_UNUSED: i32 = 5;
+
+/// llama.cpp's name of a `tokenizer.json` pre-tokenizer, for the ones [`TextTokenizer::from_gguf`]
+/// rebuilds: GPT-2's byte-level split alone, SmolLM's digits before it, or Llama 3's and Qwen2's
+/// regex splits.
+fn gguf_pre_name(pre: &Value) -> Option<&'static str> {
+    let byte_level = |p: &Value| p["type"] == "ByteLevel";
+    if byte_level(pre) && pre["use_regex"] != false {
+        return Some("gpt2");
+    }
+    let steps = pre["pretokenizers"].as_array()?;
+    match &steps[..] {
+        [digits, last]
+            if digits["type"] == "Digits"
+                && digits["individual_digits"] == true
+                && byte_level(last) =>
+        {
+            Some("smollm")
+        }
+        [split, last] if split["type"] == "Split" && byte_level(last) => {
+            match split["pattern"]["Regex"].as_str()? {
+                LLAMA3_SPLIT => Some("llama-bpe"),
+                QWEN2_SPLIT => Some("qwen2"),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
 /// A tokenizer plus the special tokens generation needs.
 #[derive(Debug, Clone)]
 pub struct TextTokenizer {
@@ -137,6 +171,122 @@ impl TextTokenizer {
             bos_token_id: id("tokenizer.ggml.bos_token_id"),
             eos_token_ids: id("tokenizer.ggml.eos_token_id").into_iter().collect(),
         })
+    }
+
+    /// The inverse of [`TextTokenizer::from_gguf`]: the `tokenizer.ggml.*` metadata of this
+    /// byte-level BPE tokenizer, its vocabulary padded with unused `[PAD{id}]` tokens to the
+    /// model's `vocab_size` rows (as llama.cpp's converter pads). The pre-tokenizer must be one
+    /// llama.cpp names and `from_gguf` rebuilds (gpt2, smollm, llama-bpe, qwen2); others are
+    /// refused rather than written under a wrong name.
+    pub fn gguf_metadata(&self, vocab_size: usize) -> Result<Vec<(String, MetaValue)>> {
+        let refuse = |why: String| Error::Unsupported {
+            what: "tokenizer for GGUF",
+            detail: why,
+        };
+        let doc: Value = serde_json::from_slice(&self.to_json()?)
+            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let model = &doc["model"];
+        if model["type"] != "BPE" || doc["decoder"]["type"] != "ByteLevel" {
+            return Err(refuse(format!(
+                "a {} tokenizer: only byte-level BPE tokenizers are written to GGUF",
+                model["type"].as_str().unwrap_or("non-BPE")
+            )));
+        }
+        let pre = gguf_pre_name(&doc["pre_tokenizer"]).ok_or_else(|| {
+            refuse(format!(
+                "its pre-tokenizer {} is not one llama.cpp names that Scalpel knows (gpt2, smollm, llama-bpe, qwen2)",
+                doc["pre_tokenizer"]
+            ))
+        })?;
+        let mut tokens: Vec<Option<String>> = Vec::new();
+        let mut types: Vec<i32> = Vec::new();
+        let mut put = |id: usize, token: &str, ty: i32| {
+            if tokens.len() <= id {
+                tokens.resize(id + 1, None);
+                types.resize(id + 1, TOKEN_UNUSED);
+            }
+            tokens[id] = Some(token.to_string());
+            types[id] = ty;
+        };
+        for (token, id) in model["vocab"].as_object().into_iter().flatten() {
+            let id = id
+                .as_u64()
+                .ok_or_else(|| Error::Tokenizer(format!("token `{token}` has no id")))?;
+            put(id as usize, token, TOKEN_NORMAL);
+        }
+        for added in doc["added_tokens"].as_array().into_iter().flatten() {
+            let (Some(id), Some(content)) = (added["id"].as_u64(), added["content"].as_str())
+            else {
+                continue;
+            };
+            let special = added["special"].as_bool().unwrap_or(false);
+            put(
+                id as usize,
+                content,
+                if special {
+                    TOKEN_CONTROL
+                } else {
+                    TOKEN_USER_DEFINED
+                },
+            );
+        }
+        if tokens.len() > vocab_size {
+            return Err(refuse(format!(
+                "it has {} tokens but the model's embedding has only {vocab_size} rows",
+                tokens.len()
+            )));
+        }
+        tokens.resize(vocab_size, None);
+        types.resize(vocab_size, TOKEN_UNUSED);
+        let tokens: Vec<MetaValue> = tokens
+            .into_iter()
+            .enumerate()
+            .map(|(id, t)| MetaValue::String(t.unwrap_or_else(|| format!("[PAD{id}]"))))
+            .collect();
+        // tokenizers writes merges as pairs; GGUF as "left right" strings.
+        let merges: Vec<MetaValue> = model["merges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|m| match m {
+                Value::Array(pair) => MetaValue::String(
+                    pair.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+                other => MetaValue::String(other.as_str().unwrap_or_default().to_string()),
+            })
+            .collect();
+        let mut out = vec![
+            (
+                "tokenizer.ggml.model".to_string(),
+                MetaValue::String("gpt2".into()),
+            ),
+            (
+                "tokenizer.ggml.pre".to_string(),
+                MetaValue::String(pre.into()),
+            ),
+            (
+                "tokenizer.ggml.tokens".to_string(),
+                MetaValue::Array(tokens),
+            ),
+            (
+                "tokenizer.ggml.token_type".to_string(),
+                MetaValue::Array(types.into_iter().map(MetaValue::I32).collect()),
+            ),
+            (
+                "tokenizer.ggml.merges".to_string(),
+                MetaValue::Array(merges),
+            ),
+        ];
+        if let Some(bos) = self.bos_token_id {
+            out.push(("tokenizer.ggml.bos_token_id".into(), MetaValue::U32(bos)));
+        }
+        if let Some(&eos) = self.eos_token_ids.first() {
+            out.push(("tokenizer.ggml.eos_token_id".into(), MetaValue::U32(eos)));
+        }
+        Ok(out)
     }
 
     /// The tokenizer as a `tokenizer.json` (also for tokenizers built from GGUF metadata).

@@ -101,6 +101,22 @@ impl GgufSpec {
         let &(_, hf) = self.modules.iter().find(|&&(g, _)| g == module)?;
         Some(format!("{block_prefix}.{layer}.{hf}.{param}"))
     }
+
+    /// The inverse of [`GgufSpec::checkpoint_name`]: llama.cpp's name of checkpoint tensor
+    /// `name` (`model.layers.3.mlp.up_proj.weight` → `blk.3.ffn_up.weight`).
+    pub fn gguf_name(&self, name: &str, block_prefix: &str) -> Option<String> {
+        let (module, param) = name.rsplit_once('.')?;
+        if let Some(&(g, _)) = self.globals.iter().find(|&&(_, hf)| hf == module) {
+            return Some(format!("{g}.{param}"));
+        }
+        let (layer, module) = module
+            .strip_prefix(block_prefix)?
+            .strip_prefix('.')?
+            .split_once('.')?;
+        let layer: usize = layer.parse().ok()?;
+        let &(g, _) = self.modules.iter().find(|&&(_, hf)| hf == module)?;
+        Some(format!("blk.{layer}.{g}.{param}"))
+    }
 }
 
 impl ArchSpec {

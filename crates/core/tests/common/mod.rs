@@ -68,6 +68,21 @@ pub fn smollm2() -> &'static scalpel::LoadedModel {
     MODEL.get_or_init(load_smollm2)
 }
 
+/// The logits at the last position of `ids`, through the KV cache.
+pub fn logits_last(model: &Model, ids: &[u32]) -> Vec<f32> {
+    let mut cache = model.new_cache();
+    scalpel::readback::to_vec(
+        model
+            .forward(
+                model.tokens(ids).unwrap(),
+                &mut cache,
+                scalpel::Logits::Last,
+            )
+            .unwrap(),
+    )
+    .unwrap()
+}
+
 pub fn cpu() -> Device {
     Device::flex()
 }

@@ -1,4 +1,4 @@
-//! Writing a (pruned) model as a Hugging Face checkpoint: `config.json`, the weights as
+//! Writing a (pruned) model: as a Hugging Face checkpoint: `config.json`, the weights as
 //! safetensors (Hugging Face names and layouts, each tensor in the dtype the model holds it in:
 //! float32, or f16/bf16 for 16-bit weights) and `tokenizer.json`, loadable by Scalpel and by
 //! `transformers`. Reloaded, it gives exactly the logits of the model it was written from.
@@ -6,6 +6,8 @@
 //! Large models are written in shards, as the hub stores them (`model-00001-of-00004.safetensors`
 //! and `model.safetensors.index.json`): only one shard's tensors are read back at a time, so a
 //! 7B model is written with a few GB beside it instead of twice its size.
+
+pub mod gguf;
 
 use std::collections::{BTreeMap, HashMap};
 
