@@ -43,8 +43,35 @@ pub fn write_checkpoint(
         remove_if_present(&out.join("model.safetensors"))?;
     }
     remove_stale_shards(out, &shards)?;
-    write_atomically(&out.join("config.json"), &config_json(model)?)?;
+    write_atomically(
+        &out.join("config.json"),
+        &config_json(&model.config, model.weight_dtype())?,
+    )?;
     write_atomically(&out.join("tokenizer.json"), &tokenizer.to_json()?)?;
+    write_atomically(
+        &out.join(sidecar_name),
+        serde_json::to_string_pretty(sidecar)?.as_bytes(),
+    )
+}
+
+/// A shrunk checkpoint (`export::shrink`) in `out` as one file, replacing any checkpoint there
+/// (single or sharded), with the sidecar.
+pub fn write_shrunk(
+    out: &Path,
+    shrunk: &scalpel::export::shrink::ShrunkCheckpoint,
+    (sidecar_name, sidecar): (&str, &serde_json::Value),
+) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    write_atomically(&out.join("model.safetensors"), &shrunk.model_safetensors)?;
+    remove_if_present(&out.join("model.safetensors.index.json"))?;
+    let entries = std::fs::read_dir(out).with_context(|| format!("listing {}", out.display()))?;
+    for entry in entries.flatten() {
+        if is_shard_name(&entry.file_name().to_string_lossy()) {
+            remove_if_present(&entry.path())?;
+        }
+    }
+    write_atomically(&out.join("config.json"), &shrunk.config_json)?;
+    write_atomically(&out.join("tokenizer.json"), &shrunk.tokenizer_json)?;
     write_atomically(
         &out.join(sidecar_name),
         serde_json::to_string_pretty(sidecar)?.as_bytes(),

@@ -155,7 +155,7 @@ pub fn compute(
     reference: &ReferenceSet,
     snapshots: &[usize],
 ) -> Result<Vec<(usize, Vec<Scores>)>> {
-    let mut scorer = scorer_for(model, methods, reference)?;
+    let mut scorer = scorer_for(model, methods, reference, Granularity::Weights)?;
     let first = scorer.method();
     let (_, total) = scorer.progress();
     let pb = bar(total as u64, first.name());
@@ -244,11 +244,13 @@ pub fn budget(model: &Model) -> ScoringBudget {
     }
 }
 
-/// One scorer for `methods` (they must share it: `lrp` and `lrp-abs`, or a single method).
+/// One scorer for `methods` at `granularity` (they must share it: `lrp` and `lrp-abs`, or a
+/// single method).
 fn scorer_for<'m>(
     model: &'m Model,
     methods: &[ScoreMethod],
     reference: &ReferenceSet,
+    granularity: Granularity,
 ) -> Result<Scorer<'m>> {
     // A scorer made for `lrp-abs` gives `lrp` too (one pass for both) when it keeps Σ R as well.
     let first = if methods.contains(&ScoreMethod::LrpAbs) {
@@ -257,7 +259,7 @@ fn scorer_for<'m>(
         methods[0]
     };
     let reference = first.uses_reference().then(|| reference.clone());
-    let mut scorer = scorer_at(model, first, Granularity::Weights, reference)?;
+    let mut scorer = scorer_at(model, first, granularity, reference)?;
     if methods.contains(&ScoreMethod::Lrp) {
         scorer = scorer.keeping_signed_sums();
     }
@@ -273,6 +275,24 @@ fn tell_if_spilled(scorer: &Scorer, pb: &indicatif::ProgressBar, told: &mut bool
     }
 }
 
+/// A finished scorer of `method` at `granularity` over `reference`, with a progress bar.
+fn scored<'m>(
+    model: &'m Model,
+    method: ScoreMethod,
+    reference: &ReferenceSet,
+    granularity: Granularity,
+) -> Result<Scorer<'m>> {
+    let mut scorer = scorer_for(model, &[method], reference, granularity)?;
+    let start = Instant::now();
+    pollster::block_on(step_scorer(
+        &mut scorer,
+        &mut JobBars::without_events(),
+        method.name(),
+    ))?;
+    report_scored(&[method], &scorer, start);
+    Ok(scorer)
+}
+
 /// Scores `method` over `reference` and cuts the masks one Linear at a time
 /// ([`Masks::from_scorer`]): the scores are never all in memory. Row, layer and N:M groups.
 pub fn streamed_masks(
@@ -283,15 +303,23 @@ pub fn streamed_masks(
     group: Group,
     linears: &LinearSet,
 ) -> Result<Masks> {
-    let mut scorer = scorer_for(model, &[method], reference)?;
-    let start = Instant::now();
-    pollster::block_on(step_scorer(
-        &mut scorer,
-        &mut JobBars::without_events(),
-        method.name(),
-    ))?;
-    report_scored(&[method], &scorer, start);
+    let scorer = scored(model, method, reference, Granularity::Weights)?;
     Ok(Masks::from_scorer(&scorer, sparsity, group, linears)?)
+}
+
+/// Masks of MLP neurons or attention heads: `method`'s unit scores over `reference` (small
+/// enough to hold whole), ranked per layer or globally.
+pub fn unit_masks(
+    model: &Model,
+    method: ScoreMethod,
+    reference: &ReferenceSet,
+    granularity: Granularity,
+    (sparsity, group): (f64, Group),
+    linears: &LinearSet,
+) -> Result<Masks> {
+    let scorer = scored(model, method, reference, granularity)?;
+    let scores = scorer.finish()?.read()?.only(linears, model)?;
+    Ok(Masks::from_scores(&scores, sparsity, group)?)
 }
 
 /// Sequential Wanda at one sparsity and group, with a progress bar over blocks.

@@ -299,3 +299,63 @@ fn only_the_chosen_linears_are_pruned() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `--granularity neurons --shrink`: half of every layer's MLP neurons removed, the checkpoint
+/// says intermediate_size 768 and evaluates exactly as the masked model did.
+#[test]
+fn a_shrunk_checkpoint_evaluates_like_the_masked_model() {
+    let dir = scratch("shrink");
+    let out = dir.join("shrunk");
+    let o = out.to_str().unwrap();
+    let mut args = vec![
+        "prune",
+        "--granularity",
+        "neurons",
+        "--method",
+        "wanda",
+        "--samples",
+        "2",
+        "--sample-len",
+        "32",
+        "--sparsity",
+        "0.5",
+        "--out",
+        o,
+        "--shrink",
+        "--eval",
+    ];
+    args.extend(SMALL_EVAL);
+    let pruned = ok(&scalpel(&args));
+    assert!(pruned.contains("pruned 23040 of 46080 neurons"), "{pruned}");
+    assert!(pruned.contains("intermediate size 1536 → 768"), "{pruned}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["intermediate_size"], 768);
+    let mut eval = vec!["eval", "ppl", "--model", o];
+    eval.extend(SMALL_EVAL);
+    assert_eq!(perplexity(&ok(&scalpel(&eval))), perplexity(&pruned));
+    fails(
+        &scalpel(&[
+            "prune",
+            "--method",
+            "magnitude",
+            "--out",
+            o,
+            "--shrink",
+            "--force",
+        ]),
+        "--shrink removes pruned MLP neurons",
+    );
+    fails(
+        &scalpel(&[
+            "prune",
+            "--granularity",
+            "heads",
+            "--group",
+            "row",
+            "--eval",
+        ]),
+        "heads are ranked per layer or globally",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

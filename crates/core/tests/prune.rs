@@ -622,7 +622,7 @@ fn a_sharded_16_bit_export_reloads_to_the_same_logits() {
     assert_eq!(from_file.len(), in_memory.len());
     std::fs::remove_dir_all(&dir).unwrap();
     let reloaded = ModelFiles::HuggingFace {
-        config_json: scalpel::export::config_json(&model).unwrap(),
+        config_json: scalpel::export::config_json(&model.config, model.weight_dtype()).unwrap(),
         shards: files,
         tokenizer_json: Some(tiny_tokenizer(model.config.vocab_size).to_json().unwrap()),
     }

@@ -4,13 +4,14 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use scalpel::prune::{Group, Masks, SparsityReport};
+use scalpel::export::shrink::shrink;
+use scalpel::prune::{Granularity, Group, Masks, SparsityReport};
 use scalpel::score::ScoreMethod;
 use serde_json::json;
 
 use crate::model_source::{ModelArgs, load};
-use crate::output::{prepare_out, write_atomically, write_checkpoint};
-use crate::scoring::{LinearsArg, ReferenceArgs, obtain, streamed_masks};
+use crate::output::{prepare_out, write_atomically, write_checkpoint, write_shrunk};
+use crate::scoring::{LinearsArg, ReferenceArgs, obtain, streamed_masks, unit_masks};
 use crate::wiki::{WikiArgs, evaluate};
 
 /// The sidecar written next to the pruned checkpoint.
@@ -28,9 +29,19 @@ pub struct Args {
     /// Fraction of each group's weights to prune, in [0, 1) (default 0.5; N:M groups fix it).
     #[arg(long)]
     pub sparsity: Option<f64>,
-    /// Comparison group: row (per output row, Wanda's), layer, global, or N:M such as 2:4.
-    #[arg(long, default_value = "row", value_parser = Group::parse)]
-    pub group: Group,
+    /// Comparison group: row (per output row, Wanda's), layer, global, or N:M such as 2:4
+    /// (default row; neurons and heads: layer).
+    #[arg(long, value_parser = Group::parse)]
+    pub group: Option<Group>,
+    /// What is pruned: single weights (default), MLP neurons or attention heads (ranked per
+    /// layer or globally).
+    #[arg(long, value_enum, default_value_t = Granularity::Weights)]
+    pub granularity: Granularity,
+    /// With --out: write the checkpoint without the pruned MLP neurons (their rows and columns
+    /// removed, a smaller intermediate_size) instead of with zeros. Needs neuron masks; per-layer
+    /// masks shrink every layer fully, global ones to the widest layer.
+    #[arg(long, requires = "out")]
+    pub shrink: bool,
     #[command(flatten)]
     pub linears: LinearsArg,
     #[command(flatten)]
@@ -60,11 +71,15 @@ pub struct Args {
 }
 
 /// Pruned share overall and per layer (one line per layer with a bar, unless all are equal).
-pub fn print_report(report: &SparsityReport) {
+pub fn print_report(report: &SparsityReport, granularity: Granularity) {
     eprintln!(
-        "pruned {} of {} block weights ({:.2}%)",
+        "pruned {} of {} {} ({:.2}%)",
         report.pruned,
         report.total,
+        match granularity {
+            Granularity::Weights => "block weights",
+            other => other.name(),
+        },
         100.0 * report.sparsity()
     );
     let layers = report.per_layer();
@@ -80,6 +95,10 @@ pub fn print_report(report: &SparsityReport) {
         let bar = "#".repeat((share(l) * 40.0).round() as usize);
         eprintln!("  layer {:>3} {:>6.2}% {bar}", l.0, 100.0 * share(l));
     }
+}
+
+fn method_is_sequential(method: ScoreMethod) -> bool {
+    method == ScoreMethod::WandaSequential
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -101,7 +120,29 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(out) = &args.out {
         prepare_out(out)?;
     }
-    let group = args.group;
+    let granularity = args.granularity;
+    let units = granularity != Granularity::Weights;
+    let group = args
+        .group
+        .unwrap_or(if units { Group::Layer } else { Group::Row });
+    if units && !matches!(group, Group::Layer | Group::Global) {
+        bail!(
+            "{} are ranked per layer or globally (--group layer or global), not by `{}`",
+            granularity.name(),
+            group.name()
+        );
+    }
+    if args.shrink && args.mask.is_none() && granularity != Granularity::Neurons {
+        bail!(
+            "--shrink removes pruned MLP neurons: use --granularity neurons (single weights leave no whole row or column to remove)"
+        );
+    }
+    if units && (args.scores.is_some() || method_is_sequential(args.method)) {
+        bail!(
+            "--scores files and wanda-seq are for single weights; {} are scored afresh",
+            granularity.name()
+        );
+    }
     let sparsity = match (args.sparsity, group.implied_sparsity()) {
         (Some(s), _) => s,
         (None, Some(implied)) => implied,
@@ -149,7 +190,16 @@ pub fn run(args: Args) -> Result<()> {
             );
             // Without a score file to write, a per-row, per-layer or N:M mask needs only one
             // Linear's scores at a time.
-            if args.scores.is_none()
+            if units {
+                unit_masks(
+                    model,
+                    method,
+                    &reference,
+                    granularity,
+                    (sparsity, group),
+                    &linears,
+                )?
+            } else if args.scores.is_none()
                 && group != Group::Global
                 && method != ScoreMethod::WandaSequential
             {
@@ -177,7 +227,7 @@ pub fn run(args: Args) -> Result<()> {
         info.group.name(),
         info.scores.linears.describe(arch)
     );
-    print_report(&report);
+    print_report(&report, masks.granularity());
     if let Some(path) = &args.save_mask {
         write_atomically(path, &masks.to_safetensors(arch)?)?;
         eprintln!("mask written to {}", path.display());
@@ -222,7 +272,30 @@ pub fn run(args: Args) -> Result<()> {
             "group": info.group,
             "reference": info.scores.reference,
         });
-        write_checkpoint(out, model, &loaded.tokenizer, &note, (SIDECAR, &sidecar))?;
+        if args.shrink {
+            let shrunk = pollster::block_on(shrink(
+                model,
+                &loaded.tokenizer,
+                &masks,
+                Some(note.to_string()),
+            ))?;
+            let r = &shrunk.report;
+            let mut sidecar = sidecar;
+            sidecar["shrink"] = serde_json::to_value(r)?;
+            write_shrunk(out, &shrunk, (SIDECAR, &sidecar))?;
+            eprintln!(
+                "shrunk: intermediate size {} → {} (kept per layer {}–{}; {} pruned neurons stay as zeros), parameters {:.1} M → {:.1} M",
+                r.dense_intermediate_size,
+                r.intermediate_size,
+                r.kept_per_layer.iter().min().unwrap_or(&0),
+                r.kept_per_layer.iter().max().unwrap_or(&0),
+                r.pruned_kept_as_zeros,
+                r.parameters_before as f64 / 1e6,
+                r.parameters_after as f64 / 1e6
+            );
+        } else {
+            write_checkpoint(out, model, &loaded.tokenizer, &note, (SIDECAR, &sidecar))?;
+        }
         eprintln!(
             "pruned checkpoint written to {} (evaluate it with `scalpel eval ppl --model {}`)",
             out.display(),

@@ -8,6 +8,7 @@
 //! 7B model is written with a few GB beside it instead of twice its size.
 
 pub mod gguf;
+pub mod shrink;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -46,16 +47,16 @@ pub async fn export_checkpoint(
 ) -> Result<Checkpoint> {
     let shards = Shards::plan(model, u64::MAX);
     Ok(Checkpoint {
-        config_json: config_json(model)?,
+        config_json: config_json(&model.config, model.weight_dtype())?,
         model_safetensors: shards.safetensors(0, note.as_deref()).await?,
         tokenizer_json: tokenizer.to_json()?,
     })
 }
 
-/// `config.json` of the checkpoint, naming the dtype its weight matrices are written in.
-pub fn config_json(model: &Model) -> Result<Vec<u8>> {
-    let mut config = model.config.to_hf_json();
-    config["torch_dtype"] = match model.weight_dtype() {
+/// `config.json` of a checkpoint of `config` whose weight matrices are written as `dtype`.
+pub fn config_json(config: &crate::ModelConfig, dtype: DType) -> Result<Vec<u8>> {
+    let mut config = config.to_hf_json();
+    config["torch_dtype"] = match dtype {
         DType::F16 => "float16",
         DType::BF16 => "bfloat16",
         _ => "float32",
@@ -194,14 +195,14 @@ fn param_bytes(param: &Param) -> u64 {
 }
 
 /// A parameter read back as held: float32 values, or the little-endian bytes of a 16-bit type.
-enum HeldData {
+pub(crate) enum HeldData {
     F32(Vec<f32>),
     F16(Vec<u8>),
     Bf16(Vec<u8>),
 }
 
 impl HeldData {
-    fn out(&self) -> OutData<'_> {
+    pub(crate) fn out(&self) -> OutData<'_> {
         match self {
             Self::F32(v) => OutData::F32(v),
             Self::F16(b) => OutData::F16(b),
@@ -210,7 +211,7 @@ impl HeldData {
     }
 }
 
-async fn read_back(name: &str, param: &Param) -> Result<(Vec<usize>, HeldData)> {
+pub(crate) async fn read_back(name: &str, param: &Param) -> Result<(Vec<usize>, HeldData)> {
     let (shape, data) = match param {
         Param::Vector(t) => (
             t.dims().to_vec(),

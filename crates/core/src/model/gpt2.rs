@@ -8,7 +8,7 @@ use super::Param;
 use super::config::ModelConfig;
 use super::layers::{Activation, LayerNorm, Loader, blocks, export_joined};
 use super::opt::{Block, Opt};
-use super::spec::{ArchSpec, GgufSpec};
+use super::spec::{ArchSpec, GgufSpec, NeuronParam};
 use crate::error::{Error, Result};
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
@@ -27,6 +27,24 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
     block_prefix: "transformer.h",
     stored_query: "attn.c_attn",
     neuron_linear: LinearKind::Fc2,
+    // `Conv1D` stores `[in, out]`: c_fc's neurons are its columns, c_proj's its rows.
+    neuron_params: &[
+        NeuronParam {
+            name: "mlp.c_fc.weight",
+            axis: 1,
+            parts: 1,
+        },
+        NeuronParam {
+            name: "mlp.c_fc.bias",
+            axis: 0,
+            parts: 1,
+        },
+        NeuronParam {
+            name: "mlp.c_proj.weight",
+            axis: 0,
+            parts: 1,
+        },
+    ],
     gguf: Some(GgufSpec {
         arch: "gpt2",
         permuted_qk: false,

@@ -17,7 +17,9 @@ use super::layers::{
     vocab_logits,
 };
 use super::recording::{Kept, Recording};
-use super::spec::{ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS, LLAMA_GGUF_MODULES, LoadFn};
+use super::spec::{
+    ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS, LLAMA_GGUF_MODULES, LoadFn, NeuronParam,
+};
 use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
 use super::{LinearId, LinearKind, RelevanceSink, RuleSet};
 use crate::error::{Error, Result};
@@ -44,6 +46,28 @@ pub(super) const SPEC: ArchSpec = family(
     |c, l| Ok(Box::new(Llama::load(c, l, Variant::default())?)),
 );
 
+/// A parameter whose rows are the MLP neurons (`parts` blocks of them when fused).
+pub(super) const fn neuron_rows(name: &'static str, parts: usize) -> NeuronParam {
+    NeuronParam {
+        name,
+        axis: 0,
+        parts,
+    }
+}
+
+/// down_proj: its input columns are the MLP neurons.
+pub(super) const NEURON_DOWN: NeuronParam = NeuronParam {
+    name: "mlp.down_proj.weight",
+    axis: 1,
+    parts: 1,
+};
+
+const LLAMA_NEURONS: [NeuronParam; 3] = [
+    neuron_rows("mlp.gate_proj.weight", 1),
+    neuron_rows("mlp.up_proj.weight", 1),
+    NEURON_DOWN,
+];
+
 /// The descriptor of a family that runs this block under Hugging Face's module names: its name,
 /// its `model_type` and transformers class, llama.cpp's architecture for it (with the Llama-style
 /// tensor names) and whether llama.cpp interleaved its q/k rows, and its loader.
@@ -61,6 +85,7 @@ pub(super) const fn family(
         block_prefix: BLOCKS,
         stored_query: "self_attn.q_proj",
         neuron_linear: LinearKind::Down,
+        neuron_params: &LLAMA_NEURONS,
         gguf: match gguf {
             Some((arch, permuted_qk)) => Some(GgufSpec {
                 arch,

@@ -14,7 +14,7 @@ use super::layers::{
 };
 use super::precision::widened;
 use super::recording::{Kept, Recording};
-use super::spec::ArchSpec;
+use super::spec::{ArchSpec, NeuronParam};
 use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
 use super::{LinearId, LinearKind, RelevanceSink, RuleSet};
 use crate::error::{Error, Result};
@@ -34,6 +34,23 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
     block_prefix: "model.decoder.layers",
     stored_query: "self_attn.q_proj",
     neuron_linear: LinearKind::Fc2,
+    neuron_params: &[
+        NeuronParam {
+            name: "fc1.weight",
+            axis: 0,
+            parts: 1,
+        },
+        NeuronParam {
+            name: "fc1.bias",
+            axis: 0,
+            parts: 1,
+        },
+        NeuronParam {
+            name: "fc2.weight",
+            axis: 1,
+            parts: 1,
+        },
+    ],
     // llama.cpp defines no OPT architecture.
     gguf: None,
     load: |c, l| Ok(Box::new(Opt::load(c, l)?)),

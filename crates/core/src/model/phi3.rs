@@ -3,7 +3,7 @@
 //! loading and joined on export, and the sliding window its config names (Mistral's masking).
 //! Partial rotary embeddings and LongRoPE (the 128k models) are refused by the config reader.
 
-use super::llama::{Llama, Variant, family};
+use super::llama::{Llama, NEURON_DOWN, Variant, family, neuron_rows};
 use super::spec::{ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS};
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
@@ -25,6 +25,7 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
         ],
         transposed: &[],
     }),
+    neuron_params: &[neuron_rows("mlp.gate_up_proj.weight", 2), NEURON_DOWN],
     ..family("Phi-3", ("phi3", "Phi3ForCausalLM"), None, |c, l| {
         let variant = Variant {
             fused: true,

@@ -38,10 +38,22 @@ pub struct ArchSpec {
     pub block_prefix: &'static str,
     /// The Linear whose input columns are the MLP neurons (pruning and circuits by neuron).
     pub neuron_linear: LinearKind,
+    /// The checkpoint parameters that hold one slice per MLP neuron: what removing neurons
+    /// cuts from a checkpoint (`export::shrink`).
+    pub neuron_params: &'static [NeuronParam],
     /// How llama.cpp stores the family, if Scalpel reads it from GGUF.
     pub gguf: Option<GgufSpec>,
     /// Builds the family's model from a weight source.
     pub(crate) load: LoadFn,
+}
+
+/// A checkpoint parameter with one slice per MLP neuron along `axis` of its checkpoint layout.
+pub struct NeuronParam {
+    /// The parameter inside a block (`mlp.up_proj.weight`).
+    pub name: &'static str,
+    pub axis: usize,
+    /// Neuron-sized blocks along the axis (Phi-3's fused `gate_up_proj`: 2, gate then up).
+    pub parts: usize,
 }
 
 /// How a family builds its model from a weight source.
