@@ -111,6 +111,14 @@ async function compress(page, name) {
   await page.waitForFunction(() => !document.querySelector('[data-testid=download]').disabled, null, { timeout: 600_000 });
   for (let i = 0; i < 50 && files.length < 3; i++) await page.waitForTimeout(200);
   if (files.sort().join() !== 'config.json,model.safetensors,tokenizer.json') throw new Error(`downloads: ${files}`);
+  // The same model as one GGUF file for llama.cpp.
+  files.length = 0;
+  await page.getByTestId('download-format').selectOption('gguf-q8_0');
+  await page.getByTestId('download').click();
+  await page.waitForFunction(() => !document.querySelector('[data-testid=download]').disabled, null, { timeout: 600_000 });
+  for (let i = 0; i < 50 && files.length < 1; i++) await page.waitForTimeout(200);
+  if (files.join() !== 'model.q8_0.gguf') throw new Error(`GGUF download: ${files}`);
+  if (await page.getByTestId('error').count()) throw new Error(`GGUF download: ${await page.getByTestId('error').innerText()}`);
 
   const prunedStats = await page.getByTestId('stats').innerText();
   await page.getByTestId('restore').click();

@@ -3,6 +3,8 @@
 
 use scalpel::LoadedModel;
 use scalpel::export::export_checkpoint;
+use scalpel::export::gguf::GgufExport;
+use scalpel::export::shrink::shrink;
 use scalpel::prune::{LinearSet, Masks};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer};
 
@@ -11,8 +13,8 @@ use crate::job::{
     readout_protocol, run_scorer, yield_now,
 };
 use crate::protocol::{
-    C4_URL, CompressRequest, CompressResponse, MaskRequest, MaskView, ReferenceChoice, Response,
-    ScoreRequest,
+    C4_URL, CompressRequest, CompressResponse, ExportFormat, MaskRequest, MaskView,
+    ReferenceChoice, Response, ScoreRequest,
 };
 
 async fn reference(req: &ScoreRequest, loaded: &LoadedModel) -> JobResult<ReferenceSet> {
@@ -143,22 +145,59 @@ pub(crate) fn restore(state: &State) -> JobResult {
     Ok(())
 }
 
-/// Writes the checkpoint and hands the page object URLs (the bytes never cross the channel).
-pub(crate) async fn export(state: &State) -> JobResult {
-    progress("Writing the checkpoint", 0.0, 0.0);
-    yield_now().await;
+/// Writes the model as it runs now in `format` and hands the page object URLs (the bytes never
+/// cross the channel).
+pub(crate) async fn export(state: &State, format: ExportFormat) -> JobResult {
     let loaded = state.loaded()?;
+    let (model, tokenizer) = (&loaded.model, &loaded.tokenizer);
     let note = state
         .compression
         .borrow()
         .scores
         .as_ref()
         .map(|s| format!("{{\"scores\": {:?}}}", s.info.method.name()));
-    let checkpoint = export_checkpoint(&loaded.model, &loaded.tokenizer, note).await?;
-    let mut files = Vec::new();
-    for (name, bytes) in checkpoint.files() {
-        files.push((name.to_string(), object_url(bytes)?, bytes.len()));
+    let files: Vec<(String, Vec<u8>)> = match format {
+        ExportFormat::Safetensors => {
+            progress("Writing the checkpoint", 0.0, 0.0);
+            yield_now().await;
+            let checkpoint = export_checkpoint(model, tokenizer, note).await?;
+            checkpoint
+                .into_files()
+                .into_iter()
+                .map(|(name, bytes)| (name.to_string(), bytes))
+                .collect()
+        }
+        ExportFormat::Shrunk => {
+            let masks = state.applied_masks().ok_or(
+                "nothing is pruned: apply a correction or circuit of MLP neurons first, then download it shrunk",
+            )?;
+            progress("Writing the shrunk checkpoint", 0.0, 0.0);
+            yield_now().await;
+            let shrunk = shrink(model, tokenizer, &masks, note).await?;
+            shrunk
+                .checkpoint
+                .into_files()
+                .into_iter()
+                .map(|(name, bytes)| (name.to_string(), bytes))
+                .collect()
+        }
+        ExportFormat::Gguf(ty) => {
+            let name = format!("{}-scalpel", model.config.architecture.spec().name);
+            let export = GgufExport::plan(model, tokenizer, ty, &name)?;
+            let stage = format!("Writing GGUF {}", ty.name());
+            let mut bytes = export.header();
+            for i in 0..export.tensors() {
+                progress(&stage, i as f64, export.tensors() as f64);
+                yield_now().await;
+                bytes.extend(export.tensor(i).await?);
+            }
+            vec![(format!("model.{}.gguf", ty.name()), bytes)]
+        }
+    };
+    let mut urls = Vec::new();
+    for (name, bytes) in &files {
+        urls.push((name.clone(), object_url(bytes)?, bytes.len()));
     }
-    post(&Response::Exported { files });
+    post(&Response::Exported { files: urls });
     Ok(())
 }

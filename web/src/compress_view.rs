@@ -9,7 +9,7 @@ use crate::protocol::{
     CompressRequest, MaskRequest, MaskView, ReferenceChoice, Request, ScoreRequest,
 };
 use crate::shell::{Panel, Ui, WorkerLink, progress_view};
-use crate::widgets::{linears_field, number_field, read_picked_text, select_field};
+use crate::widgets::{download_field, linears_field, number_field, read_picked_text, select_field};
 
 /// Methods offered in the page, as (value, label). Sequential Wanda runs natively only.
 /// LRP's mean |R| comes first: it prunes far better than |mean R| (README, "Results").
@@ -139,8 +139,8 @@ pub(crate) fn CompressPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoV
                 <button data-testid="restore" disabled=move || !idle() || !ui.runs(Panel::Compress)
                     on:click=move |_| send(Request::Restore)>"Restore dense model"</button>
                 // Only a pruned model is worth downloading from here (the original is on the hub).
-                <button data-testid="download" disabled=move || !idle() || !ui.runs(Panel::Compress)
-                    on:click=move |_| send(Request::Export)>"Download model (safetensors)"</button>
+                {download_field("Download model", "download", "download-format",
+                    move || idle() && ui.runs(Panel::Compress), move |f| send(Request::Export(f)))}
             </div>
         </section>
     }

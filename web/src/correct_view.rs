@@ -13,7 +13,7 @@ use crate::protocol::{
 };
 use crate::shell::{Panel, Ui, WorkerLink, progress_view};
 use crate::status::CorrectStatus;
-use crate::widgets::{linears_field, number_field, select_field};
+use crate::widgets::{download_field, linears_field, number_field, select_field};
 
 const BEHAVIOURS: [(&str, &str); 3] = [
     ("toxicity", "Toxicity (RealToxicityPrompts)"),
@@ -133,9 +133,8 @@ pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
                         on:change=move |ev| pick(event_target_checked(&ev)) />
                     "Corrected model running (else the original)"
                 </label>
-                <button data-testid="correct-export"
-                    disabled=move || !idle() || !ui.runs(Panel::Correct)
-                    on:click=move |_| send(Request::Export)>"Export corrected model"</button>
+                {download_field("Export corrected model", "correct-export", "correct-export-format",
+                    move || idle() && ui.runs(Panel::Correct), move |f| send(Request::Export(f)))}
             </div>
             {move || ui.correct.get().picked.map(|(count, applied, removed)| picked_view(count, applied && ui.runs(Panel::Correct), &removed, &ui.correct.get()))}
             <div class="row">

@@ -42,6 +42,8 @@ pub(crate) struct State {
     /// counts one up, so a panel's masks are on the model only while the version it applied
     /// them at is the current one.
     weights_version: Cell<u64>,
+    /// The masks applied last and the weights' version they made (what a shrunk export cuts).
+    applied: RefCell<Option<(u64, Masks)>>,
 }
 
 impl State {
@@ -73,7 +75,19 @@ impl State {
     pub(crate) fn apply_masks(&self, masks: &Masks) -> JobResult<(SparsityReport, u64)> {
         let report = self.model_mut(|l| Ok(masks.apply(&mut l.model)?))?;
         self.weights_version.set(self.weights_version.get() + 1);
-        Ok((report, self.weights_version.get()))
+        let version = self.weights_version.get();
+        *self.applied.borrow_mut() = Some((version, masks.clone()));
+        Ok((report, version))
+    }
+
+    /// The masks the model runs with now, if a panel applied them and nothing changed the
+    /// weights since.
+    pub(crate) fn applied_masks(&self) -> Option<Masks> {
+        self.applied
+            .borrow()
+            .as_ref()
+            .filter(|(version, _)| *version == self.weights_version.get())
+            .map(|(_, masks)| masks.clone())
     }
 
     /// The model, taken out of the shared slot for a job that changes its weights as it goes

@@ -1,6 +1,7 @@
 //! Messages between the page and the compute worker (serialized with serde-wasm-bindgen).
 
 pub use scalpel::WeightDtype;
+use scalpel::export::gguf::GgufType;
 use scalpel::prune::{Granularity, Group};
 use scalpel::relevance::RuleSet;
 use scalpel::score::ScoreMethod;
@@ -293,9 +294,8 @@ pub enum Request {
     Correct(CorrectRequest),
     /// Undo every mask, whichever panel applied it: back to the original weights.
     Restore,
-    /// Write the model as it runs now (pruned, a circuit or corrected) as safetensors +
-    /// config.json + tokenizer.json.
-    Export,
+    /// Write the model as it runs now (pruned, a circuit or corrected) in `ExportFormat`.
+    Export(ExportFormat),
     /// Delete the model downloads kept in Cache Storage.
     ClearCache,
     /// Stop the running job at its next step.
@@ -307,6 +307,17 @@ pub enum Request {
 pub enum CompressRequest {
     Score(ScoreRequest),
     Mask(MaskRequest),
+}
+
+/// How the page writes the model it runs.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub enum ExportFormat {
+    /// config.json + model.safetensors + tokenizer.json, pruned weights as zeros.
+    Safetensors,
+    /// The same without the pruned MLP neurons (neuron masks only).
+    Shrunk,
+    /// One GGUF file for llama.cpp.
+    Gguf(GgufType),
 }
 
 /// The circuit panel's requests.

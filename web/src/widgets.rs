@@ -1,12 +1,14 @@
 //! Form pieces the panels share: labelled selects and number fields, and reading a picked text file.
 
 use leptos::prelude::*;
+use scalpel::export::gguf::GgufType;
 use scalpel::prune::Granularity;
 use scalpel::relevance::RuleSet;
 use scalpel::score::ScoreMethod;
 use send_wrapper::SendWrapper;
 use web_sys::HtmlInputElement;
 
+use crate::protocol::ExportFormat;
 use crate::shell::Ui;
 
 /// One of a closed set of options a control offers: the core's enums (named as the CLI and the
@@ -63,6 +65,46 @@ pub(crate) fn select_field<T: Choice>(
                 {options.iter().map(|(v, l)| view! { <option value=v.key()>{*l}</option> }).collect_view()}
             </select>
         </label>
+    }
+}
+
+/// The download formats the page offers, as (key, label).
+const EXPORT_FORMATS: [(&str, &str); 5] = [
+    ("safetensors", "safetensors (pruned weights as zeros)"),
+    ("shrunk", "safetensors, pruned MLP neurons removed"),
+    ("gguf-f16", "GGUF F16 (llama.cpp)"),
+    ("gguf-q8_0", "GGUF Q8_0 (llama.cpp)"),
+    ("gguf-q4_0", "GGUF Q4_0 (llama.cpp)"),
+];
+
+fn export_format(key: &str) -> ExportFormat {
+    match key {
+        "shrunk" => ExportFormat::Shrunk,
+        "gguf-f16" => ExportFormat::Gguf(GgufType::F16),
+        "gguf-q8_0" => ExportFormat::Gguf(GgufType::Q8_0),
+        "gguf-q4_0" => ExportFormat::Gguf(GgufType::Q4_0),
+        _ => ExportFormat::Safetensors,
+    }
+}
+
+/// A format choice and a download button (`testid`, its select `testid-format`) for the model
+/// as it runs now; `enabled` says when there is something worth downloading.
+pub(crate) fn download_field(
+    label: &'static str,
+    testid: &'static str,
+    format_testid: &'static str,
+    enabled: impl Fn() -> bool + Send + Sync + 'static,
+    download: impl Fn(ExportFormat) + Copy + Send + Sync + 'static,
+) -> impl IntoView {
+    let format = RwSignal::new("safetensors".to_string());
+    view! {
+        <select data-testid=format_testid prop:value=move || format.get()
+            title="safetensors loads in transformers and Scalpel; GGUF in llama.cpp and Scalpel (Llama, Qwen2/3, Phi-3 and GPT-2 only); removing pruned neurons needs a correction or circuit of MLP neurons"
+            on:change=move |ev| format.set(event_target_value(&ev))>
+            {EXPORT_FORMATS.map(|(v, l)| view! { <option value=v>{l}</option> })}
+        </select>
+        <button data-testid=testid disabled=move || !enabled()
+            on:click=move |_| download(export_format(&format.get_untracked()))>{label}</button>
     }
 }
 

@@ -65,7 +65,9 @@ pub fn start() {
                 spawn_job(state, async move |s| correct_job::handle(s, req).await)
             }
             Request::Restore => spawn_job(state, async move |s| compress_job::restore(s)),
-            Request::Export => spawn_job(state, async move |s| compress_job::export(s).await),
+            Request::Export(format) => {
+                spawn_job(state, async move |s| compress_job::export(s, format).await)
+            }
             Request::ClearCache => spawn_job(state, async move |_| {
                 let message = match crate::fetch::clear_cache().await? {
                     true => "cleared the cached model downloads",

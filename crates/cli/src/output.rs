@@ -62,7 +62,8 @@ pub fn write_shrunk(
     (sidecar_name, sidecar): (&str, &serde_json::Value),
 ) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    write_atomically(&out.join("model.safetensors"), &shrunk.model_safetensors)?;
+    let files = &shrunk.checkpoint;
+    write_atomically(&out.join("model.safetensors"), &files.model_safetensors)?;
     remove_if_present(&out.join("model.safetensors.index.json"))?;
     let entries = std::fs::read_dir(out).with_context(|| format!("listing {}", out.display()))?;
     for entry in entries.flatten() {
@@ -70,8 +71,8 @@ pub fn write_shrunk(
             remove_if_present(&entry.path())?;
         }
     }
-    write_atomically(&out.join("config.json"), &shrunk.config_json)?;
-    write_atomically(&out.join("tokenizer.json"), &shrunk.tokenizer_json)?;
+    write_atomically(&out.join("config.json"), &files.config_json)?;
+    write_atomically(&out.join("tokenizer.json"), &files.tokenizer_json)?;
     write_atomically(
         &out.join(sidecar_name),
         serde_json::to_string_pretty(sidecar)?.as_bytes(),

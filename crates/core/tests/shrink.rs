@@ -12,10 +12,10 @@ use scalpel::{Model, WeightDtype};
 
 fn reload(checkpoint: &scalpel::export::shrink::ShrunkCheckpoint) -> Model {
     load_shards(
-        &checkpoint.config_json,
+        &checkpoint.checkpoint.config_json,
         vec![(
             "model.safetensors".into(),
-            checkpoint.model_safetensors.clone(),
+            checkpoint.checkpoint.model_safetensors.clone(),
         )],
         &cpu(),
         WeightDtype::F32,

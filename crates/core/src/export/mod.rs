@@ -36,6 +36,15 @@ impl Checkpoint {
             ("tokenizer.json", &self.tokenizer_json),
         ]
     }
+
+    /// [`Checkpoint::files`], given up rather than borrowed.
+    pub fn into_files(self) -> [(&'static str, Vec<u8>); 3] {
+        [
+            ("config.json", self.config_json),
+            ("model.safetensors", self.model_safetensors),
+            ("tokenizer.json", self.tokenizer_json),
+        ]
+    }
 }
 
 /// Reads every parameter back from the device and writes a single-file checkpoint. `note` goes

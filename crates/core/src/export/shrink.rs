@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use super::{HeldData, config_json, read_back};
+use super::{Checkpoint, HeldData, config_json, read_back};
 use crate::error::{Error, Result};
 use crate::io::safetensors::write;
 use crate::io::tokenizer::TextTokenizer;
@@ -30,11 +30,9 @@ pub struct ShrinkReport {
     pub parameters_after: u64,
 }
 
-/// The shrunk checkpoint's files.
+/// The shrunk checkpoint and what was cut.
 pub struct ShrunkCheckpoint {
-    pub config_json: Vec<u8>,
-    pub model_safetensors: Vec<u8>,
-    pub tokenizer_json: Vec<u8>,
+    pub checkpoint: Checkpoint,
     pub report: ShrinkReport,
 }
 
@@ -130,9 +128,11 @@ pub async fn shrink(
         metadata.insert("scalpel".into(), note);
     }
     Ok(ShrunkCheckpoint {
-        config_json: config_json(&shrunk, model.weight_dtype())?,
-        model_safetensors: write(outgoing, metadata)?,
-        tokenizer_json: tokenizer.to_json()?,
+        checkpoint: Checkpoint {
+            config_json: config_json(&shrunk, model.weight_dtype())?,
+            model_safetensors: write(outgoing, metadata)?,
+            tokenizer_json: tokenizer.to_json()?,
+        },
         report: ShrinkReport {
             kept_per_layer,
             intermediate_size: width,
