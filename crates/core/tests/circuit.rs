@@ -633,12 +633,7 @@ fn the_circuit_search_job_reports_each_seed_and_stops_cleanly() {
 
     // Weights of the up projections alone: the curve counts only them, the rest stays whole.
     let up = LinearSet::parse("up", model.config.architecture).unwrap();
-    let up_weights: u64 = model
-        .linear_ids()
-        .into_iter()
-        .filter(|id| id.kind == LinearKind::Up)
-        .map(|id| model.linear_shape(id).unwrap().iter().product::<usize>() as u64)
-        .sum();
+    let up_weights = weights_of(&model, LinearKind::Up);
     let plan = CircuitPlan {
         granularity: Granularity::Weights,
         linears: up,

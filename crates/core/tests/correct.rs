@@ -402,12 +402,7 @@ fn the_correction_job_measures_every_dose_reports_it_and_stops_cleanly() {
 
     // Weights of the up projections alone compete (the paper's repetition setting), with λ = 2.
     let up = LinearSet::parse("up", model.config.architecture).unwrap();
-    let up_weights: u64 = model
-        .linear_ids()
-        .into_iter()
-        .filter(|id| id.kind == LinearKind::Up)
-        .map(|id| model.linear_shape(id).unwrap().iter().product::<usize>() as u64)
-        .sum();
+    let up_weights = weights_of(&model, LinearKind::Up);
     let plan = CorrectionPlan {
         granularity: Granularity::Weights,
         linears: up,

@@ -86,15 +86,7 @@ fn f16_exports_read_back_as_the_f16_of_every_weight() {
         }
         let ids = [5, 19, 33, 47, 64, 78, 93, 110];
         let (a, b) = (logits_last(&model, &ids), logits_last(&back.model, &ids));
-        let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let worst = a
-            .iter()
-            .zip(&b)
-            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(
-            worst <= 1e-2 * scale,
-            "{name}: logits differ by {worst} (max {scale})"
-        );
+        assert_close(&a, &b, 1e-2, &format!("{name}: logits"));
         // The tokenizer comes back from the file's own metadata.
         let tokenizer = &back.tokenizer;
         assert_eq!(

@@ -51,15 +51,7 @@ fn a_shrunk_model_computes_what_the_masked_one_did() {
             let back = reload(&shrunk);
             assert_eq!(back.config.intermediate_size, widest, "{name} {group:?}");
             let got = logits_last(&back, &ids);
-            let scale = masked.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let worst = masked
-                .iter()
-                .zip(&got)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-            assert!(
-                worst <= 1e-5 * scale,
-                "{name} {group:?}: logits differ by {worst} (max {scale})"
-            );
+            assert_close(&masked, &got, 1e-5, &format!("{name} {group:?}: logits"));
             model.restore_dense();
         }
     }

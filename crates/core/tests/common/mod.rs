@@ -83,6 +83,29 @@ pub fn logits_last(model: &Model, ids: &[u32]) -> Vec<f32> {
     .unwrap()
 }
 
+/// Errors unless `got` is within `relative` × max |want| of `want` everywhere.
+pub fn assert_close(want: &[f32], got: &[f32], relative: f32, what: &str) {
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let worst = want
+        .iter()
+        .zip(got)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        worst <= relative * scale,
+        "{what}: differs by {worst} (max {scale})"
+    );
+}
+
+/// How many weights the Linears of `kind` hold over all layers.
+pub fn weights_of(model: &Model, kind: scalpel::model::LinearKind) -> u64 {
+    model
+        .linear_ids()
+        .into_iter()
+        .filter(|id| id.kind == kind)
+        .map(|id| model.linear_shape(id).unwrap().iter().product::<usize>() as u64)
+        .sum()
+}
+
 pub fn cpu() -> Device {
     Device::flex()
 }
