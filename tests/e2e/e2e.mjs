@@ -22,7 +22,7 @@
 // circuit is saved as JSON and loaded back. The Correct panel then measures a toxicity
 // correction of attention heads and compares original and corrected continuations (`correct()`).
 import { chromium } from 'playwright-core';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
 import { artifacts, serve, BASE_FLAGS } from './harness.mjs';
@@ -54,6 +54,20 @@ async function explainToken(page, name, index, rules) {
   if (!/[+-]\d/.test(hover ?? '')) throw new Error(`no value on hover: ${hover}`);
   if (!(await page.getByTestId('legend').isVisible())) throw new Error('no legend');
   if (!stats.startsWith(rules ?? 'attnlrp')) throw new Error(`unexpected rule set: ${stats}`);
+  // The heatmap as a self-contained page, as the CLI's --html writes it.
+  const [file, html] = await saved(page, 'save-heatmap');
+  if (file !== 'relevance.html' || !html.includes('<title>Scalpel relevance</title>') || (html.match(/<td /g) ?? []).length !== 270) {
+    throw new Error(`heatmap download ${file}: ${html.slice(0, 200)}`);
+  }
+}
+
+// Clicks `testid` and returns the downloaded file's name and text.
+async function saved(page, testid) {
+  const download = page.waitForEvent('download', { timeout: 60_000 });
+  await page.getByTestId(testid).click();
+  const file = await download;
+  const text = await readFile(await file.path(), 'utf8');
+  return [file.suggestedFilename(), text];
 }
 
 // Waits until `testid`'s text differs from `previous` (or an error shows); returns the new text.
@@ -147,6 +161,10 @@ async function circuits(page, name) {
   if (!status.includes('capitals-seed0-scoring-8')) throw new Error(`unexpected circuit status: ${status}`);
   const markers = await page.locator('[data-testid=circuit-curve] svg circle').count();
   if (markers < 14) throw new Error(`expected the 14 curve points drawn, got ${markers} markers`);
+  const [csvName, csv] = await saved(page, 'save-circuit-csv');
+  if (csvName !== 'circuit-curve.csv' || csv.trim().split('\r\n').length !== 15) throw new Error(`curve CSV ${csvName}: ${csv}`);
+  const [svgName, svg] = await saved(page, 'save-circuit-svg');
+  if (svgName !== 'circuit-curve.svg' || !svg.startsWith('<svg')) throw new Error(`curve SVG ${svgName}: ${svg.slice(0, 100)}`);
 
   const stats = await page.getByTestId('stats').innerText();
   await page.getByTestId('circuit-threshold').fill('0.9');
@@ -309,6 +327,8 @@ async function correct(page, name) {
   const rows = await page.locator('[data-testid=correct-doses] tr').count();
   if (rows !== 6) throw new Error(`expected 5 dose rows and a header, got ${rows}`);
   if (await page.locator('[data-testid=correct-chart] svg circle').count() < 5) throw new Error('the dose-response chart has too few points');
+  const [tableName, table] = await saved(page, 'save-correct-csv');
+  if (tableName !== 'correction.csv' || table.trim().split('\r\n').length !== 7) throw new Error(`correction CSV ${tableName}: ${table}`);
   const stats = await page.getByTestId('stats').innerText();
   await page.getByTestId('correct-dose').selectOption('4');
   const picked = await changed(page, 'correct-picked', '');

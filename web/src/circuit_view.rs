@@ -12,7 +12,9 @@ use crate::protocol::{
 };
 use crate::shell::{Panel, Ui, WorkerLink, progress_view};
 use crate::status::CircuitStatus;
-use crate::widgets::{linears_field, number_field, read_picked_text, select_field};
+use crate::widgets::{
+    csv, linears_field, number_field, read_picked_text, save_button, select_field,
+};
 
 const TASKS: [(&str, &str); 5] = [
     ("ioi", "Indirect object (IOI)"),
@@ -120,7 +122,7 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
             {move || ui.is_busy_in(Panel::Circuits).then(|| progress_view(ui))}
             {move || {
                 let c = ui.circuits.get();
-                (!c.curve.is_empty()).then(move || curve_view(&c, threshold.get()))
+                (!c.curve.is_empty()).then(move || curve_view(ui, &c, threshold.get()))
             }}
             <div class="row">
                 <label class="inline grow">"Threshold "
@@ -195,7 +197,7 @@ fn status_line(c: &CircuitStatus) -> String {
 }
 
 /// The curve so far (faithfulness vs share pruned) with the threshold line.
-fn curve_view(c: &CircuitStatus, threshold: f64) -> impl IntoView + use<> {
+fn curve_view(ui: Ui, c: &CircuitStatus, threshold: f64) -> impl IntoView + use<> {
     let chart = LineChart {
         title: "logit difference kept vs share pruned".into(),
         x_label: "share pruned (global ranking)".into(),
@@ -226,8 +228,33 @@ fn curve_view(c: &CircuitStatus, threshold: f64) -> impl IntoView + use<> {
             })
         },
     );
+    let svg = chart.to_svg();
+    let mut rows = vec![
+        [
+            "share pruned",
+            "kept",
+            "total",
+            "logit difference / dense",
+            "accuracy",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    rows.extend(c.curve.iter().map(|p| {
+        vec![
+            p.fraction.to_string(),
+            p.kept.to_string(),
+            p.total.to_string(),
+            p.faithfulness.to_string(),
+            p.accuracy.to_string(),
+        ]
+    }));
     view! {
-        <div class="chart" data-testid="circuit-curve" inner_html=chart.to_svg()></div>
+        <div class="chart" data-testid="circuit-curve" inner_html=svg.clone()></div>
+        <div class="row">
+            {save_button(ui, "Chart (SVG)", "save-circuit-svg", "circuit-curve.svg".into(), "image/svg+xml", move || svg.clone())}
+            {save_button(ui, "Curve (CSV)", "save-circuit-csv", "circuit-curve.csv".into(), "text/csv", move || csv(&rows))}
+        </div>
         <div class="stats" data-testid="circuit-choice">{choice}</div>
     }
 }

@@ -13,7 +13,7 @@ use crate::protocol::{
 };
 use crate::shell::{Panel, Ui, WorkerLink, progress_view};
 use crate::status::CorrectStatus;
-use crate::widgets::{download_field, linears_field, number_field, select_field};
+use crate::widgets::{csv, download_field, linears_field, number_field, save_button, select_field};
 
 const BEHAVIOURS: [(&str, &str); 3] = [
     ("toxicity", "Toxicity (RealToxicityPrompts)"),
@@ -108,7 +108,7 @@ pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
             {move || ui.is_busy_in(Panel::Correct).then(|| progress_view(ui))}
             {move || {
                 let c = ui.correct.get();
-                c.setup.clone().filter(|_| !c.doses.is_empty()).map(|s| chart_view(&s, &c.doses))
+                c.setup.clone().filter(|_| !c.doses.is_empty()).map(|s| chart_view(ui, &s, &c.doses))
             }}
             <div class="row">
                 <label class="inline">"Dose "
@@ -186,7 +186,7 @@ fn headline(s: &CorrectionSetup, m: &scalpel::correct::BehaviourMetrics) -> f64 
 }
 
 /// The dose–response chart so far, with the dense model as the reference line.
-fn chart_view(s: &CorrectionSetup, doses: &[DoseView]) -> impl IntoView + use<> {
+fn chart_view(ui: Ui, s: &CorrectionSetup, doses: &[DoseView]) -> impl IntoView + use<> {
     let y_label = if s.lower_is_better {
         format!("{} (%)", s.rate_name)
     } else {
@@ -224,8 +224,33 @@ fn chart_view(s: &CorrectionSetup, doses: &[DoseView]) -> impl IntoView + use<> 
             }
         })
         .collect_view();
+    let svg = chart.to_svg();
+    let mut rows = vec![vec![
+        format!("{} pruned", s.components),
+        s.rate_name.clone(),
+        s.score_name.clone(),
+        format!("{} perplexity", s.protocol),
+    ]];
+    rows.push(vec![
+        "0".into(),
+        s.dense.rate.to_string(),
+        s.dense.mean_score.to_string(),
+        s.dense_perplexity.to_string(),
+    ]);
+    rows.extend(doses.iter().map(|d| {
+        vec![
+            d.count.to_string(),
+            d.metrics.rate.to_string(),
+            d.metrics.mean_score.to_string(),
+            d.perplexity.to_string(),
+        ]
+    }));
     view! {
-        <div class="chart" data-testid="correct-chart" inner_html=chart.to_svg()></div>
+        <div class="chart" data-testid="correct-chart" inner_html=svg.clone()></div>
+        <div class="row">
+            {save_button(ui, "Chart (SVG)", "save-correct-svg", "correction.svg".into(), "image/svg+xml", move || svg.clone())}
+            {save_button(ui, "Table (CSV)", "save-correct-csv", "correction.csv".into(), "text/csv", move || csv(&rows))}
+        </div>
         <table class="doses" data-testid="correct-doses">
             <tr><th>"pruned"</th><th>{s.rate_name.clone()}</th><th>{s.score_name.clone()}</th><th>{format!("{} perplexity", s.protocol)}</th></tr>
             {table}

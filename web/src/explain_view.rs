@@ -3,10 +3,11 @@
 
 use leptos::prelude::*;
 use scalpel::relevance::RuleSet;
-use scalpel::relevance::heatmap::{abs_max, heat_color};
+use scalpel::relevance::heatmap::{HeatmapPage, abs_max, heat_color};
 
 use crate::protocol::ExplanationView;
 use crate::shell::{Ui, WorkerLink, progress_view};
+use crate::widgets::save_button;
 
 fn rgb([r, g, b]: [u8; 3]) -> String {
     format!("background: rgb({r}, {g}, {b})")
@@ -50,12 +51,12 @@ pub(crate) fn ExplainPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
                 })}
             </div>
             {move || ui.is_explaining().then(|| progress_view(ui))}
-            {move || ui.explanation.get().map(explanation_view)}
+            {move || ui.explanation.get().map(|e| explanation_view(ui, e))}
         </section>
     }
 }
 
-fn explanation_view(e: ExplanationView) -> impl IntoView {
+fn explanation_view(ui: Ui, e: ExplanationView) -> impl IntoView {
     let scale = abs_max(&e.relevance);
     let text = e
         .pieces
@@ -79,6 +80,18 @@ fn explanation_view(e: ExplanationView) -> impl IntoView {
         </div>
         {legend(scale)}
         <div class="stats" data-testid="explain-stats" title=EXPLAIN_STATS_HELP>{stats}</div>
+        {save_button(ui, "Download heatmap (HTML)", "save-heatmap", "relevance.html".into(), "text/html", {
+            let e = e.clone();
+            move || HeatmapPage {
+                rules: &e.rules,
+                target: &format!("{:?}", e.target_text),
+                output: e.output,
+                conservation: e.conservation,
+                pieces: &e.pieces,
+                tokens: &e.relevance,
+                heads: &e.heads,
+            }.to_html()
+        })}
         <div class="flow">
             {heads_grid(e.heads)}
             {neuron_summary(e.neuron_totals, e.neuron_top)}

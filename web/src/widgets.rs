@@ -9,7 +9,7 @@ use send_wrapper::SendWrapper;
 use web_sys::HtmlInputElement;
 
 use crate::protocol::ExportFormat;
-use crate::shell::Ui;
+use crate::shell::{Ui, offer_downloads};
 
 /// One of a closed set of options a control offers: the core's enums (named as the CLI and the
 /// files name them) or a panel's own fixed words.
@@ -66,6 +66,48 @@ pub(crate) fn select_field<T: Choice>(
             </select>
         </label>
     }
+}
+
+/// A small button that downloads what `make` writes, as the file `name` of type `mime` (made when
+/// clicked, in the page: nothing crosses to the worker).
+pub(crate) fn save_button(
+    ui: Ui,
+    label: &'static str,
+    testid: &'static str,
+    name: String,
+    mime: &'static str,
+    make: impl Fn() -> String + 'static,
+) -> impl IntoView {
+    let save = move |_| {
+        let text = make();
+        let offered =
+            web_sys::Blob::new_with_str_sequence_and_options(&js_sys::Array::of1(&text.into()), &{
+                let bag = web_sys::BlobPropertyBag::new();
+                bag.set_type(mime);
+                bag
+            })
+            .and_then(|blob| web_sys::Url::create_object_url_with_blob(&blob))
+            .map_err(|e| format!("{e:?}"))
+            .and_then(|url| offer_downloads(&[(name.clone(), url, 0)]));
+        if let Err(e) = offered {
+            ui.fail(format!("could not offer {name} for download: {e}"));
+        }
+    };
+    view! { <button class="small" data-testid=testid on:click=save>{label}</button> }
+}
+
+/// Rows as CSV (RFC 4180: fields with commas, quotes or line breaks quoted).
+pub(crate) fn csv(rows: &[Vec<String>]) -> String {
+    let field = |f: &String| {
+        if f.contains([',', '"', '\n', '\r']) {
+            format!("\"{}\"", f.replace('"', "\"\""))
+        } else {
+            f.clone()
+        }
+    };
+    rows.iter()
+        .map(|r| r.iter().map(field).collect::<Vec<_>>().join(",") + "\r\n")
+        .collect()
 }
 
 /// The download formats the page offers, as (key, label).

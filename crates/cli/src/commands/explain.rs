@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use scalpel::Logits;
-use scalpel::relevance::heatmap::{abs_max, heat_color, top_k, top_k_2d};
+use scalpel::relevance::heatmap::{HeatmapPage, abs_max, heat_color, top_k, top_k_2d};
 use scalpel::relevance::{Explanation, MemoryLimits, RuleSet, Target, WeightDetail, explain};
 use serde_json::json;
 
@@ -110,7 +110,16 @@ pub fn run(args: Args) -> Result<()> {
         eprintln!("wrote {}", path.display());
     }
     if let Some(path) = &args.html {
-        std::fs::write(path, html_report(&e, &pieces, &described))
+        let page = HeatmapPage {
+            rules: e.rules.name(),
+            target: &described,
+            output: e.output,
+            conservation: e.conservation(),
+            pieces: &pieces,
+            tokens: &e.tokens,
+            heads: &e.heads,
+        };
+        std::fs::write(path, page.to_html())
             .with_context(|| format!("writing {}", path.display()))?;
         eprintln!("wrote {}", path.display());
     }
@@ -204,58 +213,4 @@ fn report_json(e: &Explanation, pieces: &[String], target: &str, args: &Args) ->
         "neurons": e.neurons,
         "weight_sums": e.weight_sums,
     })
-}
-
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn html_report(e: &Explanation, pieces: &[String], target: &str) -> String {
-    let css = |[r, g, b]: [u8; 3]| format!("background:rgb({r},{g},{b})");
-    let scale = abs_max(&e.tokens);
-    let text: String = pieces
-        .iter()
-        .zip(&e.tokens)
-        .map(|(p, r)| {
-            format!(
-                "<span style=\"{}\" title=\"{r:+.4}\">{}</span>",
-                css(heat_color(*r, scale)),
-                escape(p)
-            )
-        })
-        .collect();
-    let head_scale = abs_max(&e.heads.concat());
-    let grid: String = e
-        .heads
-        .iter()
-        .enumerate()
-        .map(|(l, row)| {
-            let cells: String = row
-                .iter()
-                .enumerate()
-                .map(|(h, r)| {
-                    format!(
-                        "<td style=\"{}\" title=\"layer {l} head {h}: {r:+.4}\"></td>",
-                        css(heat_color(*r, head_scale))
-                    )
-                })
-                .collect();
-            format!("<tr><th>{l}</th>{cells}</tr>")
-        })
-        .collect();
-    format!(
-        "<!doctype html><meta charset=utf-8><title>Scalpel relevance</title>\
-<style>body{{font:15px system-ui;margin:2em}}.text{{white-space:pre-wrap;font-family:monospace;line-height:1.8}}\
-td{{width:14px;height:14px}}th{{font-weight:normal;font-size:11px;padding-right:4px}}</style>\
-<h1>Relevance ({rules})</h1><p>Explaining {target}: output {out:.4}, Σ R<sub>in</sub>/R<sub>out</sub> = {cons:.3}. \
-Red: positive relevance, blue: negative (hover for values).</p><div class=text>{text}</div>\
-<h2>Heads (rows: layers)</h2><table>{grid}</table>",
-        rules = e.rules.name(),
-        target = escape(target),
-        out = e.output,
-        cons = e.conservation(),
-    )
 }

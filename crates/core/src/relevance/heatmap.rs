@@ -38,9 +38,105 @@ pub fn top_k_2d(rows: &[Vec<f32>], k: usize) -> Vec<(usize, usize, f32)> {
         .collect()
 }
 
+/// One explanation as a self-contained HTML page: the text as a heatmap (values on hover) and
+/// the layer × head grid. The CLI's `explain --html` and the page's download write it.
+pub struct HeatmapPage<'a> {
+    pub rules: &'a str,
+    /// What is explained, in words.
+    pub target: &'a str,
+    pub output: f32,
+    /// `Σ R_input / R_output`.
+    pub conservation: f32,
+    /// The context's tokens as text, and their relevance.
+    pub pieces: &'a [String],
+    pub tokens: &'a [f32],
+    /// `[layer][head]`.
+    pub heads: &'a [Vec<f32>],
+}
+
+impl HeatmapPage<'_> {
+    pub fn to_html(&self) -> String {
+        let css = |[r, g, b]: [u8; 3]| format!("background:rgb({r},{g},{b})");
+        let scale = abs_max(self.tokens);
+        let text: String = self
+            .pieces
+            .iter()
+            .zip(self.tokens)
+            .map(|(p, r)| {
+                format!(
+                    "<span style=\"{}\" title=\"{r:+.4}\">{}</span>",
+                    css(heat_color(*r, scale)),
+                    escape(p)
+                )
+            })
+            .collect();
+        let head_scale = abs_max(&self.heads.concat());
+        let grid: String = self
+            .heads
+            .iter()
+            .enumerate()
+            .map(|(l, row)| {
+                let cells: String = row
+                    .iter()
+                    .enumerate()
+                    .map(|(h, r)| {
+                        format!(
+                            "<td style=\"{}\" title=\"layer {l} head {h}: {r:+.4}\"></td>",
+                            css(heat_color(*r, head_scale))
+                        )
+                    })
+                    .collect();
+                format!("<tr><th>{l}</th>{cells}</tr>")
+            })
+            .collect();
+        format!(
+            "<!doctype html><meta charset=utf-8><title>Scalpel relevance</title>\
+<style>body{{font:15px system-ui;margin:2em}}.text{{white-space:pre-wrap;font-family:monospace;line-height:1.8}}\
+td{{width:14px;height:14px}}th{{font-weight:normal;font-size:11px;padding-right:4px}}</style>\
+<h1>Relevance ({rules})</h1><p>Explaining {target}: output {out:.4}, Σ R<sub>in</sub>/R<sub>out</sub> = {cons:.3}. \
+Red: positive relevance, blue: negative (hover for values).</p><div class=text>{text}</div>\
+<h2>Heads (rows: layers)</h2><table>{grid}</table>",
+            rules = escape(self.rules),
+            target = escape(self.target),
+            out = self.output,
+            cons = self.conservation,
+        )
+    }
+}
+
+/// Text safe inside HTML elements and attribute values.
+pub fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_html_page_escapes_text_and_draws_every_head() {
+        let pieces = vec!["<b>".to_string(), " & x".to_string()];
+        let html = HeatmapPage {
+            rules: "attnlrp",
+            target: "\" Paris\"",
+            output: 2.0,
+            conservation: 0.5,
+            pieces: &pieces,
+            tokens: &[1.0, -0.5],
+            heads: &[vec![0.1, 0.2, 0.3], vec![0.0, -0.1, 0.4]],
+        }
+        .to_html();
+        assert!(html.contains("&lt;b&gt;") && html.contains(" &amp; x") && !html.contains("<b>"));
+        assert!(html.contains("&quot; Paris&quot;"));
+        assert_eq!(html.matches("<td ").count(), 6);
+        assert!(
+            html.contains("background:rgb(255,0,0)"),
+            "the strongest token is full red"
+        );
+    }
 
     #[test]
     fn colours_and_rankings() {
