@@ -55,14 +55,14 @@ async function explainToken(page, name, index, rules) {
   if (!(await page.getByTestId('legend').isVisible())) throw new Error('no legend');
   if (!stats.startsWith(rules ?? 'attnlrp')) throw new Error(`unexpected rule set: ${stats}`);
   // The heatmap as a self-contained page, as the CLI's --html writes it.
-  const [file, html] = await saved(page, 'save-heatmap');
+  const [file, html] = await downloaded(page, 'save-heatmap');
   if (file !== 'relevance.html' || !html.includes('<title>Scalpel relevance</title>') || (html.match(/<td /g) ?? []).length !== 270) {
     throw new Error(`heatmap download ${file}: ${html.slice(0, 200)}`);
   }
 }
 
 // Clicks `testid` and returns the downloaded file's name and text.
-async function saved(page, testid) {
+async function downloaded(page, testid) {
   const download = page.waitForEvent('download', { timeout: 60_000 });
   await page.getByTestId(testid).click();
   const file = await download;
@@ -161,9 +161,9 @@ async function circuits(page, name) {
   if (!status.includes('capitals-seed0-scoring-8')) throw new Error(`unexpected circuit status: ${status}`);
   const markers = await page.locator('[data-testid=circuit-curve] svg circle').count();
   if (markers < 14) throw new Error(`expected the 14 curve points drawn, got ${markers} markers`);
-  const [csvName, csv] = await saved(page, 'save-circuit-csv');
+  const [csvName, csv] = await downloaded(page, 'save-circuit-csv');
   if (csvName !== 'circuit-curve.csv' || csv.trim().split('\r\n').length !== 15) throw new Error(`curve CSV ${csvName}: ${csv}`);
-  const [svgName, svg] = await saved(page, 'save-circuit-svg');
+  const [svgName, svg] = await downloaded(page, 'save-circuit-svg');
   if (svgName !== 'circuit-curve.svg' || !svg.startsWith('<svg')) throw new Error(`curve SVG ${svgName}: ${svg.slice(0, 100)}`);
 
   const stats = await page.getByTestId('stats').innerText();
@@ -327,7 +327,7 @@ async function correct(page, name) {
   const rows = await page.locator('[data-testid=correct-doses] tr').count();
   if (rows !== 6) throw new Error(`expected 5 dose rows and a header, got ${rows}`);
   if (await page.locator('[data-testid=correct-chart] svg circle').count() < 5) throw new Error('the dose-response chart has too few points');
-  const [tableName, table] = await saved(page, 'save-correct-csv');
+  const [tableName, table] = await downloaded(page, 'save-correct-csv');
   if (tableName !== 'correction.csv' || table.trim().split('\r\n').length !== 7) throw new Error(`correction CSV ${tableName}: ${table}`);
   const stats = await page.getByTestId('stats').innerText();
   await page.getByTestId('correct-dose').selectOption('4');
