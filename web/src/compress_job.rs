@@ -185,7 +185,7 @@ pub(crate) async fn export(state: &State, format: ExportFormat) -> JobResult {
             let name = format!("{}-scalpel", model.config.architecture.spec().name);
             let export = GgufExport::plan(model, tokenizer, ty, &name)?;
             let stage = format!("Writing GGUF {}", ty.name());
-            let mut bytes = export.header();
+            let mut bytes = export.header().to_vec();
             for i in 0..export.tensors() {
                 progress(&stage, i as f64, export.tensors() as f64);
                 yield_now().await;

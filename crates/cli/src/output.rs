@@ -42,12 +42,28 @@ pub fn write_checkpoint(
         write_atomically(&index, &json)?;
         remove_if_present(&out.join("model.safetensors"))?;
     }
-    remove_stale_shards(out, &shards)?;
-    write_atomically(
-        &out.join("config.json"),
+    let written: Vec<String> = (0..shards.len()).map(|i| shards.file_name(i)).collect();
+    write_beside_weights(
+        out,
+        &written,
         &config_json(&model.config, model.weight_dtype())?,
-    )?;
-    write_atomically(&out.join("tokenizer.json"), &tokenizer.to_json()?)?;
+        &tokenizer.to_json()?,
+        (sidecar_name, sidecar),
+    )
+}
+
+/// What a checkpoint holds beside its weight files (`written`): config.json, tokenizer.json and
+/// the sidecar; shard files of another layout that `written` does not name are removed.
+fn write_beside_weights(
+    out: &Path,
+    written: &[String],
+    config_json: &[u8],
+    tokenizer_json: &[u8],
+    (sidecar_name, sidecar): (&str, &serde_json::Value),
+) -> Result<()> {
+    remove_stale_shards(out, written)?;
+    write_atomically(&out.join("config.json"), config_json)?;
+    write_atomically(&out.join("tokenizer.json"), tokenizer_json)?;
     write_atomically(
         &out.join(sidecar_name),
         serde_json::to_string_pretty(sidecar)?.as_bytes(),
@@ -63,19 +79,15 @@ pub fn write_shrunk(
 ) -> Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let files = &shrunk.checkpoint;
-    write_atomically(&out.join("model.safetensors"), &files.model_safetensors)?;
+    // A loader prefers an index: remove an old one before writing a single file over it.
     remove_if_present(&out.join("model.safetensors.index.json"))?;
-    let entries = std::fs::read_dir(out).with_context(|| format!("listing {}", out.display()))?;
-    for entry in entries.flatten() {
-        if is_shard_name(&entry.file_name().to_string_lossy()) {
-            remove_if_present(&entry.path())?;
-        }
-    }
-    write_atomically(&out.join("config.json"), &files.config_json)?;
-    write_atomically(&out.join("tokenizer.json"), &files.tokenizer_json)?;
-    write_atomically(
-        &out.join(sidecar_name),
-        serde_json::to_string_pretty(sidecar)?.as_bytes(),
+    write_atomically(&out.join("model.safetensors"), &files.model_safetensors)?;
+    write_beside_weights(
+        out,
+        &["model.safetensors".to_string()],
+        &files.config_json,
+        &files.tokenizer_json,
+        (sidecar_name, sidecar),
     )
 }
 
@@ -92,9 +104,8 @@ fn remove_if_present(path: &Path) -> Result<()> {
     }
 }
 
-/// Removes shard files (`model-NNNNN-of-NNNNN.safetensors`) in `out` that `shards` did not write.
-fn remove_stale_shards(out: &Path, shards: &Shards) -> Result<()> {
-    let written: Vec<String> = (0..shards.len()).map(|i| shards.file_name(i)).collect();
+/// Removes shard files (`model-NNNNN-of-NNNNN.safetensors`) in `out` other than `written`.
+fn remove_stale_shards(out: &Path, written: &[String]) -> Result<()> {
     let entries = std::fs::read_dir(out).with_context(|| format!("listing {}", out.display()))?;
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().to_string();

@@ -97,10 +97,6 @@ pub fn print_report(report: &SparsityReport, granularity: Granularity) {
     }
 }
 
-fn method_is_sequential(method: ScoreMethod) -> bool {
-    method == ScoreMethod::WandaSequential
-}
-
 pub fn run(args: Args) -> Result<()> {
     if args.out.is_none() && !args.eval && args.save_mask.is_none() {
         bail!(
@@ -137,7 +133,7 @@ pub fn run(args: Args) -> Result<()> {
             "--shrink removes pruned MLP neurons: use --granularity neurons (single weights leave no whole row or column to remove)"
         );
     }
-    if units && (args.scores.is_some() || method_is_sequential(args.method)) {
+    if units && (args.scores.is_some() || args.method == ScoreMethod::WandaSequential) {
         bail!(
             "--scores files and wanda-seq are for single weights; {} are scored afresh",
             granularity.name()

@@ -62,7 +62,6 @@ impl GgufType {
 /// A model planned as a GGUF file: its metadata, and each tensor's plan with the parameter it
 /// comes from and how to lay it out.
 pub struct GgufExport {
-    pub metadata: Vec<(String, MetaValue)>,
     writer: GgufWriter,
     sources: Vec<Source>,
 }
@@ -139,8 +138,7 @@ impl GgufExport {
             });
         }
         Ok(Self {
-            metadata,
-            writer: GgufWriter::new(plan)?,
+            writer: GgufWriter::new(&metadata, plan)?,
             sources,
         })
     }
@@ -151,12 +149,12 @@ impl GgufExport {
 
     /// The file's size in bytes.
     pub fn file_size(&self) -> u64 {
-        self.writer.file_size(&self.metadata)
+        self.writer.file_size()
     }
 
     /// The header: metadata and tensor table.
-    pub fn header(&self) -> Vec<u8> {
-        self.writer.header(&self.metadata)
+    pub fn header(&self) -> &[u8] {
+        self.writer.header()
     }
 
     /// Tensor `i` read back from the device, laid out as llama.cpp stores it and encoded, with
@@ -164,18 +162,9 @@ impl GgufExport {
     pub async fn tensor(&self, i: usize) -> Result<Vec<u8>> {
         let source = &self.sources[i];
         let plan = &self.writer.plan()[i];
-        let data = match &source.param {
-            Param::Vector(t) => crate::readback::to_data_async(t.clone()).await?,
-            Param::Matrix(t) => crate::readback::to_data_async(t.clone()).await?,
-        };
+        let data = source.param.to_data().await?;
         let held = data.dtype();
-        let mut host = HostTensor::new(
-            match &source.param {
-                Param::Vector(t) => t.dims().to_vec(),
-                Param::Matrix(t) => t.dims().to_vec(),
-            },
-            crate::readback::to_f32(data)?,
-        )?;
+        let mut host = HostTensor::new(source.param.dims(), crate::readback::to_f32(data)?)?;
         if source.transpose {
             host.transpose();
         }
@@ -202,7 +191,7 @@ impl GgufExport {
 
     /// The whole file in memory (the page; small models natively).
     pub async fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut out = self.header();
+        let mut out = self.header().to_vec();
         for i in 0..self.tensors() {
             out.extend(self.tensor(i).await?);
         }
@@ -221,7 +210,7 @@ impl GgufExport {
             |e: std::io::Error| Error::InvalidInput(format!("writing {}: {e}", path.display()));
         let mut file = std::io::BufWriter::new(std::fs::File::create(path).map_err(io)?);
         let header = self.header();
-        file.write_all(&header).map_err(io)?;
+        file.write_all(header).map_err(io)?;
         let mut written = header.len() as u64;
         for i in 0..self.tensors() {
             let bytes = self.tensor(i).await?;

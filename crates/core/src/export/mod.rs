@@ -196,11 +196,11 @@ fn outgoing<'a>(
 }
 
 fn param_bytes(param: &Param) -> u64 {
-    let (elements, dtype) = match param {
-        Param::Vector(t) => (t.dims()[0], t.dtype()),
-        Param::Matrix(t) => (t.dims().iter().product(), t.dtype()),
+    let dtype = match param {
+        Param::Vector(t) => t.dtype(),
+        Param::Matrix(t) => t.dtype(),
     };
-    elements as u64 * bytes_per_weight(dtype)
+    param.dims().iter().product::<usize>() as u64 * bytes_per_weight(dtype)
 }
 
 /// A parameter read back as held: float32 values, or the little-endian bytes of a 16-bit type.
@@ -221,16 +221,7 @@ impl HeldData {
 }
 
 pub(crate) async fn read_back(name: &str, param: &Param) -> Result<(Vec<usize>, HeldData)> {
-    let (shape, data) = match param {
-        Param::Vector(t) => (
-            t.dims().to_vec(),
-            crate::readback::to_data_async(t.clone()).await?,
-        ),
-        Param::Matrix(t) => (
-            t.dims().to_vec(),
-            crate::readback::to_data_async(t.clone()).await?,
-        ),
-    };
+    let (shape, data) = (param.dims(), param.to_data().await?);
     if data.iter::<f32>().any(|v| !v.is_finite()) {
         return Err(Error::NonFinite(format!("parameter `{name}`")));
     }

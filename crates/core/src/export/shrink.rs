@@ -7,9 +7,7 @@
 //! number of neurons in each layer (`--group layer`) shrink every layer fully; others shrink
 //! every layer to the widest one, which keeps some pruned (all-zero) neurons in the others.
 
-use std::collections::HashMap;
-
-use super::{Checkpoint, HeldData, config_json, read_back};
+use super::{Checkpoint, HeldData, config_json, metadata, outgoing, read_back};
 use crate::error::{Error, Result};
 use crate::io::safetensors::write;
 use crate::io::tokenizer::TextTokenizer;
@@ -67,70 +65,64 @@ pub async fn shrink(
     let config = &model.config;
     let spec = config.architecture.spec();
     let dense = config.intermediate_size;
-    let mut keep: Vec<Vec<usize>> = Vec::with_capacity(config.num_layers);
+    // Each layer's neurons, kept ones first (`kept_per_layer` of them), then its pruned ones.
+    let mut order: Vec<Vec<usize>> = Vec::with_capacity(config.num_layers);
+    let mut kept_per_layer = Vec::with_capacity(config.num_layers);
     for layer in 0..config.num_layers {
         let id = LinearId {
             layer,
             kind: spec.neuron_linear,
         };
         let bits = masks.linears.get(&id).map(|m| &m.keep);
-        keep.push(
-            (0..dense)
-                .filter(|&j| bits.is_none_or(|b| b.is_kept(j)))
-                .collect(),
-        );
+        let (kept, pruned): (Vec<usize>, Vec<usize>) =
+            (0..dense).partition(|&j| bits.is_none_or(|b| b.is_kept(j)));
+        kept_per_layer.push(kept.len());
+        order.push([kept, pruned].concat());
     }
-    let kept_per_layer: Vec<usize> = keep.iter().map(Vec::len).collect();
     let width = kept_per_layer.iter().copied().max().unwrap_or(dense).max(1);
-    let mut padded = 0;
-    for k in &mut keep {
-        // A narrower layer keeps pruned neurons too (zero columns: they add nothing).
-        let missing = width - k.len();
-        let extra: Vec<usize> = (0..dense)
-            .filter(|j| !k.contains(j))
-            .take(missing)
-            .collect();
-        padded += extra.len();
-        k.extend(extra);
-        k.sort_unstable();
-    }
+    let padded: usize = kept_per_layer.iter().map(|k| width - k).sum();
+    // A narrower layer keeps some pruned neurons too (zero columns: they add nothing).
+    let keep: Vec<Vec<usize>> = order
+        .into_iter()
+        .map(|mut o| {
+            o.truncate(width);
+            o.sort_unstable();
+            o
+        })
+        .collect();
 
-    let mut tensors = Vec::new();
+    let params = model.arch().parameters();
+    let mut host = Vec::with_capacity(params.len());
     let (mut before, mut after) = (0u64, 0u64);
-    for (name, param) in model.arch().parameters() {
-        let (shape, data) = read_back(&name, &param).await?;
+    for (name, param) in &params {
+        let (shape, data) = read_back(name, param).await?;
         before += shape.iter().product::<usize>() as u64;
-        let sliced = spec.neuron_params.iter().find_map(|p| {
-            let rest = name.strip_prefix(spec.block_prefix)?.strip_prefix('.')?;
-            let (layer, param) = rest.split_once('.')?;
-            (param == p.name).then(|| (layer.parse::<usize>().ok(), p))
-        });
+        // `{block_prefix}.{layer}.{param}`: one of the family's neuron slices, and its layer.
+        let sliced = name
+            .strip_prefix(spec.block_prefix)
+            .and_then(|rest| rest.strip_prefix('.')?.split_once('.'))
+            .and_then(|(layer, param)| {
+                let p = spec.neuron_params.iter().find(|p| p.name == param)?;
+                Some((layer.parse::<usize>().ok()?, p))
+            });
         let (shape, data) = match sliced {
-            Some((Some(layer), p)) => {
+            Some((layer, p)) => {
                 let neurons: Vec<usize> = (0..p.parts)
                     .flat_map(|part| keep[layer].iter().map(move |&j| part * dense + j))
                     .collect();
-                slice(&name, &shape, data, p.axis, &neurons)?
+                slice(name, &shape, data, p.axis, &neurons)?
             }
-            _ => (shape, data),
+            None => (shape, data),
         };
         after += shape.iter().product::<usize>() as u64;
-        tensors.push((name, shape, data));
+        host.push((name.as_str(), (shape, data)));
     }
     let mut shrunk = config.clone();
     shrunk.intermediate_size = width;
-    let outgoing = tensors
-        .iter()
-        .map(|(name, shape, data)| (name.clone(), shape.clone(), data.out()))
-        .collect();
-    let mut metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
-    if let Some(note) = note {
-        metadata.insert("scalpel".into(), note);
-    }
     Ok(ShrunkCheckpoint {
         checkpoint: Checkpoint {
             config_json: config_json(&shrunk, model.weight_dtype())?,
-            model_safetensors: write(outgoing, metadata)?,
+            model_safetensors: write(outgoing(&host), metadata(note.as_deref()))?,
             tokenizer_json: tokenizer.to_json()?,
         },
         report: ShrinkReport {

@@ -129,24 +129,31 @@ pub struct TensorPlan {
     pub ty: GgmlType,
 }
 
-/// A GGUF v3 file written in pieces: [`GgufWriter::header`] (metadata and tensor table), then
-/// each tensor's bytes in plan order through [`GgufWriter::tensor`], so a large model is never
-/// encoded whole in memory and its tensors may be read back asynchronously in between.
+/// A GGUF v3 file written in pieces: [`GgufWriter::header`] (metadata and tensor table, encoded
+/// once), then each tensor's bytes in plan order through [`GgufWriter::tensor`], so a large
+/// model is never encoded whole in memory and its tensors may be read back asynchronously in
+/// between.
 pub struct GgufWriter {
     plan: Vec<TensorPlan>,
     sizes: Vec<u64>,
+    header: Vec<u8>,
 }
 
 impl GgufWriter {
-    pub fn new(plan: Vec<TensorPlan>) -> Result<Self> {
-        let sizes = plan
+    pub fn new(metadata: &[(String, MetaValue)], plan: Vec<TensorPlan>) -> Result<Self> {
+        let sizes: Vec<u64> = plan
             .iter()
             .map(|t| {
                 t.ty.byte_size(t.shape.iter().product::<usize>() as u64)
                     .map_err(|e| Error::InvalidInput(format!("tensor `{}`: {e}", t.name)))
             })
             .collect::<Result<_>>()?;
-        Ok(Self { plan, sizes })
+        let header = header(metadata, &plan, &sizes);
+        Ok(Self {
+            plan,
+            sizes,
+            header,
+        })
     }
 
     pub fn plan(&self) -> &[TensorPlan] {
@@ -154,37 +161,13 @@ impl GgufWriter {
     }
 
     /// The file's bytes in all.
-    pub fn file_size(&self, metadata: &[(String, MetaValue)]) -> u64 {
-        self.header(metadata).len() as u64 + self.sizes.iter().map(|&s| aligned(s)).sum::<u64>()
+    pub fn file_size(&self) -> u64 {
+        self.header.len() as u64 + self.sizes.iter().map(|&s| aligned(s)).sum::<u64>()
     }
 
-    /// Magic, version, `metadata` in order and the tensor table, padded to the alignment.
-    pub fn header(&self, metadata: &[(String, MetaValue)]) -> Vec<u8> {
-        let mut header = Vec::new();
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&3u32.to_le_bytes());
-        header.extend_from_slice(&(self.plan.len() as u64).to_le_bytes());
-        header.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
-        for (key, value) in metadata {
-            encode_string(key, &mut header);
-            header.extend_from_slice(&value.type_id().to_le_bytes());
-            value.encode(&mut header);
-        }
-        let mut offset = 0u64;
-        for (t, &size) in self.plan.iter().zip(&self.sizes) {
-            encode_string(&t.name, &mut header);
-            header.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
-            // GGUF lists dimensions innermost first.
-            for &d in t.shape.iter().rev() {
-                header.extend_from_slice(&(d as u64).to_le_bytes());
-            }
-            header.extend_from_slice(&t.ty.id().to_le_bytes());
-            header.extend_from_slice(&offset.to_le_bytes());
-            offset += aligned(size);
-        }
-        let len = header.len() as u64;
-        header.resize(aligned(len) as usize, 0);
-        header
+    /// Magic, version, the metadata in order and the tensor table, padded to the alignment.
+    pub fn header(&self) -> &[u8] {
+        &self.header
     }
 
     /// Tensor `i`'s encoded bytes followed by the padding to the next tensor; an error unless
@@ -203,6 +186,34 @@ impl GgufWriter {
         bytes.resize(aligned(size) as usize, 0);
         Ok(bytes)
     }
+}
+
+fn header(metadata: &[(String, MetaValue)], plan: &[TensorPlan], sizes: &[u64]) -> Vec<u8> {
+    let mut header = Vec::new();
+    header.extend_from_slice(MAGIC);
+    header.extend_from_slice(&3u32.to_le_bytes());
+    header.extend_from_slice(&(plan.len() as u64).to_le_bytes());
+    header.extend_from_slice(&(metadata.len() as u64).to_le_bytes());
+    for (key, value) in metadata {
+        encode_string(key, &mut header);
+        header.extend_from_slice(&value.type_id().to_le_bytes());
+        value.encode(&mut header);
+    }
+    let mut offset = 0u64;
+    for (t, &size) in plan.iter().zip(sizes) {
+        encode_string(&t.name, &mut header);
+        header.extend_from_slice(&(t.shape.len() as u32).to_le_bytes());
+        // GGUF lists dimensions innermost first.
+        for &d in t.shape.iter().rev() {
+            header.extend_from_slice(&(d as u64).to_le_bytes());
+        }
+        header.extend_from_slice(&t.ty.id().to_le_bytes());
+        header.extend_from_slice(&offset.to_le_bytes());
+        offset += aligned(size);
+    }
+    let len = header.len() as u64;
+    header.resize(aligned(len) as usize, 0);
+    header
 }
 
 fn aligned(len: u64) -> u64 {

@@ -232,6 +232,23 @@ pub(crate) enum Param {
     Matrix(Tensor<2>),
 }
 
+impl Param {
+    pub(crate) fn dims(&self) -> Vec<usize> {
+        match self {
+            Param::Vector(t) => t.dims().to_vec(),
+            Param::Matrix(t) => t.dims().to_vec(),
+        }
+    }
+
+    /// Its values read back from the device as held (16-bit stays 16-bit).
+    pub(crate) async fn to_data(&self) -> Result<burn::tensor::TensorData> {
+        match self {
+            Param::Vector(t) => crate::readback::to_data_async(t.clone()).await,
+            Param::Matrix(t) => crate::readback::to_data_async(t.clone()).await,
+        }
+    }
+}
+
 /// Appends a block's Linears (`linear(kind)`) under `prefix`, in checkpoint order.
 pub(crate) fn export_linears<'a>(
     prefix: &str,
