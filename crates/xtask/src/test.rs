@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use crate::cmd::{cargo, run, tool_path};
-use crate::setup::{self, trunk};
+use crate::dist::Dist;
+use crate::setup;
 
 /// One step of `cargo xtask test`.
 type Phase = (&'static str, fn() -> Result<()>);
@@ -68,9 +69,10 @@ pub fn e2e() -> Result<()> {
     scenarios()
 }
 
-/// The site as the e2e tests serve it.
+/// The site as `cargo xtask dist --dev` writes it: the e2e tests serve that folder from a plain
+/// static server.
 fn site() -> Result<()> {
-    run(trunk(&["build"]))
+    Dist::for_tests().build()
 }
 
 /// tests/e2e/e2e.mjs over the built site.
