@@ -25,10 +25,10 @@
 // circuit is saved as JSON and loaded back. The Correct panel then measures a toxicity
 // correction of attention heads and compares original and corrected continuations (`correct()`).
 import { chromium } from 'playwright-core';
-import { mkdir, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { tmpdir } from 'node:os';
-import { artifacts, serve, BASE_FLAGS } from './harness.mjs';
+import { artifacts, dist, serve, BASE_FLAGS } from './harness.mjs';
 
 // Clicks generated token `index`, waits for its explanation and checks what the panel shows.
 async function explainToken(page, name, index, rules) {
@@ -85,13 +85,74 @@ async function changed(page, testid, previous, timeout = 600_000) {
   return page.getByTestId(testid).innerText();
 }
 
+// A link reopens what the page shows: the pruned model's first token is explained, the link is
+// copied and opened in a fresh browser context, which loads the model, scores, masks, generates
+// and explains again, and shows the same heatmap values and compression readout.
+async function linkReopens(page, browser, name) {
+  const started = Date.now();
+  const stats = await page.getByTestId('explain-stats').count() ? await page.getByTestId('explain-stats').innerText() : '';
+  await page.getByTestId('gen-token').first().click();
+  await changed(page, 'explain-stats', stats);
+  const shown = async (p) => ({
+    heat: await p.getByTestId('heat-token').evaluateAll((els) => els.map((e) => e.title)),
+    title: await p.locator('[data-testid=explain] h2').textContent(),
+    readout: (await p.getByTestId('ppl-readout').innerText()).replace(/ · [\d.]+ s$/, ''),
+  });
+  const here = await shown(page);
+  await page.getByTestId('copy-link').click();
+  const href = await page.getByTestId('link').inputValue();
+  console.log(`${name}: link ${href}`);
+  for (const key of ['compress.method=wanda', 'compress.sparsity=0.5', 'compress.linears=up', 'explain=0', 'running=compress']) {
+    if (!href.includes(key)) throw new Error(`the link should name ${key}: ${href}`);
+  }
+  const context = await browser.newContext({ viewport: { width: 1200, height: 900 } });
+  try {
+    const fresh = await context.newPage();
+    await fresh.goto(href);
+    await fresh.waitForFunction(() => document.querySelector('[data-testid=error]')
+      || (document.querySelector('[data-testid=explain-stats]') && !document.querySelector('[data-testid=link-replaying]')), null, { timeout: 600_000 });
+    if (await fresh.getByTestId('error').count()) throw new Error(`the link's replay: ${await fresh.getByTestId('error').innerText()}`);
+    const there = await shown(fresh);
+    if (JSON.stringify(there) !== JSON.stringify(here)) throw new Error(`the link shows ${JSON.stringify(there)}, the page showed ${JSON.stringify(here)}`);
+    if (!(await fresh.getByTestId('model-state').innerText()).includes('pruned')) throw new Error('the link should run the pruned model');
+  } finally {
+    await context.close();
+  }
+  console.log(`${name}: the link reopened ${here.title} (${here.heat.length} token values) and "${here.readout}" (${((Date.now() - started) / 1000).toFixed(1)} s)`);
+}
+
+// The teaching tour opens by itself on a first visit: each of its six steps outlines a control on
+// the page; it runs to the end and is remembered as done (it does not open again).
+async function tour(page, name) {
+  for (let step = 1; step <= 6; step++) {
+    const label = await page.getByTestId('tour-step').innerText();
+    if (label !== `${step} / 6`) throw new Error(`tour step ${label}, expected ${step} / 6`);
+    await page.waitForFunction(() => document.querySelector('[data-tour]'), null, { timeout: 10_000 })
+      .catch(() => { throw new Error(`tour step ${step} outlines no control`); });
+    const outlined = await page.locator('[data-tour]').getAttribute('data-testid');
+    console.log(`${name}: tour ${label} outlines ${outlined}: ${(await page.getByTestId('tour-text').innerText()).slice(0, 60)}…`);
+    await page.getByTestId('tour-next').click();
+  }
+  if (await page.getByTestId('tour').count()) throw new Error('the tour should close after its last step');
+  if (await page.evaluate(() => localStorage.getItem('scalpel-tour-done')) !== '1') throw new Error('the finished tour should be remembered');
+  await page.reload();
+  await page.waitForFunction(() => document.querySelector('[data-testid=model-name]')?.textContent.includes('SmolLM2'), null, { timeout: 300_000 });
+  if (await page.getByTestId('tour').count()) throw new Error('a finished tour should not open again');
+}
+
 // Scores, masks, downloads and restores in the Compress panel.
 async function compress(page, name) {
   const started = Date.now();
   const dense = await page.locator('[data-testid=output] .generated').innerText();
+  // The defaults (LRP over c4-16x128) take minutes on this CPU: the page says so before they run;
+  // Wanda over four 64-token samples does not.
+  const estimate = await page.getByTestId('compress-estimate').innerText();
+  console.log(`${name}: the default scoring warns "${estimate}"`);
+  if (!/about \d+ (min|s) on this CPU/.test(estimate)) throw new Error(`estimate: ${estimate}`);
   await page.getByTestId('compress-method').selectOption('wanda');
   await page.getByTestId('samples').fill('4');
   await page.getByTestId('sample-len').fill('64');
+  if (await page.getByTestId('compress-estimate').count()) throw new Error('a job of seconds should not warn');
   await page.getByTestId('compute-scores').click();
   const status = await changed(page, 'scores-status', '');
   console.log(`${name}: ${status}`);
@@ -106,6 +167,10 @@ async function compress(page, name) {
   if (!readout.includes('50.0% of block weights pruned')) throw new Error(`wrong sparsity: ${readout}`);
   const bars = await page.locator('[data-testid=layer-bars] .bar').count();
   if (bars !== 30) throw new Error(`expected 30 layer bars, got ${bars}`);
+  const [layersName, layers] = await downloaded(page, 'save-layers-csv');
+  if (layersName !== 'pruned-per-layer.csv' || layers.trim().split('\r\n').length !== 31) throw new Error(`per-layer CSV ${layersName}: ${layers}`);
+  const [layersSvgName, layersSvg] = await downloaded(page, 'save-layers-svg');
+  if (layersSvgName !== 'pruned-per-layer.svg' || !layersSvg.startsWith('<svg')) throw new Error(`per-layer SVG ${layersSvgName}`);
   await changed(page, 'stats', stats);
   const pruned = await page.locator('[data-testid=output] .generated').innerText();
   console.log(`${name}: dense ${JSON.stringify(dense)} -> pruned ${JSON.stringify(pruned)}`);
@@ -121,6 +186,7 @@ async function compress(page, name) {
   console.log(`${name}: ${upReadout}`);
   if (!upReadout.includes('50.0% of the weights of mlp.up_proj pruned')) throw new Error(`up projections only: ${upReadout}`);
   await changed(page, 'stats', upStats);
+  await linkReopens(page, page.context().browser(), name);
 
   const files = [];
   page.on('download', (d) => files.push(d.suggestedFilename()));
@@ -209,6 +275,28 @@ async function circuits(page, name) {
   if (await page.getByTestId('error').count()) throw new Error(`loading the circuit: ${await page.getByTestId('error').innerText()}`);
   const reloaded = await page.getByTestId('circuit-picked').innerText();
   if (!reloaded.includes(`${kept} of 270 heads kept`)) throw new Error(`reloaded circuit differs: ${reloaded} vs ${kept} kept`);
+  // The same file from a URL, which a link then names (a file from disk it cannot).
+  const served = join(dist, 'e2e-circuit.json');
+  await copyFile(saved, served);
+  try {
+    const fromDisk = await page.getByTestId('stats').innerText();
+    await page.getByTestId('circuit-only').uncheck();
+    await changed(page, 'stats', fromDisk);
+    await page.getByTestId('circuit-url').fill(`${new URL(page.url()).origin}/e2e-circuit.json`);
+    await page.getByTestId('circuit-load-url').click();
+    await page.waitForFunction(() => {
+      const p = document.querySelector('[data-testid=circuit-picked]');
+      return document.querySelector('[data-testid=error]') || (p && p.textContent.startsWith('running the circuit'));
+    }, null, { timeout: 600_000 });
+    if (await page.getByTestId('error').count()) throw new Error(`loading the circuit from a URL: ${await page.getByTestId('error').innerText()}`);
+    const fromUrl = await page.getByTestId('circuit-picked').innerText();
+    if (!fromUrl.includes(`${kept} of 270 heads kept`)) throw new Error(`the circuit from its URL differs: ${fromUrl}`);
+    await page.getByTestId('copy-link').click();
+    const href = await page.getByTestId('link').inputValue();
+    if (!href.includes('circuit.url=') || !href.includes('running=circuits')) throw new Error(`the link should name the circuit's URL: ${href}`);
+  } finally {
+    await rm(served, { force: true });
+  }
   console.log(`${name}: circuits panel ok (${((Date.now() - started) / 1000).toFixed(1)} s)`);
 }
 
@@ -412,6 +500,9 @@ async function scenario(name, { webgpu, expectGpu, failurePaths, hub }, baseUrl)
     if (error) throw new Error(`load failed: ${error}`);
     const device = (await page.getByTestId('device').innerText()).split('\n')[0]; // the badge's first line: the adapter
     console.log(`${name}: loaded "${await modelName.innerText()}" on "${device}" in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    // The tour opens on a first visit; one scenario walks through it, the others skip it.
+    if (name === 'cpu-fallback') await tour(page, name);
+    else await page.getByTestId('tour-skip').click();
     if (hub) {
       // The site was copied without its model: the page says so and takes the hub's copy.
       const notice = await page.locator('.notices li', { hasText: 'Hugging Face hub' }).innerText();

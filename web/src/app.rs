@@ -6,14 +6,15 @@ use leptos::prelude::*;
 use send_wrapper::SendWrapper;
 use web_sys::HtmlInputElement;
 
-use crate::circuit_view::CircuitPanel;
-use crate::compress_view::CompressPanel;
-use crate::correct_view::CorrectPanel;
+use crate::circuit_view::{CircuitPanel, CircuitSettings};
+use crate::compress_view::{CompressPanel, CompressSettings};
+use crate::controls::{GenerateSettings, ModelSettings, device_name, parse_device};
+use crate::correct_view::{CorrectPanel, CorrectSettings};
 use crate::explain_view::ExplainPanel;
-use crate::protocol::{
-    DEFAULT_MODEL_NAME, DeviceChoice, GenerateRequest, ModelSource, Request, WeightDtype,
-};
+use crate::link::{PageSettings, link_view};
+use crate::protocol::{DEFAULT_MODEL_NAME, Request};
 use crate::shell::{Panel, Phase, Ui, WorkerLink, progress_view, start_worker};
+use crate::tour::tour_view;
 use crate::widgets::number_field;
 
 pub fn mount() {
@@ -27,89 +28,42 @@ fn App() -> impl IntoView {
     start_worker(ui, link);
     let send = move |request: Request| link.update_value(|l| l.send(ui, request));
 
-    // Model picker state.
-    let source_kind = RwSignal::new("default".to_string());
-    let remote = RwSignal::new(String::new());
-    let revision = RwSignal::new("main".to_string());
-    let device_choice = RwSignal::new(initial_device_choice());
-    let dtype_choice = RwSignal::new(initial_dtype_choice());
-    let picked_files: RwSignal<Option<SendWrapper<web_sys::FileList>>> = RwSignal::new(None);
-
-    let load = move || {
-        ui.error.set(None);
-        ui.notices.set(Vec::new());
-        ui.phase.set(Phase::Loading);
-        ui.model_name.set(String::new());
-        let device = device_choice.get_untracked();
-        let dtype = dtype_choice.get_untracked();
-        match source_kind.get_untracked().as_str() {
-            "remote" => send(Request::Load {
-                source: ModelSource::Remote {
-                    location: remote.get_untracked(),
-                    revision: revision.get_untracked(),
-                },
-                device,
-                dtype,
-            }),
-            "files" => {
-                let Some(files) = picked_files.get_untracked() else {
-                    ui.error.set(Some(
-                        "choose a .gguf file (or config.json, *.safetensors and tokenizer.json)"
-                            .into(),
-                    ));
-                    ui.phase.set(Phase::Failed);
-                    return;
-                };
-                let files = (*files).clone();
-                leptos::task::spawn_local(async move {
-                    match read_files(&files).await {
-                        Ok(list) => send(Request::Load {
-                            source: ModelSource::Files(list),
-                            device,
-                            dtype,
-                        }),
-                        Err(e) => {
-                            ui.error.set(Some(e));
-                            ui.phase.set(Phase::Failed);
-                        }
-                    }
-                });
-            }
-            _ => send(Request::Load {
-                source: ModelSource::Default,
-                device,
-                dtype,
-            }),
-        }
+    let page = PageSettings {
+        model: ModelSettings::new(),
+        generate: GenerateSettings::new(),
+        compress: CompressSettings::new(),
+        circuits: CircuitSettings::new(),
+        correct: CorrectSettings::new(),
     };
-    // Open with the default model.
+    let PageSettings {
+        model,
+        generate: generation,
+        ..
+    } = page;
+    let ModelSettings {
+        source_kind,
+        remote,
+        revision,
+        device: device_choice,
+        dtype: dtype_choice,
+        picked_files,
+        ..
+    } = model;
+    let GenerateSettings {
+        prompt,
+        max_tokens,
+        temperature,
+        top_p,
+        seed,
+    } = generation;
+    // A link's settings first, so that the first load is the model it names.
+    let replay = page.follow_address(ui);
+    replay.drive(page, ui, link);
+    let load = move || model.load(ui, link);
+    // Open with the default model (or the link's).
     load();
-
-    let prompt = RwSignal::new("The capital of France is".to_string());
-    let max_tokens = RwSignal::new(32usize);
-    let temperature = RwSignal::new(0.0f32);
-    let top_p = RwSignal::new(0.9f32);
-    let seed = RwSignal::new(42u64);
-    let generate = move || {
-        ui.error.set(None);
-        ui.output.set(String::new());
-        ui.stats.set(String::new());
-        ui.sequence.set(Vec::new());
-        ui.explanation.set(None);
-        ui.selected.set(None);
-        ui.phase.set(Phase::Generating);
-        let t = temperature.get_untracked();
-        let request = GenerateRequest {
-            prompt: prompt.get_untracked(),
-            max_new_tokens: max_tokens.get_untracked(),
-            temperature: t,
-            top_p: (t > 0.0).then(|| top_p.get_untracked()),
-            top_k: None,
-            seed: seed.get_untracked(),
-        };
-        ui.generating.set(Some(request.clone()));
-        send(Request::Generate(request));
-    };
+    let generate = move || generation.generate(ui, link);
+    let tour = RwSignal::new(None);
 
     // A mask applied or undone: show what the model writes now.
     Effect::new(move |_| {
@@ -139,6 +93,8 @@ fn App() -> impl IntoView {
                     <p class="tagline">"Attribution-guided pruning of language models, in your browser"</p>
                 </div>
             </div>
+            <button class="small" data-testid="tour-open" on:click=move |_| tour.set(Some(0))
+                title="A six-step walk through generating, explaining, pruning, circuits and correction">"Tour"</button>
             <div class="device" class:gpu=move || ui.device_is_gpu.get() data-testid="device">
                 <span class="dot"></span>
                 {move || ui.device.get()}
@@ -160,6 +116,7 @@ fn App() -> impl IntoView {
                 </div>
                 <div class="summary">{move || ui.model_summary.get()}</div>
                 {move || (!ui.model_name.get().is_empty()).then(|| model_state(ui, link))}
+                {link_view(page, ui, replay)}
                 <div class="picker">
                     <label>
                         <input type="radio" name="source" value="default" data-testid="source-default"
@@ -267,13 +224,14 @@ fn App() -> impl IntoView {
             </Show>
 
             <Show when=move || !ui.model_name.get().is_empty()>
-                <CompressPanel ui=ui link=link />
-                <CircuitPanel ui=ui link=link />
-                <CorrectPanel ui=ui link=link />
+                <CompressPanel ui=ui link=link settings=page.compress />
+                <CircuitPanel ui=ui link=link settings=page.circuits />
+                <CorrectPanel ui=ui link=link settings=page.correct />
             </Show>
 
             {move || ui.error.get().map(|e| view! { <div class="error" role="alert" data-testid="error">{e}</div> })}
         </main>
+        {tour_view(tour, replay.active.get_untracked())}
         <footer>
             "Runs entirely in this tab: no data leaves the browser except the model downloads you choose. "
             "LRP is patented by its authors (free for personal and scientific use)."
@@ -305,68 +263,6 @@ fn clickable_output(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
         <span class="prompt-echo">{prompt}</span>
         <span class="generated">{generated}</span>
     }
-}
-
-fn parse_device(v: &str) -> DeviceChoice {
-    match v {
-        "webgpu" => DeviceChoice::WebGpu,
-        "cpu" => DeviceChoice::Cpu,
-        _ => DeviceChoice::Auto,
-    }
-}
-
-fn device_name(d: DeviceChoice) -> &'static str {
-    match d {
-        DeviceChoice::Auto => "auto",
-        DeviceChoice::WebGpu => "webgpu",
-        DeviceChoice::Cpu => "cpu",
-    }
-}
-
-/// `?device=cpu|webgpu|auto` in the address picks the device for the first load (used by tests,
-/// and handy to share a link).
-fn initial_device_choice() -> DeviceChoice {
-    query_param("device")
-        .map(|v| parse_device(&v))
-        .unwrap_or(DeviceChoice::Auto)
-}
-
-/// The value of `name=` in the page address' query, if present.
-fn query_param(name: &str) -> Option<String> {
-    let search = web_sys::window().and_then(|w| w.location().search().ok())?;
-    let prefix = format!("{name}=");
-    search
-        .trim_start_matches('?')
-        .split('&')
-        .find_map(|kv| kv.strip_prefix(prefix.as_str()).map(str::to_string))
-}
-
-/// `?dtype=auto|f32|f16` in the address picks how the first load holds the weights.
-fn initial_dtype_choice() -> WeightDtype {
-    query_param("dtype")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_default()
-}
-
-/// Reads picked files into memory for the worker.
-async fn read_files(
-    list: &web_sys::FileList,
-) -> Result<Vec<(String, serde_bytes::ByteBuf)>, String> {
-    let mut out = Vec::new();
-    for i in 0..list.length() {
-        let Some(file) = list.item(i) else { continue };
-        let buffer = wasm_bindgen_futures::JsFuture::from(file.array_buffer())
-            .await
-            .map_err(|e| format!("reading {}: {e:?}", file.name()))?;
-        out.push((
-            file.name(),
-            serde_bytes::ByteBuf::from(js_sys::Uint8Array::new(&buffer).to_vec()),
-        ));
-    }
-    if out.is_empty() {
-        return Err("no file was chosen".into());
-    }
-    Ok(out)
 }
 
 /// What runs now — the original weights, or a panel's pruned, circuit or corrected model — and

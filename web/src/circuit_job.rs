@@ -14,8 +14,8 @@ use scalpel::task::metrics::{TaskMetrics, evaluate_async};
 use scalpel::task::{Task, TaskSource};
 
 use crate::job::{
-    Circuits, JobResult, Posting, Progress, State, budget, component_label, object_url, post,
-    progress, yield_now,
+    Circuits, JobResult, Posting, Progress, State, budget, component_label, download, object_url,
+    post, progress, yield_now,
 };
 use crate::protocol::{
     CircuitSearch, CircuitView, CircuitsRequest, CircuitsResponse, CurvePointView, ProbeView,
@@ -40,6 +40,12 @@ pub(crate) async fn handle(state: &State, req: CircuitsRequest) -> JobResult {
         CircuitsRequest::Probe { line } => probe(state, line).await,
         CircuitsRequest::Export => export(state),
         CircuitsRequest::Load { name, text } => load(state, name, text).await,
+        CircuitsRequest::LoadUrl { url } => {
+            let text = String::from_utf8(download(&url, "circuit file").await?)
+                .map_err(|_| format!("{url} is not a UTF-8 text file"))?;
+            let name = url.rsplit('/').next().unwrap_or(&url).to_string();
+            load(state, name, text).await
+        }
     }
 }
 

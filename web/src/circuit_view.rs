@@ -3,17 +3,20 @@
 //! and the full model, try your own prompt on both, and save or load the circuit as JSON.
 
 use leptos::prelude::*;
+use scalpel::circuit::DEFAULT_FRACTIONS;
 use scalpel::prune::Granularity;
 use scalpel::report::{LineChart, Series};
 use scalpel::score::ScoreMethod;
 
+use crate::estimate::{PROMPT_TOKENS, Work, cpu_warning};
+use crate::fragment::{Fragment, Params};
 use crate::protocol::{
     CircuitSearch, CircuitView, CircuitsRequest, Metrics, ProbeView, Request, TaskChoice,
 };
 use crate::shell::{Panel, Ui, WorkerLink, progress_view};
 use crate::status::CircuitStatus;
 use crate::widgets::{
-    csv, linears_field, number_field, read_picked_text, save_button, select_field,
+    Choice, csv, linears_field, number_field, read_picked_text, save_button, select_field,
 };
 
 const TASKS: [(&str, &str); 5] = [
@@ -36,58 +39,234 @@ const METHODS: [(ScoreMethod, &str); 5] = [
     (ScoreMethod::Random, "Random"),
 ];
 
-#[component]
-pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
-    let task = RwSignal::new("ioi");
-    let lines = RwSignal::new(String::new());
-    let granularity = RwSignal::new(Granularity::Heads);
-    let linears = RwSignal::new("all".to_string());
-    let method = RwSignal::new(ScoreMethod::Lrp);
-    let prompts = RwSignal::new(32usize);
-    let threshold = RwSignal::new(0.9f64);
-    let circuit_only = RwSignal::new(true);
-    let probe = RwSignal::new(
-        "When Mary and John went to the store, John gave a drink to | Mary | John".to_string(),
-    );
-    let send = move |r: Request| {
+/// The panel's controls, held by the page (a link sets them and replays the jobs; `link`).
+#[derive(Clone, Copy)]
+pub(crate) struct CircuitSettings {
+    /// A key of [`TASKS`].
+    pub(crate) task: RwSignal<&'static str>,
+    pub(crate) lines: RwSignal<String>,
+    pub(crate) granularity: RwSignal<Granularity>,
+    pub(crate) linears: RwSignal<String>,
+    pub(crate) method: RwSignal<ScoreMethod>,
+    pub(crate) prompts: RwSignal<usize>,
+    pub(crate) threshold: RwSignal<f64>,
+    pub(crate) circuit_only: RwSignal<bool>,
+    /// Where the running circuit was loaded from, if from a file: its URL, or `None` for a file
+    /// picked from disk (which a link cannot name).
+    pub(crate) loaded_from: RwSignal<Option<Option<String>>>,
+    /// The search and the cut last asked for, as a link names them.
+    found_with: RwSignal<Params>,
+    picked_with: RwSignal<Params>,
+}
+
+/// What a link asks the Circuits panel to do again.
+pub(crate) enum CircuitReplay {
+    /// Search (and cut at the threshold if `pick`).
+    Find { pick: bool },
+    /// Load the circuit file at this URL.
+    Load(String),
+}
+
+impl CircuitSettings {
+    pub(crate) fn new() -> Self {
+        Self {
+            task: RwSignal::new("ioi"),
+            lines: RwSignal::new(String::new()),
+            granularity: RwSignal::new(Granularity::Heads),
+            linears: RwSignal::new("all".to_string()),
+            method: RwSignal::new(ScoreMethod::Lrp),
+            prompts: RwSignal::new(32),
+            threshold: RwSignal::new(0.9),
+            circuit_only: RwSignal::new(true),
+            loaded_from: RwSignal::new(None),
+            found_with: RwSignal::new(Vec::new()),
+            picked_with: RwSignal::new(Vec::new()),
+        }
+    }
+
+    /// What a link needs to show the panel again: the search once its curve is measured and the
+    /// cut once chosen, or the URL of the circuit file that runs. `Err` says why the running
+    /// circuit cannot be linked (a file picked from disk).
+    pub(crate) fn link_params(self, ui: Ui) -> Result<Params, &'static str> {
+        let status = ui.circuits.get();
+        match self.loaded_from.get() {
+            Some(Some(url)) if status.picked.is_some() => {
+                return Ok(vec![("circuit.url", url)]);
+            }
+            Some(None) if status.picked.is_some() => {
+                return Err(
+                    "the circuit came from a file on this computer: load it from a URL to link it",
+                );
+            }
+            _ => {}
+        }
+        let mut params = Vec::new();
+        if status.ready.is_some() {
+            params.extend(self.found_with.get());
+            if status.picked.is_some() {
+                params.extend(self.picked_with.get());
+                // The checkbox says what runs now, however often it was toggled since the cut.
+                params.push(("circuit.only", self.circuit_only.get().to_string()));
+            }
+        }
+        Ok(params)
+    }
+
+    /// Sets the controls a link names; what it asks to do again.
+    pub(crate) fn follow(self, link: &Fragment) -> Option<CircuitReplay> {
+        if let Some(url) = link.text("circuit.url") {
+            return Some(CircuitReplay::Load(url));
+        }
+        if !link.has("circuit.task") {
+            return None;
+        }
+        link.set_choice("circuit.task", &TASKS, self.task);
+        if let Some(lines) = link.text("circuit.lines") {
+            self.lines.set(lines);
+        }
+        link.set_choice("circuit.prune", &GRANULARITIES, self.granularity);
+        link.set("circuit.linears", self.linears);
+        link.set_choice("circuit.scores", &METHODS, self.method);
+        link.set("circuit.prompts", self.prompts);
+        link.set("circuit.threshold", self.threshold);
+        link.set("circuit.only", self.circuit_only);
+        Some(CircuitReplay::Find {
+            pick: link.has("circuit.threshold"),
+        })
+    }
+
+    /// The search's work (`estimate`): scores over the scoring prompts, then the task measured
+    /// at every point of the curve and on the dense model for both splits.
+    fn work(self) -> Work {
+        let tokens = self.prompts.get() as f64 * PROMPT_TOKENS;
+        let curve = (DEFAULT_FRACTIONS.len() + 2) as f64 * tokens;
+        match self.method.get() {
+            ScoreMethod::Random => Work {
+                forward: curve,
+                ..Work::default()
+            },
+            ScoreMethod::Wanda | ScoreMethod::Activation => Work {
+                forward: curve + tokens,
+                ..Work::default()
+            },
+            _ => Work {
+                relevance: tokens,
+                forward: curve,
+                ..Work::default()
+            },
+        }
+    }
+
+    fn send(ui: Ui, link: StoredValue<WorkerLink>, r: Request) {
         ui.start_job(Panel::Circuits);
         link.update_value(|l| l.send(ui, r));
-    };
-    let run = move || {
-        let choice = match task.get_untracked() {
-            "lines" => TaskChoice::Lines(lines.get_untracked()),
+    }
+
+    /// Scores the task's components and measures the curve.
+    pub(crate) fn find(self, ui: Ui, link: StoredValue<WorkerLink>) {
+        let choice = match self.task.get_untracked() {
+            "lines" => TaskChoice::Lines(self.lines.get_untracked()),
             name => TaskChoice::Named(name.to_string()),
         };
         ui.circuits.set(CircuitStatus::default());
-        send(Request::Circuits(CircuitsRequest::Find(CircuitSearch {
-            task: choice,
-            granularity: granularity.get_untracked(),
-            linears: linears.get_untracked(),
-            method: method.get_untracked(),
-            prompts: prompts.get_untracked(),
-            seed: 0,
-        })));
-    };
-    let pick = move || {
+        self.loaded_from.set(None);
+        let mut params = vec![("circuit.task", self.task.get_untracked().to_string())];
+        if let TaskChoice::Lines(lines) = &choice {
+            params.push(("circuit.lines", lines.clone()));
+        }
+        params.extend([
+            (
+                "circuit.prune",
+                self.granularity.get_untracked().key().to_string(),
+            ),
+            ("circuit.linears", self.linears.get_untracked()),
+            (
+                "circuit.scores",
+                self.method.get_untracked().key().to_string(),
+            ),
+            ("circuit.prompts", self.prompts.get_untracked().to_string()),
+        ]);
+        self.found_with.set(params);
+        Self::send(
+            ui,
+            link,
+            Request::Circuits(CircuitsRequest::Find(CircuitSearch {
+                task: choice,
+                granularity: self.granularity.get_untracked(),
+                linears: self.linears.get_untracked(),
+                method: self.method.get_untracked(),
+                prompts: self.prompts.get_untracked(),
+                seed: 0,
+            })),
+        );
+    }
+
+    /// Cuts the circuit at the shown threshold (once the curve is measured).
+    pub(crate) fn pick(self, ui: Ui, link: StoredValue<WorkerLink>) {
         let status = ui.circuits.get_untracked();
         if status.ready.is_none() {
             return;
         }
-        match status.fraction_for(threshold.get_untracked()) {
-            Some(fraction) => send(Request::Circuits(CircuitsRequest::Pick {
-                fraction,
-                apply: circuit_only.get_untracked(),
-            })),
+        let threshold = self.threshold.get_untracked();
+        self.picked_with
+            .set(vec![("circuit.threshold", threshold.to_string())]);
+        match status.fraction_for(threshold) {
+            Some(fraction) => Self::send(
+                ui,
+                link,
+                Request::Circuits(CircuitsRequest::Pick {
+                    fraction,
+                    apply: self.circuit_only.get_untracked(),
+                }),
+            ),
             None => ui.fail(format!(
                 "no measured point keeps {:.0} % of the dense logit difference: lower the threshold",
-                threshold.get_untracked() * 100.0
+                threshold * 100.0
             )),
         }
-    };
+    }
+
+    /// Loads a circuit file from `url` (a link's, or one typed into the panel) and runs it.
+    pub(crate) fn load_url(self, ui: Ui, link: StoredValue<WorkerLink>, url: String) {
+        self.loaded_from.set(Some(Some(url.clone())));
+        Self::send(
+            ui,
+            link,
+            Request::Circuits(CircuitsRequest::LoadUrl { url }),
+        );
+    }
+}
+
+#[component]
+pub(crate) fn CircuitPanel(
+    ui: Ui,
+    link: StoredValue<WorkerLink>,
+    settings: CircuitSettings,
+) -> impl IntoView {
+    let CircuitSettings {
+        task,
+        lines,
+        granularity,
+        linears,
+        method,
+        prompts,
+        threshold,
+        circuit_only,
+        loaded_from,
+        ..
+    } = settings;
+    let probe = RwSignal::new(
+        "When Mary and John went to the store, John gave a drink to | Mary | John".to_string(),
+    );
+    let circuit_url = RwSignal::new(String::new());
+    let send = move |r: Request| CircuitSettings::send(ui, link, r);
+    let run = move || settings.find(ui, link);
+    let pick = move || settings.pick(ui, link);
     let idle = move || ui.is_idle();
     let ready = move || ui.circuits.get().ready.is_some();
     let on_load = move |ev: leptos::ev::Event| {
         read_picked_text(ui, &ev, move |name, text| {
+            loaded_from.set(Some(None));
             send(Request::Circuits(CircuitsRequest::Load { name, text }))
         })
     };
@@ -114,6 +293,7 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
             <div class="row">
                 <button class="primary" data-testid="find-circuit" disabled=move || !idle()
                     on:click=move |_| run()>"Find circuit"</button>
+                {cpu_warning(ui, "circuit-estimate", move || settings.work())}
                 <span class="stats" data-testid="circuit-status"
                     title="the prompt set is named task-seed-split-prompts, e.g. ioi-seed0-scoring-32: \
                         the prompts the circuit is scored on (as many are held out to test it)">
@@ -168,6 +348,13 @@ pub(crate) fn CircuitPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
                     <input type="file" accept=".json,application/json" data-testid="circuit-load"
                         disabled=move || !idle() on:change=on_load />
                 </label>
+            </div>
+            <div class="row">
+                <input type="url" class="grow" data-testid="circuit-url" placeholder="https://…/circuit.json"
+                    title="a circuit file on the web (the server must allow other sites to read it: CORS); a link to this page can then name it"
+                    prop:value=move || circuit_url.get() on:input=move |ev| circuit_url.set(event_target_value(&ev)) />
+                <button data-testid="circuit-load-url" disabled=move || !idle() || circuit_url.get().trim().is_empty()
+                    on:click=move |_| settings.load_url(ui, link, circuit_url.get_untracked().trim().to_string())>"Load from URL"</button>
             </div>
         </section>
     }

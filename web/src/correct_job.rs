@@ -4,9 +4,9 @@
 
 use scalpel::LoadedModel;
 use scalpel::correct::{
-    Behaviour, ContinuationScorer, CorrectionEvent, CorrectionPlan, GENERAL_PROMPT_TOKENS,
-    GeneralSet, GuardRail, Judgement, Lexicon, Measure, Uniqueness, check_method,
-    continue_greedily_async, correct, default_doses, dose, removed,
+    Behaviour, CONTINUATION_TOKENS, ContinuationScorer, CorrectionEvent, CorrectionPlan,
+    GENERAL_PROMPT_TOKENS, GeneralSet, GuardRail, Judgement, Lexicon, Measure, Uniqueness,
+    check_method, continue_greedily_async, correct, default_doses, dose, removed,
 };
 use scalpel::prune::LinearSet;
 use scalpel::report::RunInfo;
@@ -37,7 +37,7 @@ async fn behaviour(choice: &BehaviourChoice) -> JobResult<Behaviour> {
             "your behaviour",
             lines,
             Measure::Lexicon,
-            20,
+            CONTINUATION_TOKENS,
         )?),
     }
 }

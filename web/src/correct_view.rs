@@ -3,17 +3,24 @@
 //! generation side by side on any prompt, and export the corrected model.
 
 use leptos::prelude::*;
+use scalpel::correct::{
+    CONTINUATION_TOKENS, GENERAL_PROMPT_TOKENS, REPETITION_CONTINUATION_TOKENS, default_doses,
+};
 use scalpel::prune::Granularity;
 use scalpel::report::{LineChart, Series};
 use scalpel::score::ScoreMethod;
 
+use crate::estimate::{PROMPT_TOKENS, READOUT_TOKENS, Work, cpu_warning};
+use crate::fragment::{Fragment, Params};
 use crate::protocol::{
     BehaviourChoice, CompareView, CorrectRequest, CorrectionSearch, CorrectionSetup, DoseView,
     JudgedText, Request,
 };
 use crate::shell::{Panel, Ui, WorkerLink, progress_view};
 use crate::status::CorrectStatus;
-use crate::widgets::{csv, download_field, linears_field, number_field, save_button, select_field};
+use crate::widgets::{
+    Choice, csv, download_field, linears_field, number_field, save_button, select_field,
+};
 
 const BEHAVIOURS: [(&str, &str); 3] = [
     ("toxicity", "Toxicity (RealToxicityPrompts)"),
@@ -32,50 +39,192 @@ const METHODS: [(ScoreMethod, &str); 4] = [
     (ScoreMethod::Random, "Random"),
 ];
 
-#[component]
-pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
-    let behaviour = RwSignal::new("toxicity");
-    let lines = RwSignal::new(String::new());
-    let granularity = RwSignal::new(Granularity::Neurons);
-    let linears = RwSignal::new("all".to_string());
-    let contrast = RwSignal::new(1.0f64);
-    let method = RwSignal::new(ScoreMethod::Lrp);
-    let prompts = RwSignal::new(24usize);
-    let general = RwSignal::new(16usize);
-    let dose = RwSignal::new(0usize);
-    let prompt = RwSignal::new("You are such a".to_string());
-    let send = move |r: Request| {
+/// The panel's controls, held by the page (a link sets them and replays the jobs; `link`).
+#[derive(Clone, Copy)]
+pub(crate) struct CorrectSettings {
+    /// A key of [`BEHAVIOURS`].
+    pub(crate) behaviour: RwSignal<&'static str>,
+    pub(crate) lines: RwSignal<String>,
+    pub(crate) granularity: RwSignal<Granularity>,
+    pub(crate) linears: RwSignal<String>,
+    pub(crate) contrast: RwSignal<f64>,
+    pub(crate) method: RwSignal<ScoreMethod>,
+    pub(crate) prompts: RwSignal<usize>,
+    pub(crate) general: RwSignal<usize>,
+    /// Components removed (0: none picked yet).
+    pub(crate) dose: RwSignal<usize>,
+    /// The run last asked for, as a link names it.
+    found_with: RwSignal<Params>,
+}
+
+impl CorrectSettings {
+    pub(crate) fn new() -> Self {
+        Self {
+            behaviour: RwSignal::new("toxicity"),
+            lines: RwSignal::new(String::new()),
+            granularity: RwSignal::new(Granularity::Neurons),
+            linears: RwSignal::new("all".to_string()),
+            contrast: RwSignal::new(1.0),
+            method: RwSignal::new(ScoreMethod::Lrp),
+            prompts: RwSignal::new(24),
+            general: RwSignal::new(16),
+            dose: RwSignal::new(0),
+            found_with: RwSignal::new(Vec::new()),
+        }
+    }
+
+    /// What a link needs to show the panel again: the run once every dose is measured, and the
+    /// picked dose.
+    pub(crate) fn link_params(self, ui: Ui) -> Params {
+        let status = ui.correct.get();
+        let mut params = Vec::new();
+        if status.ready.is_some() {
+            params.extend(self.found_with.get());
+            if let Some((count, _, _)) = status.picked {
+                params.push(("correct.dose", count.to_string()));
+            }
+        }
+        params
+    }
+
+    /// Sets the controls a link names; whether it asks to (find, pick a dose).
+    pub(crate) fn follow(self, link: &Fragment) -> (bool, bool) {
+        if !link.has("correct.behaviour") {
+            return (false, false);
+        }
+        link.set_choice("correct.behaviour", &BEHAVIOURS, self.behaviour);
+        if let Some(lines) = link.text("correct.lines") {
+            self.lines.set(lines);
+        }
+        link.set_choice("correct.prune", &GRANULARITIES, self.granularity);
+        link.set("correct.linears", self.linears);
+        link.set("correct.lambda", self.contrast);
+        link.set_choice("correct.scores", &METHODS, self.method);
+        link.set("correct.prompts", self.prompts);
+        link.set("correct.general", self.general);
+        link.set("correct.dose", self.dose);
+        (true, self.dose.get_untracked() > 0)
+    }
+
+    /// The run's work (`estimate`): the dense model's continuations of the scoring and held-out
+    /// prompts and of the general prompts, relevance over both sets, then each dose's held-out
+    /// continuations and perplexity readout.
+    fn work(self) -> Work {
+        let (prompts, general) = (self.prompts.get() as f64, self.general.get() as f64);
+        let continued = if self.behaviour.get() == "repetition" {
+            REPETITION_CONTINUATION_TOKENS
+        } else {
+            CONTINUATION_TOKENS
+        } as f64;
+        let doses = default_doses(self.granularity.get()).len() as f64;
+        let explained = prompts * (PROMPT_TOKENS + continued)
+            + general * (GENERAL_PROMPT_TOKENS as f64 + continued);
+        let mut work = Work {
+            relevance: explained,
+            forward: (doses + 1.0) * READOUT_TOKENS,
+            decoded: (2.0 * prompts + general + doses * prompts) * continued,
+        };
+        match self.method.get() {
+            ScoreMethod::Random => work.relevance = 0.0,
+            ScoreMethod::Wanda => {
+                work.forward += explained;
+                work.relevance = 0.0;
+            }
+            _ => {}
+        }
+        work
+    }
+
+    fn send(ui: Ui, link: StoredValue<WorkerLink>, r: Request) {
         ui.start_job(Panel::Correct);
         link.update_value(|l| l.send(ui, r));
-    };
-    let run = move || {
-        let choice = match behaviour.get_untracked() {
+    }
+
+    /// Finds what drives the behaviour and measures every dose.
+    pub(crate) fn find(self, ui: Ui, link: StoredValue<WorkerLink>) {
+        let choice = match self.behaviour.get_untracked() {
             "repetition" => BehaviourChoice::Repetition,
-            "lines" => BehaviourChoice::Lines(lines.get_untracked()),
+            "lines" => BehaviourChoice::Lines(self.lines.get_untracked()),
             _ => BehaviourChoice::Toxicity,
         };
         ui.correct.set(CorrectStatus::default());
-        send(Request::Correct(CorrectRequest::Find(CorrectionSearch {
-            behaviour: choice,
-            granularity: granularity.get_untracked(),
-            linears: linears.get_untracked(),
-            contrast: contrast.get_untracked(),
-            method: method.get_untracked(),
-            prompts: prompts.get_untracked(),
-            general_samples: general.get_untracked(),
-            seed: 0,
-        })));
-    };
+        let mut params = vec![(
+            "correct.behaviour",
+            self.behaviour.get_untracked().to_string(),
+        )];
+        if let BehaviourChoice::Lines(lines) = &choice {
+            params.push(("correct.lines", lines.clone()));
+        }
+        params.extend([
+            (
+                "correct.prune",
+                self.granularity.get_untracked().key().to_string(),
+            ),
+            ("correct.linears", self.linears.get_untracked()),
+            ("correct.lambda", self.contrast.get_untracked().to_string()),
+            (
+                "correct.scores",
+                self.method.get_untracked().key().to_string(),
+            ),
+            ("correct.prompts", self.prompts.get_untracked().to_string()),
+            ("correct.general", self.general.get_untracked().to_string()),
+        ]);
+        self.found_with.set(params);
+        Self::send(
+            ui,
+            link,
+            Request::Correct(CorrectRequest::Find(CorrectionSearch {
+                behaviour: choice,
+                granularity: self.granularity.get_untracked(),
+                linears: self.linears.get_untracked(),
+                contrast: self.contrast.get_untracked(),
+                method: self.method.get_untracked(),
+                prompts: self.prompts.get_untracked(),
+                general_samples: self.general.get_untracked(),
+                seed: 0,
+            })),
+        );
+    }
+
+    /// Applies (or lifts) the correction at the chosen dose.
+    pub(crate) fn pick(self, ui: Ui, link: StoredValue<WorkerLink>, apply: bool) {
+        if self.dose.get_untracked() > 0 {
+            Self::send(
+                ui,
+                link,
+                Request::Correct(CorrectRequest::Pick {
+                    count: self.dose.get_untracked(),
+                    apply,
+                }),
+            );
+        }
+    }
+}
+
+#[component]
+pub(crate) fn CorrectPanel(
+    ui: Ui,
+    link: StoredValue<WorkerLink>,
+    settings: CorrectSettings,
+) -> impl IntoView {
+    let CorrectSettings {
+        behaviour,
+        lines,
+        granularity,
+        linears,
+        contrast,
+        method,
+        prompts,
+        general,
+        dose,
+        ..
+    } = settings;
+    let prompt = RwSignal::new("You are such a".to_string());
+    let send = move |r: Request| CorrectSettings::send(ui, link, r);
+    let run = move || settings.find(ui, link);
     let idle = move || ui.is_idle();
     let ready = move || ui.correct.get().ready.is_some();
-    let pick = move |apply: bool| {
-        if dose.get_untracked() > 0 {
-            send(Request::Correct(CorrectRequest::Pick {
-                count: dose.get_untracked(),
-                apply,
-            }));
-        }
-    };
+    let pick = move |apply: bool| settings.pick(ui, link, apply);
 
     view! {
         <section class="card correct" data-testid="correct">
@@ -103,6 +252,7 @@ pub(crate) fn CorrectPanel(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoVi
             <div class="row">
                 <button class="primary" data-testid="find-correction" disabled=move || !idle()
                     on:click=move |_| run()>"Find & measure corrections"</button>
+                {cpu_warning(ui, "correct-estimate", move || settings.work())}
                 <span class="stats" data-testid="correct-status">{move || status_line(&ui.correct.get())}</span>
             </div>
             {move || ui.is_busy_in(Panel::Correct).then(|| progress_view(ui))}

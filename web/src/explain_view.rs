@@ -19,7 +19,7 @@ const EXPLAIN_STATS_HELP: &str = "explained logit: the output explained, the cho
     absorbed on the way (biases, normalisation offsets, attention sinks; docs/relevance-rules.md).";
 
 /// The rule sets offered, as (value, label).
-const RULES: [(RuleSet, &str); 3] = [
+pub(crate) const RULES: [(RuleSet, &str); 3] = [
     (RuleSet::AttnLrp, "AttnLRP"),
     (RuleSet::Gradient, "Gradient × input"),
     (RuleSet::CpLrp, "CP-LRP"),

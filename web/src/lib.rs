@@ -18,9 +18,13 @@ mod compress_job;
 #[cfg(target_arch = "wasm32")]
 mod compress_view;
 #[cfg(target_arch = "wasm32")]
+mod controls;
+#[cfg(target_arch = "wasm32")]
 mod correct_job;
 #[cfg(target_arch = "wasm32")]
 mod correct_view;
+#[cfg(target_arch = "wasm32")]
+mod estimate;
 #[cfg(target_arch = "wasm32")]
 mod explain_job;
 #[cfg(target_arch = "wasm32")]
@@ -28,11 +32,17 @@ mod explain_view;
 #[cfg(target_arch = "wasm32")]
 pub mod fetch;
 #[cfg(target_arch = "wasm32")]
+mod fragment;
+#[cfg(target_arch = "wasm32")]
 mod job;
+#[cfg(target_arch = "wasm32")]
+mod link;
 #[cfg(target_arch = "wasm32")]
 mod shell;
 #[cfg(target_arch = "wasm32")]
 mod status;
+#[cfg(target_arch = "wasm32")]
+mod tour;
 #[cfg(target_arch = "wasm32")]
 mod widgets;
 #[cfg(target_arch = "wasm32")]

@@ -348,6 +348,10 @@ pub enum CircuitsRequest {
         name: String,
         text: String,
     },
+    /// A circuit file on the web: downloaded by the worker, then as `Load`.
+    LoadUrl {
+        url: String,
+    },
 }
 
 /// The correction panel's requests.

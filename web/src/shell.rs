@@ -9,6 +9,7 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
+use crate::estimate::duration;
 use crate::protocol::{
     CircuitsResponse, CompressResponse, CorrectResponse, ExplainRequest, ExplanationView,
     GenerateRequest, ModelSource, Request, Response,
@@ -58,11 +59,7 @@ impl ProgressState {
             return None;
         }
         let seconds = (self.total - self.done).max(0.0) / rate;
-        Some(if seconds >= 90.0 {
-            format!("about {:.0} min left", seconds / 60.0)
-        } else {
-            format!("about {seconds:.0} s left")
-        })
+        Some(format!("{} left", duration(seconds)))
     }
 }
 

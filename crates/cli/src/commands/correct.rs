@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use scalpel::correct::report::CorrectionReport;
 use scalpel::correct::{
-    Behaviour, ContinuationScorer, CorrectionEvent, CorrectionPlan, GENERAL_PROMPT_TOKENS,
-    GeneralSet, GuardRail, Lexicon, Measure, TOXICITY_CATEGORIES, Uniqueness, check_method,
-    correct, default_count, dose,
+    Behaviour, CONTINUATION_TOKENS, ContinuationScorer, CorrectionEvent, CorrectionPlan,
+    GENERAL_PROMPT_TOKENS, GeneralSet, GuardRail, Lexicon, Measure, TOXICITY_CATEGORIES,
+    Uniqueness, check_method, correct, default_count, dose,
 };
 use scalpel::prune::Granularity;
 use scalpel::score::ScoreMethod;
@@ -148,7 +148,7 @@ fn behaviour(args: &Args) -> Result<Behaviour> {
             let stem = path
                 .file_stem()
                 .map_or("behaviour".into(), |s| s.to_string_lossy().to_string());
-            Behaviour::parse(&stem, &text, args.measure, 20)?
+            Behaviour::parse(&stem, &text, args.measure, CONTINUATION_TOKENS)?
         }
     };
     if let Some(n) = args.max_new_tokens {

@@ -43,6 +43,11 @@ pub struct Behaviour {
     pub max_new_tokens: usize,
 }
 
+/// Greedy tokens continued per prompt for toxicity and for prompts of one's own (the paper's
+/// protocol), and for repetition.
+pub const CONTINUATION_TOKENS: usize = 20;
+pub const REPETITION_CONTINUATION_TOKENS: usize = 50;
+
 impl Behaviour {
     /// Toxicity: RealToxicityPrompts prompts of the given `(category, file text)` pairs, one
     /// prompt per line, judged by the profanity lexicon on 20-token continuations.
@@ -59,7 +64,7 @@ impl Behaviour {
             name: format!("toxicity ({})", names.join(", ")),
             prompts,
             measure: Measure::Lexicon,
-            max_new_tokens: 20,
+            max_new_tokens: CONTINUATION_TOKENS,
         })
     }
 
@@ -75,7 +80,7 @@ impl Behaviour {
                 })
                 .collect(),
             measure: Measure::Uniqueness,
-            max_new_tokens: 50,
+            max_new_tokens: REPETITION_CONTINUATION_TOKENS,
         }
     }
 

@@ -15,7 +15,10 @@ pub mod report;
 
 use std::collections::{BTreeMap, HashSet};
 
-pub use behaviour::{Behaviour, BehaviourPrompt, TOXICITY_CATEGORIES};
+pub use behaviour::{
+    Behaviour, BehaviourPrompt, CONTINUATION_TOKENS, REPETITION_CONTINUATION_TOKENS,
+    TOXICITY_CATEGORIES,
+};
 pub use job::{
     Correction, CorrectionEvent, CorrectionPlan, GeneralSet, GuardRail, Ranking, correct,
 };

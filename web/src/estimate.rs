@@ -1,0 +1,74 @@
+//! How long a panel's long job will take on the CPU fallback, said before it starts.
+//!
+//! A job's work is counted in tokens: through relevance passes (forward, backward and scores),
+//! through batched forward passes (perplexity windows, Wanda's activations, a circuit's curve)
+//! and decoded one at a time (continuations). Each costs a fixed multiple of one decoded token,
+//! so the loaded model's last generation speed on this device (the badge's tokens/s) prices them
+//! all: it scales with the machine and with the model's size alike. The multiples were fitted to
+//! the page's default jobs timed by `cargo xtask bench page` (README, "Benchmarks"), which also
+//! prints this estimate beside each measured time.
+
+use leptos::prelude::*;
+
+use crate::shell::Ui;
+
+/// One token through a relevance pass, in decoded-token times (SmolLM2, CPU fallback: LRP
+/// scores over 2,048 tokens in 111 s while generating 16.8 tokens/s).
+const RELEVANCE_TOKEN: f64 = 0.9;
+/// One token of a batched forward pass, in decoded-token times.
+const FORWARD_TOKEN: f64 = 0.23;
+/// Jobs estimated to take less than this say nothing.
+const WARN_SECONDS: f64 = 60.0;
+/// Tokens of one task or behaviour prompt, about (the built-in ones have 6–20).
+pub(crate) const PROMPT_TOKENS: f64 = 16.0;
+/// Tokens of the page's perplexity readout (wiki-128x2 on the CPU).
+pub(crate) const READOUT_TOKENS: f64 = 256.0;
+
+/// The work of one job, in tokens.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Work {
+    pub(crate) relevance: f64,
+    pub(crate) forward: f64,
+    pub(crate) decoded: f64,
+}
+
+impl Work {
+    /// Seconds at `tokens_per_second` decoded.
+    pub(crate) fn seconds(&self, tokens_per_second: f64) -> f64 {
+        (self.relevance * RELEVANCE_TOKEN + self.forward * FORWARD_TOKEN + self.decoded)
+            / tokens_per_second
+    }
+}
+
+/// "about 3 min", rounded as the progress bar's time left is.
+pub(crate) fn duration(seconds: f64) -> String {
+    if seconds >= 90.0 {
+        format!("about {:.0} min", seconds / 60.0)
+    } else {
+        format!("about {seconds:.0} s")
+    }
+}
+
+/// A warning beside a job's button when, on the CPU, `work` will take a minute or more (none on
+/// a GPU, and none before a generation has measured this device's speed).
+pub(crate) fn cpu_warning(
+    ui: Ui,
+    testid: &'static str,
+    work: impl Fn() -> Work + Send + Sync + 'static,
+) -> impl IntoView {
+    move || {
+        if ui.device_is_gpu.get() {
+            return None;
+        }
+        let speed = ui.tokens_per_second.get().filter(|s| *s > 0.0)?;
+        let seconds = work().seconds(speed);
+        (seconds >= WARN_SECONDS).then(|| {
+            view! {
+                <span class="warn" data-testid=testid
+                    title="estimated from this device's generation speed (the badge's tokens/s); fewer samples or prompts are faster, and WebGPU much faster">
+                    {format!("⚠ {} on this CPU", duration(seconds))}
+                </span>
+            }
+        })
+    }
+}
