@@ -276,8 +276,7 @@ fn model_state(ui: Ui, link: StoredValue<WorkerLink>) -> impl IntoView {
     };
     let back = move |_| {
         let panel = ui.on_model.get_untracked().unwrap_or(Panel::Compress);
-        ui.start_job(panel);
-        link.update_value(|l| l.send(ui, Request::Restore));
+        ui.run_job(link, panel, Request::Restore);
     };
     view! {
         <div class="row model-state">

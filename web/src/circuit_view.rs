@@ -157,11 +157,6 @@ impl CircuitSettings {
         }
     }
 
-    fn send(ui: Ui, link: StoredValue<WorkerLink>, r: Request) {
-        ui.start_job(Panel::Circuits);
-        link.update_value(|l| l.send(ui, r));
-    }
-
     /// Scores the task's components and measures the curve.
     pub(crate) fn find(self, ui: Ui, link: StoredValue<WorkerLink>) {
         let choice = match self.task.get_untracked() {
@@ -187,9 +182,9 @@ impl CircuitSettings {
             ("circuit.prompts", self.prompts.get_untracked().to_string()),
         ]);
         self.found_with.set(params);
-        Self::send(
-            ui,
+        ui.run_job(
             link,
+            Panel::Circuits,
             Request::Circuits(CircuitsRequest::Find(CircuitSearch {
                 task: choice,
                 granularity: self.granularity.get_untracked(),
@@ -211,10 +206,7 @@ impl CircuitSettings {
         self.picked_with
             .set(vec![("circuit.threshold", threshold.to_string())]);
         match status.fraction_for(threshold) {
-            Some(fraction) => Self::send(
-                ui,
-                link,
-                Request::Circuits(CircuitsRequest::Pick {
+            Some(fraction) => ui.run_job(link, Panel::Circuits, Request::Circuits(CircuitsRequest::Pick {
                     fraction,
                     apply: self.circuit_only.get_untracked(),
                 }),
@@ -229,9 +221,9 @@ impl CircuitSettings {
     /// Loads a circuit file from `url` (a link's, or one typed into the panel) and runs it.
     pub(crate) fn load_url(self, ui: Ui, link: StoredValue<WorkerLink>, url: String) {
         self.loaded_from.set(Some(Some(url.clone())));
-        Self::send(
-            ui,
+        ui.run_job(
             link,
+            Panel::Circuits,
             Request::Circuits(CircuitsRequest::LoadUrl { url }),
         );
     }
@@ -259,7 +251,7 @@ pub(crate) fn CircuitPanel(
         "When Mary and John went to the store, John gave a drink to | Mary | John".to_string(),
     );
     let circuit_url = RwSignal::new(String::new());
-    let send = move |r: Request| CircuitSettings::send(ui, link, r);
+    let send = move |r: Request| ui.run_job(link, Panel::Circuits, r);
     let run = move || settings.find(ui, link);
     let pick = move || settings.pick(ui, link);
     let idle = move || ui.is_idle();
@@ -293,7 +285,7 @@ pub(crate) fn CircuitPanel(
             <div class="row">
                 <button class="primary" data-testid="find-circuit" disabled=move || !idle()
                     on:click=move |_| run()>"Find circuit"</button>
-                {cpu_warning(ui, "circuit-estimate", move || settings.work())}
+                {cpu_warning(ui.device_is_gpu, ui.tokens_per_second, "circuit-estimate", move || settings.work())}
                 <span class="stats" data-testid="circuit-status"
                     title="the prompt set is named task-seed-split-prompts, e.g. ioi-seed0-scoring-32: \
                         the prompts the circuit is scored on (as many are held out to test it)">

@@ -120,11 +120,6 @@ impl CompressSettings {
         }
     }
 
-    fn send(ui: Ui, link: StoredValue<WorkerLink>, r: Request) {
-        ui.start_job(Panel::Compress);
-        link.update_value(|l| l.send(ui, r));
-    }
-
     /// Scores the model over the chosen reference set.
     pub(crate) fn score(self, ui: Ui, link: StoredValue<WorkerLink>) {
         let reference = if self.reference_kind.get_untracked() == "text" {
@@ -148,9 +143,9 @@ impl CompressSettings {
             params.push(("compress.text", text.clone()));
         }
         self.scored_with.set(params);
-        Self::send(
-            ui,
+        ui.run_job(
             link,
+            Panel::Compress,
             Request::Compress(CompressRequest::Score(ScoreRequest {
                 method: self.method.get_untracked(),
                 reference,
@@ -174,9 +169,9 @@ impl CompressSettings {
             ("compress.linears", self.linears.get_untracked()),
         ]);
         match Group::parse(&self.group.get_untracked()) {
-            Ok(group) => Self::send(
-                ui,
+            Ok(group) => ui.run_job(
                 link,
+                Panel::Compress,
                 Request::Compress(CompressRequest::Mask(MaskRequest {
                     sparsity: self.sparsity.get_untracked(),
                     group,
@@ -205,7 +200,7 @@ pub(crate) fn CompressPanel(
         linears,
         ..
     } = settings;
-    let send = move |r: Request| CompressSettings::send(ui, link, r);
+    let send = move |r: Request| ui.run_job(link, Panel::Compress, r);
     let compute = move || settings.score(ui, link);
     let remask = move || settings.mask(ui, link);
     let idle = move || ui.is_idle();
@@ -244,7 +239,7 @@ pub(crate) fn CompressPanel(
             <div class="row">
                 <button class="primary" data-testid="compute-scores" disabled=move || !idle()
                     on:click=move |_| compute()>"Compute scores"</button>
-                {cpu_warning(ui, "compress-estimate", move || settings.work())}
+                {cpu_warning(ui.device_is_gpu, ui.tokens_per_second, "compress-estimate", move || settings.work())}
                 <span class="stats" data-testid="scores-status">{move || ui.compress.get().scored.clone()}</span>
             </div>
             <div class="row">

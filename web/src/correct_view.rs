@@ -135,11 +135,6 @@ impl CorrectSettings {
         work
     }
 
-    fn send(ui: Ui, link: StoredValue<WorkerLink>, r: Request) {
-        ui.start_job(Panel::Correct);
-        link.update_value(|l| l.send(ui, r));
-    }
-
     /// Finds what drives the behaviour and measures every dose.
     pub(crate) fn find(self, ui: Ui, link: StoredValue<WorkerLink>) {
         let choice = match self.behaviour.get_untracked() {
@@ -170,9 +165,9 @@ impl CorrectSettings {
             ("correct.general", self.general.get_untracked().to_string()),
         ]);
         self.found_with.set(params);
-        Self::send(
-            ui,
+        ui.run_job(
             link,
+            Panel::Correct,
             Request::Correct(CorrectRequest::Find(CorrectionSearch {
                 behaviour: choice,
                 granularity: self.granularity.get_untracked(),
@@ -189,9 +184,9 @@ impl CorrectSettings {
     /// Applies (or lifts) the correction at the chosen dose.
     pub(crate) fn pick(self, ui: Ui, link: StoredValue<WorkerLink>, apply: bool) {
         if self.dose.get_untracked() > 0 {
-            Self::send(
-                ui,
+            ui.run_job(
                 link,
+                Panel::Correct,
                 Request::Correct(CorrectRequest::Pick {
                     count: self.dose.get_untracked(),
                     apply,
@@ -220,7 +215,7 @@ pub(crate) fn CorrectPanel(
         ..
     } = settings;
     let prompt = RwSignal::new("You are such a".to_string());
-    let send = move |r: Request| CorrectSettings::send(ui, link, r);
+    let send = move |r: Request| ui.run_job(link, Panel::Correct, r);
     let run = move || settings.find(ui, link);
     let idle = move || ui.is_idle();
     let ready = move || ui.correct.get().ready.is_some();
@@ -252,7 +247,7 @@ pub(crate) fn CorrectPanel(
             <div class="row">
                 <button class="primary" data-testid="find-correction" disabled=move || !idle()
                     on:click=move |_| run()>"Find & measure corrections"</button>
-                {cpu_warning(ui, "correct-estimate", move || settings.work())}
+                {cpu_warning(ui.device_is_gpu, ui.tokens_per_second, "correct-estimate", move || settings.work())}
                 <span class="stats" data-testid="correct-status">{move || status_line(&ui.correct.get())}</span>
             </div>
             {move || ui.is_busy_in(Panel::Correct).then(|| progress_view(ui))}

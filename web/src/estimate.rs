@@ -10,8 +10,6 @@
 
 use leptos::prelude::*;
 
-use crate::shell::Ui;
-
 /// One token through a relevance pass, in decoded-token times (SmolLM2, CPU fallback: LRP
 /// scores over 2,048 tokens in 111 s while generating 16.8 tokens/s).
 const RELEVANCE_TOKEN: f64 = 0.9;
@@ -49,18 +47,19 @@ pub(crate) fn duration(seconds: f64) -> String {
     }
 }
 
-/// A warning beside a job's button when, on the CPU, `work` will take a minute or more (none on
-/// a GPU, and none before a generation has measured this device's speed).
+/// A warning beside a job's button when, on the CPU (`on_gpu` false), `work` will take a minute or
+/// more at the last generation's `tokens_per_second` (none before a generation has measured it).
 pub(crate) fn cpu_warning(
-    ui: Ui,
+    on_gpu: RwSignal<bool>,
+    tokens_per_second: RwSignal<Option<f64>>,
     testid: &'static str,
     work: impl Fn() -> Work + Send + Sync + 'static,
 ) -> impl IntoView {
     move || {
-        if ui.device_is_gpu.get() {
+        if on_gpu.get() {
             return None;
         }
-        let speed = ui.tokens_per_second.get().filter(|s| *s > 0.0)?;
+        let speed = tokens_per_second.get().filter(|s| *s > 0.0)?;
         let seconds = work().seconds(speed);
         (seconds >= WARN_SECONDS).then(|| {
             view! {

@@ -20,6 +20,10 @@ use crate::fragment::{Fragment, Params, encode};
 use crate::shell::{Panel, Phase, Ui, WorkerLink};
 use crate::widgets::Choice;
 
+/// Links longer than this get a note: mail and chat apps cut some links of a few thousand
+/// characters.
+const LONG_LINK: usize = 2000;
+
 /// Every control a link sets.
 #[derive(Clone, Copy)]
 pub(crate) struct PageSettings {
@@ -292,9 +296,16 @@ pub(crate) fn link_view(page: PageSettings, ui: Ui, replay: Replay) -> impl Into
                     Some((base, _)) => format!("{base}#{fragment}"),
                     None => format!("{href}#{fragment}"),
                 };
+                let mut notes = left_out.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+                if href.len() > LONG_LINK {
+                    notes.push(format!(
+                        "this link is {} characters long (pasted text travels in it); some apps cut links that long",
+                        href.len()
+                    ));
+                }
                 view! {
                     <input type="text" class="grow" readonly=true data-testid="link" prop:value=href />
-                    {(!left_out.is_empty()).then(|| view! { <span class="hint">{left_out.join("; ")}</span> })}
+                    {(!notes.is_empty()).then(|| view! { <span class="hint">{notes.join("; ")}</span> })}
                 }
             })}
         </div>

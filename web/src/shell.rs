@@ -162,11 +162,13 @@ impl Ui {
         self.phase.get() == Phase::Compressing && self.panel.get() == panel
     }
 
-    /// Marks a job of `panel` as started.
-    pub(crate) fn start_job(&self, panel: Panel) {
+    /// Sends `request`, a job of `panel` (its progress bar shows there).
+    pub(crate) fn run_job(&self, link: StoredValue<WorkerLink>, panel: Panel, request: Request) {
         self.error.set(None);
         self.panel.set(panel);
         self.phase.set(Phase::Compressing);
+        let ui = *self;
+        link.update_value(|l| l.send(ui, request));
     }
 
     /// Shows an error that leaves the model usable.
