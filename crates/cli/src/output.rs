@@ -91,6 +91,40 @@ pub fn write_shrunk(
     )
 }
 
+/// `model`, running with the neuron `masks`, written to `out` without its pruned neurons (one
+/// file), its `note` in the safetensors metadata and the shrink's report added to `sidecar`;
+/// says on the terminal what shrank.
+pub fn write_shrunk_model(
+    out: &Path,
+    model: &scalpel::model::Model,
+    tokenizer: &scalpel::io::tokenizer::TextTokenizer,
+    masks: &scalpel::prune::Masks,
+    note: &serde_json::Value,
+    (sidecar_name, sidecar): (&str, &serde_json::Value),
+) -> Result<()> {
+    let shrunk = pollster::block_on(scalpel::export::shrink::shrink(
+        model,
+        tokenizer,
+        masks,
+        Some(note.to_string()),
+    ))?;
+    let r = &shrunk.report;
+    let mut sidecar = sidecar.clone();
+    sidecar["shrink"] = serde_json::to_value(r)?;
+    write_shrunk(out, &shrunk, (sidecar_name, &sidecar))?;
+    eprintln!(
+        "shrunk: intermediate size {} → {} (kept per layer {}–{}; {} pruned neurons stay as zeros), parameters {:.1} M → {:.1} M",
+        r.dense_intermediate_size,
+        r.intermediate_size,
+        r.kept_per_layer.iter().min().unwrap_or(&0),
+        r.kept_per_layer.iter().max().unwrap_or(&0),
+        r.pruned_kept_as_zeros,
+        r.parameters_before as f64 / 1e6,
+        r.parameters_after as f64 / 1e6
+    );
+    Ok(())
+}
+
 /// Checkpoints over this size are written in shards of at most this size, as the hub stores
 /// them; only one shard is in memory at a time.
 const MAX_SHARD_BYTES: u64 = 2_000_000_000;

@@ -81,6 +81,38 @@ fn circuit_search_writes_its_report_and_a_circuit_that_loads_back() {
     ]));
     assert!(loaded.contains("heads"), "{loaded}");
     assert!(loaded.contains("capitals-seed0-held-out"), "{loaded}");
+
+    // `prune --mask` takes the circuit file too: it prunes every head the circuit drops.
+    let kept = doc["seeds"][0]["methods"][0]["circuit"]["summary"]["kept"]
+        .as_u64()
+        .unwrap();
+    let pruned = ok(&scalpel(&[
+        "prune",
+        "--mask",
+        saved.to_str().unwrap(),
+        "--eval",
+        "--windows",
+        "1",
+        "--window",
+        "64",
+    ]));
+    assert!(
+        pruned.contains(&format!("pruned {} of 270 heads", 270 - kept)),
+        "{pruned}"
+    );
+    // Heads are not shrunk: refused before any work.
+    let out = dir.join("shrunk");
+    fails(
+        &scalpel(&[
+            "prune",
+            "--mask",
+            saved.to_str().unwrap(),
+            "--shrink",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        "--shrink removes pruned MLP neurons, and",
+    );
 }
 
 #[test]

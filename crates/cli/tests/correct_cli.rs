@@ -31,6 +31,15 @@ const SMALL: [&str; 14] = [
     "heads",
 ];
 
+/// The perplexity `scalpel eval ppl` printed.
+fn perplexity(eval: &str) -> f64 {
+    eval.split("perplexity ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no perplexity in {eval}"))
+}
+
 fn correct(extra: &[&str]) -> std::process::Output {
     let mut args = vec!["correct"];
     args.extend_from_slice(&SMALL);
@@ -139,12 +148,7 @@ fn correction_writes_its_report_and_a_checkpoint_that_measures_the_same() {
         "64",
     ]));
     let reported = methods[0]["doses"][1]["perplexity"].as_f64().unwrap();
-    let measured: f64 = eval
-        .split("perplexity ")
-        .nth(1)
-        .and_then(|s| s.split_whitespace().next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no perplexity in {eval}"));
+    let measured = perplexity(&eval);
     assert!(
         (measured - reported).abs() <= 1e-3 * reported,
         "checkpoint {measured} vs report {reported}"
@@ -215,6 +219,88 @@ fn correction_refuses_bad_input() {
             out,
         ]),
         "general prompts must have 1..=48 tokens",
+    );
+}
+
+/// `--shrink` writes the corrected checkpoint without its pruned MLP neurons: each layer's
+/// neurons less the ones the dose removed there, the widest layer's count as the written size
+/// (the rest as zeros), and it measures what the report says.
+#[test]
+fn a_corrected_checkpoint_can_be_written_shrunk() {
+    let dir = scratch("correct-shrink");
+    let behaviour = dir.join("insults.txt");
+    std::fs::write(&behaviour, BEHAVIOUR).unwrap();
+    let out = dir.join("out");
+    let mut args = vec!["correct"];
+    // The small settings, with neurons instead of heads.
+    args.extend_from_slice(&SMALL[..12]);
+    args.extend_from_slice(&[
+        "--components",
+        "neurons",
+        "--behaviour",
+        behaviour.to_str().unwrap(),
+        "--methods",
+        "lrp",
+        "--doses",
+        "64",
+        "--count",
+        "64",
+        "--shrink",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    ok(&scalpel(&args));
+    let doc: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("correction.json")).unwrap()).unwrap();
+    let reported = doc["methods"][0]["doses"][0]["perplexity"]
+        .as_f64()
+        .unwrap();
+    let checkpoint = out.join("checkpoint");
+    let sidecar: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(checkpoint.join("scalpel-correct.json")).unwrap())
+            .unwrap();
+    let shrink = &sidecar["shrink"];
+    let kept: Vec<u64> = shrink["kept_per_layer"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_u64().unwrap())
+        .collect();
+    assert_eq!(kept.iter().sum::<u64>(), 30 * 1536 - 64, "{shrink}");
+    let widest = *kept.iter().max().unwrap();
+    assert_eq!(shrink["intermediate_size"], widest);
+    assert_eq!(
+        shrink["pruned_kept_as_zeros"],
+        kept.iter().map(|k| widest - k).sum::<u64>()
+    );
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(checkpoint.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["intermediate_size"], widest);
+    let eval = ok(&scalpel(&[
+        "eval",
+        "ppl",
+        "--model",
+        checkpoint.to_str().unwrap(),
+        "--windows",
+        "1",
+        "--window",
+        "64",
+    ]));
+    let measured = perplexity(&eval);
+    assert!(
+        (measured - reported).abs() <= 1e-3 * reported,
+        "shrunk checkpoint {measured} vs report {reported}"
+    );
+    // Heads cannot be shrunk: refused before any work.
+    fails(
+        &correct(&[
+            "--behaviour",
+            behaviour.to_str().unwrap(),
+            "--shrink",
+            "--out",
+            out.to_str().unwrap(),
+        ]),
+        "--shrink removes pruned MLP neurons: use --components neurons",
     );
 }
 

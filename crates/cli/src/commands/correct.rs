@@ -18,7 +18,7 @@ use scalpel::score::ScoreMethod;
 use serde_json::json;
 
 use crate::model_source::{ModelArgs, load, run_info};
-use crate::output::{prepare_out, write_atomically, write_checkpoint};
+use crate::output::{prepare_out, write_atomically, write_checkpoint, write_shrunk_model};
 use crate::progress::JobBars;
 use crate::scoring::{LinearsArg, ReferenceArgs, budget};
 use crate::wiki::WikiArgs;
@@ -92,12 +92,17 @@ pub struct Args {
     #[command(flatten)]
     pub wiki: WikiArgs,
     /// Output folder: correction.json, correction.md, correction.svg, perplexity.svg and the
-    /// corrected checkpoint in checkpoint/ (of the first method at --count).
+    /// corrected checkpoint in checkpoint/ (of the first method at --count; --shrink makes it
+    /// smaller).
     #[arg(long)]
     pub out: PathBuf,
     /// Skip writing the corrected checkpoint (the report only).
     #[arg(long)]
     pub no_checkpoint: bool,
+    /// Write the corrected checkpoint without its pruned MLP neurons (a smaller
+    /// intermediate_size, the rest as zeros; needs --components neurons).
+    #[arg(long, conflicts_with = "no_checkpoint")]
+    pub shrink: bool,
     /// Only re-write correction.md and the SVG charts in --out from this correction.json (e.g.
     /// after a Scalpel update), computing nothing.
     #[arg(long)]
@@ -189,6 +194,12 @@ pub fn run(args: Args) -> Result<()> {
     }
     let behaviour = behaviour(&args)?;
     let granularity = args.components;
+    if args.shrink && granularity != Granularity::Neurons {
+        bail!(
+            "--shrink removes pruned MLP neurons: use --components neurons ({} leave no whole row or column to remove)",
+            granularity.name()
+        );
+    }
     let count = args.count.unwrap_or(default_count(granularity));
     if count == 0 {
         bail!("--count must be at least 1 (the components the written correction prunes)");
@@ -253,7 +264,8 @@ pub fn run(args: Args) -> Result<()> {
     write_report(&args.out, report)?;
     if !args.no_checkpoint {
         let ranking = &correction.ranking;
-        dose(&ranking.r_diff, count)?.apply(&mut model)?;
+        let masks = dose(&ranking.r_diff, count)?;
+        masks.apply(&mut model)?;
         let note = json!({
             "correction": behaviour.name,
             "method": ranking.method,
@@ -265,7 +277,11 @@ pub fn run(args: Args) -> Result<()> {
         });
         let out = args.out.join("checkpoint");
         let sidecar = serde_json::to_value(report)?;
-        write_checkpoint(&out, &model, tokenizer, &note, (SIDECAR, &sidecar))?;
+        if args.shrink {
+            write_shrunk_model(&out, &model, tokenizer, &masks, &note, (SIDECAR, &sidecar))?;
+        } else {
+            write_checkpoint(&out, &model, tokenizer, &note, (SIDECAR, &sidecar))?;
+        }
         model.restore_dense();
         eprintln!("corrected checkpoint written to {}", out.display());
     }

@@ -4,13 +4,12 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use scalpel::export::shrink::shrink;
 use scalpel::prune::{Granularity, Group, Masks, SparsityReport};
 use scalpel::score::ScoreMethod;
 use serde_json::json;
 
 use crate::model_source::{ModelArgs, load};
-use crate::output::{prepare_out, write_atomically, write_checkpoint, write_shrunk};
+use crate::output::{prepare_out, write_atomically, write_checkpoint, write_shrunk_model};
 use crate::scoring::{LinearsArg, ReferenceArgs, obtain, streamed_masks, unit_masks};
 use crate::wiki::{WikiArgs, evaluate};
 
@@ -50,7 +49,9 @@ pub struct Args {
     /// written otherwise (so a later run at another sparsity skips the scoring).
     #[arg(long)]
     pub scores: Option<PathBuf>,
-    /// Apply this mask file (from --save-mask) instead of scoring.
+    /// Apply this mask file instead of scoring: a mask from --save-mask, or a circuit file
+    /// (.json, from `scalpel circuit --save-circuit` or the page), which with --shrink writes
+    /// the circuit of MLP neurons as a smaller model.
     #[arg(long, conflicts_with = "scores")]
     pub mask: Option<PathBuf>,
     /// Also write the mask (one byte per weight) to this file.
@@ -168,8 +169,21 @@ pub fn run(args: Args) -> Result<()> {
         Some(path) => {
             let bytes =
                 std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-            let masks = Masks::from_safetensors(&path.display().to_string(), &bytes, arch)?;
+            let name = path.display().to_string();
+            let masks = if path.extension().is_some_and(|e| e == "json") {
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| anyhow::anyhow!("{name} is not a UTF-8 circuit file"))?;
+                scalpel::circuit::file::from_json(&name, &text, arch)?.0
+            } else {
+                Masks::from_safetensors(&name, &bytes, arch)?
+            };
             masks.check_for(model)?;
+            if args.shrink && masks.granularity() != Granularity::Neurons {
+                bail!(
+                    "--shrink removes pruned MLP neurons, and {name} prunes {}",
+                    masks.granularity().name()
+                );
+            }
             masks
         }
         None => {
@@ -269,26 +283,14 @@ pub fn run(args: Args) -> Result<()> {
             "reference": info.scores.reference,
         });
         if args.shrink {
-            let shrunk = pollster::block_on(shrink(
+            write_shrunk_model(
+                out,
                 model,
                 &loaded.tokenizer,
                 &masks,
-                Some(note.to_string()),
-            ))?;
-            let r = &shrunk.report;
-            let mut sidecar = sidecar;
-            sidecar["shrink"] = serde_json::to_value(r)?;
-            write_shrunk(out, &shrunk, (SIDECAR, &sidecar))?;
-            eprintln!(
-                "shrunk: intermediate size {} → {} (kept per layer {}–{}; {} pruned neurons stay as zeros), parameters {:.1} M → {:.1} M",
-                r.dense_intermediate_size,
-                r.intermediate_size,
-                r.kept_per_layer.iter().min().unwrap_or(&0),
-                r.kept_per_layer.iter().max().unwrap_or(&0),
-                r.pruned_kept_as_zeros,
-                r.parameters_before as f64 / 1e6,
-                r.parameters_after as f64 / 1e6
-            );
+                &note,
+                (SIDECAR, &sidecar),
+            )?;
         } else {
             write_checkpoint(out, model, &loaded.tokenizer, &note, (SIDECAR, &sidecar))?;
         }
