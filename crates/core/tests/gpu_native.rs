@@ -43,9 +43,10 @@ fn relevance_on_wgpu_matches_lxt() {
 }
 
 /// Launches per decoder block of one decode step with float32 weights, per architecture: what is
-/// measured today (README, Benchmark: "GPU kernel launches"; SmolLM2 counts 26 per layer); the
-/// target is 20. Raise them only with a reason in the README.
-const DECODE_LAUNCHES_PER_LAYER: [(&str, usize); 2] = [("llama-gqa-tied", 26), ("opt-pre-ln", 30)];
+/// measured today with a margin for autotune's timing-based choices (README, Benchmark: "GPU
+/// kernel launches"; SmolLM2 counts 22 per layer, this Llama fixture 21.5–22); the target is 20.
+/// Raise them only with a reason in the README.
+const DECODE_LAUNCHES_PER_LAYER: [(&str, usize); 2] = [("llama-gqa-tied", 25), ("opt-pre-ln", 30)];
 /// Launches outside the blocks: embedding lookup, final norm, LM head.
 const DECODE_LAUNCHES_OUTSIDE_LAYERS: usize = 6;
 /// What f16 weights add outside the blocks: widening the looked-up embedding rows and OPT's

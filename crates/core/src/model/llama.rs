@@ -299,11 +299,14 @@ impl Llama {
             ),
             None => (q_proj.clone(), k_proj.clone()),
         };
-        let q = Rope::apply(
+        // Scaled right after RoPE, so that fusion folds the scaling into RoPE's kernel (any
+        // unfusable op between them would end the fused block).
+        let q_scaled = Rope::apply(
             split_heads(q_normed, self.num_heads),
             &positions.cos,
             &positions.signed_sin,
-        );
+        )
+        .mul_scalar(1.0 / (hd as f64).sqrt());
         let k = Rope::apply(
             split_heads(k_normed, self.num_kv_heads),
             &positions.cos,
@@ -311,7 +314,6 @@ impl Llama {
         );
         let v = split_heads(block.v.apply(h_attn.clone(), products), self.num_kv_heads);
         let (k_all, v_all) = cache.append(layer, k.clone(), v.clone());
-        let q_scaled = q.mul_scalar(1.0 / (hd as f64).sqrt());
         let attn = merge_heads(causal_attention(
             q_scaled.clone(),
             k_all,
