@@ -285,7 +285,7 @@ pub(crate) fn CircuitPanel(
             <div class="row">
                 <button class="primary" data-testid="find-circuit" disabled=move || !idle()
                     on:click=move |_| run()>"Find circuit"</button>
-                {cpu_warning(ui.device_is_gpu, ui.tokens_per_second, "circuit-estimate", move || settings.work())}
+                {cpu_warning(ui.device_is_gpu, ui.decode_speed, "circuit-estimate", move || settings.work())}
                 <span class="stats" data-testid="circuit-status"
                     title="the prompt set is named task-seed-split-prompts, e.g. ioi-seed0-scoring-32: \
                         the prompts the circuit is scored on (as many are held out to test it)">

@@ -239,7 +239,7 @@ pub(crate) fn CompressPanel(
             <div class="row">
                 <button class="primary" data-testid="compute-scores" disabled=move || !idle()
                     on:click=move |_| compute()>"Compute scores"</button>
-                {cpu_warning(ui.device_is_gpu, ui.tokens_per_second, "compress-estimate", move || settings.work())}
+                {cpu_warning(ui.device_is_gpu, ui.decode_speed, "compress-estimate", move || settings.work())}
                 <span class="stats" data-testid="scores-status">{move || ui.compress.get().scored.clone()}</span>
             </div>
             <div class="row">

@@ -247,7 +247,7 @@ pub(crate) fn CorrectPanel(
             <div class="row">
                 <button class="primary" data-testid="find-correction" disabled=move || !idle()
                     on:click=move |_| run()>"Find & measure corrections"</button>
-                {cpu_warning(ui.device_is_gpu, ui.tokens_per_second, "correct-estimate", move || settings.work())}
+                {cpu_warning(ui.device_is_gpu, ui.decode_speed, "correct-estimate", move || settings.work())}
                 <span class="stats" data-testid="correct-status">{move || status_line(&ui.correct.get())}</span>
             </div>
             {move || ui.is_busy_in(Panel::Correct).then(|| progress_view(ui))}

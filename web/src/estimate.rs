@@ -3,18 +3,20 @@
 //! A job's work is counted in tokens: through relevance passes (forward, backward and scores),
 //! through batched forward passes (perplexity windows, Wanda's activations, a circuit's curve)
 //! and decoded one at a time (continuations). Each costs a fixed multiple of one decoded token,
-//! so the loaded model's last generation speed on this device (the badge's tokens/s) prices them
-//! all: it scales with the machine and with the model's size alike. The multiples were fitted to
+//! so the loaded model's last generation speed on this device (`Ui::decode_speed`: the badge's
+//! tokens/s, from generations long enough to time) prices them all: it scales with the machine
+//! and with the model's size alike. The multiples were fitted to
 //! the page's default jobs timed by `cargo xtask bench page` (README, "Benchmarks"), which also
 //! prints this estimate beside each measured time.
 
 use leptos::prelude::*;
 
-/// One token through a relevance pass, in decoded-token times (SmolLM2, CPU fallback: LRP
-/// scores over 2,048 tokens in 111 s while generating 16.8 tokens/s).
-const RELEVANCE_TOKEN: f64 = 0.9;
-/// One token of a batched forward pass, in decoded-token times.
-const FORWARD_TOKEN: f64 = 0.23;
+/// One token through a relevance pass, in decoded-token times (SmolLM2 on the CPU fallback,
+/// dev build, 2026-12-03: LRP mean |R| over 2,048 tokens in 57 s at 7.3 generated tokens/s).
+const RELEVANCE_TOKEN: f64 = 0.2;
+/// One token of a batched forward pass, in decoded-token times (the IOI head search's 32
+/// prompts in 93 s at the same speed, less its relevance pass).
+const FORWARD_TOKEN: f64 = 0.07;
 /// Jobs estimated to take less than this say nothing.
 const WARN_SECONDS: f64 = 60.0;
 /// Tokens of one task or behaviour prompt, about (the built-in ones have 6–20).
@@ -48,7 +50,7 @@ pub(crate) fn duration(seconds: f64) -> String {
 }
 
 /// A warning beside a job's button when, on the CPU (`on_gpu` false), `work` will take a minute or
-/// more at the last generation's `tokens_per_second` (none before a generation has measured it).
+/// more at `tokens_per_second` decoded (none before a generation has measured it).
 pub(crate) fn cpu_warning(
     on_gpu: RwSignal<bool>,
     tokens_per_second: RwSignal<Option<f64>>,

@@ -63,6 +63,9 @@ impl ProgressState {
     }
 }
 
+/// Generated tokens a generation needs for its speed to price time estimates.
+const SPEED_TOKENS: usize = 4;
+
 /// All reactive state of the page.
 #[derive(Clone, Copy)]
 pub(crate) struct Ui {
@@ -72,6 +75,9 @@ pub(crate) struct Ui {
     /// The loaded weights' element type and the last generation's speed (the device badge).
     pub(crate) dtype: RwSignal<Option<String>>,
     pub(crate) tokens_per_second: RwSignal<Option<f64>>,
+    /// The decode speed time estimates are priced by (`estimate`): the last generation's, from
+    /// generations of at least [`SPEED_TOKENS`] tokens (one or two steps time mostly noise).
+    pub(crate) decode_speed: RwSignal<Option<f64>>,
     pub(crate) model_name: RwSignal<String>,
     pub(crate) model_summary: RwSignal<String>,
     /// The loaded model's block Linears as (kind, module): the panels' "Linears" choices.
@@ -112,6 +118,7 @@ impl Ui {
             device_is_gpu: RwSignal::new(false),
             dtype: RwSignal::new(None),
             tokens_per_second: RwSignal::new(None),
+            decode_speed: RwSignal::new(None),
             model_name: RwSignal::new(String::new()),
             model_summary: RwSignal::new(String::new()),
             model_linears: RwSignal::new(Vec::new()),
@@ -215,6 +222,7 @@ impl Ui {
                 self.device_is_gpu.set(is_gpu);
                 self.dtype.set(None);
                 self.tokens_per_second.set(None);
+                self.decode_speed.set(None);
             }
             Response::Progress { stage, done, total } => {
                 let since = match self.progress.get_untracked() {
@@ -239,6 +247,7 @@ impl Ui {
                 self.dtype.set(Some(dtype));
                 self.model_linears.set(linears);
                 self.tokens_per_second.set(None);
+                self.decode_speed.set(None);
                 self.model_name.set(name);
                 self.model_summary
                     .set(format!("{summary} · loaded in {seconds:.1} s"));
@@ -257,6 +266,9 @@ impl Ui {
                 self.sequence.set(ids.into_iter().zip(pieces).collect());
                 if tokens_per_second > 0.0 {
                     self.tokens_per_second.set(Some(tokens_per_second));
+                    if tokens >= SPEED_TOKENS {
+                        self.decode_speed.set(Some(tokens_per_second));
+                    }
                 }
                 self.prompt_tokens.set(prompt_tokens);
                 if self.on_model.get_untracked().is_none() {
