@@ -31,8 +31,18 @@ const SMALL: [&str; 14] = [
     "heads",
 ];
 
-/// The perplexity `scalpel eval ppl` printed.
-fn perplexity(eval: &str) -> f64 {
+/// The perplexity `scalpel eval ppl` measures for the checkpoint in `dir` (one 64-token window).
+fn checkpoint_perplexity(dir: &std::path::Path) -> f64 {
+    let eval = ok(&scalpel(&[
+        "eval",
+        "ppl",
+        "--model",
+        dir.to_str().unwrap(),
+        "--windows",
+        "1",
+        "--window",
+        "64",
+    ]));
     eval.split("perplexity ")
         .nth(1)
         .and_then(|s| s.split_whitespace().next())
@@ -137,18 +147,8 @@ fn correction_writes_its_report_and_a_checkpoint_that_measures_the_same() {
     ] {
         assert!(checkpoint.join(f).exists(), "{f}");
     }
-    let eval = ok(&scalpel(&[
-        "eval",
-        "ppl",
-        "--model",
-        checkpoint.to_str().unwrap(),
-        "--windows",
-        "1",
-        "--window",
-        "64",
-    ]));
     let reported = methods[0]["doses"][1]["perplexity"].as_f64().unwrap();
-    let measured = perplexity(&eval);
+    let measured = checkpoint_perplexity(&checkpoint);
     assert!(
         (measured - reported).abs() <= 1e-3 * reported,
         "checkpoint {measured} vs report {reported}"
@@ -276,17 +276,7 @@ fn a_corrected_checkpoint_can_be_written_shrunk() {
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(checkpoint.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["intermediate_size"], widest);
-    let eval = ok(&scalpel(&[
-        "eval",
-        "ppl",
-        "--model",
-        checkpoint.to_str().unwrap(),
-        "--windows",
-        "1",
-        "--window",
-        "64",
-    ]));
-    let measured = perplexity(&eval);
+    let measured = checkpoint_perplexity(&checkpoint);
     assert!(
         (measured - reported).abs() <= 1e-3 * reported,
         "shrunk checkpoint {measured} vs report {reported}"
