@@ -356,7 +356,11 @@ async function failures(page, baseUrl) {
   await changed(page, 'stats', beforeCrash);
   const afterCrash = await page.locator('[data-testid=output] .generated').innerText();
   if (!afterCrash.startsWith(' Paris')) throw new Error(`after the restart: ${JSON.stringify(afterCrash)}`);
-  console.log('failures: the page recovered from each failure; the model cache was cleared; a crashed worker was replaced');
+  // A link with a value the page cannot read says which, and leaves it at its default.
+  await page.goto(`${baseUrl}#max_tokens=lots`);
+  await page.reload();
+  await page.waitForFunction(() => [...document.querySelectorAll('.notices li')].some((li) => li.textContent.includes('max_tokens="lots" could not be read')), null, { timeout: 300_000 });
+  console.log('failures: the page recovered from each failure; the model cache was cleared; a crashed worker was replaced; a bad link value was named');
 }
 
 // A real lost GPU device: while the model generates on WebGPU, Chromium's GPU process is crashed

@@ -57,11 +57,14 @@ fn App() -> impl IntoView {
         seed,
     } = generation;
     // A link's settings first, so that the first load is the model it names.
-    let replay = page.follow_address(ui);
+    let (replay, unread) = page.follow_address(ui);
     replay.drive(page, ui, link);
     let load = move || model.load(ui, link);
     // Open with the default model (or the link's).
     load();
+    if let Some(notice) = unread {
+        ui.notices.update(|n| n.push(notice));
+    }
     let generate = move || generation.generate(ui, link);
     let tour = RwSignal::new(None);
 

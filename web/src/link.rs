@@ -104,8 +104,9 @@ impl PageSettings {
     }
 
     /// Sets the controls from the address's fragment, if it has one, and queues the jobs it
-    /// names; they run once the model has loaded.
-    pub(crate) fn follow_address(self, ui: Ui) -> Replay {
+    /// names; they run once the model has loaded. Also says which of its values could not be
+    /// read (a notice to show once the load has started, which clears the notices).
+    pub(crate) fn follow_address(self, ui: Ui) -> (Replay, Option<String>) {
         let replay = Replay {
             steps: StoredValue::new(VecDeque::new()),
             active: RwSignal::new(false),
@@ -115,21 +116,19 @@ impl PageSettings {
             .unwrap_or_default();
         let link = Fragment::parse(&hash);
         if link.is_empty() {
-            return replay;
+            return (replay, None);
         }
         let steps = self.follow(&link, ui);
         let problems = link.problems();
-        if !problems.is_empty() {
-            ui.notices.update(|n| {
-                n.push(format!(
-                    "this link's {} could not be read and were left at their defaults",
-                    problems.join(", ")
-                ))
-            });
-        }
+        let unread = (!problems.is_empty()).then(|| {
+            format!(
+                "this link's {} could not be read and were left at their defaults",
+                problems.join(", ")
+            )
+        });
         replay.active.set(!steps.is_empty());
         replay.steps.set_value(steps);
-        replay
+        (replay, unread)
     }
 
     fn follow(self, link: &Fragment, ui: Ui) -> VecDeque<Step> {
@@ -274,11 +273,8 @@ pub(crate) fn link_view(page: PageSettings, ui: Ui, replay: Replay) -> impl Into
     let shown = RwSignal::new(false);
     let copy = move |_| {
         shown.set(true);
-        let href = web_sys::window()
-            .and_then(|w| w.location().href().ok())
-            .unwrap_or_default();
         // Where the clipboard is missing or refused, the link stays selectable below.
-        let _ = copy_to_clipboard(&href);
+        let _ = copy_to_clipboard(&address_with(&current.get_untracked().0));
     };
     view! {
         <div class="row share">
@@ -291,11 +287,7 @@ pub(crate) fn link_view(page: PageSettings, ui: Ui, replay: Replay) -> impl Into
             })}
             {move || shown.get().then(|| {
                 let (fragment, left_out) = current.get();
-                let href = web_sys::window().and_then(|w| w.location().href().ok()).unwrap_or_default();
-                let href = match href.split_once('#') {
-                    Some((base, _)) => format!("{base}#{fragment}"),
-                    None => format!("{href}#{fragment}"),
-                };
+                let href = address_with(&fragment);
                 let mut notes = left_out.iter().map(|s| s.to_string()).collect::<Vec<_>>();
                 if href.len() > LONG_LINK {
                     notes.push(format!(
@@ -310,6 +302,15 @@ pub(crate) fn link_view(page: PageSettings, ui: Ui, replay: Replay) -> impl Into
             })}
         </div>
     }
+}
+
+/// The page's address with `fragment` as its fragment.
+fn address_with(fragment: &str) -> String {
+    let href = web_sys::window()
+        .and_then(|w| w.location().href().ok())
+        .unwrap_or_default();
+    let base = href.split_once('#').map_or(href.as_str(), |(base, _)| base);
+    format!("{base}#{fragment}")
 }
 
 /// `navigator.clipboard.writeText(text)`, called by name (web-sys's Clipboard binding would
