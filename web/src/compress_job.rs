@@ -169,7 +169,7 @@ pub(crate) async fn export(state: &State, format: ExportFormat) -> JobResult {
         }
         ExportFormat::Shrunk => {
             let masks = state.applied_masks().ok_or(
-                "nothing is pruned: apply a correction or circuit of MLP neurons first, then download it shrunk",
+                "nothing is pruned: apply a correction or circuit of MLP neurons or heads first, then download it shrunk",
             )?;
             progress("Writing the shrunk checkpoint", 0.0, 0.0);
             yield_now().await;

@@ -113,7 +113,7 @@ pub(crate) fn csv(rows: &[Vec<String>]) -> String {
 /// The download formats the page offers, as (key, label).
 const EXPORT_FORMATS: [(&str, &str); 5] = [
     ("safetensors", "safetensors (pruned weights as zeros)"),
-    ("shrunk", "safetensors, pruned MLP neurons removed"),
+    ("shrunk", "safetensors, pruned MLP neurons or heads removed"),
     ("gguf-f16", "GGUF F16 (llama.cpp)"),
     ("gguf-q8_0", "GGUF Q8_0 (llama.cpp)"),
     ("gguf-q4_0", "GGUF Q4_0 (llama.cpp)"),

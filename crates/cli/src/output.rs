@@ -112,13 +112,19 @@ pub fn write_shrunk_model(
     let mut sidecar = sidecar.clone();
     sidecar["shrink"] = serde_json::to_value(r)?;
     write_shrunk(out, &shrunk, (sidecar_name, &sidecar))?;
+    let written = match r.kv_heads {
+        Some([dense, kept]) => format!(
+            "heads {} → {} (key/value heads {dense} → {kept})",
+            r.dense_width, r.width
+        ),
+        None => format!("intermediate size {} → {}", r.dense_width, r.width),
+    };
     eprintln!(
-        "shrunk: intermediate size {} → {} (kept per layer {}–{}; {} pruned neurons stay as zeros), parameters {:.1} M → {:.1} M",
-        r.dense_intermediate_size,
-        r.intermediate_size,
+        "shrunk: {written} (kept per layer {}–{}; {} pruned {} stay as zeros), parameters {:.1} M → {:.1} M",
         r.kept_per_layer.iter().min().unwrap_or(&0),
         r.kept_per_layer.iter().max().unwrap_or(&0),
         r.pruned_kept_as_zeros,
+        r.unit.name(),
         r.parameters_before as f64 / 1e6,
         r.parameters_after as f64 / 1e6
     );

@@ -100,19 +100,34 @@ fn circuit_search_writes_its_report_and_a_circuit_that_loads_back() {
         pruned.contains(&format!("pruned {} of 270 heads", 270 - kept)),
         "{pruned}"
     );
-    // Heads are not shrunk: refused before any work.
+    // With --shrink the circuit's heads are cut out: SmolLM2 has 9 query heads in 3 groups, so
+    // every layer keeps as many groups and heads per group as the fullest layer needs.
     let out = dir.join("shrunk");
-    fails(
-        &scalpel(&[
-            "prune",
-            "--mask",
-            saved.to_str().unwrap(),
-            "--shrink",
-            "--out",
-            out.to_str().unwrap(),
-        ]),
-        "--shrink removes pruned MLP neurons, and",
+    let o = out.to_str().unwrap();
+    let eval = ["--eval", "--windows", "1", "--window", "64"];
+    let mut args = vec![
+        "prune",
+        "--mask",
+        saved.to_str().unwrap(),
+        "--shrink",
+        "--out",
+        o,
+    ];
+    args.extend(eval);
+    let shrunk = ok(&scalpel(&args));
+    assert!(shrunk.contains("shrunk: heads 9 → "), "{shrunk}");
+    assert_eq!(perplexity(&shrunk), perplexity(&pruned));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    let (heads, kv) = (
+        config["num_attention_heads"].as_u64().unwrap(),
+        config["num_key_value_heads"].as_u64().unwrap(),
     );
+    assert!(heads <= 9 && kv <= 3 && heads % kv == 0, "{config}");
+    assert_eq!(config["head_dim"], 64);
+    let mut again = vec!["eval", "ppl", "--model", o];
+    again.extend(&eval[1..]);
+    assert_same_perplexity(&ok(&scalpel(&again)), &pruned);
 }
 
 #[test]

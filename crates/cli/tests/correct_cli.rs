@@ -268,7 +268,7 @@ fn a_corrected_checkpoint_can_be_written_shrunk() {
         .collect();
     assert_eq!(kept.iter().sum::<u64>(), 30 * 1536 - 64, "{shrink}");
     let widest = *kept.iter().max().unwrap();
-    assert_eq!(shrink["intermediate_size"], widest);
+    assert_eq!(shrink["width"], widest);
     assert_eq!(
         shrink["pruned_kept_as_zeros"],
         kept.iter().map(|k| widest - k).sum::<u64>()
@@ -281,17 +281,19 @@ fn a_corrected_checkpoint_can_be_written_shrunk() {
         (measured - reported).abs() <= 1e-3 * reported,
         "shrunk checkpoint {measured} vs report {reported}"
     );
-    // Heads cannot be shrunk: refused before any work.
-    fails(
-        &correct(&[
-            "--behaviour",
-            behaviour.to_str().unwrap(),
-            "--shrink",
-            "--out",
-            out.to_str().unwrap(),
-        ]),
-        "--shrink removes pruned MLP neurons: use --components neurons",
-    );
+    // Single weights cannot be shrunk: refused before any work.
+    let mut refused = vec!["correct"];
+    refused.extend_from_slice(&SMALL[..12]);
+    refused.extend_from_slice(&[
+        "--components",
+        "weights",
+        "--behaviour",
+        behaviour.to_str().unwrap(),
+        "--shrink",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    fails(&scalpel(&refused), "prune MLP neurons or attention heads");
 }
 
 /// With `--no-checkpoint` only the report goes under `--out`: the command creates the folder

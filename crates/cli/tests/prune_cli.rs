@@ -8,21 +8,6 @@ use std::path::Path;
 
 use common::*;
 
-/// The perplexity number of a `wiki-...: perplexity X` line.
-fn perplexity(text: &str) -> String {
-    let line = text
-        .lines()
-        .find(|l| l.contains(": perplexity "))
-        .expect("a perplexity line");
-    line.split(": perplexity ")
-        .nth(1)
-        .unwrap()
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
 const SMALL_EVAL: [&str; 4] = ["--windows", "1", "--window", "128"];
 
 #[test]
@@ -300,6 +285,61 @@ fn only_the_chosen_linears_are_pruned() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// `--granularity heads --group 2:3 --shrink`: two of the three query heads of every key/value
+/// group kept in every layer, so the checkpoint has 6 heads over the same 3 key/value heads, and
+/// evaluates exactly as the masked model did; an M that splits a group is refused.
+#[test]
+fn heads_pruned_evenly_per_group_shrink_fully() {
+    let dir = scratch("shrink-heads");
+    let out = dir.join("shrunk");
+    let o = out.to_str().unwrap();
+    let mut args = vec![
+        "prune",
+        "--granularity",
+        "heads",
+        "--group",
+        "2:3",
+        "--method",
+        "wanda",
+        "--samples",
+        "2",
+        "--sample-len",
+        "32",
+        "--out",
+        o,
+        "--shrink",
+        "--eval",
+    ];
+    args.extend(SMALL_EVAL);
+    let pruned = ok(&scalpel(&args));
+    assert!(pruned.contains("pruned 90 of 270 heads"), "{pruned}");
+    assert!(
+        pruned.contains("heads 9 → 6 (key/value heads 3 → 3)"),
+        "{pruned}"
+    );
+    assert!(pruned.contains("0 pruned heads stay as zeros"), "{pruned}");
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["num_attention_heads"], 6);
+    assert_eq!(config["num_key_value_heads"], 3);
+    assert_eq!(config["head_dim"], 64);
+    let mut eval = vec!["eval", "ppl", "--model", o];
+    eval.extend(SMALL_EVAL);
+    assert_same_perplexity(&ok(&scalpel(&eval)), &pruned);
+    fails(
+        &scalpel(&[
+            "prune",
+            "--granularity",
+            "heads",
+            "--group",
+            "2:4",
+            "--eval",
+        ]),
+        "M must divide 3",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// `--granularity neurons --shrink`: half of every layer's MLP neurons removed, the checkpoint
 /// says intermediate_size 768 and evaluates exactly as the masked model did.
 #[test]
@@ -333,7 +373,7 @@ fn a_shrunk_checkpoint_evaluates_like_the_masked_model() {
     assert_eq!(config["intermediate_size"], 768);
     let mut eval = vec!["eval", "ppl", "--model", o];
     eval.extend(SMALL_EVAL);
-    assert_eq!(perplexity(&ok(&scalpel(&eval))), perplexity(&pruned));
+    assert_same_perplexity(&ok(&scalpel(&eval)), &pruned);
     fails(
         &scalpel(&[
             "prune",
@@ -344,7 +384,7 @@ fn a_shrunk_checkpoint_evaluates_like_the_masked_model() {
             "--shrink",
             "--force",
         ]),
-        "--shrink removes pruned MLP neurons",
+        "prune MLP neurons or attention heads",
     );
     fails(
         &scalpel(&[

@@ -1,6 +1,7 @@
-//! Structured shrink: a model with MLP neurons pruned, written without them, computes what the
-//! masked model computes, in every family, with fewer parameters; per-layer masks shrink every
-//! layer fully, global ones to the widest layer; weight and head masks are refused.
+//! Structured shrink: a model with MLP neurons or attention heads pruned, written without them,
+//! computes what the masked model computes, in every family, with fewer parameters; per-layer
+//! masks shrink every layer fully, global ones to the widest layer; weight masks are refused, and
+//! head masks of the families whose config cannot hold fewer heads.
 
 mod common;
 
@@ -39,7 +40,8 @@ fn a_shrunk_model_computes_what_the_masked_one_did() {
             let pruned: usize = report.kept_per_layer.iter().map(|k| dense - k).sum();
             assert_eq!(pruned as u64, masks.report().pruned, "{name} {group:?}");
             let widest = *report.kept_per_layer.iter().max().unwrap();
-            assert_eq!(report.intermediate_size, widest, "{name} {group:?}");
+            assert_eq!(report.width, widest, "{name} {group:?}");
+            assert_eq!(report.unit, Granularity::Neurons);
             if group == Group::Layer {
                 assert_eq!(widest, dense - dense / 2, "{name}: every layer loses half");
                 assert_eq!(report.pruned_kept_as_zeros, 0, "{name}");
@@ -58,24 +60,89 @@ fn a_shrunk_model_computes_what_the_masked_one_did() {
 }
 
 #[test]
-fn only_neuron_masks_shrink() {
-    let mut model = load_fixture_model("llama-gqa-tied");
-    for (granularity, message) in [
-        (Granularity::Weights, "prune MLP neurons"),
-        (Granularity::Heads, "attention heads"),
-    ] {
-        let masks = Masks::from_scores(
-            &Scores::random(&model, granularity, 1).unwrap(),
-            0.5,
-            Group::Layer,
-        )
-        .unwrap();
-        masks.apply(&mut model).unwrap();
-        let err = pollster::block_on(shrink(&model, &tiny_tokenizer(128), &masks, None))
-            .err()
-            .unwrap()
-            .to_string();
-        assert!(err.contains(message), "{granularity:?}: {err}");
-        model.restore_dense();
+fn a_model_without_its_pruned_heads_computes_what_the_masked_one_did() {
+    let ids = [5, 19, 33, 47, 64, 78, 93, 110];
+    // Every family once, and a Llama without grouped-query attention.
+    for name in ONE_PER_FAMILY
+        .into_iter()
+        .chain(["llama-untied-llama3rope"])
+    {
+        let mut model = load_fixture_model(name);
+        let (heads, kv_heads) = (model.config.num_heads, model.config.num_kv_heads);
+        let shrinkable = model.config.architecture.spec().head_params.is_some();
+        let scores = Scores::random(&model, Granularity::Heads, 3).unwrap();
+        for (group, sparsity) in [
+            (Group::Layer, 0.5),
+            (Group::Layer, 0.75),
+            (Group::Global, 0.3),
+        ] {
+            let case = format!("{name} {group:?} {sparsity}");
+            let masks = Masks::from_scores(&scores, sparsity, group).unwrap();
+            masks.apply(&mut model).unwrap();
+            let result = pollster::block_on(shrink(&model, &tiny_tokenizer(128), &masks, None));
+            if !shrinkable {
+                let err = result.err().unwrap().to_string();
+                assert!(err.contains("attention heads of"), "{case}: {err}");
+                model.restore_dense();
+                continue;
+            }
+            let masked = logits_last(&model, &ids);
+            let shrunk = result.unwrap();
+            let report = &shrunk.report;
+            assert_eq!(report.unit, Granularity::Heads, "{case}");
+            let pruned: usize = report.kept_per_layer.iter().map(|k| heads - k).sum();
+            assert_eq!(pruned as u64, masks.report().pruned, "{case}");
+            let [dense_kv, kv_written] = report.kv_heads.unwrap();
+            assert_eq!(dense_kv, kv_heads, "{case}");
+            // Every written key/value head serves the same number of query heads.
+            assert_eq!(report.width % kv_written, 0, "{case}");
+            assert!(report.width >= *report.kept_per_layer.iter().max().unwrap());
+            let padded: usize = report.kept_per_layer.iter().map(|k| report.width - k).sum();
+            assert_eq!(report.pruned_kept_as_zeros, padded, "{case}");
+            if group == Group::Layer && sparsity == 0.75 {
+                // One head per layer: one key/value head serving one query head, whichever
+                // group each layer's head was in.
+                assert_eq!([report.width, kv_written], [1, 1], "{case}");
+            }
+            if kv_heads == heads && group == Group::Layer {
+                assert_eq!(
+                    report.pruned_kept_as_zeros, 0,
+                    "{case}: no groups, no padding"
+                );
+            }
+            assert!(
+                report.parameters_after <= report.parameters_before,
+                "{case}"
+            );
+            let back = reload(&shrunk);
+            assert_eq!(
+                [back.config.num_heads, back.config.num_kv_heads],
+                [report.width, kv_written],
+                "{case}"
+            );
+            let got = logits_last(&back, &ids);
+            assert_close(&masked, &got, 1e-5, &format!("{case}: logits"));
+            model.restore_dense();
+        }
     }
+}
+
+#[test]
+fn weight_masks_do_not_shrink() {
+    let mut model = load_fixture_model("llama-gqa-tied");
+    let masks = Masks::from_scores(
+        &Scores::random(&model, Granularity::Weights, 1).unwrap(),
+        0.5,
+        Group::Layer,
+    )
+    .unwrap();
+    masks.apply(&mut model).unwrap();
+    let err = pollster::block_on(shrink(&model, &tiny_tokenizer(128), &masks, None))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("prune MLP neurons or attention heads"),
+        "{err}"
+    );
 }

@@ -13,6 +13,7 @@ use scalpel::correct::{
     GENERAL_PROMPT_TOKENS, GeneralSet, GuardRail, Lexicon, Measure, TOXICITY_CATEGORIES,
     Uniqueness, check_method, correct, default_count, dose,
 };
+use scalpel::export::shrink::check_shrinkable;
 use scalpel::prune::Granularity;
 use scalpel::score::ScoreMethod;
 use serde_json::json;
@@ -99,8 +100,8 @@ pub struct Args {
     /// Skip writing the corrected checkpoint (the report only).
     #[arg(long)]
     pub no_checkpoint: bool,
-    /// Write the corrected checkpoint without its pruned MLP neurons (a smaller
-    /// intermediate_size, the rest as zeros; needs --components neurons).
+    /// Write the corrected checkpoint without its pruned MLP neurons or attention heads (a
+    /// smaller intermediate_size or head count; needs --components neurons or heads).
     #[arg(long, conflicts_with = "no_checkpoint")]
     pub shrink: bool,
     /// Only re-write correction.md and the SVG charts in --out from this correction.json (e.g.
@@ -194,12 +195,6 @@ pub fn run(args: Args) -> Result<()> {
     }
     let behaviour = behaviour(&args)?;
     let granularity = args.components;
-    if args.shrink && granularity != Granularity::Neurons {
-        bail!(
-            "--shrink removes pruned MLP neurons: use --components neurons ({} leave no whole row or column to remove)",
-            granularity.name()
-        );
-    }
     let count = args.count.unwrap_or(default_count(granularity));
     if count == 0 {
         bail!("--count must be at least 1 (the components the written correction prunes)");
@@ -219,6 +214,9 @@ pub fn run(args: Args) -> Result<()> {
     let (loaded, device) = load(&args.model)?;
     let tokenizer = &loaded.tokenizer;
     let mut model = loaded.model;
+    if args.shrink {
+        check_shrinkable(granularity, model.config.architecture).context("--shrink")?;
+    }
     let wiki_tokens = args.wiki.tokens(tokenizer)?;
     let text = args.reference.build(tokenizer)?;
     let general = match args.general_explains {

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
+use scalpel::export::shrink::check_shrinkable;
 use scalpel::prune::{Granularity, Group, Masks, SparsityReport};
 use scalpel::score::ScoreMethod;
 use serde_json::json;
@@ -29,16 +30,19 @@ pub struct Args {
     #[arg(long)]
     pub sparsity: Option<f64>,
     /// Comparison group: row (per output row, Wanda's), layer, global, or N:M such as 2:4
-    /// (default row; neurons and heads: layer).
+    /// (default row; neurons and heads: layer). Heads also take N:M with M dividing the query
+    /// heads per key/value head (SmolLM2: 1:3, 2:3): each group keeps the same number, so
+    /// --shrink removes them all under grouped-query attention.
     #[arg(long, value_parser = Group::parse)]
     pub group: Option<Group>,
     /// What is pruned: single weights (default), MLP neurons or attention heads (ranked per
     /// layer or globally).
     #[arg(long, value_enum, default_value_t = Granularity::Weights)]
     pub granularity: Granularity,
-    /// With --out: write the checkpoint without the pruned MLP neurons (their rows and columns
-    /// removed, a smaller intermediate_size) instead of with zeros. Needs neuron masks; per-layer
-    /// masks shrink every layer fully, global ones to the widest layer.
+    /// With --out: write the checkpoint without the pruned MLP neurons or attention heads (their
+    /// rows and columns removed, a smaller intermediate_size or head count) instead of with
+    /// zeros. Needs neuron or head masks (heads not for OPT and GPT-2); per-layer masks shrink
+    /// every layer fully, global ones to the widest layer.
     #[arg(long, requires = "out")]
     pub shrink: bool,
     #[command(flatten)]
@@ -51,7 +55,7 @@ pub struct Args {
     pub scores: Option<PathBuf>,
     /// Apply this mask file instead of scoring: a mask from --save-mask, or a circuit file
     /// (.json, from `scalpel circuit --save-circuit` or the page), which with --shrink writes
-    /// the circuit of MLP neurons as a smaller model.
+    /// a circuit of MLP neurons or heads as a smaller model.
     #[arg(long, conflicts_with = "scores")]
     pub mask: Option<PathBuf>,
     /// Also write the mask (one byte per weight) to this file.
@@ -122,16 +126,18 @@ pub fn run(args: Args) -> Result<()> {
     let group = args
         .group
         .unwrap_or(if units { Group::Layer } else { Group::Row });
-    if units && !matches!(group, Group::Layer | Group::Global) {
+    // Heads N:M: N of every M consecutive heads, within each key/value group (checked below).
+    let heads_by_group = granularity == Granularity::Heads && matches!(group, Group::NofM { .. });
+    if units && !matches!(group, Group::Layer | Group::Global) && !heads_by_group {
         bail!(
-            "{} are ranked per layer or globally (--group layer or global), not by `{}`",
+            "{} are ranked per layer or globally (--group layer or global{}), not by `{}`",
             granularity.name(),
+            if granularity == Granularity::Heads {
+                ", or N:M within each key/value group"
+            } else {
+                ""
+            },
             group.name()
-        );
-    }
-    if args.shrink && args.mask.is_none() && granularity != Granularity::Neurons {
-        bail!(
-            "--shrink removes pruned MLP neurons: use --granularity neurons (single weights leave no whole row or column to remove)"
         );
     }
     if units && (args.scores.is_some() || args.method == ScoreMethod::WandaSequential) {
@@ -164,6 +170,18 @@ pub fn run(args: Args) -> Result<()> {
     let arch = model.config.architecture;
     eprintln!("model {} on {}", args.model.model, device.label);
     let linears = args.linears.set(arch)?;
+    if let (true, Group::NofM { block, .. }) = (heads_by_group, group) {
+        let per_group = model.config.num_heads / model.config.num_kv_heads.max(1);
+        if !per_group.is_multiple_of(block) {
+            bail!(
+                "heads N:M keeps N of every M heads within a key/value group, and this model's \
+                 key/value heads each serve {per_group} query heads: M must divide {per_group}"
+            );
+        }
+    }
+    if args.shrink && args.mask.is_none() {
+        check_shrinkable(granularity, arch).context("--shrink")?;
+    }
 
     let masks = match &args.mask {
         Some(path) => {
@@ -178,11 +196,9 @@ pub fn run(args: Args) -> Result<()> {
                 Masks::from_safetensors(&name, &bytes, arch)?
             };
             masks.check_for(model)?;
-            if args.shrink && masks.granularity() != Granularity::Neurons {
-                bail!(
-                    "--shrink removes pruned MLP neurons, and {name} prunes {}",
-                    masks.granularity().name()
-                );
+            if args.shrink {
+                check_shrinkable(masks.granularity(), arch)
+                    .with_context(|| format!("--shrink with {name}"))?;
             }
             masks
         }

@@ -38,3 +38,26 @@ pub fn scratch(name: &str) -> PathBuf {
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
+
+/// Asserts that a shrunk checkpoint's perplexity (in `shrunk`'s output) is the masked model's (in
+/// `masked`'s) to float tolerance: cutting out zero columns changes only the summation order, which
+/// can move the sixth significant digit.
+pub fn assert_same_perplexity(shrunk: &str, masked: &str) {
+    let [a, b] = [shrunk, masked].map(|t| perplexity(t).parse::<f64>().expect("a number"));
+    assert!((a - b).abs() <= 1e-5 * b, "shrunk {a} vs masked {b}");
+}
+
+/// The perplexity number of a `wiki-...: perplexity X` line.
+pub fn perplexity(text: &str) -> String {
+    let line = text
+        .lines()
+        .find(|l| l.contains(": perplexity "))
+        .expect("a perplexity line");
+    line.split(": perplexity ")
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}

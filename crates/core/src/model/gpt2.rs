@@ -45,6 +45,8 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
             parts: 1,
         },
     ],
+    // transformers derives GPT-2's head size from n_embd / n_head.
+    head_params: None,
     gguf: Some(GgufSpec {
         arch: "gpt2",
         permuted_qk: false,

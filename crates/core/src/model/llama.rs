@@ -18,7 +18,8 @@ use super::layers::{
 };
 use super::recording::{Kept, Recording};
 use super::spec::{
-    ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS, LLAMA_GGUF_MODULES, LoadFn, NeuronParam,
+    ArchSpec, GgufSpec, HeadBlock, HeadParam, LLAMA_GGUF_GLOBALS, LLAMA_GGUF_MODULES, LoadFn,
+    NeuronParam,
 };
 use super::{ArchOps, Embedded, LinearInputs, Param, export_linears};
 use super::{LinearId, LinearKind, RelevanceSink, RuleSet};
@@ -68,6 +69,29 @@ const LLAMA_NEURONS: [NeuronParam; 3] = [
     NEURON_DOWN,
 ];
 
+/// A parameter with one slice per head along `axis`, all of one kind.
+const fn heads(name: &'static str, axis: usize, block: &'static [HeadBlock; 1]) -> HeadParam {
+    HeadParam {
+        name,
+        axis,
+        blocks: block,
+    }
+}
+
+/// o_proj: its input columns are the query heads' outputs.
+pub(super) const HEAD_OUT: HeadParam = heads("self_attn.o_proj.weight", 1, &[HeadBlock::Query]);
+
+/// Qwen2's q/k/v biases are listed too: a family without them never meets the names.
+const LLAMA_HEADS: [HeadParam; 7] = [
+    heads("self_attn.q_proj.weight", 0, &[HeadBlock::Query]),
+    heads("self_attn.q_proj.bias", 0, &[HeadBlock::Query]),
+    heads("self_attn.k_proj.weight", 0, &[HeadBlock::KeyValue]),
+    heads("self_attn.k_proj.bias", 0, &[HeadBlock::KeyValue]),
+    heads("self_attn.v_proj.weight", 0, &[HeadBlock::KeyValue]),
+    heads("self_attn.v_proj.bias", 0, &[HeadBlock::KeyValue]),
+    HEAD_OUT,
+];
+
 /// The descriptor of a family that runs this block under Hugging Face's module names: its name,
 /// its `model_type` and transformers class, llama.cpp's architecture for it (with the Llama-style
 /// tensor names) and whether llama.cpp interleaved its q/k rows, and its loader.
@@ -86,6 +110,7 @@ pub(super) const fn family(
         stored_query: "self_attn.q_proj",
         neuron_linear: LinearKind::Down,
         neuron_params: &LLAMA_NEURONS,
+        head_params: Some(&LLAMA_HEADS),
         gguf: match gguf {
             Some((arch, permuted_qk)) => Some(GgufSpec {
                 arch,

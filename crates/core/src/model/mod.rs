@@ -54,7 +54,7 @@ pub use linear_id::{LinearId, LinearKind};
 pub(crate) use precision::widened;
 pub use precision::{WeightDtype, bytes_per_weight, dtype_name};
 pub(crate) use recording::Recording;
-pub use spec::{ArchSpec, GgufSpec, NeuronParam};
+pub use spec::{ArchSpec, GgufSpec, HeadBlock, HeadParam, NeuronParam};
 
 use crate::error::{Error, Result};
 use crate::io::WeightSource;

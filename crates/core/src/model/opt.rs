@@ -51,6 +51,8 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
             parts: 1,
         },
     ],
+    // transformers derives OPT's head size from hidden_size / heads.
+    head_params: None,
     // llama.cpp defines no OPT architecture.
     gguf: None,
     load: |c, l| Ok(Box::new(Opt::load(c, l)?)),

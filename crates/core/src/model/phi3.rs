@@ -3,8 +3,8 @@
 //! loading and joined on export, and the sliding window its config names (Mistral's masking).
 //! Partial rotary embeddings and LongRoPE (the 128k models) are refused by the config reader.
 
-use super::llama::{Llama, NEURON_DOWN, Variant, family, neuron_rows};
-use super::spec::{ArchSpec, GgufSpec, LLAMA_GGUF_GLOBALS};
+use super::llama::{HEAD_OUT, Llama, NEURON_DOWN, Variant, family, neuron_rows};
+use super::spec::{ArchSpec, GgufSpec, HeadBlock, HeadParam, LLAMA_GGUF_GLOBALS};
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
     // The fused matrices are stored under names of their own: q, k, v, gate and up in `linears`
@@ -26,6 +26,14 @@ pub(super) const SPEC: ArchSpec = ArchSpec {
         transposed: &[],
     }),
     neuron_params: &[neuron_rows("mlp.gate_up_proj.weight", 2), NEURON_DOWN],
+    head_params: Some(&[
+        HeadParam {
+            name: "self_attn.qkv_proj.weight",
+            axis: 0,
+            blocks: &[HeadBlock::Query, HeadBlock::KeyValue, HeadBlock::KeyValue],
+        },
+        HEAD_OUT,
+    ]),
     ..family("Phi-3", ("phi3", "Phi3ForCausalLM"), None, |c, l| {
         let variant = Variant {
             fused: true,

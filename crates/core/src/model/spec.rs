@@ -5,7 +5,9 @@
 //! # Adding an architecture
 //!
 //! 1. A file `model/<family>.rs` with its forward (through the KV cache), its [`ArchOps`]
-//!    (relevance backward built from `backward.rs`, Linear access, export) and its `SPEC`.
+//!    (relevance backward built from `backward.rs`, Linear access with its joined products
+//!    (`joined.rs`), export) and its `SPEC` (including what shrinking cuts: neuron and head
+//!    parameters).
 //!    A family that is another one plus a switch (Qwen2 is Llama with q/k/v biases) keeps only
 //!    its `SPEC`, its config fields and its `load` in its file and reuses that forward.
 //! 2. A variant of `Architecture`, its arm in `Architecture::spec` (`families.rs`) and its
@@ -41,6 +43,10 @@ pub struct ArchSpec {
     /// The checkpoint parameters that hold one slice per MLP neuron: what removing neurons
     /// cuts from a checkpoint (`export::shrink`).
     pub neuron_params: &'static [NeuronParam],
+    /// The checkpoint parameters that hold one slice per attention head: what removing heads
+    /// cuts from a checkpoint. `None` where the family's config derives the head size from
+    /// `hidden_size / heads` (OPT, GPT-2), so that no config can say heads were removed.
+    pub head_params: Option<&'static [HeadParam]>,
     /// How llama.cpp stores the family, if Scalpel reads it from GGUF.
     pub gguf: Option<GgufSpec>,
     /// Builds the family's model from a weight source.
@@ -54,6 +60,24 @@ pub struct NeuronParam {
     pub axis: usize,
     /// Neuron-sized blocks along the axis (Phi-3's fused `gate_up_proj`: 2, gate then up).
     pub parts: usize,
+}
+
+/// A checkpoint parameter with one slice of `head_dim` entries per attention head along `axis`,
+/// in `blocks` (q, k and v stored as one matrix: one block of query heads, then two of key/value
+/// heads).
+pub struct HeadParam {
+    /// The parameter inside a block (`self_attn.o_proj.weight`).
+    pub name: &'static str,
+    pub axis: usize,
+    pub blocks: &'static [HeadBlock],
+}
+
+/// Which heads a block of a [`HeadParam`] holds a slice for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeadBlock {
+    Query,
+    /// The key or value heads, which grouped-query attention shares among query heads.
+    KeyValue,
 }
 
 /// How a family builds its model from a weight source.
