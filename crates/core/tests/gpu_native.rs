@@ -6,11 +6,15 @@
 mod common;
 
 use burn::tensor::Device;
-use common::load_fixture_model_as;
 use common::lxt::{check_tiny_models, check_tiny_models_as};
 use common::transformers::{LOGIT_FIXTURES, check_logits, check_logits_as};
+use common::{
+    assert_close, load_fixture_model, load_fixture_model_as, load_fixture_model_on, logits,
+};
 use scalpel::WeightDtype;
 use scalpel::device::{DevicePreference, per_decode_step, per_relevance_pass, select};
+use scalpel::prune::{Granularity, Group, Masks};
+use scalpel::score::Scores;
 
 /// The launch counter is process-wide: the tests here take turns on the device.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -44,9 +48,10 @@ fn relevance_on_wgpu_matches_lxt() {
 
 /// Launches per decoder block of one decode step with float32 weights, per architecture: what is
 /// measured today with a margin for autotune's timing-based choices (README, Benchmark: "GPU
-/// kernel launches"; SmolLM2 counts 22 per layer, this Llama fixture 21.5–22); the target is 20.
-/// Raise them only with a reason in the README.
-const DECODE_LAUNCHES_PER_LAYER: [(&str, usize); 2] = [("llama-gqa-tied", 25), ("opt-pre-ln", 30)];
+/// kernel launches"; SmolLM2 counts 16–18 per layer, this Llama fixture 39 per step of 2 layers,
+/// 16.5 per layer besides the launches outside them); the issue's target is 20. Raise them only
+/// with a reason in the README.
+const DECODE_LAUNCHES_PER_LAYER: [(&str, usize); 2] = [("llama-gqa-tied", 20), ("opt-pre-ln", 30)];
 /// Launches outside the blocks: embedding lookup, final norm, LM head.
 const DECODE_LAUNCHES_OUTSIDE_LAYERS: usize = 6;
 /// What f16 weights add outside the blocks: widening the looked-up embedding rows and OPT's
@@ -122,4 +127,29 @@ fn a_dtype_the_gpu_cannot_hold_is_refused_with_the_way_out() {
         err.contains("no bf16") && err.contains("--dtype f32"),
         "{err}"
     );
+}
+
+/// On a GPU q/k/v and gate/up are joined into one product each (`model/joined.rs`): a mask drops
+/// the joins of the Linears it changes and they are joined again after, so the masked and the
+/// restored model compute on wgpu what they compute on the CPU, whose Linears are never joined.
+#[test]
+fn masks_on_joined_products_compute_what_the_cpu_computes() {
+    let (_turn, device) = gpu();
+    let ids = [5, 19, 33, 47, 61, 7];
+    for name in ["llama-gqa-tied", "opt-pre-ln"] {
+        let mut on_cpu = load_fixture_model(name);
+        let mut on_gpu = load_fixture_model_on(name, &device);
+        for seed in [1, 2] {
+            let scores = Scores::random(&on_cpu, Granularity::Weights, seed).unwrap();
+            let masks = Masks::from_scores(&scores, 0.5, Group::Row).unwrap();
+            masks.apply(&mut on_cpu).unwrap();
+            masks.apply(&mut on_gpu).unwrap();
+            let what = format!("{name} masked (seed {seed})");
+            assert_close(&logits(&on_cpu, &ids), &logits(&on_gpu, &ids), 1e-4, &what);
+        }
+        on_cpu.restore_dense();
+        on_gpu.restore_dense();
+        let what = format!("{name} restored");
+        assert_close(&logits(&on_cpu, &ids), &logits(&on_gpu, &ids), 1e-4, &what);
+    }
 }

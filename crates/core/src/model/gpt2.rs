@@ -3,12 +3,12 @@
 //! transpose of a Linear's) with q, k and v fused in `c_attn`; they are transposed and split on
 //! loading, joined and transposed back on export.
 
-use super::LinearKind;
-use super::Param;
 use super::config::ModelConfig;
+use super::joined::Joined;
 use super::layers::{Activation, LayerNorm, Loader, blocks, export_joined};
 use super::opt::{Block, Opt};
 use super::spec::{ArchSpec, GgufSpec, NeuronParam};
+use super::{ArchOps, LinearKind, Param};
 use crate::error::{Error, Result};
 
 pub(super) const SPEC: ArchSpec = ArchSpec {
@@ -102,6 +102,7 @@ fn load(c: &ModelConfig, l: &mut Loader) -> Result<Opt> {
             mlp_norm,
             fc1,
             fc2,
+            qkv: Joined::default(),
         });
     }
     let final_norm = Some(LayerNorm::load(l, &format!("{root}ln_f"), h, eps)?);
@@ -110,7 +111,7 @@ fn load(c: &ModelConfig, l: &mut Loader) -> Result<Opt> {
     } else {
         Some(l.linear("lm_head", c.vocab_size, h, false)?)
     };
-    Ok(Opt {
+    let mut model = Opt {
         embed,
         positions,
         project_in: None,
@@ -122,7 +123,9 @@ fn load(c: &ModelConfig, l: &mut Loader) -> Result<Opt> {
         num_heads: c.num_heads,
         activation: Activation::GeluTanh,
         exporter: parameters,
-    })
+    };
+    model.join_linears();
+    Ok(model)
 }
 
 /// Names and layouts as `GPT2LMHeadModel` saves them.

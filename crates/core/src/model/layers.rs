@@ -515,10 +515,16 @@ pub fn causal_attention(
     mask: Option<&Tensor<4>>,
 ) -> Tensor<4> {
     let [b, heads, t, d] = q.dims();
-    let probs = attention_probs(grouped_queries(q, k.dims()[1]), k, mask);
-    // burn's fused `attention` op was tried for the single-query case: on lavapipe its
-    // autotune picks the unfused fallback, 6 more launches per layer than this.
-    probs.matmul(v).reshape([b, heads, t, d])
+    let scores = attention_scores(grouped_queries(q, k.dims()[1]), k, mask);
+    // The softmax normalised after the product with V rather than before: the division then
+    // touches d values per query instead of s, and fusion folds it into the product's output
+    // (a decode step launches one kernel less per layer). burn's fused `attention` op was tried
+    // for the single-query case: on lavapipe its autotune picks the unfused fallback, 6 more
+    // launches per layer than this.
+    let max = scores.clone().max_dim(3);
+    let weights = (scores - max).exp();
+    let sums = weights.clone().sum_dim(3);
+    (weights.matmul(v) / sums).reshape([b, heads, t, d])
 }
 
 /// `[b, heads, t, d]` as `[b, kv_heads, group · t, d]`: each KV head's query heads stacked (the
@@ -534,8 +540,13 @@ pub(crate) fn attention_probs(
     k: Tensor<4>,
     mask: Option<&Tensor<4>>,
 ) -> Tensor<4> {
+    softmax(attention_scores(grouped_q, k, mask), 3)
+}
+
+/// Masked attention scores of grouped queries over `k`: `[b, kv_heads, group · t, s]`.
+fn attention_scores(grouped_q: Tensor<4>, k: Tensor<4>, mask: Option<&Tensor<4>>) -> Tensor<4> {
     let scores = grouped_q.matmul(k.swap_dims(2, 3));
-    let scores = match mask {
+    match mask {
         Some(mask) => {
             let [b, kv_heads, rows, s] = scores.dims();
             let [_, _, t, _] = mask.dims();
@@ -544,8 +555,7 @@ pub(crate) fn attention_probs(
             masked.reshape([b, kv_heads, rows, s])
         }
         None => scores,
-    };
-    softmax(scores, 3)
+    }
 }
 
 /// Additive mask `[1, 1, t, s]`: query i (absolute position s - t + i) may not see keys after it,

@@ -11,6 +11,7 @@ use super::backward::{
     AttentionInputs, attention_backward, feature_relevance, head_relevance, silu_backward,
 };
 use super::config::{ModelConfig, RotaryConfig};
+use super::joined::Joined;
 use super::layers::{
     BlockRun, KvCache, Linear, Loader, Products, RmsNorm, blocks, causal_attention, causal_mask,
     embed, export_joined, keep_positions, merge_heads, output_rows, split_heads, through_blocks,
@@ -166,9 +167,33 @@ struct Block {
     gate: Linear,
     up: Linear,
     down: Linear,
+    /// q, k and v as one product on a GPU.
+    qkv: Joined,
+    /// gate and up as one product on a GPU.
+    gate_up: Joined,
 }
 
 block_linears!(Block { Q => q, K => k, V => v, O => o, Gate => gate, Up => up, Down => down });
+
+impl Block {
+    /// Joins the Linears that share an input where they are not joined (see `joined.rs`).
+    fn join(&mut self, max_entries: usize) {
+        self.qkv
+            .join([&mut self.q, &mut self.k, &mut self.v], max_entries);
+        self.gate_up
+            .join([&mut self.gate, &mut self.up], max_entries);
+    }
+
+    /// Drops the join `kind` is part of: its weight is about to change.
+    fn unjoin(&mut self, kind: LinearKind) {
+        use LinearKind::*;
+        match kind {
+            Q | K | V => self.qkv.unjoin(),
+            Gate | Up => self.gate_up.unjoin(),
+            _ => {}
+        }
+    }
+}
 
 impl Llama {
     /// Loads the weights of the block as `variant` shapes it.
@@ -237,6 +262,8 @@ impl Llama {
                 gate,
                 up,
                 down,
+                qkv: Joined::default(),
+                gate_up: Joined::default(),
             });
         }
         let norm_out = norm(l, "model.norm.weight")?;
@@ -253,7 +280,7 @@ impl Llama {
             None
         };
         let rope = Rope::new(rotary, hd, freq_factors.as_deref());
-        Ok(Self {
+        let mut model = Self {
             embed,
             layers,
             norm: norm_out,
@@ -263,7 +290,9 @@ impl Llama {
             num_kv_heads: c.num_kv_heads,
             window: rotary.sliding_window,
             fused: variant.fused,
-        })
+        };
+        model.join_linears();
+        Ok(model)
     }
 
     /// The final norm and the LM head.
@@ -291,10 +320,21 @@ impl Llama {
     fn positions(&self, start: usize, t: usize) -> Positions {
         let device = self.embed.device();
         let (cos, signed_sin) = self.rope.tables(start, t, &device);
+        let query_scale = 1.0 / (cos.dims()[3] as f32).sqrt();
+        let scales = [query_scale]
+            .repeat(self.num_heads)
+            .into_iter()
+            .chain([1.0].repeat(self.num_kv_heads))
+            .collect::<Vec<_>>();
+        let qk_scales = Tensor::from_data(
+            TensorData::new(scales, [1, self.num_heads + self.num_kv_heads, 1, 1]),
+            &device,
+        );
         Positions {
             cos,
             signed_sin,
             mask: causal_mask(t, start + t, self.window, &device),
+            qk_scales,
         }
     }
 
@@ -310,8 +350,63 @@ impl Llama {
     ) -> (Tensor<3>, Option<BlockActs>) {
         let (record, products) = run.parts();
         let h_attn = block.input_norm.forward(x.clone());
-        let q_proj = block.q.apply(h_attn.clone(), products);
-        let k_proj = block.k.apply(h_attn.clone(), products);
+        let joined_qkv = match block.qk_norms {
+            None => block.qkv.product(h_attn.clone(), run),
+            Some(_) => None,
+        };
+        let (q_scaled, k, v, qk_proj) = match joined_qkv {
+            Some(qkv) => {
+                let (q_scaled, k, v) = self.joined_attention_inputs(qkv, positions);
+                (q_scaled, k, v, None)
+            }
+            None => self.attention_inputs(block, h_attn.clone(), positions, products),
+        };
+        let (k_all, v_all) = cache.append(layer, k.clone(), v.clone());
+        let attn = merge_heads(causal_attention(
+            q_scaled.clone(),
+            k_all,
+            v_all,
+            positions.mask.as_ref(),
+        ));
+        let x_mid = x + block.o.apply(attn.clone(), products);
+        let h_mlp = block.post_attention_norm.forward(x_mid.clone());
+        let [gate, up] = block
+            .gate_up
+            .apply([&block.gate, &block.up], h_mlp.clone(), run);
+        let hidden = silu(gate.clone()) * up.clone();
+        let out = x_mid.clone() + block.down.apply(hidden.clone(), products);
+        let acts = record.then_some(BlockActs {
+            h_attn,
+            qk_proj,
+            attention: AttentionInputs { q_scaled, k, v },
+            attn,
+            x_mid,
+            h_mlp,
+            gate,
+            up,
+            hidden,
+        });
+        (out, acts)
+    }
+
+    /// The scaled queries, keys and values `[b, heads, t, d]` of `h` (the normed input) through
+    /// the block's q, k and v one by one; also the q and k projections where per-head norms
+    /// follow them (a relevance pass's backward needs them).
+    #[allow(clippy::type_complexity)]
+    fn attention_inputs(
+        &self,
+        block: &Block,
+        h: Tensor<3>,
+        positions: &Positions,
+        products: Products,
+    ) -> (
+        Tensor<4>,
+        Tensor<4>,
+        Tensor<4>,
+        Option<(Tensor<3>, Tensor<3>)>,
+    ) {
+        let [q_proj, k_proj, v_proj] =
+            [&block.q, &block.k, &block.v].map(|l| l.apply(h.clone(), products));
         let hd = q_proj.dims()[2] / self.num_heads;
         let (q_normed, k_normed) = match &block.qk_norms {
             Some((q_norm, k_norm)) => (
@@ -337,32 +432,34 @@ impl Llama {
             &positions.cos,
             &positions.signed_sin,
         );
-        let v = split_heads(block.v.apply(h_attn.clone(), products), self.num_kv_heads);
-        let (k_all, v_all) = cache.append(layer, k.clone(), v.clone());
-        let attn = merge_heads(causal_attention(
-            q_scaled.clone(),
-            k_all,
-            v_all,
-            positions.mask.as_ref(),
-        ));
-        let x_mid = x + block.o.apply(attn.clone(), products);
-        let h_mlp = block.post_attention_norm.forward(x_mid.clone());
-        let gate = block.gate.apply(h_mlp.clone(), products);
-        let up = block.up.apply(h_mlp.clone(), products);
-        let hidden = silu(gate.clone()) * up.clone();
-        let out = x_mid.clone() + block.down.apply(hidden.clone(), products);
-        let acts = record.then_some(BlockActs {
-            h_attn,
-            qk_proj: block.qk_norms.is_some().then_some((q_proj, k_proj)),
-            attention: AttentionInputs { q_scaled, k, v },
-            attn,
-            x_mid,
-            h_mlp,
-            gate,
-            up,
-            hidden,
-        });
-        (out, acts)
+        let v = split_heads(v_proj, self.num_kv_heads);
+        let qk_proj = block.qk_norms.is_some().then_some((q_proj, k_proj));
+        (q_scaled, k, v, qk_proj)
+    }
+
+    /// [`Self::attention_inputs`] from the joined q, k and v product `[b, t, (heads + 2 · kv_heads) · d]`:
+    /// q and k lie side by side there, so one RoPE turns both (one half-swap kernel instead of
+    /// two), and the queries' scaling rides in the same fused kernel as a per-head factor.
+    fn joined_attention_inputs(
+        &self,
+        qkv: Tensor<3>,
+        positions: &Positions,
+    ) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+        let [b, t, width] = qkv.dims();
+        let (heads, kv_heads) = (self.num_heads, self.num_kv_heads);
+        let hd = width / (heads + 2 * kv_heads);
+        let qk_width = (heads + kv_heads) * hd;
+        let qk = split_heads(
+            qkv.clone().slice([0..b, 0..t, 0..qk_width]),
+            heads + kv_heads,
+        );
+        let turned =
+            Rope::apply(qk, &positions.cos, &positions.signed_sin) * positions.qk_scales.clone();
+        let [_, _, t, _] = turned.dims();
+        let q_scaled = turned.clone().slice([0..b, 0..heads, 0..t, 0..hd]);
+        let k = turned.slice([0..b, heads..heads + kv_heads, 0..t, 0..hd]);
+        let v = split_heads(qkv.slice([0..b, 0..t, qk_width..width]), kv_heads);
+        (q_scaled, k, v)
     }
 }
 
@@ -380,6 +477,9 @@ struct Positions {
     cos: Tensor<4>,
     signed_sin: Tensor<4>,
     mask: Option<Tensor<4>>,
+    /// `[1, heads + kv_heads, 1, 1]`: `1/√d` for each query head, 1 for each key head (the
+    /// queries' scaling when q and k are turned together: `joined_attention_inputs`).
+    qk_scales: Tensor<4>,
 }
 
 /// A block's internals, recorded for its backward.
@@ -427,7 +527,17 @@ impl ArchOps for Llama {
     }
 
     fn linear_mut(&mut self, id: LinearId) -> Option<&mut Linear> {
-        self.layers.get_mut(id.layer)?.linear_mut(id.kind)
+        let block = self.layers.get_mut(id.layer)?;
+        block.unjoin(id.kind);
+        block.linear_mut(id.kind)
+    }
+
+    fn join_linears(&mut self) {
+        // No larger than the token embedding, which already fits in one GPU binding.
+        let max_entries = self.embed.dims().iter().product();
+        for block in &mut self.layers {
+            block.join(max_entries);
+        }
     }
 
     fn block_linear_inputs(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, LinearInputs) {

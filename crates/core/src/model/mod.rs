@@ -27,6 +27,7 @@ mod backward;
 pub mod config;
 mod families;
 mod gpt2;
+mod joined;
 mod keep;
 mod layers;
 mod linear_id;
@@ -282,7 +283,13 @@ pub(crate) trait ArchOps: std::fmt::Debug + Send + Sync {
     /// A block Linear, if the architecture has that kind.
     fn linear(&self, id: LinearId) -> Option<&Linear>;
 
+    /// A block Linear to change; the Linears it shares a product with compute separately until
+    /// [`ArchOps::join_linears`].
     fn linear_mut(&mut self, id: LinearId) -> Option<&mut Linear>;
+
+    /// Joins again the Linears that share an input into one product each, where the device gains
+    /// from it (`joined.rs`).
+    fn join_linears(&mut self);
 
     /// Runs block `layer` on `x` (full causal attention from position 0) and returns its output
     /// and the input of each of its Linears (Wanda's activation statistics).

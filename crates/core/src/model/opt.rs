@@ -7,6 +7,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use super::Logits;
 use super::backward::{AttentionInputs, attention_backward, feature_relevance, head_relevance};
 use super::config::{ModelConfig, OptOptions};
+use super::joined::Joined;
 use super::layers::{
     Activation, BlockRun, KvCache, LayerNorm, Linear, Loader, Products, causal_attention,
     causal_mask, embed, keep_positions, merge_heads, output_rows, split_heads, through_blocks,
@@ -86,6 +87,8 @@ pub(super) struct Block {
     pub(super) mlp_norm: LayerNorm,
     pub(super) fc1: Linear,
     pub(super) fc2: Linear,
+    /// q, k and v as one product on a GPU.
+    pub(super) qkv: Joined,
 }
 
 block_linears!(Block { Q => q, K => k, V => v, O => out, Fc1 => fc1, Fc2 => fc2 });
@@ -128,6 +131,7 @@ impl Opt {
                 mlp_norm: LayerNorm::load(l, &format!("{p}.final_layer_norm"), h, c.norm_eps)?,
                 fc1: l.linear(&format!("{p}.fc1"), c.intermediate_size, h, bias)?,
                 fc2: l.linear(&format!("{p}.fc2"), h, c.intermediate_size, bias)?,
+                qkv: Joined::default(),
             });
         }
         let final_norm = if o.do_layer_norm_before && !o.remove_final_layer_norm {
@@ -145,7 +149,7 @@ impl Opt {
         } else {
             Some(l.linear("lm_head", c.vocab_size, e, false)?)
         };
-        Ok(Self {
+        let mut model = Self {
             embed,
             positions,
             project_in,
@@ -157,7 +161,9 @@ impl Opt {
             num_heads: c.num_heads,
             activation: Activation::Relu,
             exporter: Opt::opt_parameters,
-        })
+        };
+        model.join_linears();
+        Ok(model)
     }
 
     /// Token embeddings (through `project_in`) plus learned positions from `start` on.
@@ -226,10 +232,12 @@ impl Opt {
         };
         let [_, _, d] = h_attn.dims();
         let head_dim = d / self.num_heads;
-        let q_scaled = split_heads(block.q.apply(h_attn.clone(), products), self.num_heads)
-            .mul_scalar(1.0 / (head_dim as f64).sqrt());
-        let k = split_heads(block.k.apply(h_attn.clone(), products), self.num_heads);
-        let v = split_heads(block.v.apply(h_attn.clone(), products), self.num_heads);
+        let [q, k, v] = block
+            .qkv
+            .apply([&block.q, &block.k, &block.v], h_attn.clone(), run);
+        let q_scaled = split_heads(q, self.num_heads).mul_scalar(1.0 / (head_dim as f64).sqrt());
+        let k = split_heads(k, self.num_heads);
+        let v = split_heads(v, self.num_heads);
         let (k_all, v_all) = cache.append(layer, k.clone(), v.clone());
         let attn = merge_heads(causal_attention(q_scaled.clone(), k_all, v_all, mask));
         let attn_sum = x + block.out.apply(attn.clone(), products);
@@ -360,7 +368,19 @@ impl ArchOps for Opt {
     }
 
     fn linear_mut(&mut self, id: LinearId) -> Option<&mut Linear> {
-        self.layers.get_mut(id.layer)?.linear_mut(id.kind)
+        let block = self.layers.get_mut(id.layer)?;
+        if matches!(id.kind, LinearKind::Q | LinearKind::K | LinearKind::V) {
+            block.qkv.unjoin();
+        }
+        block.linear_mut(id.kind)
+    }
+
+    fn join_linears(&mut self) {
+        // No larger than the token embedding, which already fits in one GPU binding.
+        let max_entries = self.embed.dims().iter().product();
+        for b in &mut self.layers {
+            b.qkv.join([&mut b.q, &mut b.k, &mut b.v], max_entries);
+        }
     }
 
     fn block_linear_inputs(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, LinearInputs) {

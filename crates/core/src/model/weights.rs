@@ -219,6 +219,13 @@ impl Model {
             // that fails leaves that Linear masked, its undo kept and `is_masked` true.
             let _ = self.unmask_linear(id);
         }
+        self.join_linears();
+    }
+
+    /// Joins again the Linears that share a product where masking them dropped the join (GPU
+    /// only; `joined.rs`). Until then they compute separately: correct, with more kernel launches.
+    pub fn join_linears(&mut self) {
+        self.arch_mut().join_linears();
     }
 
     /// The bytes kept aside to undo the masks applied now: the pruned entries' values and where

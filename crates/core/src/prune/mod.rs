@@ -231,10 +231,12 @@ impl Masks {
         self.check_for(model)?;
         let granularity = self.granularity();
         let width = granularity.unit_width(&model.config);
-        for (&id, mask) in &self.linears {
+        let masked = self.linears.iter().try_for_each(|(&id, mask)| {
             let [rows, _] = model.linear_shape(id)?;
-            zero(model, id, &mask.weight_keep(granularity, rows, width))?;
-        }
+            zero(model, id, &mask.weight_keep(granularity, rows, width))
+        });
+        model.join_linears();
+        masked?;
         Ok(self.report())
     }
 }
