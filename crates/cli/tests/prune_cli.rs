@@ -285,33 +285,36 @@ fn only_the_chosen_linears_are_pruned() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `--granularity heads --group 2:3 --shrink`: two of the three query heads of every key/value
-/// group kept in every layer, so the checkpoint has 6 heads over the same 3 key/value heads, and
-/// evaluates exactly as the masked model did; an M that splits a group is refused.
-#[test]
-fn heads_pruned_evenly_per_group_shrink_fully() {
-    let dir = scratch("shrink-heads");
-    let out = dir.join("shrunk");
-    let o = out.to_str().unwrap();
+/// `prune` by Wanda over two short samples with `units` (what to prune), shrunk into `out` and
+/// evaluated on the small window set.
+fn wanda_shrink<'a>(units: &[&'a str], out: &'a str) -> Vec<&'a str> {
     let mut args = vec![
         "prune",
-        "--granularity",
-        "heads",
-        "--group",
-        "2:3",
         "--method",
         "wanda",
         "--samples",
         "2",
         "--sample-len",
         "32",
-        "--out",
-        o,
-        "--shrink",
-        "--eval",
     ];
+    args.extend(units);
+    args.extend(["--out", out, "--shrink", "--eval"]);
     args.extend(SMALL_EVAL);
-    let pruned = ok(&scalpel(&args));
+    args
+}
+
+/// `--granularity heads --group 2:3 --shrink`: two of the three query heads of every key/value
+/// group kept in every layer, so the checkpoint has 6 heads over the same 3 key/value heads, and
+/// evaluates as the masked model did (to float tolerance); an M that splits a group is refused.
+#[test]
+fn heads_pruned_evenly_per_group_shrink_fully() {
+    let dir = scratch("shrink-heads");
+    let out = dir.join("shrunk");
+    let o = out.to_str().unwrap();
+    let pruned = ok(&scalpel(&wanda_shrink(
+        &["--granularity", "heads", "--group", "2:3"],
+        o,
+    )));
     assert!(pruned.contains("pruned 90 of 270 heads"), "{pruned}");
     assert!(
         pruned.contains("heads 9 → 6 (key/value heads 3 → 3)"),
@@ -341,31 +344,16 @@ fn heads_pruned_evenly_per_group_shrink_fully() {
 }
 
 /// `--granularity neurons --shrink`: half of every layer's MLP neurons removed, the checkpoint
-/// says intermediate_size 768 and evaluates exactly as the masked model did.
+/// says intermediate_size 768 and evaluates as the masked model did (to float tolerance).
 #[test]
 fn a_shrunk_checkpoint_evaluates_like_the_masked_model() {
     let dir = scratch("shrink");
     let out = dir.join("shrunk");
     let o = out.to_str().unwrap();
-    let mut args = vec![
-        "prune",
-        "--granularity",
-        "neurons",
-        "--method",
-        "wanda",
-        "--samples",
-        "2",
-        "--sample-len",
-        "32",
-        "--sparsity",
-        "0.5",
-        "--out",
+    let pruned = ok(&scalpel(&wanda_shrink(
+        &["--granularity", "neurons", "--sparsity", "0.5"],
         o,
-        "--shrink",
-        "--eval",
-    ];
-    args.extend(SMALL_EVAL);
-    let pruned = ok(&scalpel(&args));
+    )));
     assert!(pruned.contains("pruned 23040 of 46080 neurons"), "{pruned}");
     assert!(pruned.contains("intermediate size 1536 → 768"), "{pruned}");
     let config: serde_json::Value =

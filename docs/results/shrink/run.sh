@@ -26,6 +26,18 @@ speed() { # median tokens/s of 3 runs of each model in $@, alternating
   for m in "$@"; do echo "${runs[$m]}" | tr ' ' '\n' | grep . | sort -g | sed -n 2p; done
 }
 params() { python3 -c "import json,sys; print(json.load(open(sys.argv[1]))['shrink']['parameters_after'])" "$1"; }
+# Writes mask $1 as zeros and shrunk, measures both; prints "ppl zeros / shrunk|params|size|speeds|ratio".
+measure() {
+  local d=${1%.mask} s zeros_ppl shrunk_ppl size p ratio
+  "$bin" prune --device cpu --mask "$1" --out "$d-zeros" >/dev/null 2>&1
+  "$bin" prune --device cpu --mask "$1" --out "$d-shrunk" --shrink >/dev/null 2>&1
+  zeros_ppl=$(ppl "$d-zeros"); shrunk_ppl=$(ppl "$d-shrunk")
+  mapfile -t s < <(speed "$d-zeros" "$d-shrunk")
+  size=$(stat -c %s "$d-shrunk/model.safetensors" | awk '{printf "%.0f MB", $1/1e6}')
+  p=$(params "$d-shrunk/scalpel-prune.json" | awk '{printf "%.1f M", $1/1e6}')
+  ratio=$(awk -v a="${s[0]}" -v b="${s[1]}" 'BEGIN{printf "%.2f×", b/a}')
+  echo "$zeros_ppl / $shrunk_ppl | $p | $size | ${s[0]} / ${s[1]} | $ratio"
+}
 
 unit=${1:-neurons}
 "$bin" prune --device cpu --method magnitude --sparsity 0 --out "$work/dense" >/dev/null 2>&1
@@ -44,15 +56,9 @@ if [ "$unit" = heads ]; then
         sparsity=(); [ "$share" = - ] || sparsity=(--sparsity "$share")
         "$bin" prune --device cpu --granularity heads --group "$group" "${sparsity[@]}" --method "$method" \
           --samples 16 --save-mask "$d.mask" >/dev/null 2>&1
-        "$bin" prune --device cpu --mask "$d.mask" --out "$d-zeros" >/dev/null 2>&1
-        "$bin" prune --device cpu --mask "$d.mask" --out "$d-shrunk" --shrink >/dev/null 2>&1
-        zeros_ppl=$(ppl "$d-zeros"); shrunk_ppl=$(ppl "$d-shrunk")
-        mapfile -t s < <(speed "$d-zeros" "$d-shrunk")
-        size=$(stat -c %s "$d-shrunk/model.safetensors" | awk '{printf "%.0f MB", $1/1e6}')
-        p=$(params "$d-shrunk/scalpel-prune.json" | awk '{printf "%.1f M", $1/1e6}')
+        row=$(measure "$d.mask")
         written=$(python3 -c "import json,sys; c=json.load(open(sys.argv[1])); print(c['num_attention_heads'], '/', c['num_key_value_heads'])" "$d-shrunk/config.json")
-        ratio=$(awk -v a="${s[0]}" -v b="${s[1]}" 'BEGIN{printf "%.2f×", b/a}')
-        echo "| \`$method\` | $pruned of 9 ($group) | $written | $zeros_ppl / $shrunk_ppl | $p | $size | ${s[0]} / ${s[1]} | $ratio |"
+        echo "| \`$method\` | $pruned of 9 ($group) | $written | $row |"
       done
     done
   } | tee "$here/results-heads.md"
@@ -68,14 +74,7 @@ fi
       d="$work/$method-$share"
       "$bin" prune --device cpu --granularity neurons --method "$method" --sparsity "$share" \
         --samples 16 --save-mask "$d.mask" >/dev/null 2>&1
-      "$bin" prune --device cpu --mask "$d.mask" --out "$d-zeros" >/dev/null 2>&1
-      "$bin" prune --device cpu --mask "$d.mask" --out "$d-shrunk" --shrink >/dev/null 2>&1
-      zeros_ppl=$(ppl "$d-zeros"); shrunk_ppl=$(ppl "$d-shrunk")
-      mapfile -t s < <(speed "$d-zeros" "$d-shrunk")
-      size=$(stat -c %s "$d-shrunk/model.safetensors" | awk '{printf "%.0f MB", $1/1e6}')
-      p=$(params "$d-shrunk/scalpel-prune.json" | awk '{printf "%.1f M", $1/1e6}')
-      ratio=$(awk -v a="${s[0]}" -v b="${s[1]}" 'BEGIN{printf "%.2f×", b/a}')
-      echo "| \`$method\` | $(awk -v x="$share" 'BEGIN{printf "%d %%", x*100}') | $zeros_ppl / $shrunk_ppl | $p | $size | ${s[0]} / ${s[1]} | $ratio |"
+      echo "| \`$method\` | $(awk -v x="$share" 'BEGIN{printf "%d %%", x*100}') | $(measure "$d.mask") |"
     done
   done
 } | tee "$here/results.md"
