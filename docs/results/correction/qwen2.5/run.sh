@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The paper's toxicity setting (100 neurons, contrastive relevance, λ = 1) on a second model:
 # Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF, `cargo xtask assets`), LRP against random at the same
-# dose, wiki-512x16 perplexity as the guard-rail. Seeds from SEEDS (default "0 1", the two run);
+# dose, wiki-512x16 perplexity as the guard-rail. Seeds from SEEDS (default "0 1 2", the three run);
 # a seed took 29-33 minutes on a 2-core machine. Run from the repository root; results land beside
 # this script.
 set -euo pipefail
 here=docs/results/correction/qwen2.5
 cargo build --quiet --release -p scalpel-cli
-for seed in ${SEEDS:-0 1}; do
+for seed in ${SEEDS:-0 1 2}; do
   out=$here/toxicity-100-neurons/seed$seed
   [ -f "$out/correction.json" ] && continue
   target/release/scalpel correct --model assets/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf \
