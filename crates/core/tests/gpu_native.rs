@@ -136,7 +136,7 @@ fn a_dtype_the_gpu_cannot_hold_is_refused_with_the_way_out() {
 fn masks_on_joined_products_compute_what_the_cpu_computes() {
     let (_turn, device) = gpu();
     let ids = [5, 19, 33, 47, 61, 7];
-    for name in ["llama-gqa-tied", "opt-pre-ln"] {
+    for name in ["llama-gqa-tied", "qwen3-tied-qknorm", "opt-pre-ln"] {
         let mut on_cpu = load_fixture_model(name);
         let mut on_gpu = load_fixture_model_on(name, &device);
         for seed in [1, 2] {

@@ -171,7 +171,7 @@ pub fn run(args: Args) -> Result<()> {
     eprintln!("model {} on {}", args.model.model, device.label);
     let linears = args.linears.set(arch)?;
     if let (true, Group::NofM { block, .. }) = (heads_by_group, group) {
-        let per_group = model.config.num_heads / model.config.num_kv_heads.max(1);
+        let per_group = model.config.heads_per_kv_head();
         if !per_group.is_multiple_of(block) {
             bail!(
                 "heads N:M keeps N of every M heads within a key/value group, and this model's \

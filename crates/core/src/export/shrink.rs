@@ -159,7 +159,7 @@ impl Cut {
 
     fn heads(config: &ModelConfig, masks: &Masks, params: &'static [HeadParam]) -> Self {
         let (heads, kv_heads) = (config.num_heads, config.num_kv_heads);
-        let per_group = heads / kv_heads.max(1);
+        let per_group = config.heads_per_kv_head();
         let group_of = |h: &usize| h / per_group;
         let kept = kept_units(config, masks, heads);
         let kept_per_layer: Vec<usize> = kept.iter().map(|(k, _)| k.len()).collect();

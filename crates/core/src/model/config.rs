@@ -490,6 +490,11 @@ impl ModelConfig {
         v
     }
 
+    /// How many query heads share each key/value head (grouped-query attention; 1 without it).
+    pub fn heads_per_kv_head(&self) -> usize {
+        self.num_heads / self.num_kv_heads.max(1)
+    }
+
     /// The rotary settings of a Llama-style family (`None` for OPT and GPT-2).
     pub fn rotary(&self) -> Option<&RotaryConfig> {
         match &self.block {

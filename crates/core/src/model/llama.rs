@@ -359,7 +359,7 @@ impl Llama {
                 let (q_scaled, k, v) = self.joined_attention_inputs(qkv, positions);
                 (q_scaled, k, v, None)
             }
-            None => self.attention_inputs(block, h_attn.clone(), positions, products),
+            None => self.attention_inputs(block, h_attn.clone(), positions, run),
         };
         let (k_all, v_all) = cache.append(layer, k.clone(), v.clone());
         let attn = merge_heads(causal_attention(
@@ -390,23 +390,23 @@ impl Llama {
     }
 
     /// The scaled queries, keys and values `[b, heads, t, d]` of `h` (the normed input) through
-    /// the block's q, k and v one by one; also the q and k projections where per-head norms
-    /// follow them (a relevance pass's backward needs them).
+    /// the block's q, k and v (one joined product where `run` allows, see `joined.rs`); also the
+    /// q and k projections where per-head norms follow them (a relevance pass's backward needs
+    /// them).
     #[allow(clippy::type_complexity)]
     fn attention_inputs(
         &self,
         block: &Block,
         h: Tensor<3>,
         positions: &Positions,
-        products: Products,
+        run: BlockRun,
     ) -> (
         Tensor<4>,
         Tensor<4>,
         Tensor<4>,
         Option<(Tensor<3>, Tensor<3>)>,
     ) {
-        let [q_proj, k_proj, v_proj] =
-            [&block.q, &block.k, &block.v].map(|l| l.apply(h.clone(), products));
+        let [q_proj, k_proj, v_proj] = block.qkv.apply([&block.q, &block.k, &block.v], h, run);
         let hd = q_proj.dims()[2] / self.num_heads;
         let (q_normed, k_normed) = match &block.qk_norms {
             Some((q_norm, k_norm)) => (
@@ -455,7 +455,6 @@ impl Llama {
         );
         let turned =
             Rope::apply(qk, &positions.cos, &positions.signed_sin) * positions.qk_scales.clone();
-        let [_, _, t, _] = turned.dims();
         let q_scaled = turned.clone().slice([0..b, 0..heads, 0..t, 0..hd]);
         let k = turned.slice([0..b, heads..heads + kv_heads, 0..t, 0..hd]);
         let v = split_heads(qkv.slice([0..b, 0..t, qk_width..width]), kv_heads);
