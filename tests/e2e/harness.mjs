@@ -4,7 +4,8 @@ import { readFile, stat } from 'node:fs/promises';
 import { join, extname, resolve, normalize } from 'node:path';
 
 export const root = resolve(new URL('../..', import.meta.url).pathname);
-export const dist = join(root, 'dist');
+// SCALPEL_DIST: another built folder (the page benchmark's release build).
+export const dist = resolve(root, process.env.SCALPEL_DIST ?? 'dist');
 export const artifacts = join(root, 'tests', 'artifacts');
 const MIME = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript', '.wasm': 'application/wasm',

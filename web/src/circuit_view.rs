@@ -136,10 +136,11 @@ impl CircuitSettings {
     }
 
     /// The search's work (`estimate`): scores over the scoring prompts, then the task measured
-    /// at every point of the curve and on the dense model for both splits.
+    /// at every point of the curve that prunes something and on the dense model for both splits.
     fn work(self) -> Work {
         let tokens = self.prompts.get() as f64 * PROMPT_TOKENS;
-        let curve = (DEFAULT_FRACTIONS.len() + 2) as f64 * tokens;
+        let pruning = DEFAULT_FRACTIONS.iter().filter(|&&f| f > 0.0).count();
+        let curve = (pruning + 2) as f64 * tokens;
         match self.method.get() {
             ScoreMethod::Random => Work {
                 forward: curve,

@@ -12,7 +12,9 @@ use scalpel::circuit::report::CircuitReport;
 use scalpel::circuit::{CircuitEvent, CircuitPlan, Search, faithfulness, search};
 use scalpel::job::{Driver, Quiet, Steps};
 use scalpel::model::{LinearId, LinearKind};
-use scalpel::prune::{Granularity, Group, KeepBits, LinearMask, LinearSet, MaskInfo, Masks};
+use scalpel::prune::{
+    Granularity, Group, KeepBits, LinearMask, LinearSet, MaskInfo, Masks, with_masks,
+};
 use scalpel::relevance::MemoryLimits;
 use scalpel::report::RunInfo;
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer, Scores};
@@ -271,6 +273,13 @@ fn curves_prune_the_asked_share_and_start_dense() {
         assert!(!model.is_masked(), "measuring leaves the model dense");
         assert_eq!(curve[0].metrics, dense);
         assert_eq!(faithfulness(&curve[0].metrics, &dense), 1.0);
+        // The zero share is not run (it is the dense model): applied, its mask changes nothing.
+        let nothing = Masks::from_scores(&scores, 0.0, Group::Global).unwrap();
+        let applied = pollster::block_on(with_masks(&mut model, &nothing, async |m: &Model| {
+            Ok(evaluate(m, &task)?.metrics())
+        }))
+        .unwrap();
+        assert_eq!(applied, dense, "{granularity:?}");
         for p in &curve {
             assert_eq!(
                 p.pruned,

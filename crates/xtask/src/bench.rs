@@ -71,9 +71,12 @@ pub fn run(only: Option<&str>) -> Result<()> {
         Some("relevance") => relevance(&threads),
         Some("scoring") => scoring(&threads),
         Some("gemm") => gemm(&threads),
-        Some("page") => page(),
+        Some("page") => page(false),
+        Some("page-release") => page(true),
         Some(other) => {
-            bail!("unknown benchmark `{other}` (forward, relevance, scoring, gemm, gpu or page)")
+            bail!(
+                "unknown benchmark `{other}` (forward, relevance, scoring, gemm, gpu, page or page-release)"
+            )
         }
     }
 }
@@ -126,17 +129,32 @@ fn gemm(threads: &str) -> Result<()> {
     Ok(())
 }
 
-/// The page's default long jobs on its CPU fallback in headless Chromium (tests/e2e/page_defaults.mjs),
-/// on the dev build the tests use.
-fn page() -> Result<()> {
-    Dist::for_tests().build()?;
+/// The page's default long jobs on its CPU fallback in headless Chromium (tests/e2e/page_defaults.mjs):
+/// on the dev build the tests use, or (`release`) on the release build `cargo xtask serve` and
+/// `cargo xtask dist` make, which is what people are served (built in its own folder, so the
+/// tests' dist/ stays as it is).
+fn page(release: bool) -> Result<()> {
+    let (dist, build) = if release {
+        (
+            Dist {
+                release: true,
+                with_model: true,
+                out: "target/dist-release".into(),
+            },
+            "the release build (`cargo xtask dist`: opt-level 3, wasm-opt -Os)",
+        )
+    } else {
+        (
+            Dist::for_tests(),
+            "the dev build (`cargo xtask dist --dev`: dependencies at opt-level 3, core at 1, no wasm-opt)",
+        )
+    };
+    dist.build()?;
     let mut c = Command::new("node");
     c.arg("tests/e2e/page_defaults.mjs")
         .env("PATH", tool_path())
-        .env(
-            "PAGE_BUILD",
-            "the dev build (`cargo xtask dist --dev`: dependencies at opt-level 3, core at 1, no wasm-opt)",
-        );
+        .env("SCALPEL_DIST", &dist.out)
+        .env("PAGE_BUILD", build);
     cmd::run(c)
 }
 

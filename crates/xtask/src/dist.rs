@@ -43,8 +43,8 @@ const HEADERS: &str = "\
 ";
 
 impl Dist {
-    /// The folder the e2e tests and the page benchmark serve: `cargo xtask dist --dev` (the
-    /// release build takes ~30 minutes more on a fresh 2-core machine).
+    /// The folder the e2e tests and the page benchmark's dev run serve: `cargo xtask dist --dev`
+    /// (the release build takes ~30 minutes more on a fresh 2-core machine).
     pub fn for_tests() -> Self {
         Dist {
             release: false,

@@ -85,9 +85,13 @@ pub struct Search<'a> {
 
 impl Search<'_> {
     /// One curve point: the mask at `fraction` applied, the task run, the dense model restored.
+    /// A mask that prunes nothing is the dense model, already measured on these prompts.
     pub async fn measure(&self, model: &mut Model, fraction: f64) -> Result<CurvePoint> {
         check_group(self.scores.info.granularity, self.group)?;
         let masks = Masks::from_scores(self.scores, fraction, self.group)?;
+        if masks.report().pruned == 0 {
+            return Ok(point(fraction, &masks, self.dense));
+        }
         let metrics = with_masks(model, &masks, async |m: &Model| {
             Ok(evaluate_async(m, self.task).await?.metrics())
         })
