@@ -8,7 +8,7 @@ use burn::tensor::activation::sigmoid;
 
 use super::LinearId;
 use super::layers::{
-    Activation, GELU_A, GELU_C, LayerNorm, Linear, RmsNorm, attention_probs, gelu_tanh,
+    Activation, GELU_A, GELU_C, LayerNorm, Linear, QueryBlock, RmsNorm, attention_probs, gelu_tanh,
     grouped_queries, split_heads,
 };
 use super::precision::widened;
@@ -257,13 +257,56 @@ pub(crate) fn attention_backward(
     rules: RuleSet,
     mask: Option<&Tensor<4>>,
 ) -> AttentionGrads {
-    let [b, heads, t, d] = inputs.q_scaled.dims();
-    let [_, kv_heads, _, _] = inputs.k.dims();
+    let [_, heads, _, _] = inputs.q_scaled.dims();
+    let g = split_heads(g_out, heads);
+    let (q, k, v) = (&inputs.q_scaled, &inputs.k, &inputs.v);
+    let Some(blocks) = QueryBlock::split(q, k, mask) else {
+        return attention_grads(q.clone(), k.clone(), v.clone(), g, rules, mask);
+    };
+    // Block by block as in the forward ([`QueryBlock`]): the query gradients side by side, the
+    // key and value gradients summed over the blocks that see each key.
+    let zeros = Tensor::<4>::zeros(k.dims(), &k.device());
+    let (mut g_q, mut g_k, mut g_v) = (Vec::new(), zeros.clone(), zeros);
+    for block in &blocks {
+        let part = attention_grads(
+            block.queries(q),
+            block.keys(k),
+            block.keys(v),
+            block.queries(&g),
+            rules,
+            Some(&block.mask),
+        );
+        g_v = block.add_to_keys(g_v, part.v);
+        if let (Some(g_q_part), Some(g_k_part)) = (part.q_scaled, part.k) {
+            g_q.push(g_q_part);
+            g_k = block.add_to_keys(g_k, g_k_part);
+        }
+    }
+    let with_qk = !g_q.is_empty();
+    AttentionGrads {
+        q_scaled: with_qk.then(|| Tensor::cat(g_q, 2)),
+        k: with_qk.then_some(g_k),
+        v: g_v,
+    }
+}
+
+/// [`attention_backward`] of queries `q` `[b, heads, t, d]` over keys and values
+/// `[b, kv_heads, s, d]` from `g` at their output `[b, heads, t, d]`, in one product.
+fn attention_grads(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    g: Tensor<4>,
+    rules: RuleSet,
+    mask: Option<&Tensor<4>>,
+) -> AttentionGrads {
+    let [b, heads, t, d] = q.dims();
+    let [_, kv_heads, _, _] = k.dims();
     // Grouped as in the forward: query heads sharing a KV head are rows of one product, so the
     // key and value gradients come out summed over each group without a copy per head.
-    let q = grouped_queries(inputs.q_scaled.clone(), kv_heads);
-    let probs = attention_probs(q.clone(), inputs.k.clone(), mask);
-    let g = grouped_queries(split_heads(g_out, heads), kv_heads);
+    let q = grouped_queries(q, kv_heads);
+    let probs = attention_probs(q.clone(), k.clone(), mask);
+    let g = grouped_queries(g, kv_heads);
     let g_v = probs.clone().swap_dims(2, 3).matmul(g.clone());
     if rules == RuleSet::CpLrp {
         return AttentionGrads {
@@ -272,12 +315,9 @@ pub(crate) fn attention_backward(
             v: g_v,
         };
     }
-    let g_probs = g.matmul(inputs.v.clone().swap_dims(2, 3));
+    let g_probs = g.matmul(v.swap_dims(2, 3));
     let g_scores = probs.clone() * (g_probs.clone() - (g_probs * probs).sum_dim(3));
-    let g_q = g_scores
-        .clone()
-        .matmul(inputs.k.clone())
-        .reshape([b, heads, t, d]);
+    let g_q = g_scores.clone().matmul(k).reshape([b, heads, t, d]);
     let g_k = g_scores.swap_dims(2, 3).matmul(q);
     match rules {
         RuleSet::AttnLrp => AttentionGrads {
@@ -310,4 +350,57 @@ pub(crate) fn feature_relevance(x: &Tensor<3>, g: &Tensor<3>) -> Tensor<1> {
 pub(crate) fn token_relevance(x: &Tensor<3>, g: &Tensor<3>) -> Tensor<1> {
     let [_, t, _] = x.dims();
     (x.clone() * g.clone()).sum_dim(2).reshape([t])
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Distribution, Tensor};
+
+    use super::*;
+    use crate::model::layers::causal_mask;
+
+    /// The blocked attention backward (the CPU's, for long passes) against one product, under
+    /// each rule set, with grouped queries, uneven blocks and a sliding window.
+    #[test]
+    fn blocked_attention_backward_is_one_product() {
+        let device = Device::flex();
+        for (t, window) in [(150, None), (200, Some(60))] {
+            let random =
+                |heads| Tensor::<4>::random([2, heads, t, 8], Distribution::Default, &device);
+            let inputs = AttentionInputs {
+                q_scaled: random(6),
+                k: random(2),
+                v: random(2),
+            };
+            let g = Tensor::<3>::random([2, t, 6 * 8], Distribution::Default, &device);
+            let mask = causal_mask(t, t, window, &device);
+            for rules in RuleSet::ALL {
+                let blocked = attention_backward(&inputs, g.clone(), rules, mask.as_ref());
+                let whole = attention_grads(
+                    inputs.q_scaled.clone(),
+                    inputs.k.clone(),
+                    inputs.v.clone(),
+                    split_heads(g.clone(), 6),
+                    rules,
+                    mask.as_ref(),
+                );
+                // Relative to the largest gradient: the blocks sum the key and value gradients
+                // in another order than one product does.
+                let gap = |a: Tensor<4>, b: Tensor<4>| -> f32 {
+                    let scale: f32 = b.clone().abs().max().into_scalar();
+                    (a - b).abs().max().into_scalar::<f32>() / scale
+                };
+                let v_gap = gap(blocked.v, whole.v);
+                assert!(v_gap < 1e-5, "{rules:?} {window:?}: v {v_gap}");
+                match (blocked.q_scaled, whole.q_scaled, blocked.k, whole.k) {
+                    (Some(bq), Some(wq), Some(bk), Some(wk)) => {
+                        assert!(gap(bq, wq) < 1e-5, "{rules:?} {window:?}: q");
+                        assert!(gap(bk, wk) < 1e-5, "{rules:?} {window:?}: k");
+                    }
+                    (None, None, None, None) => assert_eq!(rules, RuleSet::CpLrp),
+                    _ => panic!("{rules:?}: blocked and whole differ in which gradients exist"),
+                }
+            }
+        }
+    }
 }
