@@ -534,8 +534,8 @@ pub fn causal_attention(
 /// A block of consecutive queries of a causal attention on the CPU and the keys its last query
 /// sees. On the CPU, long forwards and their backward attend block by block: a causal attention
 /// then skips almost half of the scores, their softmax and their products with V (all hidden by
-/// the mask anyway, and each a slow underflow in `exp`): the 512-token forward takes 9 % less
-/// time. GPUs keep one product, as more blocks would be more kernel launches.
+/// the mask anyway, and each a slow underflow in `exp`; README, Benchmark). GPUs keep one
+/// product, as more blocks would be more kernel launches.
 pub(crate) struct QueryBlock {
     /// Query positions `[start, end)` of the `t` in the pass.
     pub queries: std::ops::Range<usize>,
@@ -562,8 +562,8 @@ impl QueryBlock {
             (0..t)
                 .step_by(CPU_ATTENTION_BLOCK)
                 .map(|start| {
-                    let (queries, seen) = (start..(start + CPU_ATTENTION_BLOCK).min(t), s - t);
-                    let seen = seen + queries.end;
+                    let queries = start..(start + CPU_ATTENTION_BLOCK).min(t);
+                    let seen = s - t + queries.end;
                     Self {
                         mask: mask.clone().slice([0..1, 0..1, queries.clone(), 0..seen]),
                         queries,
