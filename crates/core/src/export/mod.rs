@@ -17,7 +17,7 @@ use burn::tensor::DType;
 use crate::error::{Error, Result};
 use crate::io::safetensors::{OutData, write};
 use crate::io::tokenizer::TextTokenizer;
-use crate::model::{Model, Param, bytes_per_weight};
+use crate::model::{Model, Param};
 
 /// The files of an exported single-file checkpoint, as bytes.
 #[derive(Debug)]
@@ -87,7 +87,7 @@ impl Shards {
         let mut groups: Vec<Vec<(String, Param)>> = vec![Vec::new()];
         let (mut in_shard, mut bytes) = (0u64, 0u64);
         for (name, param) in model.arch().parameters() {
-            let size = param_bytes(&param);
+            let size = param.bytes();
             let current = groups.last().map_or(0, Vec::len);
             if current > 0 && in_shard + size > max_shard_bytes {
                 groups.push(Vec::new());
@@ -193,14 +193,6 @@ fn outgoing<'a>(
     host.iter()
         .map(|(name, (shape, data))| (name.to_string(), shape.clone(), data.out()))
         .collect()
-}
-
-fn param_bytes(param: &Param) -> u64 {
-    let dtype = match param {
-        Param::Vector(t) => t.dtype(),
-        Param::Matrix(t) => t.dtype(),
-    };
-    param.dims().iter().product::<usize>() as u64 * bytes_per_weight(dtype)
 }
 
 /// A parameter read back as held: float32 values, or the little-endian bytes of a 16-bit type.

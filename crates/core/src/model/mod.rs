@@ -241,6 +241,15 @@ impl Param {
         }
     }
 
+    /// Bytes it takes as held (16-bit stays 16-bit).
+    pub(crate) fn bytes(&self) -> u64 {
+        let dtype = match self {
+            Param::Vector(t) => t.dtype(),
+            Param::Matrix(t) => t.dtype(),
+        };
+        self.dims().iter().product::<usize>() as u64 * bytes_per_weight(dtype)
+    }
+
     /// Its values read back from the device as held (16-bit stays 16-bit).
     pub(crate) async fn to_data(&self) -> Result<burn::tensor::TensorData> {
         match self {
