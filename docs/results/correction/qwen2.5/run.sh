@@ -7,10 +7,17 @@
 set -euo pipefail
 here=docs/results/correction/qwen2.5
 cargo build --quiet --release -p scalpel-cli
+# BASELINES=1 runs Wanda and gradient at the same dose instead, into toxicity-100-neurons-baselines
+# (the same seeds draw the same splits, so they compare with the LRP and random runs).
+if [ -n "${BASELINES:-}" ]; then
+  methods=wanda,gradient folder=toxicity-100-neurons-baselines
+else
+  methods=lrp,random folder=toxicity-100-neurons
+fi
 for seed in ${SEEDS:-0 1 2}; do
-  out=$here/toxicity-100-neurons/seed$seed
+  out=$here/$folder/seed$seed
   [ -f "$out/correction.json" ] && continue
   target/release/scalpel correct --model assets/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf \
-    --seed "$seed" --samples 32 --windows 16 --no-checkpoint --methods lrp,random \
+    --seed "$seed" --samples 32 --windows 16 --no-checkpoint --methods "$methods" \
     --behaviour toxicity --components neurons --count 100 --doses 100 --out "$out"
 done
