@@ -592,8 +592,10 @@ impl QueryBlock {
     pub fn add_to_keys(&self, sum: Tensor<4>, part: Tensor<4>) -> Tensor<4> {
         let [b, kv_heads, _, d] = sum.dims();
         let seen = [0..b, 0..kv_heads, 0..self.seen, 0..d];
-        sum.clone()
-            .slice_assign(seen.clone(), sum.slice(seen) + part)
+        // The added part first, so that `sum` is no longer shared when it is written and the
+        // CPU backend writes it in place instead of copying it.
+        let added = sum.clone().slice(seen.clone()) + part;
+        sum.slice_assign(seen, added)
     }
 }
 
