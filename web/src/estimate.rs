@@ -12,11 +12,13 @@
 use leptos::prelude::*;
 
 /// One token through a relevance pass, in decoded-token times (SmolLM2 on the CPU fallback,
-/// dev build, 2026-12-03: LRP mean |R| over 2,048 tokens in 57 s at 7.3 generated tokens/s).
-const RELEVANCE_TOKEN: f64 = 0.2;
+/// release build, 2026-12-07: LRP mean |R| over 2,048 tokens in 63.3 s at 14.1 generated
+/// tokens/s). Decoding became 2× faster that day (`few_rows.rs`) and relevance did not, so the
+/// multiples doubled: they belong to one build of the page, not to the model.
+const RELEVANCE_TOKEN: f64 = 0.44;
 /// One token of a batched forward pass, in decoded-token times (the IOI head search's 32
-/// prompts in 93 s at the same speed, less its relevance pass).
-const FORWARD_TOKEN: f64 = 0.07;
+/// prompts in 99.3 s at the same speed, less its relevance pass).
+const FORWARD_TOKEN: f64 = 0.15;
 /// Jobs estimated to take less than this say nothing.
 const WARN_SECONDS: f64 = 60.0;
 /// Tokens of one task or behaviour prompt, about (the built-in ones have 6–20).

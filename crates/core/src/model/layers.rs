@@ -3,6 +3,7 @@
 use burn::tensor::activation::softmax;
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorCreationOptions, TensorData};
 
+use super::few_rows;
 use super::precision::{check_representable, widened};
 use super::recording::{Kept, Recording};
 use super::{Logits, Param};
@@ -306,7 +307,12 @@ impl Linear {
                 .matmul(self.weight.clone().transpose())
                 .cast(FloatDType::F32)
         } else {
-            x.matmul(self.weight_f32().transpose())
+            let weight = self.weight_f32();
+            // wasm's gemm multiplies a few rows with scalar code (`few_rows.rs`).
+            let few_rows = cfg!(target_arch = "wasm32")
+                .then(|| few_rows::product(&x, &weight))
+                .flatten();
+            few_rows.unwrap_or_else(|| x.matmul(weight.transpose()))
         };
         let y = match &self.bias {
             Some(bias) => y + bias.clone().unsqueeze::<2>(),

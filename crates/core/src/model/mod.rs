@@ -26,6 +26,7 @@ macro_rules! block_linears {
 mod backward;
 pub mod config;
 mod families;
+mod few_rows;
 mod gpt2;
 mod joined;
 mod keep;

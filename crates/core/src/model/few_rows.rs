@@ -1,0 +1,75 @@
+//! `x Wᵀ` for a few rows of `x` on the CPU backend in wasm: the decode step's products.
+//!
+//! burn's CPU backend multiplies through `gemm` 0.19, whose wasm build has SIMD128 kernels for
+//! blocks of rows but a scalar loop for one to a few rows, and a decode step is all such products.
+//! Here each output is a SIMD128 dot product of a row of `x` with a row of `W` (held `[out, in]`,
+//! each row contiguous), reading `W` once for all the rows (`scalpel_kernels`): 2.4–2.6× gemm's
+//! speed at one row and about 1.4× at eight in Node's V8 (README, Benchmark). Natively `gemm`
+//! already has vector kernels for one row, so this is not used there.
+
+use burn::backend::Flex;
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+/// Up to this many rows the dot products beat `gemm` in wasm (1.4× at 8 rows, less beyond).
+pub(crate) const MAX_ROWS: usize = 8;
+
+/// `x Wᵀ` (`x` `[m, in]`, `weight` `[out, in]`) when both are float32 on the CPU backend, `m` is
+/// at most [`MAX_ROWS`] and the weight's rows are contiguous; `None` otherwise (the caller then
+/// multiplies as usual).
+pub(crate) fn product(x: &Tensor<2>, weight: &Tensor<2>) -> Option<Tensor<2>> {
+    let ([m, k], [n, k_w]) = (x.dims(), weight.dims());
+    if m > MAX_ROWS
+        || k == 0
+        || k != k_w
+        || x.dtype() != DType::F32
+        || weight.dtype() != DType::F32
+        || x.device() != Device::flex()
+    {
+        return None;
+    }
+    let w = weight.clone().try_into_primitive::<Flex>().ok()?;
+    let (w_start, w_end) = w.layout().contiguous_offsets()?;
+    let w = &w.storage::<f32>()[w_start..w_end];
+    let x = x.clone().try_into_primitive::<Flex>().ok()?.to_contiguous();
+    let (x_start, x_end) = x.layout().contiguous_offsets()?;
+    let x = &x.storage::<f32>()[x_start..x_end];
+    let mut y = vec![0.0; m * n];
+    scalpel_kernels::rows_times_transposed(x, w, &mut y, k);
+    Some(Tensor::from_data(
+        TensorData::new(y, [m, n]),
+        &Device::flex(),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Distribution, Tolerance};
+
+    use super::*;
+
+    /// Against burn's product, for widths with and without a tail, one to [`MAX_ROWS`] rows.
+    #[test]
+    fn matches_the_backend_product() {
+        let device = Device::flex();
+        for (m, k, n) in [(1, 576, 40), (3, 37, 9), (MAX_ROWS, 64, 17), (2, 15, 5)] {
+            let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 1.0), &device);
+            let ours = product(&x, &w).expect("float32 on the CPU");
+            let theirs = x.matmul(w.transpose());
+            ours.into_data()
+                .assert_approx_eq::<f32>(&theirs.into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+        }
+    }
+
+    /// More rows than pay, and a weight whose rows are not contiguous, go to the usual product.
+    #[test]
+    fn declines_what_it_does_not_speed_up() {
+        let device = Device::flex();
+        let w = Tensor::<2>::random([8, 16], Distribution::Default, &device);
+        let many = Tensor::<2>::random([MAX_ROWS + 1, 16], Distribution::Default, &device);
+        assert!(product(&many, &w).is_none());
+        let x = Tensor::<2>::random([1, 8], Distribution::Default, &device);
+        assert!(product(&x, &w.clone().transpose()).is_none());
+        assert!(product(&x.clone().slice([0..1, 0..8]), &w.slice([0..8, 0..8])).is_none());
+    }
+}

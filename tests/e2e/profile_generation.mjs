@@ -1,0 +1,64 @@
+// Tool (not a test): where the page's compute worker spends a generation on the CPU fallback.
+// Loads the default model in headless Chromium, generates MAX_TOKENS (default 32) greedy tokens
+// under DevTools' sampling profiler attached to the worker, and prints the functions with the most
+// self time (wasm functions by name: use the dev build, whose module keeps its name section).
+// Writes the whole profile to PROFILE_OUT (default /tmp/worker.cpuprofile; DevTools opens it).
+// Needs a built dist/ (`cargo xtask dist --dev`; SCALPEL_DIST for another folder).
+import { chromium } from 'playwright-core';
+import { mkdtemp, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { serve, BASE_FLAGS } from './harness.mjs';
+
+const server = await serve();
+const profile = await mkdtemp(join(tmpdir(), 'scalpel-profile-'));
+const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, ignoreDefaultArgs: true, args: [...BASE_FLAGS, `--user-data-dir=${profile}`] });
+try {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  await page.goto(`http://127.0.0.1:${server.address().port}/`);
+  await page.waitForFunction(() => document.querySelector('[data-testid=error]') || document.querySelector('[data-testid=model-name]')?.textContent.includes('SmolLM2'), null, { timeout: 300_000 });
+  if (await page.getByTestId('error').count()) throw new Error(await page.getByTestId('error').innerText());
+  if (await page.getByTestId('tour-skip').count()) await page.getByTestId('tour-skip').click();
+  // Playwright has no CDP session for a dedicated worker: attach through the browser's session
+  // (non-flat) and talk to the worker's target by messages.
+  const cdp = await browser.newBrowserCDPSession();
+  const { targetInfos } = await cdp.send('Target.getTargets');
+  const worker = targetInfos.find((t) => t.type === 'worker');
+  if (!worker) throw new Error('no worker target');
+  const { sessionId } = await cdp.send('Target.attachToTarget', { targetId: worker.targetId, flatten: false });
+  let nextId = 1;
+  const pending = new Map();
+  cdp.on('Target.receivedMessageFromTarget', (e) => {
+    const message = JSON.parse(e.message);
+    if (message.id && pending.has(message.id)) {
+      pending.get(message.id)(message);
+      pending.delete(message.id);
+    }
+  });
+  const send = (method, params = {}) => new Promise((ok) => {
+    const id = nextId++;
+    pending.set(id, ok);
+    cdp.send('Target.sendMessageToTarget', { sessionId, message: JSON.stringify({ id, method, params }) });
+  });
+  await send('Profiler.enable');
+  await send('Profiler.setSamplingInterval', { interval: 500 });
+  await page.getByTestId('max-tokens').fill(process.env.MAX_TOKENS ?? '32');
+  await send('Profiler.start');
+  await page.getByTestId('generate').click();
+  await page.waitForFunction(() => document.querySelector('[data-testid=stats]')?.textContent.includes('stop'), null, { timeout: 600_000 });
+  const { result } = await send('Profiler.stop');
+  console.log(`generation: ${await page.getByTestId('stats').innerText()}`);
+  const out = process.env.PROFILE_OUT ?? '/tmp/worker.cpuprofile';
+  await writeFile(out, JSON.stringify(result.profile));
+  const names = new Map(result.profile.nodes.map((n) => [n.id, n.callFrame.functionName || '(anonymous)']));
+  const self = new Map();
+  for (const id of result.profile.samples) self.set(names.get(id), (self.get(names.get(id)) ?? 0) + 1);
+  const total = result.profile.samples.length;
+  console.log(`self time of the worker's ${total} samples (whole profile in ${out}):`);
+  for (const [name, n] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
+    console.log(`${(100 * n / total).toFixed(1).padStart(5)} %  ${name.slice(0, 140)}`);
+  }
+} finally {
+  await browser.close();
+  server.close();
+}
