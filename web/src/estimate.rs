@@ -6,15 +6,16 @@
 //! so the loaded model's last generation speed on this device (`Ui::decode_speed`: the badge's
 //! tokens/s, from generations long enough to time) prices them all: it scales with the machine
 //! and with the model's size alike. The multiples were fitted to
-//! the page's default jobs timed by `cargo xtask bench page` (README, "Benchmarks"), which also
-//! prints this estimate beside each measured time.
+//! the page's default jobs timed by `cargo xtask bench page-release` (README, "Benchmark"), which
+//! also prints this estimate beside each measured time.
 
 use leptos::prelude::*;
 
 /// One token through a relevance pass, in decoded-token times (SmolLM2 on the CPU fallback,
 /// release build, 2026-12-07: LRP mean |R| over 2,048 tokens in 63.3 s at 14.1 generated
-/// tokens/s). Decoding became 2× faster that day (`few_rows.rs`) and relevance did not, so the
-/// multiples doubled: they belong to one build of the page, not to the model.
+/// tokens/s). The multiples belong to one build of the page on one kind of CPU, not to the model:
+/// that day's decode kernel (core's `few_rows.rs`) made decoding 2× faster and relevance not, and
+/// they went from 0.2 and 0.07 (dev build, 2026-12-03) to these.
 const RELEVANCE_TOKEN: f64 = 0.44;
 /// One token of a batched forward pass, in decoded-token times (the IOI head search's 32
 /// prompts in 99.3 s at the same speed, less its relevance pass).

@@ -264,12 +264,40 @@ async fn max_diff_of(model: &Model, fixture: &Fixture) -> f32 {
         .fold(0.0, f32::max)
 }
 
+/// [`max_diff`] with the prompt fed through the KV cache one token at a time: every product then
+/// has one row, which the wasm CPU backend computes with `scalpel_kernels` rather than `gemm`.
+async fn decode_max_diff(fixture: &Fixture, device: &Device) -> f32 {
+    let model = load(fixture, device);
+    let (ids, expected) = reference(fixture.reference);
+    let vocab = expected.len() / ids.len();
+    let mut cache = model.new_cache();
+    let mut worst = 0.0f32;
+    for (position, &id) in ids.iter().enumerate() {
+        let logits = model
+            .forward(model.tokens(&[id]).unwrap(), &mut cache, Logits::All)
+            .unwrap();
+        let got = scalpel::readback::to_vec_async(logits).await.unwrap();
+        let want = &expected[position * vocab..(position + 1) * vocab];
+        worst = got
+            .iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(worst, f32::max);
+    }
+    worst
+}
+
 #[wasm_bindgen_test]
 async fn cpu_backend_matches_transformers() {
     let device = Device::flex();
     for (name, fixture) in [("llama", &LLAMA), ("opt", &OPT)] {
         let diff = max_diff(fixture, &device).await;
         assert!(diff <= 1e-4, "{name} on wasm CPU: max |Δlogit| = {diff}");
+        let diff = decode_max_diff(fixture, &device).await;
+        assert!(
+            diff <= 1e-4,
+            "{name} on wasm CPU, one token at a time: max |Δlogit| = {diff}"
+        );
         let err = relevance_error(fixture, &device).await;
         assert!(err <= 1e-4, "{name} relevance on wasm CPU: rel err {err}");
         let diff = wanda_error(fixture, &device).await;

@@ -23,8 +23,9 @@ pub fn rows_times_transposed(x: &[f32], w: &[f32], y: &mut [f32], k: usize) {
     }
 }
 
-/// Four SIMD128 accumulators over 16 values a step, then a scalar tail.
-#[cfg(target_arch = "wasm32")]
+/// Four SIMD128 accumulators over 16 values a step, then a scalar tail (wasm builds with
+/// `+simd128`, which `.cargo/config.toml` sets; without it the portable version below).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     use core::arch::wasm32::{
         f32x4_add, f32x4_extract_lane, f32x4_mul, f32x4_splat, v128, v128_load,
@@ -56,7 +57,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 
 /// The same sums in the same order as the SIMD128 version (lanes, then the tail), so that the
 /// unit tests check its arithmetic natively.
-#[cfg(not(target_arch = "wasm32"))]
+#[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
     let len = a.len().min(b.len());
     let wide = len / 16 * 16;

@@ -3,14 +3,14 @@
 //! burn's CPU backend multiplies through `gemm` 0.19, whose wasm build has SIMD128 kernels for
 //! blocks of rows but a scalar loop for one to a few rows, and a decode step is all such products.
 //! Here each output is a SIMD128 dot product of a row of `x` with a row of `W` (held `[out, in]`,
-//! each row contiguous), reading `W` once for all the rows (`scalpel_kernels`): 2.4–2.6× gemm's
-//! speed at one row and about 1.4× at eight in Node's V8 (README, Benchmark). Natively `gemm`
-//! already has vector kernels for one row, so this is not used there.
+//! each row contiguous), reading `W` once for all the rows (`scalpel_kernels`); its speed against
+//! gemm's is in the README ("The decode step's products in wasm"). Natively `gemm` already has
+//! vector kernels for one row, so this is not used there.
 
 use burn::backend::Flex;
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorCreationOptions, TensorData};
 
-/// Up to this many rows the dot products beat `gemm` in wasm (1.4× at 8 rows, less beyond).
+/// Up to this many rows the dot products were measured to beat `gemm` in wasm (1.2–2.0× at 8).
 pub(crate) const MAX_ROWS: usize = 8;
 
 /// `x Wᵀ` (`x` `[m, in]`, `weight` `[out, in]`) when both are float32 on the CPU backend, `m` is
@@ -30,15 +30,17 @@ pub(crate) fn product(x: &Tensor<2>, weight: &Tensor<2>) -> Option<Tensor<2>> {
     let w = weight.clone().try_into_primitive::<Flex>().ok()?;
     let (w_start, w_end) = w.layout().contiguous_offsets()?;
     let w = &w.storage::<f32>()[w_start..w_end];
-    let x = x.clone().try_into_primitive::<Flex>().ok()?.to_contiguous();
+    let x = x.clone().try_into_primitive::<Flex>().ok()?;
+    let x = match x.layout().contiguous_offsets() {
+        Some(_) => x,
+        None => x.to_contiguous(),
+    };
     let (x_start, x_end) = x.layout().contiguous_offsets()?;
     let x = &x.storage::<f32>()[x_start..x_end];
     let mut y = vec![0.0; m * n];
     scalpel_kernels::rows_times_transposed(x, w, &mut y, k);
-    Some(Tensor::from_data(
-        TensorData::new(y, [m, n]),
-        &Device::flex(),
-    ))
+    let options = TensorCreationOptions::new(Device::flex()).with_dtype(DType::F32);
+    Some(Tensor::from_data(TensorData::new(y, [m, n]), options))
 }
 
 #[cfg(test)]
@@ -52,8 +54,11 @@ mod tests {
     fn matches_the_backend_product() {
         let device = Device::flex();
         for (m, k, n) in [(1, 576, 40), (3, 37, 9), (MAX_ROWS, 64, 17), (2, 15, 5)] {
-            let x = Tensor::<2>::random([m, k], Distribution::Normal(0.0, 1.0), &device);
-            let w = Tensor::<2>::random([n, k], Distribution::Normal(0.0, 1.0), &device);
+            let x = Tensor::<2>::random([m + 1, k], Distribution::Normal(0.0, 1.0), &device);
+            // Views that start inside their storage: the last rows of `x`, the middle rows of `w`.
+            let x = x.slice([1..m + 1, 0..k]);
+            let w = Tensor::<2>::random([n + 3, k], Distribution::Normal(0.0, 1.0), &device);
+            let w = w.slice([2..n + 2, 0..k]);
             let ours = product(&x, &w).expect("float32 on the CPU");
             let theirs = x.matmul(w.transpose());
             ours.into_data()

@@ -309,7 +309,7 @@ impl Linear {
         } else {
             let weight = self.weight_f32();
             // wasm's gemm multiplies a few rows with scalar code (`few_rows.rs`).
-            let few_rows = cfg!(target_arch = "wasm32")
+            let few_rows = cfg!(all(target_arch = "wasm32", target_feature = "simd128"))
                 .then(|| few_rows::product(&x, &weight))
                 .flatten();
             few_rows.unwrap_or_else(|| x.matmul(weight.transpose()))
