@@ -73,12 +73,37 @@ pub fn run(only: Option<&str>) -> Result<()> {
         Some("gemm") => gemm(&threads),
         Some("page") => page(false),
         Some("page-release") => page(true),
+        Some("wasm-products") => wasm_products(),
         Some(other) => {
             bail!(
-                "unknown benchmark `{other}` (forward, relevance, scoring, gemm, gpu, page or page-release)"
+                "unknown benchmark `{other}` (forward, relevance, scoring, gemm, gpu, page, page-release or wasm-products)"
             )
         }
     }
+}
+
+/// A decode step's products in wasm (the page's CPU fallback), `gemm` against `scalpel_kernels`:
+/// crates/kernels/examples/wasm_products.rs built for wasm32, timed in Node by
+/// crates/kernels/bench/wasm_products.mjs.
+fn wasm_products() -> Result<()> {
+    let mut build = cargo();
+    build.args([
+        "build",
+        "--release",
+        "--quiet",
+        "--target",
+        "wasm32-unknown-unknown",
+        "-p",
+        "scalpel-kernels",
+        "--example",
+        "wasm_products",
+    ]);
+    cmd::run(build)?;
+    let mut c = Command::new("node");
+    c.arg("crates/kernels/bench/wasm_products.mjs")
+        .arg("target/wasm32-unknown-unknown/release/examples/wasm_products.wasm")
+        .env("PATH", tool_path());
+    cmd::run(c)
 }
 
 /// The model's matrix products alone, Scalpel's CPU backend vs PyTorch's (same shapes, threads).

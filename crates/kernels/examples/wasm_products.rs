@@ -1,0 +1,57 @@
+//! The module `cargo xtask bench wasm-products` times in Node: `x Wᵀ` for a few rows of `x`, by
+//! `gemm` (as burn's CPU backend calls it for a Linear: `W` `[out, in]` row-major, its transpose
+//! as the right operand) and by `scalpel_kernels::rows_times_transposed`, on the same buffers.
+//! Built for wasm32 with SIMD128 (`.cargo/config.toml`); exports plain functions, no bindings.
+
+use std::sync::Mutex;
+
+/// `W`, then `x`, then `y`, as `setup` sized them.
+static BUFFERS: Mutex<Vec<f32>> = Mutex::new(Vec::new());
+
+/// Fills the buffers for `m` rows of `k` inputs and `n` outputs with a fixed pattern.
+#[unsafe(no_mangle)]
+pub extern "C" fn setup(m: usize, k: usize, n: usize) {
+    let len = n * k + m * k + m * n;
+    let mut buffers = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+    *buffers = (0..len).map(|i| (i % 97) as f32 * 0.01 - 0.48).collect();
+}
+
+/// `reps` products by `gemm` (`which` = 0) or by the kernel (`which` = 1); returns one output so
+/// that the work is not optimised away.
+#[unsafe(no_mangle)]
+pub extern "C" fn products(which: u32, m: usize, k: usize, n: usize, reps: u32) -> f32 {
+    let mut buffers = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
+    let (w, rest) = buffers.split_at_mut(n * k);
+    let (x, y) = rest.split_at_mut(m * k);
+    for _ in 0..reps {
+        if which == 0 {
+            // SAFETY: the pointers address `m·k`, `n·k` and `m·n` values with these strides.
+            unsafe {
+                gemm::gemm(
+                    m,
+                    n,
+                    k,
+                    y.as_mut_ptr(),
+                    1,
+                    n as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    w.as_ptr(),
+                    k as isize,
+                    1,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+        } else {
+            scalpel_kernels::rows_times_transposed(x, w, y, k);
+        }
+    }
+    y[y.len() / 2]
+}
