@@ -1,7 +1,9 @@
-// Tool (not a test): where the page's compute worker spends a generation on the CPU fallback.
-// Loads the default model in headless Chromium, generates MAX_TOKENS (default 32) greedy tokens
-// under DevTools' sampling profiler attached to the worker, and prints the functions with the most
-// self time (wasm functions by name: use the dev build, whose module keeps its name section).
+// Tool (not a test): where the page's compute worker spends a job on the CPU fallback.
+// Loads the default model in headless Chromium, runs JOB under DevTools' sampling profiler
+// attached to the worker, and prints the functions with the most self time (wasm functions by
+// name: use the dev build, whose module keeps its name section). JOB is `generate` (the default:
+// MAX_TOKENS, default 32, greedy tokens), `compress` ("Compute scores" with the panel's defaults)
+// or `circuits` ("Find circuit" with the panel's defaults).
 // Writes the whole profile to PROFILE_OUT (default /tmp/worker.cpuprofile; DevTools opens it).
 // Needs a built dist/ (`cargo xtask dist --dev`; SCALPEL_DIST for another folder).
 import { chromium } from 'playwright-core';
@@ -42,12 +44,23 @@ try {
   });
   await send('Profiler.enable');
   await send('Profiler.setSamplingInterval', { interval: 500 });
+  // Each job: its button, the status element and the text that says it finished.
+  const jobs = {
+    generate: ['generate', 'stats', 'stop'],
+    compress: ['compute-scores', 'scores-status', 'drag the slider'],
+    circuits: ['find-circuit', 'circuit-status', 'curve measured'],
+  };
+  const job = process.env.JOB ?? 'generate';
+  if (!jobs[job]) throw new Error(`JOB is one of ${Object.keys(jobs).join(', ')}, not ${job}`);
+  const [button, status, done] = jobs[job];
   await page.getByTestId('max-tokens').fill(process.env.MAX_TOKENS ?? '32');
   await send('Profiler.start');
-  await page.getByTestId('generate').click();
-  await page.waitForFunction(() => document.querySelector('[data-testid=stats]')?.textContent.includes('stop'), null, { timeout: 600_000 });
+  const started = Date.now();
+  await page.getByTestId(button).click();
+  await page.waitForFunction(([id, text]) => document.querySelector('[data-testid=error]') || document.querySelector(`[data-testid=${id}]`)?.textContent.includes(text), [status, done], { timeout: 1_800_000 });
   const { result } = await send('Profiler.stop');
-  console.log(`generation: ${await page.getByTestId('stats').innerText()}`);
+  if (await page.getByTestId('error').count()) throw new Error(await page.getByTestId('error').innerText());
+  console.log(`${job} (${((Date.now() - started) / 1000).toFixed(1)} s): ${await page.getByTestId(status).innerText()}`);
   const out = process.env.PROFILE_OUT ?? '/tmp/worker.cpuprofile';
   await writeFile(out, JSON.stringify(result.profile));
   const names = new Map(result.profile.nodes.map((n) => [n.id, n.callFrame.functionName || '(anonymous)']));
@@ -55,7 +68,7 @@ try {
   for (const id of result.profile.samples) self.set(names.get(id), (self.get(names.get(id)) ?? 0) + 1);
   const total = result.profile.samples.length;
   console.log(`self time of the worker's ${total} samples (whole profile in ${out}):`);
-  for (const [name, n] of [...self].sort((a, b) => b[1] - a[1]).slice(0, 15)) {
+  for (const [name, n] of [...self].sort((a, b) => b[1] - a[1]).slice(0, Number(process.env.TOP ?? 15))) {
     console.log(`${(100 * n / total).toFixed(1).padStart(5)} %  ${name.slice(0, 140)}`);
   }
 } finally {
