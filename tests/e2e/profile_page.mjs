@@ -3,7 +3,8 @@
 // attached to the worker, and prints the functions with the most self time (wasm functions by
 // name: use the dev build, whose module keeps its name section). JOB is `generate` (the default:
 // MAX_TOKENS, default 32, greedy tokens), `compress` ("Compute scores" with the panel's defaults)
-// or `circuits` ("Find circuit" with the panel's defaults).
+// or `circuits` ("Find circuit" with the panel's defaults). QUERY is added to the page's address
+// (e.g. `?dtype=f16` for f16 weights).
 // Writes the whole profile to PROFILE_OUT (default /tmp/worker.cpuprofile; DevTools opens it).
 // Needs a built dist/ (`cargo xtask dist --dev`; SCALPEL_DIST for another folder).
 import { chromium } from 'playwright-core';
@@ -17,7 +18,7 @@ const profile = await mkdtemp(join(tmpdir(), 'scalpel-profile-'));
 const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, ignoreDefaultArgs: true, args: [...BASE_FLAGS, `--user-data-dir=${profile}`] });
 try {
   const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-  await page.goto(`http://127.0.0.1:${server.address().port}/`);
+  await page.goto(`http://127.0.0.1:${server.address().port}/${process.env.QUERY ?? ''}`);
   await page.waitForFunction(() => document.querySelector('[data-testid=error]') || document.querySelector('[data-testid=model-name]')?.textContent.includes('SmolLM2'), null, { timeout: 300_000 });
   if (await page.getByTestId('error').count()) throw new Error(await page.getByTestId('error').innerText());
   if (await page.getByTestId('tour-skip').count()) await page.getByTestId('tour-skip').click();

@@ -267,7 +267,11 @@ async fn max_diff_of(model: &Model, fixture: &Fixture) -> f32 {
 /// [`max_diff`] with the prompt fed through the KV cache one token at a time: every product then
 /// has one row, which the wasm CPU backend computes with `scalpel_kernels` rather than `gemm`.
 async fn decode_max_diff(fixture: &Fixture, device: &Device) -> f32 {
-    let model = load(fixture, device);
+    decode_max_diff_of(&load(fixture, device), fixture).await
+}
+
+/// [`decode_max_diff`] of an already loaded model.
+async fn decode_max_diff_of(model: &Model, fixture: &Fixture) -> f32 {
     let (ids, expected) = reference(fixture.reference);
     let vocab = expected.len() / ids.len();
     let mut cache = model.new_cache();
@@ -353,6 +357,30 @@ async fn webgpu_matches_transformers() {
     }
 }
 
+/// `scalpel_kernels`' SIMD128 widening of f16 weights against its scalar one (itself checked
+/// natively against IEEE's definition), for every one of the 65,536 values: each is a row of 16
+/// weights, multiplied by a one-hot row of `x`.
+#[wasm_bindgen_test]
+fn simd_f16_widening_matches_the_scalar_one_for_every_value() {
+    const K: usize = 16;
+    let mut w = vec![0u16; (u16::MAX as usize + 1) * K];
+    for (bits, row) in (0..=u16::MAX).zip(w.chunks_exact_mut(K)) {
+        row[0] = bits;
+    }
+    let mut x = [0.0f32; K];
+    x[0] = 1.0;
+    let mut y = vec![0.0f32; u16::MAX as usize + 1];
+    scalpel_kernels::rows_times_transposed_f16(&x, &w, &mut y, K);
+    for (bits, &got) in (0..=u16::MAX).zip(&y) {
+        // The sum adds zeros to the one product, which turns -0 into +0 (as it does here).
+        let want = scalpel_kernels::f16_to_f32(bits) + 0.0;
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "{bits:#06x}: {got:e} against {want:e}"
+        );
+    }
+}
+
 /// f16 weights in the browser (the page's "Weights: float16", and what `auto` holds the f16 OPT
 /// fixture as), on the wasm CPU backend and on WebGPU: logits within f16's rounding of
 /// transformers, relevance (float32 products) as float32's. An adapter without `shader-f16`
@@ -386,6 +414,12 @@ async fn f16_weights_stay_within_f16_rounding_in_the_browser() {
             assert_eq!(model.weight_dtype(), burn::tensor::DType::F16, "{name}");
             let diff = max_diff_of(&model, fixture).await;
             assert!(diff <= 2e-2, "{name} on {label}: max |Δlogit| = {diff}");
+            // One token at a time: on the wasm CPU, scalpel_kernels reads the f16 weights.
+            let diff = decode_max_diff_of(&model, fixture).await;
+            assert!(
+                diff <= 2e-2,
+                "{name} on {label}, one token at a time: max |Δlogit| = {diff}"
+            );
             let err = relevance_error_of(&model, fixture).await;
             assert!(
                 err <= relevance_tolerance,

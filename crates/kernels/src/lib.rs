@@ -10,6 +10,21 @@
 /// # Panics
 /// If `k` is zero or the slices' lengths are not whole rows of `k` with `y` `[m, n]`.
 pub fn rows_times_transposed(x: &[f32], w: &[f32], y: &mut [f32], k: usize) {
+    rows_times(x, w, y, k);
+}
+
+/// [`rows_times_transposed`] with `w` held as IEEE half-precision bits (`f16::to_bits`), each
+/// widened to float32 exactly as it is read (subnormals, infinities and NaNs included): the
+/// products and sums are float32's. `gemm`'s f16 product in wasm converts with scalar code and is
+/// several times slower than its float32 one.
+///
+/// # Panics
+/// As [`rows_times_transposed`].
+pub fn rows_times_transposed_f16(x: &[f32], w: &[u16], y: &mut [f32], k: usize) {
+    rows_times(x, w, y, k);
+}
+
+fn rows_times<W: Weight>(x: &[f32], w: &[W], y: &mut [f32], k: usize) {
     assert!(
         k > 0 && x.len().is_multiple_of(k) && w.len().is_multiple_of(k),
         "rows of {k} values"
@@ -23,28 +38,107 @@ pub fn rows_times_transposed(x: &[f32], w: &[f32], y: &mut [f32], k: usize) {
     }
 }
 
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use core::arch::wasm32::v128;
+
+/// How a weight is read as float32: one at a time, and (in wasm) four into a SIMD128 vector.
+trait Weight: Copy {
+    fn to_f32(self) -> f32;
+
+    /// The eight weights at `at` as two vectors of float32 lanes.
+    ///
+    /// # Safety
+    /// `at + 8 <= row.len()`.
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    unsafe fn load8(row: &[Self], at: usize) -> (v128, v128);
+}
+
+impl Weight for f32 {
+    fn to_f32(self) -> f32 {
+        self
+    }
+
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    unsafe fn load8(row: &[Self], at: usize) -> (v128, v128) {
+        use core::arch::wasm32::v128_load;
+        // SAFETY: the caller keeps `at + 8` within the row; `v128_load` has no alignment
+        // requirement.
+        unsafe {
+            let p = row.as_ptr().add(at) as *const v128;
+            (v128_load(p), v128_load(p.add(1)))
+        }
+    }
+}
+
+/// 2¹¹², which moves an f16's exponent (bias 15) to float32's (bias 127).
+const F16_EXPONENT_SHIFT: f32 = f32::from_bits((112 + 127) << 23);
+
+/// The float32 value of IEEE half-precision `bits`, exactly. The exponent and mantissa are moved
+/// into a float32's bits and scaled by 2¹¹² (exact, and right for subnormals too); all-ones
+/// exponents (infinities, NaNs) get float32's all-ones exponent instead. The SIMD128 kernels do
+/// the same four at a time.
+pub fn f16_to_f32(bits: u16) -> f32 {
+    let sign = u32::from(bits & 0x8000) << 16;
+    let moved = u32::from(bits & 0x7fff) << 13;
+    let magnitude = if bits & 0x7c00 == 0x7c00 {
+        f32::from_bits(moved | 0x7f80_0000)
+    } else {
+        f32::from_bits(moved) * F16_EXPONENT_SHIFT
+    };
+    f32::from_bits(magnitude.to_bits() | sign)
+}
+
+/// IEEE half-precision bits, widened by [`f16_to_f32`].
+impl Weight for u16 {
+    fn to_f32(self) -> f32 {
+        f16_to_f32(self)
+    }
+
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    unsafe fn load8(row: &[Self], at: usize) -> (v128, v128) {
+        use core::arch::wasm32::{
+            f32x4_ge, f32x4_mul, f32x4_splat, i32x4_extend_high_i16x8, i32x4_extend_low_i16x8,
+            i32x4_shl, u32x4_splat, v128_and, v128_load, v128_or,
+        };
+        // SAFETY: the caller keeps `at + 8` within the row: 16 bytes; no alignment requirement.
+        let halves = unsafe { v128_load(row.as_ptr().add(at) as *const v128) };
+        let widen = |h: v128| {
+            // Sign-extended, the half's sign is float32's too; its other 15 bits, moved up by
+            // 13, are float32's exponent and mantissa, off by the bias (2¹¹²).
+            let sign = v128_and(h, u32x4_splat(0x8000_0000));
+            let moved = v128_and(i32x4_shl(h, 13), u32x4_splat(0x0fff_e000));
+            let finite = f32x4_mul(moved, f32x4_splat(F16_EXPONENT_SHIFT));
+            // An all-ones exponent lands at 2¹⁶ or above: float32's all-ones exponent instead.
+            let special = f32x4_ge(finite, f32x4_splat(65536.0));
+            let magnitude = v128_or(finite, v128_and(special, u32x4_splat(0x7f80_0000)));
+            v128_or(magnitude, sign)
+        };
+        (
+            widen(i32x4_extend_low_i16x8(halves)),
+            widen(i32x4_extend_high_i16x8(halves)),
+        )
+    }
+}
+
 /// Four SIMD128 accumulators over 16 values a step, then a scalar tail (wasm builds with
 /// `+simd128`, which `.cargo/config.toml` sets; without it the portable version below).
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    use core::arch::wasm32::{
-        f32x4_add, f32x4_extract_lane, f32x4_mul, f32x4_splat, v128, v128_load,
-    };
+fn dot<W: Weight>(a: &[f32], b: &[W]) -> f32 {
+    use core::arch::wasm32::{f32x4_add, f32x4_extract_lane, f32x4_mul, f32x4_splat, v128_load};
     let len = a.len().min(b.len());
     let wide = len / 16 * 16;
     let mut acc = [f32x4_splat(0.0); 4];
     for start in (0..wide).step_by(16) {
-        for (lane, sum) in acc.iter_mut().enumerate() {
-            let at = start + 4 * lane;
-            // SAFETY: `at + 4 <= wide <= len`, the bounds of both slices; `v128_load` has no
+        for (pair, sums) in acc.chunks_exact_mut(2).enumerate() {
+            let at = start + 8 * pair;
+            // SAFETY: `at + 8 <= wide <= len`, the bounds of both slices; `v128_load` has no
             // alignment requirement.
-            let (va, vb) = unsafe {
-                (
-                    v128_load(a.as_ptr().add(at) as *const v128),
-                    v128_load(b.as_ptr().add(at) as *const v128),
-                )
+            let (va, vb, (wa, wb)) = unsafe {
+                let p = a.as_ptr().add(at) as *const v128;
+                (v128_load(p), v128_load(p.add(1)), W::load8(b, at))
             };
-            *sum = f32x4_add(*sum, f32x4_mul(va, vb));
+            sums[0] = f32x4_add(sums[0], f32x4_mul(va, wa));
+            sums[1] = f32x4_add(sums[1], f32x4_mul(vb, wb));
         }
     }
     let s = f32x4_add(f32x4_add(acc[0], acc[1]), f32x4_add(acc[2], acc[3]));
@@ -58,7 +152,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 /// The same sums in the same order as the SIMD128 version (lanes, then the tail), so that the
 /// unit tests check its arithmetic natively.
 #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
+fn dot<W: Weight>(a: &[f32], b: &[W]) -> f32 {
     let len = a.len().min(b.len());
     let wide = len / 16 * 16;
     let mut acc = [[0.0f32; 4]; 4];
@@ -66,7 +160,7 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
         for (lane, sum) in acc.iter_mut().enumerate() {
             for (i, s) in sum.iter_mut().enumerate() {
                 let at = start + 4 * lane + i;
-                *s += a[at] * b[at];
+                *s += a[at] * b[at].to_f32();
             }
         }
     }
@@ -74,8 +168,8 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
     s[0] + s[1] + s[2] + s[3] + scalar_dot(&a[wide..len], &b[wide..len])
 }
 
-fn scalar_dot(a: &[f32], b: &[f32]) -> f32 {
-    a.iter().zip(b).map(|(x, y)| x * y).sum()
+fn scalar_dot<W: Weight>(a: &[f32], b: &[W]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y.to_f32()).sum()
 }
 
 #[cfg(test)]
@@ -108,6 +202,56 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// Every one of the 65,536 half-precision values widens as `half` widens it (bit for bit;
+    /// NaNs as NaNs with their payload).
+    #[test]
+    fn every_f16_widens_exactly() {
+        for bits in 0..=u16::MAX {
+            let ours = f16_to_f32(bits);
+            let exact = f16_reference(bits);
+            assert!(
+                ours.to_bits() == exact.to_bits(),
+                "{bits:#06x}: {ours:e} ({:#010x}) against {exact:e} ({:#010x})",
+                ours.to_bits(),
+                exact.to_bits()
+            );
+        }
+    }
+
+    /// IEEE half precision widened by its definition, independently of the bit arithmetic above.
+    fn f16_reference(bits: u16) -> f32 {
+        let sign = if bits & 0x8000 != 0 { -1.0f64 } else { 1.0 };
+        let exponent = i32::from((bits >> 10) & 0x1f);
+        let mantissa = f64::from(bits & 0x3ff);
+        let value = match exponent {
+            0 => mantissa * 2f64.powi(-24),
+            31 if mantissa == 0.0 => f64::INFINITY,
+            // A NaN keeps its payload: the mantissa's top bits become float32's.
+            31 => {
+                let payload = u32::from(bits & 0x3ff) << 13;
+                return f32::from_bits((u32::from(bits & 0x8000) << 16) | 0x7f80_0000 | payload);
+            }
+            e => (1.0 + mantissa / 1024.0) * 2f64.powi(e - 15),
+        };
+        (sign * value) as f32
+    }
+
+    /// The f16 product against the float32 product of the same widened weights: the same sums.
+    #[test]
+    fn f16_weights_multiply_as_their_float32_values() {
+        let (m, k, n) = (3, 37, 5);
+        let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.25 - 1.5).collect();
+        // Finite halves of both signs, subnormals among them.
+        let w: Vec<u16> = (0..(n * k) as u64)
+            .map(|i| ((i * 2_654_435_761) % 0x7bff) as u16 | (((i & 1) as u16) << 15))
+            .collect();
+        let widened: Vec<f32> = w.iter().map(|&h| f16_reference(h)).collect();
+        let (mut ours, mut theirs) = (vec![0.0; m * n], vec![0.0; m * n]);
+        rows_times_transposed_f16(&x, &w, &mut ours, k);
+        rows_times_transposed(&x, &widened, &mut theirs, k);
+        assert_eq!(ours, theirs);
     }
 
     #[test]

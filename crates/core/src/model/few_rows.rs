@@ -9,28 +9,30 @@
 
 use burn::backend::Flex;
 use burn::tensor::{DType, Device, Tensor, TensorCreationOptions, TensorData};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
 
 /// Up to this many rows the dot products were measured to beat `gemm` in wasm (1.35–1.6× at 8;
 /// `cargo xtask bench wasm-products`).
 pub(crate) const MAX_ROWS: usize = 8;
 
-/// `x Wᵀ` (`x` `[m, in]`, `weight` `[out, in]`) when both are float32 on the CPU backend, `m` is
-/// at most [`MAX_ROWS`] and the weight's rows are contiguous; `None` otherwise (the caller then
-/// multiplies as usual).
+/// `x Wᵀ` (`x` `[m, in]` float32, `weight` `[out, in]` float32 or f16) on the CPU backend, when `m`
+/// is at most [`MAX_ROWS`] and the weight's rows are contiguous; `None` otherwise (the caller then
+/// multiplies as usual). An f16 weight is widened exactly as it is read and `x` stays float32, so
+/// the result is the float32 product of the weight's values.
 pub(crate) fn product(x: &Tensor<2>, weight: &Tensor<2>) -> Option<Tensor<2>> {
     let ([m, k], [n, k_w]) = (x.dims(), weight.dims());
     if m > MAX_ROWS
         || k == 0
         || k != k_w
         || x.dtype() != DType::F32
-        || weight.dtype() != DType::F32
+        || !matches!(weight.dtype(), DType::F32 | DType::F16)
         || x.device() != Device::flex()
     {
         return None;
     }
     let w = weight.clone().try_into_primitive::<Flex>().ok()?;
     let (w_start, w_end) = w.layout().contiguous_offsets()?;
-    let w = &w.storage::<f32>()[w_start..w_end];
     let x = x.clone().try_into_primitive::<Flex>().ok()?;
     let x = match x.layout().contiguous_offsets() {
         Some(_) => x,
@@ -39,14 +41,20 @@ pub(crate) fn product(x: &Tensor<2>, weight: &Tensor<2>) -> Option<Tensor<2>> {
     let (x_start, x_end) = x.layout().contiguous_offsets()?;
     let x = &x.storage::<f32>()[x_start..x_end];
     let mut y = vec![0.0; m * n];
-    scalpel_kernels::rows_times_transposed(x, w, &mut y, k);
+    if w.dtype() == DType::F16 {
+        let w = w.storage::<f16>()[w_start..w_end].reinterpret_cast();
+        scalpel_kernels::rows_times_transposed_f16(x, w, &mut y, k);
+    } else {
+        let w = &w.storage::<f32>()[w_start..w_end];
+        scalpel_kernels::rows_times_transposed(x, w, &mut y, k);
+    }
     let options = TensorCreationOptions::new(Device::flex()).with_dtype(DType::F32);
     Some(Tensor::from_data(TensorData::new(y, [m, n]), options))
 }
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Distribution, Tolerance};
+    use burn::tensor::{Distribution, FloatDType, Tolerance};
 
     use super::*;
 
@@ -62,9 +70,23 @@ mod tests {
             let w = w.slice([2..n + 2, 0..k]);
             let ours = product(&x, &w).expect("float32 on the CPU");
             let theirs = x.matmul(w.transpose());
+            // float32 sums of up to 576 normal products in another order than gemm's.
             ours.into_data()
-                .assert_approx_eq::<f32>(&theirs.into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+                .assert_approx_eq::<f32>(&theirs.into_data(), Tolerance::rel_abs(1e-5, 1e-4));
         }
+    }
+
+    /// An f16 weight: the float32 product of its values, whatever product burn would take.
+    #[test]
+    fn f16_weights_multiply_as_their_values() {
+        let device = Device::flex();
+        let x = Tensor::<2>::random([3, 40], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<2>::random([7, 40], Distribution::Normal(0.0, 1.0), &device);
+        let w16 = w.cast(FloatDType::F16);
+        let ours = product(&x, &w16).expect("f16 weights on the CPU");
+        let theirs = x.matmul(w16.cast(FloatDType::F32).transpose());
+        ours.into_data()
+            .assert_approx_eq::<f32>(&theirs.into_data(), Tolerance::rel_abs(1e-5, 1e-5));
     }
 
     /// More rows than pay, and a weight whose rows are not contiguous, go to the usual product.

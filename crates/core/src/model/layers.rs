@@ -299,7 +299,14 @@ impl Linear {
         let [b, t, d_in] = x.dims();
         let [d_out, _] = self.weight.dims();
         let x = x.reshape([b * t, d_in]);
-        let y = if products == Products::Fast
+        // wasm's gemm multiplies a few rows with scalar code: `few_rows.rs` instead, which reads an
+        // f16 weight as it is held and keeps `x` float32 (what `Exact` asks, and closer than `Fast`).
+        let few_rows = cfg!(all(target_arch = "wasm32", target_feature = "simd128"))
+            .then(|| few_rows::product(&x, &self.weight))
+            .flatten();
+        let y = if let Some(y) = few_rows {
+            y
+        } else if products == Products::Fast
             && self.weight.dtype() == DType::F16
             && (b * t <= CPU_F16_PRODUCT_MAX_ROWS || x.device() != Device::flex())
         {
@@ -307,12 +314,7 @@ impl Linear {
                 .matmul(self.weight.clone().transpose())
                 .cast(FloatDType::F32)
         } else {
-            let weight = self.weight_f32();
-            // wasm's gemm multiplies a few rows with scalar code (`few_rows.rs`).
-            let few_rows = cfg!(all(target_arch = "wasm32", target_feature = "simd128"))
-                .then(|| few_rows::product(&x, &weight))
-                .flatten();
-            few_rows.unwrap_or_else(|| x.matmul(weight.transpose()))
+            x.matmul(self.weight_f32().transpose())
         };
         let y = match &self.bias {
             Some(bias) => y + bias.clone().unsqueeze::<2>(),
@@ -333,7 +335,8 @@ const CPU_F16_PRODUCT_MAX_ROWS: usize = 16;
 pub(crate) enum Products {
     /// An f16 × f16 product, summed in f32 by both backends: the weight read at half the bytes
     /// and never widened, the input and output rounded to f16 (on the CPU only for a few rows:
-    /// [`CPU_F16_PRODUCT_MAX_ROWS`]). Generation, perplexity, scoring forwards.
+    /// [`CPU_F16_PRODUCT_MAX_ROWS`]; in wasm those rows go to `few_rows.rs`, which keeps them
+    /// float32). Generation, perplexity, scoring forwards.
     Fast,
     /// The weight widened to f32 and an f32 product. Relevance passes: their rules divide by
     /// and subtract forward values, which f16 rounding moved far from LXT's.
