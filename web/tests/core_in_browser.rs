@@ -123,11 +123,7 @@ async fn relevance_error_of(model: &Model, fixture: &Fixture) -> f32 {
         .unwrap();
     let rel = |got: &[f32], want: &[f32]| {
         let scale = want.iter().fold(1e-12f32, |m, v| m.max(v.abs()));
-        got.iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max)
-            / scale
+        max_abs_diff(got, want) / scale
     };
     rel(&e.tokens, &f32s(&st, "attnlrp.token.input"))
         .max(rel(&e.heads.concat(), &f32s(&st, "attnlrp.token.heads")))
@@ -189,10 +185,7 @@ async fn wanda_error(fixture: &Fixture, device: &Device) -> f32 {
             .unwrap();
         got.extend(scalpel::readback::to_vec_async(logits).await.unwrap());
     }
-    got.iter()
-        .zip(&f32s(&st, "logits_wanda_row50"))
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f32::max)
+    max_abs_diff(&got, &f32s(&st, "logits_wanda_row50"))
 }
 
 /// A circuit search's pieces on `device`: LRP head scores of a task made of the fixture's
@@ -239,11 +232,7 @@ async fn circuit_outcomes(fixture: &Fixture, device: &Device) -> (Vec<f32>, Vec<
 /// Largest difference relative to the largest magnitude of `b`.
 fn relative(a: &[f32], b: &[f32]) -> f32 {
     let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-        / scale
+    max_abs_diff(a, b) / scale
 }
 
 async fn max_diff(fixture: &Fixture, device: &Device) -> f32 {
@@ -258,8 +247,13 @@ async fn max_diff_of(model: &Model, fixture: &Fixture) -> f32 {
         .forward(model.tokens(&ids).unwrap(), &mut cache, Logits::All)
         .unwrap();
     let got = scalpel::readback::to_vec_async(logits).await.unwrap();
-    got.iter()
-        .zip(&expected)
+    max_abs_diff(&got, &expected)
+}
+
+/// The largest `|a - b|` over two equally long runs of values.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
         .map(|(a, b)| (a - b).abs())
         .fold(0.0, f32::max)
 }
@@ -282,11 +276,7 @@ async fn decode_max_diff_of(model: &Model, fixture: &Fixture) -> f32 {
             .unwrap();
         let got = scalpel::readback::to_vec_async(logits).await.unwrap();
         let want = &expected[position * vocab..(position + 1) * vocab];
-        worst = got
-            .iter()
-            .zip(want)
-            .map(|(a, b)| (a - b).abs())
-            .fold(worst, f32::max);
+        worst = worst.max(max_abs_diff(&got, want));
     }
     worst
 }

@@ -29,77 +29,53 @@ pub extern "C" fn products(which: u32, m: usize, k: usize, n: usize, reps: u32) 
     let mut buffers = BUFFERS.lock().unwrap_or_else(|e| e.into_inner());
     let (w, rest) = buffers.split_at_mut(n * k);
     let (x, y) = rest.split_at_mut(m * k);
-    if which >= 2 {
-        let mut halves = HALVES.lock().unwrap_or_else(|e| e.into_inner());
-        let (w16, rest16) = halves.split_at_mut(n * k);
-        let (x16, y16) = rest16.split_at_mut(m * k);
-        // SAFETY: `f16` is a transparent wrapper of its `u16` bits.
-        let bits = unsafe { std::slice::from_raw_parts(w16.as_ptr().cast::<u16>(), w16.len()) };
-        for _ in 0..reps {
-            if which == 2 {
-                // SAFETY: as below, for f16 buffers of the same sizes.
-                unsafe {
-                    gemm::gemm(
-                        m,
-                        n,
-                        k,
-                        y16.as_mut_ptr(),
-                        1,
-                        n as isize,
-                        false,
-                        x16.as_ptr(),
-                        1,
-                        k as isize,
-                        w16.as_ptr(),
-                        k as isize,
-                        1,
-                        gemm::f16::ZERO,
-                        gemm::f16::ONE,
-                        false,
-                        false,
-                        false,
-                        gemm::Parallelism::None,
-                    );
-                }
-            } else {
-                scalpel_kernels::rows_times_transposed_f16(x, bits, y, k);
-            }
-        }
-        return if which == 2 {
-            y16[y16.len() / 2].to_f32()
-        } else {
-            y[y.len() / 2]
-        };
-    }
+    let mut halves = HALVES.lock().unwrap_or_else(|e| e.into_inner());
+    let (w16, rest16) = halves.split_at_mut(n * k);
+    let (x16, y16) = rest16.split_at_mut(m * k);
+    // SAFETY: `f16` is a transparent wrapper of its `u16` bits.
+    let bits = unsafe { std::slice::from_raw_parts(w16.as_ptr().cast::<u16>(), w16.len()) };
     for _ in 0..reps {
-        if which == 0 {
-            // SAFETY: the pointers address `m·k`, `n·k` and `m·n` values with these strides.
-            unsafe {
-                gemm::gemm(
-                    m,
-                    n,
-                    k,
-                    y.as_mut_ptr(),
-                    1,
-                    n as isize,
-                    false,
-                    x.as_ptr(),
-                    1,
-                    k as isize,
-                    w.as_ptr(),
-                    k as isize,
-                    1,
-                    0.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
-                );
-            }
-        } else {
-            scalpel_kernels::rows_times_transposed(x, w, y, k);
+        match which {
+            0 => gemm_product(x, w, y, k, 0.0, 1.0),
+            1 => scalpel_kernels::rows_times_transposed(x, w, y, k),
+            2 => gemm_product(x16, w16, y16, k, gemm::f16::ZERO, gemm::f16::ONE),
+            _ => scalpel_kernels::rows_times_transposed_f16(x, bits, y, k),
         }
     }
-    y[y.len() / 2]
+    if which == 2 {
+        y16[y16.len() / 2].to_f32()
+    } else {
+        y[y.len() / 2]
+    }
+}
+
+/// `y = x wᵀ` by `gemm` as burn-flex calls it for a Linear (`x` `[m, k]`, `w` `[n, k]`, `y`
+/// `[m, n]`, row-major; one thread), `zero` and `one` in `T`.
+fn gemm_product<T: Copy + 'static>(x: &[T], w: &[T], y: &mut [T], k: usize, zero: T, one: T) {
+    let (m, n) = (x.len() / k, w.len() / k);
+    assert!(y.len() == m * n && x.len() == m * k && w.len() == n * k);
+    // SAFETY: the pointers address `m·k`, `n·k` and `m·n` values with these strides (checked).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            y.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            x.as_ptr(),
+            1,
+            k as isize,
+            w.as_ptr(),
+            k as isize,
+            1,
+            zero,
+            one,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
 }
