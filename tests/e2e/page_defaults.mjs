@@ -8,15 +8,11 @@
 //  - Correct: "Find & measure corrections" with the panel's defaults.
 // Each is timed from the click until the panel reports it finished. PAGE_BENCH_ONLY=compress,
 // circuits or correct runs one of them.
-import { chromium } from 'playwright-core';
-import { mkdtemp } from 'node:fs/promises';
-import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { serve, BASE_FLAGS } from './harness.mjs';
+import { serve, launchHeadless, openWithDefaultModel, PAGE_JOBS } from './harness.mjs';
 
 const JOB_TIMEOUT = 1_800_000;
 
-async function timed(page, button, statusId, done, estimateId) {
+async function timed(page, { button, status: statusId, done, estimate: estimateId }) {
   const estimate = await page.getByTestId(estimateId).count() ? await page.getByTestId(estimateId).innerText() : 'none (under a minute)';
   const started = Date.now();
   await page.getByTestId(button).click();
@@ -29,13 +25,9 @@ async function timed(page, button, statusId, done, estimateId) {
 }
 
 const server = await serve();
-const profile = await mkdtemp(join(tmpdir(), 'scalpel-bench-'));
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, ignoreDefaultArgs: true, args: [...BASE_FLAGS, `--user-data-dir=${profile}`] });
+const browser = await launchHeadless();
 try {
-  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-  await page.goto(`http://127.0.0.1:${server.address().port}/`);
-  await page.waitForFunction(() => document.querySelector('[data-testid=error]') || document.querySelector('[data-testid=model-name]')?.textContent.includes('SmolLM2'), null, { timeout: 300_000 });
-  if (await page.getByTestId('tour-skip').count()) await page.getByTestId('tour-skip').click();
+  const page = await openWithDefaultModel(browser, server);
   const device = (await page.getByTestId('device').innerText()).split('\n')[0];
   const defaults = async (ids) => Object.fromEntries(await Promise.all(ids.map(async (id) => [id, await page.getByTestId(id).inputValue()])));
   const compressDefaults = await defaults(['compress-method', 'samples', 'sample-len']);
@@ -52,17 +44,17 @@ try {
   const only = process.env.PAGE_BENCH_ONLY;
   const result = { device, speed };
   if (!only || only === 'compress') {
-    const scoring = await timed(page, 'compute-scores', 'scores-status', 'drag the slider', 'compress-estimate');
+    const scoring = await timed(page, PAGE_JOBS.compress);
     console.log(`compress: ${scoring.status} (${scoring.seconds.toFixed(1)} s; estimated ${scoring.estimate})`);
     Object.assign(result, { compressDefaults, compressSeconds: scoring.seconds, compressEstimate: scoring.estimate });
   }
   if (!only || only === 'circuits') {
-    const circuit = await timed(page, 'find-circuit', 'circuit-status', 'curve measured', 'circuit-estimate');
+    const circuit = await timed(page, PAGE_JOBS.circuits);
     console.log(`circuits: ${circuit.status} (${circuit.seconds.toFixed(1)} s; estimated ${circuit.estimate})`);
     Object.assign(result, { circuitDefaults, circuitSeconds: circuit.seconds, circuitEstimate: circuit.estimate });
   }
   if (!only || only === 'correct') {
-    const correction = await timed(page, 'find-correction', 'correct-status', 'every dose measured', 'correct-estimate');
+    const correction = await timed(page, PAGE_JOBS.correct);
     console.log(`correct: ${correction.status} (${correction.seconds.toFixed(1)} s; estimated ${correction.estimate})`);
     Object.assign(result, { correctDefaults, correctSeconds: correction.seconds, correctEstimate: correction.estimate });
   }

@@ -2,26 +2,18 @@
 // Loads the default model in headless Chromium, runs JOB under DevTools' sampling profiler
 // attached to the worker, and prints the functions with the most self time (wasm functions by
 // name: use the dev build, whose module keeps its name section). JOB is `generate` (the default:
-// MAX_TOKENS, default 32, greedy tokens), `compress` ("Compute scores" with the panel's defaults)
-// or `circuits` ("Find circuit" with the panel's defaults). QUERY is added to the page's address
+// MAX_TOKENS, default 32, greedy tokens), or `compress`, `circuits` or `correct` (each panel's
+// long job with its defaults). QUERY is added to the page's address
 // (e.g. `?dtype=f16` for f16 weights).
 // Writes the whole profile to PROFILE_OUT (default /tmp/worker.cpuprofile; DevTools opens it).
 // Needs a built dist/ (`cargo xtask dist --dev`; SCALPEL_DIST for another folder).
-import { chromium } from 'playwright-core';
-import { mkdtemp, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { tmpdir } from 'node:os';
-import { serve, BASE_FLAGS } from './harness.mjs';
+import { writeFile } from 'node:fs/promises';
+import { serve, launchHeadless, openWithDefaultModel, PAGE_JOBS } from './harness.mjs';
 
 const server = await serve();
-const profile = await mkdtemp(join(tmpdir(), 'scalpel-profile-'));
-const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, ignoreDefaultArgs: true, args: [...BASE_FLAGS, `--user-data-dir=${profile}`] });
+const browser = await launchHeadless();
 try {
-  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
-  await page.goto(`http://127.0.0.1:${server.address().port}/${process.env.QUERY ?? ''}`);
-  await page.waitForFunction(() => document.querySelector('[data-testid=error]') || document.querySelector('[data-testid=model-name]')?.textContent.includes('SmolLM2'), null, { timeout: 300_000 });
-  if (await page.getByTestId('error').count()) throw new Error(await page.getByTestId('error').innerText());
-  if (await page.getByTestId('tour-skip').count()) await page.getByTestId('tour-skip').click();
+  const page = await openWithDefaultModel(browser, server, process.env.QUERY ?? '');
   // Playwright has no CDP session for a dedicated worker: attach through the browser's session
   // (non-flat) and talk to the worker's target by messages.
   const cdp = await browser.newBrowserCDPSession();
@@ -45,15 +37,10 @@ try {
   });
   await send('Profiler.enable');
   await send('Profiler.setSamplingInterval', { interval: 500 });
-  // Each job: its button, the status element and the text that says it finished.
-  const jobs = {
-    generate: ['generate', 'stats', 'stop'],
-    compress: ['compute-scores', 'scores-status', 'drag the slider'],
-    circuits: ['find-circuit', 'circuit-status', 'curve measured'],
-  };
+  const jobs = { generate: { button: 'generate', status: 'stats', done: 'stop' }, ...PAGE_JOBS };
   const job = process.env.JOB ?? 'generate';
   if (!jobs[job]) throw new Error(`JOB is one of ${Object.keys(jobs).join(', ')}, not ${job}`);
-  const [button, status, done] = jobs[job];
+  const { button, status, done } = jobs[job];
   await page.getByTestId('max-tokens').fill(process.env.MAX_TOKENS ?? '32');
   await send('Profiler.start');
   const started = Date.now();
