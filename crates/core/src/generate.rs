@@ -111,6 +111,8 @@ pub enum StopReason {
 pub struct Generator<'m> {
     model: &'m Model,
     cache: KvCache,
+    /// Tokens run through the model so far (what its cache holds, in a batch too).
+    run: usize,
     /// Tokens not yet run through the model (the prompt, then each accepted token).
     pending: Vec<u32>,
     history: Vec<u32>,
@@ -141,6 +143,7 @@ impl<'m> Generator<'m> {
         Ok(Self {
             model,
             cache: model.new_cache(),
+            run: 0,
             pending: prompt.to_vec(),
             history: prompt.to_vec(),
             generated: Vec::new(),
@@ -152,12 +155,17 @@ impl<'m> Generator<'m> {
 
     /// Runs the pending tokens; returns the next-token logits `[1, 1, vocab]` still on the device.
     pub fn forward(&mut self) -> Result<Tensor<3>> {
+        let tokens = self.model.tokens(&self.take_pending()?)?;
+        self.model.forward(tokens, &mut self.cache, Logits::Last)
+    }
+
+    /// The tokens to run next, counted as run.
+    fn take_pending(&mut self) -> Result<Vec<u32>> {
         if self.stop.is_some() {
             return Err(Error::InvalidInput("generation already finished".into()));
         }
-        let tokens = self.model.tokens(&self.pending)?;
-        self.pending.clear();
-        self.model.forward(tokens, &mut self.cache, Logits::Last)
+        self.run += self.pending.len();
+        Ok(std::mem::take(&mut self.pending))
     }
 
     /// Chooses the next token from the host copy of the logits returned by [`Self::forward`].
@@ -177,7 +185,7 @@ impl<'m> Generator<'m> {
         self.history.push(next);
         if self.generated.len() >= self.options.max_new_tokens {
             self.stop = Some(StopReason::MaxTokens);
-        } else if self.cache.len() + 1 >= self.model.config.max_position_embeddings {
+        } else if self.run + 1 >= self.model.config.max_position_embeddings {
             self.stop = Some(StopReason::ContextFull);
         } else {
             self.pending.push(next);
@@ -229,6 +237,153 @@ impl<'m> Generator<'m> {
                 top_p,
             } => sample(&logits, *temperature, *top_k, *top_p, self.rng.next_f64()),
         }
+    }
+}
+
+/// Several sequences generated together. Each prompt runs alone, exactly as a [`Generator`] runs
+/// it; then the sequences still going take their decode steps as one batch (their caches
+/// stacked, [`KvCache::stack`]), so that a step reads the weights once for all of them instead
+/// of once each. A sequence that stops leaves the batch.
+pub struct Batch<'m> {
+    model: &'m Model,
+    sequences: Vec<Generator<'m>>,
+    /// Sequences whose prompt has run.
+    prompted: usize,
+    /// The batch's cache once every prompt has run; its row `r` holds `sequences[rows[r]]`.
+    decoding: Option<(KvCache, Vec<usize>)>,
+    /// Decode steps taken.
+    steps: usize,
+}
+
+impl<'m> Batch<'m> {
+    /// Checks every prompt as [`Generator::new`] does (an error names the prompt).
+    pub fn new(model: &'m Model, prompts: &[Vec<u32>], options: GenerateOptions) -> Result<Self> {
+        let sequences = prompts
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                Generator::new(model, p, options.clone()).map_err(|e| match e {
+                    Error::InvalidInput(why) => {
+                        Error::InvalidInput(format!("prompt {} of {}: {why}", i + 1, prompts.len()))
+                    }
+                    other => other,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut batch = Self {
+            model,
+            sequences,
+            prompted: 0,
+            decoding: None,
+            steps: 0,
+        };
+        batch.skip_finished_prompts()?;
+        Ok(batch)
+    }
+
+    /// Runs the next prompt, or the next decode step of every sequence still going: the
+    /// next-token logits `[rows, 1, vocab]`, still on the device, for [`Self::accept`].
+    pub fn forward(&mut self) -> Result<Tensor<3>> {
+        let Some((cache, rows)) = &mut self.decoding else {
+            return match self.sequences.get_mut(self.prompted) {
+                Some(g) => g.forward(),
+                None => Err(Error::InvalidInput("generation already finished".into())),
+            };
+        };
+        let mut ids = Vec::with_capacity(rows.len());
+        for &r in rows.iter() {
+            // A sequence still going has exactly its last accepted token pending.
+            ids.extend(self.sequences[r].take_pending()?);
+        }
+        let tokens = self.model.tokens(&ids)?.reshape([ids.len(), 1]);
+        self.model.forward(tokens, cache, Logits::Last)
+    }
+
+    /// Takes the host copy of the logits [`Self::forward`] returned.
+    pub fn accept(&mut self, logits: &[f32]) -> Result<()> {
+        let Some((cache, rows)) = &mut self.decoding else {
+            let g = self
+                .sequences
+                .get_mut(self.prompted)
+                .ok_or_else(|| Error::InvalidInput("generation already finished".into()))?;
+            g.accept(logits)?;
+            self.prompted += 1;
+            return self.skip_finished_prompts();
+        };
+        let vocab = logits.len() / rows.len().max(1);
+        for (&r, row) in rows.iter().zip(logits.chunks(vocab)) {
+            self.sequences[r].accept(row)?;
+        }
+        self.steps += 1;
+        let going: Vec<usize> = (0..rows.len())
+            .filter(|&i| !self.sequences[rows[i]].is_finished())
+            .collect();
+        if going.is_empty() {
+            self.decoding = None;
+        } else if going.len() < rows.len() {
+            cache.keep_rows(&going);
+            *rows = going.iter().map(|&i| rows[i]).collect();
+        }
+        Ok(())
+    }
+
+    /// Moves past prompts that need no step (a sequence that stopped on its prompt's token, or
+    /// asks for no tokens); once all prompts have run, stacks the caches of those still going.
+    fn skip_finished_prompts(&mut self) -> Result<()> {
+        while self.prompted < self.sequences.len() {
+            let g = &self.sequences[self.prompted];
+            if !g.is_finished() && g.run == 0 {
+                return Ok(());
+            }
+            self.prompted += 1;
+        }
+        let rows: Vec<usize> = (0..self.sequences.len())
+            .filter(|&r| !self.sequences[r].is_finished())
+            .collect();
+        if !rows.is_empty() {
+            let caches = rows
+                .iter()
+                .map(|&r| std::mem::replace(&mut self.sequences[r].cache, KvCache::EMPTY))
+                .collect();
+            self.decoding = Some((KvCache::stack(caches)?, rows));
+        }
+        Ok(())
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.prompted == self.sequences.len() && self.decoding.is_none()
+    }
+
+    /// The sequences (indices into the prompts) the next [`Self::forward`] runs, in the order
+    /// of its logits' rows.
+    pub fn running(&self) -> Vec<usize> {
+        match &self.decoding {
+            Some((_, rows)) => rows.clone(),
+            None if self.prompted < self.sequences.len() => vec![self.prompted],
+            None => Vec::new(),
+        }
+    }
+
+    /// Steps done and the most there can be (one per prompt, then one per new token).
+    pub fn progress(&self) -> (usize, usize) {
+        let max_new = self
+            .sequences
+            .first()
+            .map_or(0, |g| g.options.max_new_tokens);
+        (self.prompted + self.steps, self.sequences.len() + max_new)
+    }
+
+    /// Each sequence's new tokens and why it stopped, in the prompts' order.
+    pub fn results(&self) -> Vec<(Vec<u32>, StopReason)> {
+        self.sequences
+            .iter()
+            .map(|g| {
+                (
+                    g.generated().to_vec(),
+                    g.stop_reason().unwrap_or(StopReason::MaxTokens),
+                )
+            })
+            .collect()
     }
 }
 

@@ -8,9 +8,9 @@ use web_time::Instant;
 use super::report::{Chosen, CorrectionProtocol, CorrectionReport, DosePoint, Example, Measured};
 use super::{
     Behaviour, BehaviourMetrics, ContinuationScorer, EncodedPrompt, Judgement, OVERLAP_WARNING,
-    check_contrast, check_method, continue_greedily_async, contrastive, default_doses, dose,
-    encode, general_prompts, general_reference, judge_all, overlap, removed, to_continue,
-    undesired_scores, undesired_set,
+    check_contrast, check_method, continue_all_greedily, contrastive, default_doses, dose, encode,
+    general_prompts, general_reference, judge_all, overlap, removed, to_continue, undesired_scores,
+    undesired_set,
 };
 use crate::error::{Error, Result};
 use crate::eval::perplexity::{PerplexityProtocol, perplexity_async};
@@ -146,7 +146,7 @@ struct Measure<'a> {
 }
 
 impl Measure<'_> {
-    /// Greedy continuations of `prompts`, judged; one step per prompt.
+    /// Greedy continuations of `prompts` (generated as one batch), judged.
     async fn continuations(
         &self,
         model: &Model,
@@ -154,11 +154,9 @@ impl Measure<'_> {
         steps: &mut impl Steps,
         stage: &str,
     ) -> Result<Judged> {
-        let mut continuations = Vec::with_capacity(prompts.len());
-        for (i, p) in prompts.iter().enumerate() {
-            steps.step(stage, i, prompts.len()).await?;
-            continuations.push(continue_greedily_async(model, &p.ids, self.max_new_tokens).await?);
-        }
+        let ids: Vec<Vec<u32>> = prompts.iter().map(|p| p.ids.clone()).collect();
+        let continuations =
+            continue_all_greedily(model, &ids, self.max_new_tokens, steps, stage).await?;
         let judgements = judge_all(self.judge, self.tokenizer, &continuations)?;
         Ok(Judged {
             continuations,

@@ -448,6 +448,26 @@ pub async fn continue_greedily_async(
     )
 }
 
+/// Greedy continuations of `prompts` generated as one batch ([`crate::generate::Batch`]: the same
+/// continuations one at a time would give, up to float rounding, in far less time); `steps`
+/// hears each prompt and each decode step under `stage`.
+pub async fn continue_all_greedily(
+    model: &crate::Model,
+    prompts: &[Vec<u32>],
+    max_new_tokens: usize,
+    steps: &mut impl crate::job::Steps,
+    stage: &str,
+) -> Result<Vec<Vec<u32>>> {
+    let mut batch = crate::generate::Batch::new(model, prompts, greedy(max_new_tokens))?;
+    while !batch.is_finished() {
+        let (done, total) = batch.progress();
+        steps.step(stage, done, total).await?;
+        let logits = crate::readback::to_vec_async(batch.forward()?).await?;
+        batch.accept(&logits)?;
+    }
+    Ok(batch.results().into_iter().map(|(ids, _)| ids).collect())
+}
+
 /// Judges each continuation (token ids, decoded with `tokenizer`).
 pub fn judge_all(
     scorer: &dyn ContinuationScorer,

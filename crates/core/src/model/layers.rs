@@ -430,30 +430,156 @@ impl LayerNorm {
 /// Keys and values of every layer for the tokens seen so far: `[batch, kv_heads, capacity, head_dim]`,
 /// of which the first `len` positions are filled. New positions are written in place, so a decode
 /// step copies one position per layer instead of the whole cache.
+///
+/// A cache of several sequences ([`KvCache::stack`]) holds each one left-padded to the longest:
+/// row `r`'s first `pads[r]` positions are padding that every query is masked from
+/// ([`KvCache::mask`]), and its next token sits at position `len - pads[r]` ([`KvCache::row_starts`]).
 #[derive(Debug, Clone)]
 pub struct KvCache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     len: usize,
+    /// Left padding of each row; empty when no row is padded.
+    pads: Vec<usize>,
 }
 
 /// Positions the cache grows by when it is full (one copy of the cache per this many tokens).
 const KV_GROWTH: usize = 256;
 
+/// What a masked score becomes: finite, so that a row whose every key is hidden still has a
+/// softmax without NaN, and `exp` of it is exactly 0 next to any visible key.
+const HIDDEN: f32 = -1e30;
+
 impl KvCache {
+    /// A cache of nothing: where a forward starts at position 0 with no cache to fill.
+    pub(crate) const EMPTY: Self = Self {
+        layers: Vec::new(),
+        len: 0,
+        pads: Vec::new(),
+    };
+
     pub fn new(num_layers: usize) -> Self {
         Self {
             layers: vec![None; num_layers],
             len: 0,
+            pads: Vec::new(),
         }
     }
 
-    /// Number of positions already cached.
+    /// Number of positions already cached (of the longest row, in a stacked cache).
     pub fn len(&self) -> usize {
         self.len
     }
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The sequences `rows` (each a cache of one sequence) as one cache, each left-padded with
+    /// zeros to the longest, so that their next tokens run as one batch.
+    pub(crate) fn stack(rows: Vec<KvCache>) -> Result<Self> {
+        let len = rows.iter().map(|r| r.len).max().unwrap_or(0);
+        let num_layers = rows.first().map_or(0, |r| r.layers.len());
+        if rows
+            .iter()
+            .any(|r| r.pads.len() > 1 || r.layers.len() != num_layers || r.is_empty())
+        {
+            return Err(Error::InvalidInput(
+                "only caches of one sequence each, filled and of the same model, stack".into(),
+            ));
+        }
+        let pads: Vec<usize> = rows
+            .iter()
+            .map(|r| len - r.len + r.pads.first().copied().unwrap_or(0))
+            .collect();
+        let mut layers = Vec::with_capacity(num_layers);
+        for layer in 0..num_layers {
+            let mut keys = Vec::with_capacity(rows.len());
+            let mut values = Vec::with_capacity(rows.len());
+            for row in &rows {
+                let Some((k, v)) = &row.layers[layer] else {
+                    return Err(Error::InvalidInput(format!(
+                        "layer {layer} of a cache to stack holds nothing"
+                    )));
+                };
+                let padded = |x: &Tensor<4>| {
+                    let [b, heads, _, d] = x.dims();
+                    let filled = x.clone().slice([0..b, 0..heads, 0..row.len, 0..d]);
+                    if row.len == len {
+                        filled
+                    } else {
+                        let zeros = Tensor::zeros([b, heads, len - row.len, d], &x.device());
+                        Tensor::cat(vec![zeros, filled], 2)
+                    }
+                };
+                keys.push(padded(k));
+                values.push(padded(v));
+            }
+            layers.push(Some((Tensor::cat(keys, 0), Tensor::cat(values, 0))));
+        }
+        Ok(Self { layers, len, pads })
+    }
+
+    /// Keeps only rows `rows` (in that order) of a stacked cache, and drops the padding they all
+    /// share, so that the longest row kept starts at position 0 again.
+    pub(crate) fn keep_rows(&mut self, rows: &[usize]) {
+        let pads: Vec<usize> = rows.iter().map(|&r| self.pad(r)).collect();
+        let shared = pads.iter().copied().min().unwrap_or(0);
+        let device = self.layers.iter().flatten().next().map(|(k, _)| k.device());
+        let Some(device) = device else { return };
+        let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [rows.len()]), &device);
+        let len = self.len;
+        for (k, v) in self.layers.iter_mut().flatten() {
+            let keep = |x: &Tensor<4>| {
+                let [_, heads, _, d] = x.dims();
+                x.clone()
+                    .select(0, ids.clone())
+                    .slice([0..rows.len(), 0..heads, shared..len, 0..d])
+            };
+            (*k, *v) = (keep(k), keep(v));
+        }
+        self.len -= shared;
+        self.pads = pads.into_iter().map(|p| p - shared).collect();
+    }
+
+    /// Left padding of row `r`.
+    fn pad(&self, r: usize) -> usize {
+        self.pads.get(r).copied().unwrap_or(0)
+    }
+
+    /// The position of each row's next token (one entry, `len`, when no row is padded).
+    pub(crate) fn row_starts(&self) -> Vec<usize> {
+        if self.pads.is_empty() {
+            vec![self.len]
+        } else {
+            self.pads.iter().map(|p| self.len - p).collect()
+        }
+    }
+
+    /// The additive mask of a forward of `t` new positions: [`causal_mask`] (with its `window`),
+    /// plus each row's padding hidden from every query: `[1 or batch, 1, t, len + t]`, `None`
+    /// when nothing is hidden.
+    pub(crate) fn mask(
+        &self,
+        t: usize,
+        window: Option<usize>,
+        device: &Device,
+    ) -> Option<Tensor<4>> {
+        let s = self.len + t;
+        let causal = causal_mask(t, s, window, device);
+        if self.pads.iter().all(|&p| p == 0) {
+            return causal;
+        }
+        let data: Vec<f32> = self
+            .pads
+            .iter()
+            .flat_map(|&pad| (0..s).map(move |j| if j < pad { HIDDEN } else { 0.0 }))
+            .collect();
+        let padding = Tensor::from_data(TensorData::new(data, [self.pads.len(), 1, 1, s]), device);
+        Some(match causal {
+            Some(causal) => padding + causal,
+            None => padding,
+        })
     }
 
     /// Appends this step's keys and values for `layer` and returns all keys and values so far.
@@ -564,7 +690,8 @@ impl QueryBlock {
     pub fn split(q: &Tensor<4>, k: &Tensor<4>, mask: Option<&Tensor<4>>) -> Option<Vec<Self>> {
         let ([.., t, _], [.., s, _]) = (q.dims(), k.dims());
         let mask = mask?;
-        if t < 2 * CPU_ATTENTION_BLOCK || q.device() != Device::flex() {
+        // A mask per row (sequences of a batch padded differently) keeps one product.
+        if t < 2 * CPU_ATTENTION_BLOCK || q.device() != Device::flex() || mask.dims()[0] > 1 {
             return None;
         }
         Some(
@@ -670,7 +797,7 @@ pub(crate) fn causal_mask(
     let past = s - t;
     let hidden = |i: usize, j: usize| j > past + i || window.is_some_and(|w| j + w <= past + i);
     let data: Vec<f32> = (0..t)
-        .flat_map(|i| (0..s).map(move |j| if hidden(i, j) { -1e30 } else { 0.0 }))
+        .flat_map(|i| (0..s).map(move |j| if hidden(i, j) { HIDDEN } else { 0.0 }))
         .collect();
     Some(Tensor::from_data(
         TensorData::new(data, [1, 1, t, s]),

@@ -13,8 +13,8 @@ use super::backward::{
 use super::config::{ModelConfig, RotaryConfig};
 use super::joined::Joined;
 use super::layers::{
-    BlockRun, KvCache, Linear, Loader, Products, RmsNorm, blocks, causal_attention, causal_mask,
-    embed, export_joined, keep_positions, merge_heads, output_rows, split_heads, through_blocks,
+    BlockRun, KvCache, Linear, Loader, Products, RmsNorm, blocks, causal_attention, embed,
+    export_joined, keep_positions, merge_heads, output_rows, split_heads, through_blocks,
     vocab_logits,
 };
 use super::recording::{Kept, Recording};
@@ -316,10 +316,11 @@ impl Llama {
         (out, acts.expect("recording was requested"))
     }
 
-    /// What every block of a forward over positions `start..start + t` shares.
-    fn positions(&self, start: usize, t: usize) -> Positions {
+    /// What every block of a forward of `t` new positions after what `cache` holds shares
+    /// (pass [`KvCache::EMPTY`] for positions from 0).
+    fn positions(&self, cache: &KvCache, t: usize) -> Positions {
         let device = self.embed.device();
-        let (cos, signed_sin) = self.rope.tables(start, t, &device);
+        let (cos, signed_sin) = self.rope.tables(&cache.row_starts(), t, &device);
         let query_scale = 1.0 / (cos.dims()[3] as f32).sqrt();
         let scales = [query_scale]
             .repeat(self.num_heads)
@@ -333,7 +334,7 @@ impl Llama {
         Positions {
             cos,
             signed_sin,
-            mask: causal_mask(t, start + t, self.window, &device),
+            mask: cache.mask(t, self.window, &device),
             qk_scales,
         }
     }
@@ -506,9 +507,8 @@ impl ArchOps for Llama {
         mut recording: Option<&mut Recording>,
     ) -> Tensor<3> {
         let [_, t] = tokens.dims();
-        let start = cache.len();
         let products = Products::traced(recording.is_some());
-        let positions = self.positions(start, t);
+        let positions = self.positions(cache, t);
         if let Some(r) = recording.as_deref_mut() {
             r.set_shared(Kept::new(positions.clone()));
         }
@@ -541,7 +541,7 @@ impl ArchOps for Llama {
 
     fn block_linear_inputs(&self, layer: usize, x: Tensor<3>) -> (Tensor<3>, LinearInputs) {
         let [_, t, _] = x.dims();
-        let (out, a) = self.rerun(layer, x, &self.positions(0, t));
+        let (out, a) = self.rerun(layer, x, &self.positions(&KvCache::EMPTY, t));
         use LinearKind::*;
         let inputs: LinearInputs = vec![
             (&[Q, K, V], a.h_attn),
@@ -615,7 +615,7 @@ impl ArchOps for Llama {
         let block = &self.layers[layer];
         let (x, rope, a) = recording.block_parts(
             layer,
-            |t| self.positions(0, t),
+            |t| self.positions(&KvCache::EMPTY, t),
             |x, rope| self.rerun(layer, x, rope).1,
         );
         let x = &x;
@@ -733,13 +733,14 @@ impl Rope {
         }
     }
 
-    /// cos and signed sin tables `[1, 1, t, head_dim]` for positions `start..start + t`: the sin
-    /// table's first half is negated, so `rotate_half(x) ⊙ sin = swap_halves(x) ⊙ signed_sin`.
-    fn tables(&self, start: usize, t: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
+    /// cos and signed sin tables `[rows, 1, t, head_dim]` for positions `start..start + t` of
+    /// each row's `start` in `starts`: the sin table's first half is negated, so
+    /// `rotate_half(x) ⊙ sin = swap_halves(x) ⊙ signed_sin`.
+    fn tables(&self, starts: &[usize], t: usize, device: &Device) -> (Tensor<4>, Tensor<4>) {
         let half = self.inv_freq.len();
-        let mut cos = Vec::with_capacity(t * half * 2);
-        let mut sin = Vec::with_capacity(t * half * 2);
-        for pos in start..start + t {
+        let mut cos = Vec::with_capacity(starts.len() * t * half * 2);
+        let mut sin = Vec::with_capacity(starts.len() * t * half * 2);
+        for pos in starts.iter().flat_map(|&start| start..start + t) {
             for sign in [-1.0, 1.0] {
                 for f in &self.inv_freq {
                     // Angles in f32 as Hugging Face computes them, so long positions round alike.
@@ -749,7 +750,7 @@ impl Rope {
                 }
             }
         }
-        let shape = [1, 1, t, 2 * half];
+        let shape = [starts.len(), 1, t, 2 * half];
         (
             Tensor::from_data(TensorData::new(cos, shape), device),
             Tensor::from_data(TensorData::new(sin, shape), device),

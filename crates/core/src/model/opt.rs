@@ -166,8 +166,9 @@ impl Opt {
         Ok(model)
     }
 
-    /// Token embeddings (through `project_in`) plus learned positions from `start` on.
-    fn embed_at(&self, tokens: Tensor<2, Int>, start: usize) -> Embedded {
+    /// Token embeddings (through `project_in`) plus learned positions from each row's `start` in
+    /// `starts` on (one start for every row, or one per row).
+    fn embed_at(&self, tokens: Tensor<2, Int>, starts: &[usize]) -> Embedded {
         let [_, t] = tokens.dims();
         let device = self.embed.device();
         let token_embeds = embed(&self.embed, tokens);
@@ -175,11 +176,15 @@ impl Opt {
             Some(p) => p.forward(token_embeds.clone()),
             None => token_embeds.clone(),
         };
-        let pos_ids: Vec<i64> = (start..start + t)
+        let pos_ids: Vec<i64> = starts
+            .iter()
+            .flat_map(|&start| start..start + t)
             .map(|p| (p + self.options.position_offset) as i64)
             .collect();
-        let pos_ids = Tensor::<1, Int>::from_data(TensorData::new(pos_ids, [t]), &device);
-        let positions = widened(self.positions.clone().select(0, pos_ids)).unsqueeze::<3>();
+        let ids = pos_ids.len();
+        let pos_ids = Tensor::<1, Int>::from_data(TensorData::new(pos_ids, [ids]), &device);
+        let positions = widened(self.positions.clone().select(0, pos_ids));
+        let positions = positions.reshape([starts.len(), t, self.positions.dims()[1]]);
         Embedded {
             tokens: token_embeds,
             positions: Some(positions.clone()),
@@ -347,10 +352,9 @@ impl ArchOps for Opt {
         mut recording: Option<&mut Recording>,
     ) -> Tensor<3> {
         let [_, t] = tokens.dims();
-        let start = cache.len();
         let products = Products::traced(recording.is_some());
-        let x = self.embed_at(tokens, start).block_input;
-        let mask = causal_mask(t, start + t, None, &self.embed.device());
+        let x = self.embed_at(tokens, &cache.row_starts()).block_input;
+        let mask = cache.mask(t, None, &self.embed.device());
         if let Some(r) = recording.as_deref_mut() {
             r.set_shared(Kept::new(mask.clone()));
         }
@@ -492,7 +496,7 @@ impl ArchOps for Opt {
     }
 
     fn embeddings(&self, tokens: Tensor<2, Int>) -> Embedded {
-        self.embed_at(tokens, 0)
+        self.embed_at(tokens, &[0])
     }
 
     fn embeddings_backward(&self, g: Tensor<3>) -> (Tensor<3>, Option<Tensor<3>>) {

@@ -2,8 +2,11 @@
 # The paper's correction settings on a second model: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF,
 # `cargo xtask assets`), LRP's contrastive relevance (λ = 1) against random at the same dose,
 # wiki-512x16 perplexity as the guard-rail. SETTING picks the setting:
-#   toxicity (default)  100 neurons; a seed took 29-33 minutes on a 2-core machine;
-#   repetition          7,000 up-projection weights, ranked globally.
+#   toxicity (default)     100 neurons;
+#   repetition             7,000 up-projection weights, ranked globally;
+#   repetition-neurons     20 neurons.
+# A seed of two methods took 29-33 minutes on a 2-core machine while continuations were generated
+# one prompt at a time, and about 12 since they are batched (2026-12-07).
 # Seeds from SEEDS (default "0 1 2"). BASELINES=1 runs Wanda and gradient at the same dose
 # instead, into the setting's folder with "-baselines" added (the same seeds draw the same
 # splits, so they compare with the LRP and random runs). A run whose correction.json exists is
@@ -18,7 +21,10 @@ case "${SETTING:-toxicity}" in
   repetition)
     name=repetition-7000-up-weights
     setting=(--behaviour repetition --components weights --linears up --count 7000 --doses 7000) ;;
-  *) echo "SETTING is toxicity or repetition, not ${SETTING}" >&2; exit 2 ;;
+  repetition-neurons)
+    name=repetition-20-neurons
+    setting=(--behaviour repetition --components neurons --count 20 --doses 20) ;;
+  *) echo "SETTING is toxicity, repetition or repetition-neurons, not ${SETTING}" >&2; exit 2 ;;
 esac
 if [ -n "${BASELINES:-}" ]; then
   methods=wanda,gradient folder=$name-baselines
