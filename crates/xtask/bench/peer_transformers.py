@@ -59,6 +59,31 @@ def forward_and_generation(model, window, prompt, gen_tokens, repeats, sync=lamb
     return forward_s, statistics.median(generation() for _ in range(repeats))
 
 
+def batch_generation(model, ids, n, gen_tokens, repeats, pad_id):
+    """Median tokens/s of greedy generation of exactly `gen_tokens` for `n` prompts as one
+    left-padded batch, prompt `i` being the next `8 + (7 i mod 25)` tokens of `ids` (the lengths
+    `scalpel bench --batch` takes)."""
+    prompts, start = [], 0
+    for i in range(n):
+        length = 8 + (7 * i) % 25
+        prompts.append(ids[0, start:start + length].tolist())
+        start += length
+    width = max(len(p) for p in prompts)
+    input_ids = torch.tensor([[pad_id] * (width - len(p)) + p for p in prompts])
+    attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts])
+
+    def generation():
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = model.generate(input_ids, attention_mask=attention_mask, do_sample=False,
+                                 max_new_tokens=gen_tokens, min_new_tokens=gen_tokens,
+                                 pad_token_id=pad_id)
+        return n * (out.shape[1] - width) / (time.perf_counter() - start)
+
+    generation()
+    return statistics.median(generation() for _ in range(repeats))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--gguf", default="assets/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -67,6 +92,7 @@ def main():
     p.add_argument("--forward-tokens", type=int, default=512)
     p.add_argument("--gen-tokens", type=int, default=64)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--batch", type=int, help="time batched generation of this many prompts instead")
     a = p.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -78,11 +104,21 @@ def main():
     text = wiki_text(Path(a.corpus).read_text(encoding="utf-8"))
     ids = tok(text[: a.forward_tokens * 16], add_special_tokens=False, return_tensors="pt").input_ids
     window = ids[:, : a.forward_tokens]
+    impl = f"pytorch {torch.__version__} + transformers {transformers.__version__}"
+    if a.batch:
+        ids = tok(text[: a.batch * 33 * 16], add_special_tokens=False, return_tensors="pt").input_ids
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        tps = batch_generation(model, ids, a.batch, a.gen_tokens, a.repeats, pad_id)
+        print(json.dumps({
+            "impl": impl, "device": "CPU", "threads": torch.get_num_threads(), "batch": a.batch,
+            "gen_tokens": a.gen_tokens, "batch_tokens_per_second": tps, "repeats": a.repeats,
+        }))
+        return
 
     prompt = tok("The capital of France is", add_special_tokens=False, return_tensors="pt").input_ids
     forward_s, tps = forward_and_generation(model, window, prompt, a.gen_tokens, a.repeats)
     print(json.dumps({
-        "impl": f"pytorch {torch.__version__} + transformers {transformers.__version__}",
+        "impl": impl,
         "device": "CPU", "threads": torch.get_num_threads(),
         "forward_tokens": a.forward_tokens, "forward_seconds": forward_s,
         "gen_tokens": a.gen_tokens, "gen_tokens_per_second": tps, "repeats": a.repeats,

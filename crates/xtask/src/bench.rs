@@ -15,6 +15,11 @@ const FORWARD_TOKENS: &str = "512";
 const GEN_TOKENS: &str = "64";
 const REPEATS: &str = "5";
 const RELEVANCE_REPEATS: &str = "3";
+/// Prompts, new tokens and runs of the batched generation benchmark: a correction's 28 held-out
+/// prompts, continued for 50 tokens.
+const BATCH: &str = "28";
+const BATCH_GEN_TOKENS: &str = "50";
+const BATCH_REPEATS: &str = "3";
 
 fn json_line(out: std::process::Output, who: &str) -> Result<Value> {
     if !out.status.success() {
@@ -63,11 +68,13 @@ pub fn run(only: Option<&str>) -> Result<()> {
     match only {
         None => {
             forward(&threads)?;
+            batch(&threads)?;
             relevance(&threads)?;
             scoring(&threads)?;
             gemm(&threads)
         }
         Some("forward") => forward(&threads),
+        Some("batch") => batch(&threads),
         Some("relevance") => relevance(&threads),
         Some("scoring") => scoring(&threads),
         Some("gemm") => gemm(&threads),
@@ -76,7 +83,7 @@ pub fn run(only: Option<&str>) -> Result<()> {
         Some("wasm-products") => wasm_products(),
         Some(other) => {
             bail!(
-                "unknown benchmark `{other}` (forward, relevance, scoring, gemm, gpu, page, page-release or wasm-products)"
+                "unknown benchmark `{other}` (forward, batch, relevance, scoring, gemm, gpu, page, page-release or wasm-products)"
             )
         }
     }
@@ -203,27 +210,20 @@ fn forward(threads: &str) -> Result<()> {
         ],
     )?;
     println!("scalpel: {ours}");
-    let Some(python) = peer_python("torch, transformers, gguf, accelerate") else {
-        println!(
-            "peer skipped: no Python with torch + transformers + gguf + accelerate \
-             (set SCALPEL_PEER_PYTHON, or: python3 -m venv .venv && .venv/bin/pip install torch transformers gguf accelerate)"
-        );
-        return Ok(());
-    };
-    let peer = Command::new(python)
-        .arg("crates/xtask/bench/peer_transformers.py")
-        .args([
-            "--threads",
-            threads,
+    let Some(theirs) = transformers_peer(
+        threads,
+        &[
             "--forward-tokens",
             FORWARD_TOKENS,
             "--gen-tokens",
             GEN_TOKENS,
-        ])
-        .args(["--repeats", REPEATS])
-        .output()?;
-    let theirs = json_line(peer, "the PyTorch peer")?;
-    println!("peer:    {theirs}");
+            "--repeats",
+            REPEATS,
+        ],
+    )?
+    else {
+        return Ok(());
+    };
     let f = |v: &Value, k: &str| field(v, &[k]);
     println!(
         "forward time ratio (scalpel / pytorch): {:.2}  (lower is better for scalpel)",
@@ -233,6 +233,62 @@ fn forward(threads: &str) -> Result<()> {
         "generation speed ratio (scalpel / pytorch): {:.2}  (higher is better for scalpel)",
         f(&ours, "gen_tokens_per_second") / f(&theirs, "gen_tokens_per_second")
     );
+    Ok(())
+}
+
+/// `peer_transformers.py` with `args` on `threads` threads: its JSON line, printed, or `None`
+/// (with a note) where no Python has what it needs.
+fn transformers_peer(threads: &str, args: &[&str]) -> Result<Option<Value>> {
+    let Some(python) = peer_python("torch, transformers, gguf, accelerate") else {
+        println!(
+            "peer skipped: no Python with torch + transformers + gguf + accelerate \
+             (set SCALPEL_PEER_PYTHON, or: python3 -m venv .venv && .venv/bin/pip install torch transformers gguf accelerate)"
+        );
+        return Ok(None);
+    };
+    let peer = Command::new(python)
+        .arg("crates/xtask/bench/peer_transformers.py")
+        .args(["--threads", threads])
+        .args(args)
+        .output()?;
+    let theirs = json_line(peer, "the PyTorch peer")?;
+    println!("peer:    {theirs}");
+    Ok(Some(theirs))
+}
+
+/// Greedy generation for many prompts: Scalpel's batch and its one-at-a-time loop against
+/// transformers' left-padded batch.
+fn batch(threads: &str) -> Result<()> {
+    println!(
+        "protocol: SmolLM2-135M-Instruct Q4_1 GGUF dequantized to f32, CPU, {threads} threads; \
+         {BATCH} prompts of 8-32 tokens (prompt i: the next 8 + (7i mod 25) tokens of wiki text), \
+         {BATCH_GEN_TOKENS} new tokens each, greedy, no stop at end of sequence (a correction's \
+         held-out prompts); tokens/s = all new tokens / wall time; median of {BATCH_REPEATS} runs \
+         after a warm-up; Scalpel as one batch (prompts one by one, then every decode step \
+         batched) and one prompt at a time; transformers as one left-padded batch with its \
+         attention mask; run one after the other on this machine"
+    );
+    let args = [
+        "--batch",
+        BATCH,
+        "--gen-tokens",
+        BATCH_GEN_TOKENS,
+        "--repeats",
+        BATCH_REPEATS,
+    ];
+    let ours = scalpel_bench(threads, &args)?;
+    println!("scalpel: {ours}");
+    let f = |v: &Value, k: &str| field(v, &[k]);
+    println!(
+        "batch / one at a time (scalpel): {:.2}",
+        f(&ours, "batch_tokens_per_second") / f(&ours, "serial_tokens_per_second")
+    );
+    if let Some(theirs) = transformers_peer(threads, &args)? {
+        println!(
+            "batched generation speed ratio (scalpel / pytorch): {:.2}  (higher is better for scalpel)",
+            f(&ours, "batch_tokens_per_second") / f(&theirs, "batch_tokens_per_second")
+        );
+    }
     Ok(())
 }
 

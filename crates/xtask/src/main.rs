@@ -7,8 +7,9 @@
 //! - `dist`   writes the page as a folder any static host serves (see dist.rs);
 //! - `test`   sets up, then runs every test: native, wasm in headless Chromium, end-to-end;
 //! - `bench`  Scalpel vs PyTorch (+ transformers, LXT) on this CPU, printed as ratios;
-//!   `bench forward|relevance|scoring|gemm` runs one part (gemm: the model's matrix products
-//!   alone); `bench gpu` the GPU benchmark at a small shape (lavapipe here); `bench page` times
+//!   `bench forward|batch|relevance|scoring|gemm` runs one part (batch: greedy generation of
+//!   many prompts at once; gemm: the model's matrix products alone); `bench gpu` the GPU
+//!   benchmark at a small shape (lavapipe here); `bench page` times
 //!   the page's default long jobs in Chromium (`bench page-release` on the release build);
 //!   `bench wasm-products` a decode step's products in wasm, gemm against scalpel-kernels;
 //! - `gpu-pack` prepares what the GPU benchmark takes to the GPU machine (see gpu.rs).
@@ -46,7 +47,7 @@ fn main() -> Result<()> {
         },
         Some("gpu-pack") => gpu::pack(),
         _ => bail!(
-            "usage: cargo xtask <setup|assets|serve|dist [--dev] [--without-model] [--out DIR]|test|e2e|bench [forward|relevance|scoring|gemm|gpu|page|page-release|wasm-products]|gpu-pack>"
+            "usage: cargo xtask <setup|assets|serve|dist [--dev] [--without-model] [--out DIR]|test|e2e|bench [forward|batch|relevance|scoring|gemm|gpu|page|page-release|wasm-products]|gpu-pack>"
         ),
     }
 }

@@ -1,11 +1,11 @@
-//! `scalpel bench`: time a long forward and greedy generation, for side-by-side comparison with a
-//! peer (PyTorch + transformers, `bench/peer_transformers.py`); `cargo xtask bench` runs both.
+//! `scalpel bench`: time a long forward and greedy generation (one prompt, or many as one batch),
+//! for side-by-side comparison with a peer (PyTorch + transformers, `bench/peer_transformers.py`); `cargo xtask bench` runs both.
 
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 use burn::tensor::{Distribution, Tensor};
-use scalpel::generate::{GenerateOptions, generate};
+use scalpel::generate::{Batch, GenerateOptions, generate};
 use scalpel::model::Linear;
 use scalpel::relevance::{MemoryLimits, RuleSet, WeightDetail, explain};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer};
@@ -57,6 +57,71 @@ pub struct Args {
     /// each at 1, 256 and 512 tokens (`cargo xtask bench gemm` runs PyTorch on the same shapes).
     #[arg(long)]
     pub gemm: bool,
+    /// Time greedy generation of `--gen-tokens` new tokens for this many prompts of different
+    /// lengths (wiki text) instead: as one batch (how corrections continue their prompts) and one
+    /// prompt at a time (`cargo xtask bench batch` runs transformers' batched generation beside it).
+    #[arg(long)]
+    pub batch: Option<usize>,
+}
+
+/// Prompt `i` of `--batch`: the next `8 + (7 i mod 25)` tokens of the wiki text (the peer takes
+/// the same lengths).
+fn batch_prompts(tokens: &[u32], n: usize) -> Result<Vec<Vec<u32>>> {
+    let mut start = 0;
+    let mut prompts = Vec::with_capacity(n);
+    for i in 0..n {
+        let len = 8 + (7 * i) % 25;
+        let Some(prompt) = tokens.get(start..start + len) else {
+            bail!("the corpus is too short for {n} prompts");
+        };
+        prompts.push(prompt.to_vec());
+        start += len;
+    }
+    Ok(prompts)
+}
+
+/// Tokens/s of greedy generation for `prompts`, as one [`Batch`] and one prompt at a time (the
+/// median of `repeats` after a warm-up each).
+fn batch(
+    model: &scalpel::Model,
+    prompts: &[Vec<u32>],
+    gen_tokens: usize,
+    repeats: usize,
+) -> Result<Value> {
+    let options = GenerateOptions {
+        max_new_tokens: gen_tokens,
+        stop_at_eos: false,
+        ..Default::default()
+    };
+    let new_tokens = (prompts.len() * gen_tokens) as f64;
+    let batched = || -> Result<f64> {
+        let start = Instant::now();
+        let mut batch = Batch::new(model, prompts, options.clone())?;
+        while !batch.is_finished() {
+            let logits = readback::to_vec(batch.forward()?)?;
+            batch.accept(&logits)?;
+        }
+        Ok(new_tokens / start.elapsed().as_secs_f64())
+    };
+    let serial = || -> Result<f64> {
+        let start = Instant::now();
+        for prompt in prompts {
+            generate(model, prompt, options.clone(), |_| true)?;
+        }
+        Ok(new_tokens / start.elapsed().as_secs_f64())
+    };
+    let timed = |run: &dyn Fn() -> Result<f64>| -> Result<f64> {
+        run()?;
+        Ok(median((0..repeats).map(|_| run()).collect::<Result<_>>()?))
+    };
+    Ok(serde_json::json!({
+        "batch": prompts.len(),
+        "prompt_tokens": prompts.iter().map(Vec::len).sum::<usize>(),
+        "gen_tokens": gen_tokens,
+        "batch_tokens_per_second": timed(&batched)?,
+        "serial_tokens_per_second": timed(&serial)?,
+        "repeats": repeats,
+    }))
 }
 
 /// The prompt of the timed generation, of the launch counts and of the page's first example.
@@ -281,6 +346,17 @@ pub fn run(args: Args) -> Result<()> {
         bail!("the corpus gave only {} tokens", tokens.len());
     }
     let window = &tokens[..args.forward_tokens];
+    if let Some(n) = args.batch {
+        let text_tokens = loaded
+            .tokenizer
+            .encode(&text[..text.floor_char_boundary(n * 33 * 16)])?;
+        let prompts = batch_prompts(&text_tokens, n)?;
+        println!(
+            "{}",
+            labelled(batch(model, &prompts, args.gen_tokens, args.repeats)?)
+        );
+        return Ok(());
+    }
     if args.relevance {
         let mut out = labelled(relevance(model, window, args.repeats)?);
         out["tokens"] = args.forward_tokens.into();
