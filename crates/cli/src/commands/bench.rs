@@ -240,9 +240,9 @@ fn scoring(model: &scalpel::Model, method: ScoreMethod, reference: ReferenceSet)
     }))
 }
 
-/// Token counts the matrix-product benchmark runs each shape at (a decode step, a reference
-/// sample, a long forward).
-const GEMM_TOKENS: [usize; 3] = [1, 256, 512];
+/// Token counts the matrix-product benchmark runs each shape at (a decode step, a batched decode
+/// step of a correction's 28 held-out prompts, a reference sample, a long forward).
+const GEMM_TOKENS: [usize; 4] = [1, 28, 256, 512];
 
 /// Each Linear of layer 0 and the LM head as `Linear::forward` runs them (`x Wᵀ`, W `[out, in]`),
 /// on random inputs: median seconds over repeats after a warm-up, and the GFLOP/s that gives.
