@@ -10,7 +10,7 @@ use scalpel::prune::Granularity;
 use scalpel::report::{LineChart, Series};
 use scalpel::score::ScoreMethod;
 
-use crate::estimate::{PROMPT_TOKENS, READOUT_TOKENS, Work, cpu_warning};
+use crate::estimate::{PROMPT_TOKENS, READOUT_TOKENS, Work, batched_decode, cpu_warning};
 use crate::fragment::{Fragment, Params};
 use crate::protocol::{
     BehaviourChoice, CompareView, CorrectRequest, CorrectionSearch, CorrectionSetup, DoseView,
@@ -119,10 +119,15 @@ impl CorrectSettings {
         let doses = default_doses(self.granularity.get()).len() as f64;
         let explained = prompts * (PROMPT_TOKENS + continued)
             + general * (GENERAL_PROMPT_TOKENS as f64 + continued);
+        // Each set's prompts run one by one, then its continuations as one batch.
+        let prompt_sets = 2.0 + doses;
         let mut work = Work {
             relevance: explained,
-            forward: (doses + 1.0) * READOUT_TOKENS,
-            decoded: (2.0 * prompts + general + doses * prompts) * continued,
+            forward: (doses + 1.0) * READOUT_TOKENS
+                + prompt_sets * prompts * PROMPT_TOKENS
+                + general * GENERAL_PROMPT_TOKENS as f64,
+            decoded: prompt_sets * batched_decode(prompts, continued)
+                + batched_decode(general, continued),
         };
         match self.method.get() {
             ScoreMethod::Random => work.relevance = 0.0,

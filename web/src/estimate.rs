@@ -2,7 +2,8 @@
 //!
 //! A job's work is counted in tokens: through relevance passes (forward, backward and scores),
 //! through batched forward passes (perplexity windows, Wanda's activations, a circuit's curve)
-//! and decoded one at a time (continuations). Each costs a fixed multiple of one decoded token,
+//! and decoded (continuations, whose decode steps run as one batch per set of prompts:
+//! [`batched_decode`]). Each costs a fixed multiple of one decoded token,
 //! so the loaded model's last generation speed on this device (`Ui::decode_speed`: the badge's
 //! tokens/s, from generations long enough to time) prices them all: it scales with the machine
 //! and with the model's size alike. The multiples were fitted to
@@ -27,11 +28,19 @@ pub(crate) const PROMPT_TOKENS: f64 = 16.0;
 /// Tokens of the page's perplexity readout (wiki-128x2 on the CPU).
 pub(crate) const READOUT_TOKENS: f64 = 256.0;
 
+/// `steps` decode steps of `rows` sequences at once, in decoded-token times: a step reads every
+/// weight once, as one decoded token does, and its products cost what `rows` tokens of a forward
+/// pass cost; whichever is more bounds it.
+pub(crate) fn batched_decode(rows: f64, steps: f64) -> f64 {
+    steps * (rows * FORWARD_TOKEN).max(1.0)
+}
+
 /// The work of one job, in tokens.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Work {
     pub(crate) relevance: f64,
     pub(crate) forward: f64,
+    /// In decoded-token times (one per token decoded alone; [`batched_decode`] for a batch).
     pub(crate) decoded: f64,
 }
 
