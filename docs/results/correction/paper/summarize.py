@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Mean ± standard error over split seeds of every correction run under this folder.
+"""Mean ± standard error over split seeds of every correction run under a folder.
 
-Reads <setting>/seed<N>/correction.json (written by run.sh) and prints, per setting, one row per
-method: the behaviour on the held-out prompts (rate and mean score), wiki-512x16 perplexity and
-its change against the dense model of the same seed, each as mean ± standard error over the
-seeds present (standard library only). Writes the same to summary.md beside this script.
+Reads <setting>/seed<N>/correction.json (written by run.sh) under the folder given (this script's
+own by default; `summarize.py ../qwen2.5` for the second model) and prints, per setting, one row
+per method: the behaviour on the held-out prompts (rate and mean score), wiki-512x16 perplexity
+and its change against the dense model of the same seed, each as mean ± standard error over the
+seeds present (standard library only). A folder `<setting>-baselines` (methods run separately on
+the same seeds) joins its setting's table, for the seeds both have. Writes the same to summary.md
+in that folder.
 """
 
 import json
 import math
 import statistics
+import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -62,12 +66,12 @@ def setting_table(name, reports):
     return "\n".join(lines) + "\n"
 
 
-def lambda_table():
+def lambda_table(here):
     """LRP's toxicity correction at 100 neurons, seed 0, for each λ run (λ = 1: the main run)."""
     rows = []
-    for setting in HERE.glob("toxicity-100-neurons*"):
+    for setting in here.glob("toxicity-100-neurons*"):
         f = setting / "seed0" / "correction.json"
-        if not f.exists():
+        if setting.name.endswith("-baselines") or not f.exists():
             continue
         r = json.loads(f.read_text())
         lrp = next(m for m in r["methods"] if m["method"] == "lrp")["doses"][0]
@@ -93,22 +97,36 @@ def lambda_table():
     return "\n".join(lines) + "\n"
 
 
+def seed_reports(setting):
+    """The setting's report per seed, with the methods of `<setting>-baselines` added to each
+    seed that has both."""
+    def by_seed(folder):
+        return {f.parent.name: json.loads(f.read_text()) for f in sorted(folder.glob("seed*/correction.json"))}
+
+    reports = by_seed(setting)
+    baselines = setting.with_name(setting.name + "-baselines")
+    if baselines.is_dir():
+        extra = by_seed(baselines)
+        reports = {seed: r for seed, r in reports.items() if seed in extra}
+        for seed, r in reports.items():
+            r["methods"] += extra[seed]["methods"]
+    return list(reports.values())
+
+
 def main():
+    here = Path(sys.argv[1]).resolve() if len(sys.argv) > 1 else HERE
     out = []
-    for setting in sorted(p for p in HERE.iterdir() if p.is_dir()):
-        if "lambda" in setting.name:
+    for setting in sorted(p for p in here.iterdir() if p.is_dir()):
+        if "lambda" in setting.name or setting.name.endswith("-baselines"):
             continue
-        reports = [
-            json.loads(f.read_text())
-            for f in sorted(setting.glob("seed*/correction.json"))
-        ]
+        reports = seed_reports(setting)
         if reports:
             out.append(setting_table(setting.name, reports))
-    sweep = lambda_table()
+    sweep = lambda_table(here)
     if sweep:
         out.append(sweep)
     text = "\n".join(out)
-    (HERE / "summary.md").write_text(text)
+    (here / "summary.md").write_text(text)
     print(text)
 
 
