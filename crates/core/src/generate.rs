@@ -111,7 +111,8 @@ pub enum StopReason {
 pub struct Generator<'m> {
     model: &'m Model,
     cache: KvCache,
-    /// Tokens run through the model so far (what its cache holds, in a batch too).
+    /// Tokens of this sequence run through the model so far: the positions it fills in whichever
+    /// cache holds it (its own, or its row of a [`Batch`]'s, after that row's padding).
     run: usize,
     /// Tokens not yet run through the model (the prompt, then each accepted token).
     pending: Vec<u32>,
@@ -155,17 +156,23 @@ impl<'m> Generator<'m> {
 
     /// Runs the pending tokens; returns the next-token logits `[1, 1, vocab]` still on the device.
     pub fn forward(&mut self) -> Result<Tensor<3>> {
-        let tokens = self.model.tokens(&self.take_pending()?)?;
+        let tokens = self.model.tokens(self.pending()?)?;
+        self.mark_run();
         self.model.forward(tokens, &mut self.cache, Logits::Last)
     }
 
-    /// The tokens to run next, counted as run.
-    fn take_pending(&mut self) -> Result<Vec<u32>> {
+    /// The tokens to run next.
+    fn pending(&self) -> Result<&[u32]> {
         if self.stop.is_some() {
             return Err(Error::InvalidInput("generation already finished".into()));
         }
+        Ok(&self.pending)
+    }
+
+    /// Counts the pending tokens as run (once their forward is under way).
+    fn mark_run(&mut self) {
         self.run += self.pending.len();
-        Ok(std::mem::take(&mut self.pending))
+        self.pending.clear();
     }
 
     /// Chooses the next token from the host copy of the logits returned by [`Self::forward`].
@@ -293,9 +300,12 @@ impl<'m> Batch<'m> {
         let mut ids = Vec::with_capacity(rows.len());
         for &r in rows.iter() {
             // A sequence still going has exactly its last accepted token pending.
-            ids.extend(self.sequences[r].take_pending()?);
+            ids.extend_from_slice(self.sequences[r].pending()?);
         }
         let tokens = self.model.tokens(&ids)?.reshape([ids.len(), 1]);
+        for &r in rows.iter() {
+            self.sequences[r].mark_run();
+        }
         self.model.forward(tokens, cache, Logits::Last)
     }
 
@@ -364,13 +374,17 @@ impl<'m> Batch<'m> {
         }
     }
 
-    /// Steps done and the most there can be (one per prompt, then one per new token).
+    /// Steps done and the most there can be: one per prompt (which gives each sequence its first
+    /// token), then one per further token.
     pub fn progress(&self) -> (usize, usize) {
         let max_new = self
             .sequences
             .first()
             .map_or(0, |g| g.options.max_new_tokens);
-        (self.prompted + self.steps, self.sequences.len() + max_new)
+        (
+            self.prompted + self.steps,
+            self.sequences.len() + max_new.saturating_sub(1),
+        )
     }
 
     /// Each sequence's new tokens and why it stopped, in the prompts' order.

@@ -448,9 +448,11 @@ pub async fn continue_greedily_async(
     )
 }
 
-/// Greedy continuations of `prompts` generated as one batch ([`crate::generate::Batch`]: the same
-/// continuations one at a time would give, up to float rounding, in far less time); `steps`
-/// hears each prompt and each decode step under `stage`.
+/// Greedy continuations of `prompts` generated as one batch ([`crate::generate::Batch`], in far
+/// less time than one at a time). A batch's products round differently from one row's, so where
+/// two tokens nearly tie a continuation can differ from the one-at-a-time one from there on
+/// (on Qwen2.5's repetition prompts none did). `steps` hears each prompt and each decode step
+/// under `stage`.
 pub async fn continue_all_greedily(
     model: &crate::Model,
     prompts: &[Vec<u32>],

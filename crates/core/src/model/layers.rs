@@ -438,7 +438,8 @@ impl LayerNorm {
 pub struct KvCache {
     layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
     len: usize,
-    /// Left padding of each row; empty when no row is padded.
+    /// Left padding of each row: empty for a cache that was never stacked (every row starts at
+    /// `len`), otherwise one entry per row.
     pads: Vec<usize>,
 }
 
@@ -450,7 +451,9 @@ const KV_GROWTH: usize = 256;
 const HIDDEN: f32 = -1e30;
 
 impl KvCache {
-    /// A cache of nothing: where a forward starts at position 0 with no cache to fill.
+    /// A cache of no layers and no positions: what positions and masks from 0 are computed from
+    /// (a re-run block, a relevance pass), and what a sequence's own cache becomes once it has
+    /// moved into a batch. A forward cannot fill it.
     pub(crate) const EMPTY: Self = Self {
         layers: Vec::new(),
         len: 0,
@@ -502,15 +505,21 @@ impl KvCache {
                     )));
                 };
                 let padded = |x: &Tensor<4>| {
-                    let [b, heads, _, d] = x.dims();
-                    let filled = x.clone().slice([0..b, 0..heads, 0..row.len, 0..d]);
+                    let [_, heads, _, d] = x.dims();
+                    let filled = x.clone().slice([0..1, 0..heads, 0..row.len, 0..d]);
                     if row.len == len {
                         filled
                     } else {
-                        let zeros = Tensor::zeros([b, heads, len - row.len, d], &x.device());
+                        let options = TensorCreationOptions::new(x.device()).with_dtype(x.dtype());
+                        let zeros = Tensor::zeros([1, heads, len - row.len, d], options);
                         Tensor::cat(vec![zeros, filled], 2)
                     }
                 };
+                if k.dims()[0] != 1 {
+                    return Err(Error::InvalidInput(
+                        "only caches of one sequence each stack".into(),
+                    ));
+                }
                 keys.push(padded(k));
                 values.push(padded(v));
             }
@@ -524,19 +533,22 @@ impl KvCache {
     pub(crate) fn keep_rows(&mut self, rows: &[usize]) {
         let pads: Vec<usize> = rows.iter().map(|&r| self.pad(r)).collect();
         let shared = pads.iter().copied().min().unwrap_or(0);
-        let device = self.layers.iter().flatten().next().map(|(k, _)| k.device());
-        let Some(device) = device else { return };
-        let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-        let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [rows.len()]), &device);
         let len = self.len;
-        for (k, v) in self.layers.iter_mut().flatten() {
-            let keep = |x: &Tensor<4>| {
-                let [_, heads, _, d] = x.dims();
-                x.clone()
-                    .select(0, ids.clone())
-                    .slice([0..rows.len(), 0..heads, shared..len, 0..d])
-            };
-            (*k, *v) = (keep(k), keep(v));
+        if let Some(device) = self.layers.iter().flatten().next().map(|(k, _)| k.device()) {
+            let ids: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+            let ids = Tensor::<1, Int>::from_data(TensorData::new(ids, [rows.len()]), &device);
+            for (k, v) in self.layers.iter_mut().flatten() {
+                let keep = |x: &Tensor<4>| {
+                    let [_, heads, _, d] = x.dims();
+                    x.clone().select(0, ids.clone()).slice([
+                        0..rows.len(),
+                        0..heads,
+                        shared..len,
+                        0..d,
+                    ])
+                };
+                (*k, *v) = (keep(k), keep(v));
+            }
         }
         self.len -= shared;
         self.pads = pads.into_iter().map(|p| p - shared).collect();
@@ -639,7 +651,8 @@ pub fn merge_heads(x: Tensor<4>) -> Tensor<3> {
 
 /// Causal scaled attention of `q` `[b, heads, t, d]` (already scaled) over `k`, `v`
 /// `[b, kv_heads, s, d]`, where the `t` queries are the last `t` of the `s` positions and
-/// `mask` is [`causal_mask`]`(t, s, window)` (`None` when every query sees every key).
+/// `mask` is [`KvCache::mask`]: [`causal_mask`]`(t, s, window)` `[1, 1, t, s]`, or `[b, 1, t, s]`
+/// with each row's padding hidden (`None` when every query sees every key).
 ///
 /// Grouped-query attention without copying keys and values per head: the `heads / kv_heads`
 /// query heads that share a KV head are stacked as rows of one matrix product.
