@@ -6,8 +6,8 @@ own by default; `summarize.py ../qwen2.5` for the second model) and prints, per 
 per method: the behaviour on the held-out prompts (rate and mean score), wiki-512x16 perplexity
 and its change against the dense model of the same seed, each as mean ± standard error over the
 seeds present (standard library only). A folder `<setting>-baselines` (methods run separately on
-the same seeds) joins its setting's table, for the seeds both have. Writes the same to summary.md
-in that folder.
+the same seeds) joins its setting's table; a method run on fewer seeds than the setting names them.
+Writes the same to summary.md in that folder.
 """
 
 import json
@@ -54,11 +54,23 @@ def setting_table(name, reports):
         f"{fmt([d['held_out']['mean_score'] for d in dense], 1, 3)} | "
         f"{fmt([d['perplexity'] for d in dense], 1, 2)} | – |"
     )
-    for i, m in enumerate(reports[0]["methods"]):
-        points = [r["methods"][i]["doses"][0] for r in reports]
-        change = [pt["perplexity"] / d["perplexity"] - 1 for pt, d in zip(points, dense)]
+    methods = []
+    for r in reports:
+        methods += [m["method"] for m in r["methods"] if m["method"] not in methods]
+    for method in methods:
+        # Each method over the seeds it ran on, against the dense model of the same seed.
+        runs = [
+            (r["protocol"]["seed"], m["doses"][0], r["dense"])
+            for r in reports
+            for m in r["methods"]
+            if m["method"] == method
+        ]
+        points = [pt for _, pt, _ in runs]
+        change = [pt["perplexity"] / d["perplexity"] - 1 for _, pt, d in runs]
+        ran = [seed for seed, _, _ in runs]
+        label = f"`{method}`" + ("" if ran == seeds else f" (seeds {', '.join(map(str, ran))})")
         lines.append(
-            f"| `{m['method']}` | {fmt([pt['held_out']['rate'] for pt in points], 100, 1, ' %')} | "
+            f"| {label} | {fmt([pt['held_out']['rate'] for pt in points], 100, 1, ' %')} | "
             f"{fmt([pt['held_out']['mean_score'] for pt in points], 1, 3)} | "
             f"{fmt([pt['perplexity'] for pt in points], 1, 2)} | "
             f"{fmt(change, 100, 0, ' %')} |"
@@ -106,10 +118,9 @@ def seed_reports(setting):
     reports = by_seed(setting)
     baselines = setting.with_name(setting.name + "-baselines")
     if baselines.is_dir():
-        extra = by_seed(baselines)
-        reports = {seed: r for seed, r in reports.items() if seed in extra}
-        for seed, r in reports.items():
-            r["methods"] += extra[seed]["methods"]
+        for seed, extra in by_seed(baselines).items():
+            if seed in reports:
+                reports[seed]["methods"] += extra["methods"]
     return list(reports.values())
 
 
