@@ -272,6 +272,8 @@ async function circuits(page, name) {
   if (await page.getByTestId('error').count()) throw new Error(`loading the circuit: ${await page.getByTestId('error').innerText()}`);
   const reloaded = await page.getByTestId('circuit-picked').innerText();
   if (!reloaded.includes(`${kept} of 270 heads kept`)) throw new Error(`reloaded circuit differs: ${reloaded} vs ${kept} kept`);
+  // The loaded circuit runs alone, and the checkbox says so (unchecking it is the way back).
+  if (!(await page.getByTestId('circuit-only').isChecked())) throw new Error('a loaded circuit runs alone, but "Circuit only" is unchecked');
   // The same file from a URL, which a link then names (a file from disk it cannot).
   const served = join(dist, 'e2e-circuit.json');
   await copyFile(saved, served);

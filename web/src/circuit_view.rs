@@ -222,6 +222,8 @@ impl CircuitSettings {
     /// Loads a circuit file from `url` (a link's, or one typed into the panel) and runs it.
     pub(crate) fn load_url(self, ui: Ui, link: StoredValue<WorkerLink>, url: String) {
         self.loaded_from.set(Some(Some(url.clone())));
+        // A loaded circuit runs alone: the checkbox says so, and unchecking it goes back.
+        self.circuit_only.set(true);
         ui.run_job(
             link,
             Panel::Circuits,
@@ -260,6 +262,7 @@ pub(crate) fn CircuitPanel(
     let on_load = move |ev: leptos::ev::Event| {
         read_picked_text(ui, &ev, move |name, text| {
             loaded_from.set(Some(None));
+            circuit_only.set(true);
             send(Request::Circuits(CircuitsRequest::Load { name, text }))
         })
     };
