@@ -198,30 +198,17 @@ fn forward(threads: &str) -> Result<()> {
          generation = greedy, {GEN_TOKENS} new tokens after \"The capital of France is\" (KV cache); \
          median of {REPEATS} runs after a warm-up; both run one after the other on this machine"
     );
-    let ours = scalpel_bench(
-        threads,
-        &[
-            "--forward-tokens",
-            FORWARD_TOKENS,
-            "--gen-tokens",
-            GEN_TOKENS,
-            "--repeats",
-            REPEATS,
-        ],
-    )?;
+    let args = [
+        "--forward-tokens",
+        FORWARD_TOKENS,
+        "--gen-tokens",
+        GEN_TOKENS,
+        "--repeats",
+        REPEATS,
+    ];
+    let ours = scalpel_bench(threads, &args)?;
     println!("scalpel: {ours}");
-    let Some(theirs) = transformers_peer(
-        threads,
-        &[
-            "--forward-tokens",
-            FORWARD_TOKENS,
-            "--gen-tokens",
-            GEN_TOKENS,
-            "--repeats",
-            REPEATS,
-        ],
-    )?
-    else {
+    let Some(theirs) = transformers_peer(threads, &args)? else {
         return Ok(());
     };
     let f = |v: &Value, k: &str| field(v, &[k]);
