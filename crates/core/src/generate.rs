@@ -495,6 +495,22 @@ pub fn generate(
     ))
 }
 
+/// Generates for every prompt as one [`Batch`] natively: each sequence's new tokens and why it
+/// stopped, in the prompts' order.
+#[cfg(not(target_family = "wasm"))]
+pub fn generate_batch(
+    model: &Model,
+    prompts: &[Vec<u32>],
+    options: GenerateOptions,
+) -> Result<Vec<(Vec<u32>, StopReason)>> {
+    let mut batch = Batch::new(model, prompts, options)?;
+    while !batch.is_finished() {
+        let logits = crate::readback::to_vec(batch.forward()?)?;
+        batch.accept(&logits)?;
+    }
+    Ok(batch.results())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

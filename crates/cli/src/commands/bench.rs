@@ -1,11 +1,12 @@
 //! `scalpel bench`: time a long forward and greedy generation (one prompt, or many as one batch),
-//! for side-by-side comparison with a peer (PyTorch + transformers, `bench/peer_transformers.py`); `cargo xtask bench` runs both.
+//! for side-by-side comparison with a peer (PyTorch + transformers, `bench/peer_transformers.py`);
+//! `cargo xtask bench` runs both.
 
 use std::time::Instant;
 
 use anyhow::{Result, bail};
 use burn::tensor::{Distribution, Tensor};
-use scalpel::generate::{Batch, GenerateOptions, generate};
+use scalpel::generate::{GenerateOptions, generate, generate_batch};
 use scalpel::model::Linear;
 use scalpel::relevance::{MemoryLimits, RuleSet, WeightDetail, explain};
 use scalpel::score::{ReferenceSet, ScoreMethod, Scorer};
@@ -80,7 +81,7 @@ fn batch_prompts(tokens: &[u32], n: usize) -> Result<Vec<Vec<u32>>> {
     Ok(prompts)
 }
 
-/// Tokens/s of greedy generation for `prompts`, as one [`Batch`] and one prompt at a time (the
+/// Tokens/s of greedy generation for `prompts`, as one batch and one prompt at a time (the
 /// median of `repeats` after a warm-up each).
 fn batch(
     model: &scalpel::Model,
@@ -96,11 +97,7 @@ fn batch(
     let new_tokens = (prompts.len() * gen_tokens) as f64;
     let batched = || -> Result<f64> {
         let start = Instant::now();
-        let mut batch = Batch::new(model, prompts, options.clone())?;
-        while !batch.is_finished() {
-            let logits = readback::to_vec(batch.forward()?)?;
-            batch.accept(&logits)?;
-        }
+        generate_batch(model, prompts, options.clone())?;
         Ok(new_tokens / start.elapsed().as_secs_f64())
     };
     let serial = || -> Result<f64> {

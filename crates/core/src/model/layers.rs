@@ -482,10 +482,15 @@ impl KvCache {
     pub(crate) fn stack(rows: Vec<KvCache>) -> Result<Self> {
         let len = rows.iter().map(|r| r.len).max().unwrap_or(0);
         let num_layers = rows.first().map_or(0, |r| r.layers.len());
-        if rows
-            .iter()
-            .any(|r| r.pads.len() > 1 || r.layers.len() != num_layers || r.is_empty())
-        {
+        let one_sequence = |r: &KvCache| {
+            r.pads.len() <= 1
+                && !r.is_empty()
+                && r.layers.len() == num_layers
+                && r.layers
+                    .iter()
+                    .all(|l| l.as_ref().is_some_and(|(k, _)| k.dims()[0] == 1))
+        };
+        if !rows.iter().all(one_sequence) {
             return Err(Error::InvalidInput(
                 "only caches of one sequence each, filled and of the same model, stack".into(),
             ));
@@ -494,37 +499,30 @@ impl KvCache {
             .iter()
             .map(|r| len - r.len + r.pads.first().copied().unwrap_or(0))
             .collect();
-        let mut layers = Vec::with_capacity(num_layers);
-        for layer in 0..num_layers {
-            let mut keys = Vec::with_capacity(rows.len());
-            let mut values = Vec::with_capacity(rows.len());
-            for row in &rows {
-                let Some((k, v)) = &row.layers[layer] else {
-                    return Err(Error::InvalidInput(format!(
-                        "layer {layer} of a cache to stack holds nothing"
-                    )));
-                };
-                let padded = |x: &Tensor<4>| {
-                    let [_, heads, _, d] = x.dims();
-                    let filled = x.clone().slice([0..1, 0..heads, 0..row.len, 0..d]);
-                    if row.len == len {
-                        filled
-                    } else {
-                        let options = TensorCreationOptions::new(x.device()).with_dtype(x.dtype());
-                        let zeros = Tensor::zeros([1, heads, len - row.len, d], options);
-                        Tensor::cat(vec![zeros, filled], 2)
-                    }
-                };
-                if k.dims()[0] != 1 {
-                    return Err(Error::InvalidInput(
-                        "only caches of one sequence each stack".into(),
-                    ));
-                }
-                keys.push(padded(k));
-                values.push(padded(v));
+        // A row's first `filled` positions, after zeros up to `len`.
+        let padded = |x: &Tensor<4>, filled: usize| {
+            let [_, heads, _, d] = x.dims();
+            let kept = x.clone().slice([0..1, 0..heads, 0..filled, 0..d]);
+            if filled == len {
+                kept
+            } else {
+                let options = TensorCreationOptions::new(x.device()).with_dtype(x.dtype());
+                let zeros = Tensor::zeros([1, heads, len - filled, d], options);
+                Tensor::cat(vec![zeros, kept], 2)
             }
-            layers.push(Some((Tensor::cat(keys, 0), Tensor::cat(values, 0))));
-        }
+        };
+        let layers = (0..num_layers)
+            .map(|layer| {
+                let (keys, values): (Vec<_>, Vec<_>) = rows
+                    .iter()
+                    .filter_map(|row| {
+                        let (k, v) = row.layers[layer].as_ref()?;
+                        Some((padded(k, row.len), padded(v, row.len)))
+                    })
+                    .unzip();
+                Some((Tensor::cat(keys, 0), Tensor::cat(values, 0)))
+            })
+            .collect();
         Ok(Self { layers, len, pads })
     }
 
