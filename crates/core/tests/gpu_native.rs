@@ -59,6 +59,11 @@ const DECODE_LAUNCHES_OUTSIDE_LAYERS: usize = 6;
 const CASTS_OUTSIDE_LAYERS: usize = 4;
 
 #[test]
+#[cfg_attr(
+    not(feature = "autotune"),
+    ignore = "the budget holds with autotune's kernels, as the CLI runs them (without it the Llama \
+              fixture takes 56 launches for 39): `cargo xtask test` builds the workspace with it"
+)]
 fn a_decode_step_stays_within_its_launch_budget() {
     let (_turn, device) = gpu();
     for (name, budget) in DECODE_LAUNCHES_PER_LAYER {
