@@ -117,8 +117,9 @@ fn wasm_products() -> Result<()> {
 fn gemm(threads: &str) -> Result<()> {
     println!(
         "protocol: SmolLM2-135M's layer-0 Linears and LM head as `x Wᵀ` (W [out, in]) on random \
-         inputs at 1, 28, 256 and 512 tokens, f32, CPU, {threads} threads; median of {REPEATS} after a \
-         warm-up; Scalpel = burn's flex backend (gemm crate) through Linear::forward, PyTorch = \
+         inputs at 1, 8, 28, 64, 256 and 512 tokens, f32, CPU, {threads} threads; median of {REPEATS} after a \
+         warm-up; Scalpel = Linear::forward on burn's flex backend (gemm crate; up to 64 rows Scalpel's own \
+         AVX-512 kernel where the CPU has it), PyTorch = \
          torch.nn.functional.linear; one after the other on this machine"
     );
     let ours = scalpel_bench(threads, &["--gemm", "--repeats", REPEATS])?;

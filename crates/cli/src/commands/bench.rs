@@ -55,7 +55,8 @@ pub struct Args {
     #[arg(long, default_value_t = 16)]
     pub launch_steps: usize,
     /// Time the model's matrix products on their own instead: layer 0's Linears and the LM head,
-    /// each at 1, 256 and 512 tokens (`cargo xtask bench gemm` runs PyTorch on the same shapes).
+    /// each at 1, 8, 28, 64, 256 and 512 tokens (`cargo xtask bench gemm` runs PyTorch on the same
+    /// shapes).
     #[arg(long)]
     pub gemm: bool,
     /// Time greedy generation of `--gen-tokens` new tokens for this many prompts of different
@@ -237,9 +238,10 @@ fn scoring(model: &scalpel::Model, method: ScoreMethod, reference: ReferenceSet)
     }))
 }
 
-/// Token counts the matrix-product benchmark runs each shape at (a decode step, a batched decode
-/// step of a correction's 28 held-out prompts, a reference sample, a long forward).
-const GEMM_TOKENS: [usize; 4] = [1, 28, 256, 512];
+/// Token counts the matrix-product benchmark runs each shape at (a decode step; batched decode
+/// steps, among them a correction's 28 held-out prompts, up to the few-row kernel's 64 rows; a
+/// reference sample; a long forward).
+const GEMM_TOKENS: [usize; 6] = [1, 8, 28, 64, 256, 512];
 
 /// Each Linear of layer 0 and the LM head as `Linear::forward` runs them (`x Wᵀ`, W `[out, in]`),
 /// on random inputs: median seconds over repeats after a warm-up, and the GFLOP/s that gives.

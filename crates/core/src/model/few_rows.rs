@@ -1,32 +1,48 @@
-//! `x Wᵀ` for a few rows of `x` on the CPU backend in wasm: the decode step's products.
+//! `x Wᵀ` for a few rows of `x` on the CPU backend: decode steps, batched or not.
 //!
-//! burn's CPU backend multiplies through `gemm` 0.19, whose wasm build has SIMD128 kernels for
-//! blocks of rows but a scalar loop for one to a few rows, and a decode step is all such products.
-//! Here each output is a SIMD128 dot product of a row of `x` with a row of `W` (held `[out, in]`,
-//! each row contiguous), reading `W` once for all the rows (`scalpel_kernels`); its speed against
-//! gemm's is in the README ("The decode step's products in wasm"). Natively `gemm` already has
-//! vector kernels for one row, so this is not used there.
+//! burn's CPU backend multiplies through `gemm` 0.19, which vectorises along the rows of `x` and
+//! packs `W`; with few rows its blocks are mostly empty (natively), or it falls back to a scalar
+//! loop (wasm). Here each output is a dot product of a row of `x` with a row of `W` (held
+//! `[out, in]`, each row contiguous), reading `W` once for all the rows (`scalpel_kernels`:
+//! SIMD128 in wasm, AVX-512 natively where the CPU has it). Its speed against gemm's is in the
+//! README ("The decode step's products in wasm", and "Few-row products natively").
 
 use burn::backend::Flex;
-use burn::tensor::{DType, Device, Tensor, TensorCreationOptions, TensorData};
+use burn::backend::flex::FlexTensor;
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use half::f16;
 use half::slice::HalfFloatSliceExt;
 
-/// Up to this many rows the dot products were measured to beat `gemm` in wasm (1.35–1.6× at 8;
-/// `cargo xtask bench wasm-products`).
+/// Up to this many rows the dot products were measured to beat `gemm`: in wasm 1.35–1.6× at 8
+/// (`cargo xtask bench wasm-products`), natively 1.4–8.6× at 4–28 rows and 0.9–2.2× at 64, and
+/// mostly slower from 128 (`cargo xtask bench gemm`).
+#[cfg(target_arch = "wasm32")]
 pub(crate) const MAX_ROWS: usize = 8;
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) const MAX_ROWS: usize = 64;
 
-/// `x Wᵀ` (`x` `[m, in]` float32, `weight` `[out, in]` float32 or f16) on the CPU backend, when `m`
-/// is at most [`MAX_ROWS`] and the weight's rows are contiguous; `None` otherwise (the caller then
-/// multiplies as usual). An f16 weight is widened exactly as it is read and `x` stays float32, so
-/// the result is the float32 product of the weight's values.
+/// Whether the kernel takes a weight held as `dtype` in this build, on this CPU: float32 and f16
+/// with SIMD128 in wasm, float32 with AVX-512 natively (an f16 weight natively goes to `gemm`'s
+/// f16 product, which has vector kernels there).
+fn takes(dtype: DType) -> bool {
+    if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
+        matches!(dtype, DType::F32 | DType::F16)
+    } else {
+        dtype == DType::F32 && scalpel_kernels::native_kernel_available()
+    }
+}
+
+/// `x Wᵀ` (`x` `[m, in]` float32, `weight` `[out, in]`) on the CPU backend, when `m` is at most
+/// [`MAX_ROWS`], the kernel [`takes`] the weight and its rows are contiguous; `None` otherwise
+/// (the caller then multiplies as usual). An f16 weight is widened exactly as it is read and `x`
+/// stays float32, so the result is the float32 product of the weight's values.
 pub(crate) fn product(x: &Tensor<2>, weight: &Tensor<2>) -> Option<Tensor<2>> {
     let ([m, k], [n, k_w]) = (x.dims(), weight.dims());
     if m > MAX_ROWS
         || k == 0
         || k != k_w
         || x.dtype() != DType::F32
-        || !matches!(weight.dtype(), DType::F32 | DType::F16)
+        || !takes(weight.dtype())
         || x.device() != Device::flex()
     {
         return None;
@@ -48,8 +64,10 @@ pub(crate) fn product(x: &Tensor<2>, weight: &Tensor<2>) -> Option<Tensor<2>> {
         let w = &w.storage::<f32>()[w_start..w_end];
         scalpel_kernels::rows_times_transposed(x, w, &mut y, k);
     }
-    let options = TensorCreationOptions::new(Device::flex()).with_dtype(DType::F32);
-    Some(Tensor::from_data(TensorData::new(y, [m, n]), options))
+    // The backend's tensor takes the vector as it is (`Tensor::from_data` would copy it).
+    Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(
+        TensorData::new(y, [m, n]),
+    )))
 }
 
 #[cfg(test)]
@@ -68,7 +86,11 @@ mod tests {
             let x = x.slice([1..m + 1, 0..k]);
             let w = Tensor::<2>::random([n + 3, k], Distribution::Normal(0.0, 1.0), &device);
             let w = w.slice([2..n + 2, 0..k]);
-            let ours = product(&x, &w).expect("float32 on the CPU");
+            let Some(ours) = product(&x, &w) else {
+                // Only a build without the kernel (no AVX-512 natively) declines float32.
+                assert!(!takes(DType::F32), "declined {m}×{k}×{n}");
+                continue;
+            };
             let theirs = x.matmul(w.transpose());
             // float32 sums of up to 576 normal products in another order than gemm's.
             ours.into_data()
@@ -76,14 +98,18 @@ mod tests {
         }
     }
 
-    /// An f16 weight: the float32 product of its values, whatever product burn would take.
+    /// An f16 weight in wasm: the float32 product of its values, whatever product burn would take.
     #[test]
     fn f16_weights_multiply_as_their_values() {
         let device = Device::flex();
         let x = Tensor::<2>::random([3, 40], Distribution::Normal(0.0, 1.0), &device);
         let w = Tensor::<2>::random([7, 40], Distribution::Normal(0.0, 1.0), &device);
         let w16 = w.cast(FloatDType::F16);
-        let ours = product(&x, &w16).expect("f16 weights on the CPU");
+        let Some(ours) = product(&x, &w16) else {
+            // Natively f16 weights go to gemm's f16 product.
+            assert!(!takes(DType::F16));
+            return;
+        };
         let theirs = x.matmul(w16.cast(FloatDType::F32).transpose());
         ours.into_data()
             .assert_approx_eq::<f32>(&theirs.into_data(), Tolerance::rel_abs(1e-5, 1e-5));

@@ -299,12 +299,10 @@ impl Linear {
         let [b, t, d_in] = x.dims();
         let [d_out, _] = self.weight.dims();
         let x = x.reshape([b * t, d_in]);
-        // wasm's gemm multiplies a few rows with scalar code: `few_rows.rs` instead, which reads an
-        // f16 weight as it is held and keeps `x` float32 (what `Exact` asks, and closer than `Fast`).
-        let few_rows = cfg!(all(target_arch = "wasm32", target_feature = "simd128"))
-            .then(|| few_rows::product(&x, &self.weight))
-            .flatten();
-        let y = if let Some(y) = few_rows {
+        // gemm multiplies a few rows slowly (natively its blocks are mostly empty, in wasm it runs
+        // scalar code): `few_rows.rs` instead, which in wasm also reads an f16 weight as it is
+        // held and keeps `x` float32 (what `Exact` asks, and closer than `Fast`).
+        let y = if let Some(y) = few_rows::product(&x, &self.weight) {
             y
         } else if products == Products::Fast
             && self.weight.dtype() == DType::F16
