@@ -35,7 +35,7 @@ pub fn native_kernel_available() -> bool {
 const SPLIT_MULTIPLY_ADDS: usize = 1 << 21;
 
 #[cfg(target_arch = "x86_64")]
-fn native_rows_times(x: &[f32], w: &[f32], y: &mut [f32], k: usize) {
+fn native_rows_times<W: x86::Lanes>(x: &[f32], w: &[W], y: &mut [f32], k: usize) {
     use rayon::prelude::*;
     assert!(
         k > 0 && x.len().is_multiple_of(k) && w.len().is_multiple_of(k),
@@ -75,12 +75,56 @@ fn native_rows_times(x: &[f32], w: &[f32], y: &mut [f32], k: usize) {
 /// [`rows_times_transposed`] with `w` held as IEEE half-precision bits (`f16::to_bits`), each
 /// widened to float32 exactly as it is read (subnormals, infinities and NaNs included): the
 /// products and sums are float32's. `gemm`'s f16 product in wasm converts with scalar code and is
-/// several times slower than its float32 one.
+/// several times slower than its float32 one; natively it rounds `x` to f16 as well.
 ///
 /// # Panics
 /// As [`rows_times_transposed`].
 pub fn rows_times_transposed_f16(x: &[f32], w: &[u16], y: &mut [f32], k: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        return native_rows_times(x, w, y, k);
+    }
     rows_times(x, w, y, k);
+}
+
+/// [`rows_times_transposed`] with `w` held as bfloat16 bits (`bf16::to_bits`, the upper half of
+/// a float32's), each widened to float32 exactly as it is read. burn's CPU backend widens a
+/// bfloat16 weight whole before every product.
+///
+/// # Panics
+/// As [`rows_times_transposed`].
+pub fn rows_times_transposed_bf16(x: &[f32], w: &[u16], y: &mut [f32], k: usize) {
+    // SAFETY: `Bf16` is a transparent `u16`.
+    let w = unsafe { core::slice::from_raw_parts(w.as_ptr() as *const Bf16, w.len()) };
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        return native_rows_times(x, w, y, k);
+    }
+    rows_times(x, w, y, k);
+}
+
+/// bfloat16 bits, apart from `u16`, which the kernels read as IEEE half precision.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct Bf16(u16);
+
+impl Weight for Bf16 {
+    fn to_f32(self) -> f32 {
+        f32::from_bits(u32::from(self.0) << 16)
+    }
+
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    unsafe fn load8(row: &[Self], at: usize) -> (v128, v128) {
+        use core::arch::wasm32::{
+            u32x4_extend_high_u16x8, u32x4_extend_low_u16x8, u32x4_shl, v128_load,
+        };
+        // SAFETY: the caller keeps `at + 8` within the row: 16 bytes; no alignment requirement.
+        let halves = unsafe { v128_load(row.as_ptr().add(at) as *const v128) };
+        (
+            u32x4_shl(u32x4_extend_low_u16x8(halves), 16),
+            u32x4_shl(u32x4_extend_high_u16x8(halves), 16),
+        )
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -355,19 +399,38 @@ mod tests {
     /// The f16 product against the float32 product of the same widened weights: the same sums.
     #[test]
     fn f16_weights_multiply_as_their_float32_values() {
-        let (m, k, n) = (3, 37, 5);
-        let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.25 - 1.5).collect();
-        // Finite halves of both signs, subnormals among them.
-        let w: Vec<u16> = (0..(n * k) as u64)
-            .map(|i| ((i * 2_654_435_761) % 0x7bff) as u16 | (((i & 1) as u16) << 15))
-            .collect();
-        let widened: Vec<f32> = w.iter().map(|&h| f16_reference(h)).collect();
-        let (mut ours, mut theirs) = (vec![0.0; m * n], vec![0.0; m * n]);
-        rows_times_transposed_f16(&x, &w, &mut ours, k);
-        // The float32 product the same code computes (natively the AVX-512 kernel sums in
-        // another order).
-        rows_times(&x, &widened, &mut theirs, k);
-        assert_eq!(ours, theirs);
+        // Rows with a tail (37) and rows of whole vectors (64, the aligned path natively).
+        for (m, k, n) in [(3, 37, 5), (5, 64, 6)] {
+            let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.25 - 1.5).collect();
+            // Finite halves of both signs, subnormals among them.
+            let w: Vec<u16> = (0..(n * k) as u64)
+                .map(|i| ((i * 2_654_435_761) % 0x7bff) as u16 | (((i & 1) as u16) << 15))
+                .collect();
+            let widened: Vec<f32> = w.iter().map(|&h| f16_reference(h)).collect();
+            let (mut ours, mut theirs) = (vec![0.0; m * n], vec![0.0; m * n]);
+            rows_times_transposed_f16(&x, &w, &mut ours, k);
+            rows_times_transposed(&x, &widened, &mut theirs, k);
+            assert_eq!(ours, theirs, "{m}×{k}×{n}");
+        }
+    }
+
+    /// The bfloat16 product against the float32 product of the same values: the same sums.
+    #[test]
+    fn bf16_weights_multiply_as_their_float32_values() {
+        for (m, k, n) in [(3, 37, 5), (5, 64, 6)] {
+            let x: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
+            let w: Vec<u16> = (0..n * k)
+                .map(|i| ((i as f32 * 0.91).cos() * 3.0).to_bits().wrapping_shr(16) as u16)
+                .collect();
+            let widened: Vec<f32> = w
+                .iter()
+                .map(|&b| f32::from_bits(u32::from(b) << 16))
+                .collect();
+            let (mut ours, mut theirs) = (vec![0.0; m * n], vec![0.0; m * n]);
+            rows_times_transposed_bf16(&x, &w, &mut ours, k);
+            rows_times_transposed(&x, &widened, &mut theirs, k);
+            assert_eq!(ours, theirs, "{m}×{k}×{n}");
+        }
     }
 
     #[test]

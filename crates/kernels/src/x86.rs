@@ -5,11 +5,13 @@
 //! at 28 rows, against PyTorch's 125–217). Here each output is a dot product of a row of `x` with a
 //! row of `W`, both contiguous: a tile of [`ROWS`] rows of `x` by [`COLS`] rows of `W` keeps its 16
 //! sums in registers, so each vector of `W` loaded serves four rows of `x` and each of `x` four of
-//! `W`, and nothing is packed. The tail of a row is a masked load, not scalar code.
+//! `W`, and nothing is packed. The ends of a row are masked loads, not scalar code. A weight held
+//! as f16 or bfloat16 is widened to float32 as it is read ([`Lanes`]), and `x` stays float32.
 
 use core::arch::x86_64::{
-    __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_maskz_loadu_ps, _mm512_reduce_add_ps,
-    _mm512_setzero_ps,
+    __m256i, __m512, _mm256_loadu_si256, _mm512_castsi512_ps, _mm512_cvtepu16_epi32,
+    _mm512_cvtph_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_maskz_loadu_ps, _mm512_reduce_add_ps,
+    _mm512_setzero_ps, _mm512_slli_epi32,
 };
 
 /// Rows of `x` in a tile.
@@ -24,18 +26,21 @@ pub(crate) fn available() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
-/// A 64-byte load that straddles two cache lines costs two, and `W` and `x` come as burn
+/// A vector load that straddles two cache lines costs two, and `W` and `x` come as burn
 /// allocated them: 64-byte alignment made the kernel 1.5× as fast at 28 rows. When rows are
-/// whole vectors (`k` a multiple of 16) every row of `w` has its first 64-byte boundary the same
-/// `head` values in (returned), and `x` is copied into `scratch` so that its rows' boundaries
-/// fall there too; otherwise `x` is returned as it is, with a head of 0 (unaligned loads).
-pub(crate) fn aligned_rows<'a>(
+/// whole vectors (`k` a multiple of 16) every row of `w` has its first vector boundary (64 bytes
+/// for float32, 32 for 16-bit weights) the same `head` values in (returned), and `x` is copied
+/// into `scratch` so that its rows' 64-byte boundaries fall there too; otherwise `x` is returned
+/// as it is, with a head of 0 (unaligned loads).
+pub(crate) fn aligned_rows<'a, W>(
     x: &'a [f32],
-    w: &[f32],
+    w: &[W],
     k: usize,
     scratch: &'a mut Vec<f32>,
 ) -> (&'a [f32], usize) {
-    let misaligned = |p: *const f32| (p as usize / 4) % LANES;
+    fn misaligned<T>(p: *const T) -> usize {
+        (p as usize / size_of::<T>()) % LANES
+    }
     if !k.is_multiple_of(LANES) || (misaligned(w.as_ptr()) == 0 && misaligned(x.as_ptr()) == 0) {
         return (x, 0);
     }
@@ -68,9 +73,9 @@ unsafe impl Sync for Output {}
 /// values; `out.y` points to `m · out.n` floats with `cols.end <= out.n`, none of whose columns in
 /// `cols` another thread writes meanwhile.
 #[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn columns(
+pub(crate) unsafe fn columns<W: Lanes>(
     x: &[f32],
-    w: &[f32],
+    w: &[W],
     k: usize,
     head: usize,
     out: Output,
@@ -90,22 +95,22 @@ pub(crate) unsafe fn columns(
                 let wp = w.as_ptr().add(j * k);
                 let yp = out.y.add(r * out.n + j);
                 match (rows, c) {
-                    (4, 4) => tile::<4, 4>(xp, wp, k, head, yp, out.n),
-                    (4, 3) => tile::<4, 3>(xp, wp, k, head, yp, out.n),
-                    (4, 2) => tile::<4, 2>(xp, wp, k, head, yp, out.n),
-                    (4, _) => tile::<4, 1>(xp, wp, k, head, yp, out.n),
-                    (3, 4) => tile::<3, 4>(xp, wp, k, head, yp, out.n),
-                    (3, 3) => tile::<3, 3>(xp, wp, k, head, yp, out.n),
-                    (3, 2) => tile::<3, 2>(xp, wp, k, head, yp, out.n),
-                    (3, _) => tile::<3, 1>(xp, wp, k, head, yp, out.n),
-                    (2, 4) => tile::<2, 4>(xp, wp, k, head, yp, out.n),
-                    (2, 3) => tile::<2, 3>(xp, wp, k, head, yp, out.n),
-                    (2, 2) => tile::<2, 2>(xp, wp, k, head, yp, out.n),
-                    (2, _) => tile::<2, 1>(xp, wp, k, head, yp, out.n),
-                    (_, 4) => tile::<1, 4>(xp, wp, k, head, yp, out.n),
-                    (_, 3) => tile::<1, 3>(xp, wp, k, head, yp, out.n),
-                    (_, 2) => tile::<1, 2>(xp, wp, k, head, yp, out.n),
-                    (_, _) => tile::<1, 1>(xp, wp, k, head, yp, out.n),
+                    (4, 4) => tile::<4, 4, W>(xp, wp, k, head, yp, out.n),
+                    (4, 3) => tile::<4, 3, W>(xp, wp, k, head, yp, out.n),
+                    (4, 2) => tile::<4, 2, W>(xp, wp, k, head, yp, out.n),
+                    (4, _) => tile::<4, 1, W>(xp, wp, k, head, yp, out.n),
+                    (3, 4) => tile::<3, 4, W>(xp, wp, k, head, yp, out.n),
+                    (3, 3) => tile::<3, 3, W>(xp, wp, k, head, yp, out.n),
+                    (3, 2) => tile::<3, 2, W>(xp, wp, k, head, yp, out.n),
+                    (3, _) => tile::<3, 1, W>(xp, wp, k, head, yp, out.n),
+                    (2, 4) => tile::<2, 4, W>(xp, wp, k, head, yp, out.n),
+                    (2, 3) => tile::<2, 3, W>(xp, wp, k, head, yp, out.n),
+                    (2, 2) => tile::<2, 2, W>(xp, wp, k, head, yp, out.n),
+                    (2, _) => tile::<2, 1, W>(xp, wp, k, head, yp, out.n),
+                    (_, 4) => tile::<1, 4, W>(xp, wp, k, head, yp, out.n),
+                    (_, 3) => tile::<1, 3, W>(xp, wp, k, head, yp, out.n),
+                    (_, 2) => tile::<1, 2, W>(xp, wp, k, head, yp, out.n),
+                    (_, _) => tile::<1, 1, W>(xp, wp, k, head, yp, out.n),
                 }
             }
             r += rows;
@@ -130,9 +135,9 @@ pub(crate) unsafe fn columns(
 /// `x`, `C` at `w`, and `R` rows of `C` outputs at `y`.
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn tile<const R: usize, const C: usize>(
+unsafe fn tile<const R: usize, const C: usize, W: Lanes>(
     x: *const f32,
-    w: *const f32,
+    w: *const W,
     k: usize,
     head: usize,
     y: *mut f32,
@@ -177,31 +182,94 @@ unsafe fn tile<const R: usize, const C: usize>(
 /// AVX-512F; the kept values lie within the `R` rows at `x` and `C` at `w` (stride `k`).
 #[target_feature(enable = "avx512f")]
 #[inline]
-unsafe fn accumulate<const R: usize, const C: usize>(
+unsafe fn accumulate<const R: usize, const C: usize, W: Lanes>(
     acc: &mut [[__m512; C]; R],
     x: *const f32,
-    w: *const f32,
+    w: *const W,
     k: usize,
     mask: u16,
 ) {
     let mut wv = [_mm512_setzero_ps(); C];
-    // SAFETY: the caller's contract; a full mask is a plain load.
+    // SAFETY: the caller's contract.
     unsafe {
-        let load = |p: *const f32| {
+        for (c, v) in wv.iter_mut().enumerate() {
+            *v = W::load16(w.wrapping_add(c * k), mask);
+        }
+        for (r, sums) in acc.iter_mut().enumerate() {
+            let xv = f32::load16(x.wrapping_add(r * k), mask);
+            for (s, v) in sums.iter_mut().zip(&wv) {
+                *s = _mm512_fmadd_ps(xv, *v, *s);
+            }
+        }
+    }
+}
+
+/// A weight's element as AVX-512 reads it: 16 at a time, widened to float32 exactly.
+pub(crate) trait Lanes: Copy + Sync {
+    /// The 16 values at `p` (those `mask` keeps; the others read as 0).
+    ///
+    /// # Safety
+    /// AVX-512F; the kept values are readable.
+    unsafe fn load16(p: *const Self, mask: u16) -> __m512;
+}
+
+impl Lanes for f32 {
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load16(p: *const Self, mask: u16) -> __m512 {
+        // SAFETY: the caller's contract; masked-off lanes are not accessed.
+        unsafe {
             if mask == u16::MAX {
                 _mm512_loadu_ps(p)
             } else {
                 _mm512_maskz_loadu_ps(mask, p)
             }
-        };
-        for (c, v) in wv.iter_mut().enumerate() {
-            *v = load(w.wrapping_add(c * k));
         }
-        for (r, sums) in acc.iter_mut().enumerate() {
-            let xv = load(x.wrapping_add(r * k));
-            for (s, v) in sums.iter_mut().zip(&wv) {
-                *s = _mm512_fmadd_ps(xv, *v, *s);
+    }
+}
+
+/// The 16 halves at `p` as integers; masked-off lanes 0 (copied one by one: a masked 16-bit load
+/// needs AVX-512BW, and only a row's ends take this path).
+///
+/// # Safety
+/// AVX-512F; the kept values are readable.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn load16_bits(p: *const u16, mask: u16) -> __m256i {
+    // SAFETY: the caller's contract.
+    unsafe {
+        if mask == u16::MAX {
+            return _mm256_loadu_si256(p as *const __m256i);
+        }
+        let mut kept = [0u16; 16];
+        for (lane, v) in kept.iter_mut().enumerate() {
+            if mask & (1 << lane) != 0 {
+                *v = p.wrapping_add(lane).read_unaligned();
             }
+        }
+        _mm256_loadu_si256(kept.as_ptr() as *const __m256i)
+    }
+}
+
+/// IEEE half precision (`f16::to_bits`), widened by `vcvtph2ps` (exact).
+impl Lanes for u16 {
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load16(p: *const Self, mask: u16) -> __m512 {
+        // SAFETY: the caller's contract.
+        unsafe { _mm512_cvtph_ps(load16_bits(p, mask)) }
+    }
+}
+
+/// bfloat16: the upper half of a float32's bits.
+impl Lanes for crate::Bf16 {
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load16(p: *const Self, mask: u16) -> __m512 {
+        // SAFETY: the caller's contract; `Bf16` is a transparent `u16`.
+        unsafe {
+            let bits = _mm512_cvtepu16_epi32(load16_bits(p as *const u16, mask));
+            _mm512_castsi512_ps(_mm512_slli_epi32::<16>(bits))
         }
     }
 }

@@ -10,8 +10,8 @@
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
 use burn::tensor::{DType, Device, Tensor, TensorData};
-use half::f16;
 use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
 
 /// Up to this many rows the dot products were measured to beat `gemm`: in wasm 1.35–1.6× at 8
 /// (`cargo xtask bench wasm-products`), natively 1.4–8.6× at 4–28 rows and 0.9–2.2× at 64, and
@@ -22,13 +22,14 @@ pub(crate) const MAX_ROWS: usize = 8;
 pub(crate) const MAX_ROWS: usize = 64;
 
 /// Whether the kernel takes a weight held as `dtype` in this build, on this CPU: float32 and f16
-/// with SIMD128 in wasm, float32 with AVX-512 natively (an f16 weight natively goes to `gemm`'s
-/// f16 product, which has vector kernels there).
+/// with SIMD128 in wasm (the page holds 16-bit weights as f16), float32, f16 and bfloat16 with
+/// AVX-512 natively.
 fn takes(dtype: DType) -> bool {
     if cfg!(all(target_arch = "wasm32", target_feature = "simd128")) {
         matches!(dtype, DType::F32 | DType::F16)
     } else {
-        dtype == DType::F32 && scalpel_kernels::native_kernel_available()
+        matches!(dtype, DType::F32 | DType::F16 | DType::BF16)
+            && scalpel_kernels::native_kernel_available()
     }
 }
 
@@ -57,12 +58,19 @@ pub(crate) fn product(x: &Tensor<2>, weight: &Tensor<2>) -> Option<Tensor<2>> {
     let (x_start, x_end) = x.layout().contiguous_offsets()?;
     let x = &x.storage::<f32>()[x_start..x_end];
     let mut y = vec![0.0; m * n];
-    if w.dtype() == DType::F16 {
-        let w = w.storage::<f16>()[w_start..w_end].reinterpret_cast();
-        scalpel_kernels::rows_times_transposed_f16(x, w, &mut y, k);
-    } else {
-        let w = &w.storage::<f32>()[w_start..w_end];
-        scalpel_kernels::rows_times_transposed(x, w, &mut y, k);
+    match w.dtype() {
+        DType::F16 => {
+            let w = w.storage::<f16>()[w_start..w_end].reinterpret_cast();
+            scalpel_kernels::rows_times_transposed_f16(x, w, &mut y, k);
+        }
+        DType::BF16 => {
+            let w = w.storage::<bf16>()[w_start..w_end].reinterpret_cast();
+            scalpel_kernels::rows_times_transposed_bf16(x, w, &mut y, k);
+        }
+        _ => {
+            let w = &w.storage::<f32>()[w_start..w_end];
+            scalpel_kernels::rows_times_transposed(x, w, &mut y, k);
+        }
     }
     // The backend's tensor takes the vector as it is (`Tensor::from_data` would copy it).
     Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(
@@ -98,7 +106,7 @@ mod tests {
         }
     }
 
-    /// An f16 weight in wasm: the float32 product of its values, whatever product burn would take.
+    /// An f16 weight: the float32 product of its values, whatever product burn would take.
     #[test]
     fn f16_weights_multiply_as_their_values() {
         let device = Device::flex();
@@ -106,8 +114,25 @@ mod tests {
         let w = Tensor::<2>::random([7, 40], Distribution::Normal(0.0, 1.0), &device);
         let w16 = w.cast(FloatDType::F16);
         let Some(ours) = product(&x, &w16) else {
-            // Natively f16 weights go to gemm's f16 product.
+            // Natively without the kernel.
             assert!(!takes(DType::F16));
+            return;
+        };
+        let theirs = x.matmul(w16.cast(FloatDType::F32).transpose());
+        ours.into_data()
+            .assert_approx_eq::<f32>(&theirs.into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+    }
+
+    /// A bfloat16 weight natively: the float32 product of its values.
+    #[test]
+    fn bf16_weights_multiply_as_their_values() {
+        let device = Device::flex();
+        let x = Tensor::<2>::random([5, 64], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<2>::random([7, 64], Distribution::Normal(0.0, 1.0), &device);
+        let w16 = w.cast(FloatDType::BF16);
+        let Some(ours) = product(&x, &w16) else {
+            // In wasm, or natively without the kernel.
+            assert!(!takes(DType::BF16));
             return;
         };
         let theirs = x.matmul(w16.cast(FloatDType::F32).transpose());
