@@ -9,9 +9,13 @@
 //! as f16 or bfloat16 is widened to float32 as it is read ([`Lanes`]), and `x` stays float32.
 
 use core::arch::x86_64::{
-    __m256i, __m512, _mm256_loadu_si256, _mm512_castsi512_ps, _mm512_cvtepu16_epi32,
-    _mm512_cvtph_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_maskz_loadu_ps, _mm512_reduce_add_ps,
-    _mm512_setzero_ps, _mm512_slli_epi32,
+    __m256i, __m512, _CMP_UNORD_Q, _MM_FROUND_NO_EXC, _MM_FROUND_TO_NEAREST_INT,
+    _mm256_loadu_si256, _mm512_add_ps, _mm512_castsi512_ps, _mm512_cmp_ps_mask,
+    _mm512_cvtepu16_epi32, _mm512_cvtph_ps, _mm512_div_ps, _mm512_fmadd_ps, _mm512_fnmadd_ps,
+    _mm512_loadu_ps, _mm512_mask_blend_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+    _mm512_max_ps, _mm512_min_ps, _mm512_mul_ps, _mm512_reduce_add_ps, _mm512_roundscale_ps,
+    _mm512_scalef_ps, _mm512_set1_ps, _mm512_setzero_ps, _mm512_slli_epi32, _mm512_storeu_ps,
+    _mm512_sub_ps,
 };
 
 /// Rows of `x` in a tile.
@@ -272,4 +276,88 @@ impl Lanes for crate::Bf16 {
             _mm512_castsi512_ps(_mm512_slli_epi32::<16>(bits))
         }
     }
+}
+
+/// `ln 2` split so that `n · LN2_HI` is exact for the `n` an `exp` meets (Cody and Waite).
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+
+/// `eˣ` of 16 values: `x = n ln 2 + r` with `|r| ≤ ln 2 / 2`, `eʳ` by its Taylor polynomial of
+/// degree 7 (truncation under 1e-8 relative), times `2ⁿ` by `vscalefps`, which overflows to
+/// infinity and underflows through the subnormals to 0 as `expf` does. NaN stays NaN.
+///
+/// # Safety
+/// AVX-512F.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn exp16(x: __m512) -> __m512 {
+    // Beyond these `eˣ` is infinite or 0 in float32; clamping keeps `n` within `vscalefps`'s
+    // reach and the polynomial on its interval.
+    let clamped = _mm512_min_ps(
+        _mm512_max_ps(x, _mm512_set1_ps(-104.0)),
+        _mm512_set1_ps(88.8),
+    );
+    let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+        _mm512_mul_ps(clamped, _mm512_set1_ps(core::f32::consts::LOG2_E)),
+    );
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HI), clamped);
+    let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LO), r);
+    let mut p = _mm512_set1_ps(1.0 / 5040.0);
+    for c in [
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    let y = _mm512_scalef_ps(p, n);
+    let nan = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(x, x);
+    _mm512_mask_blend_ps(nan, y, x)
+}
+
+/// `op` of every value of `x`, 16 at a time (the tail masked), written to `out`.
+///
+/// # Safety
+/// AVX-512F; `out.len() == x.len()`.
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn map16(x: &[f32], out: &mut [f32], op: crate::Elementwise) {
+    let f = |v| match op {
+        crate::Elementwise::Exp => exp16(v),
+        crate::Elementwise::Sigmoid => sigmoid16(v),
+    };
+    let mut i = 0;
+    // SAFETY: `i + LANES <= len` in the loop, and the masked tail touches only the `len - i`
+    // values left, of both slices (the caller keeps their lengths equal).
+    unsafe {
+        while i + LANES <= x.len() {
+            _mm512_storeu_ps(
+                out.as_mut_ptr().add(i),
+                f(_mm512_loadu_ps(x.as_ptr().add(i))),
+            );
+            i += LANES;
+        }
+        if i < x.len() {
+            let mask = (1u16 << (x.len() - i)) - 1;
+            let v = f(_mm512_maskz_loadu_ps(mask, x.as_ptr().add(i)));
+            _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), mask, v);
+        }
+    }
+}
+
+/// The logistic sigmoid `1 / (1 + e⁻ˣ)` of 16 values (0 and 1 at the extremes, NaN stays NaN).
+///
+/// # Safety
+/// AVX-512F.
+#[target_feature(enable = "avx512f")]
+#[inline]
+pub(crate) fn sigmoid16(x: __m512) -> __m512 {
+    let one = _mm512_set1_ps(1.0);
+    _mm512_div_ps(
+        one,
+        _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))),
+    )
 }

@@ -4,7 +4,6 @@
 //! `relevance` module that drives whole passes, so the model never imports from it.
 
 use burn::tensor::Tensor;
-use burn::tensor::activation::sigmoid;
 
 use super::LinearId;
 use super::layers::{
@@ -193,7 +192,7 @@ impl LayerNorm {
 
 /// SiLU: identity rule `G ⊙ silu(x)/(x + 1e-10)` under LRP, the derivative under gradient.
 pub(crate) fn silu_backward(x: &Tensor<3>, g: Tensor<3>, rules: RuleSet) -> Tensor<3> {
-    let s = sigmoid(x.clone());
+    let s = super::elementwise::sigmoid(x.clone());
     match rules {
         RuleSet::AttnLrp | RuleSet::CpLrp => g * s * x.clone() / x.clone().add_scalar(IDENTITY_EPS),
         RuleSet::Gradient => {

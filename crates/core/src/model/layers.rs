@@ -1,12 +1,11 @@
 //! Building blocks shared by the architectures: weight loading, Linear, norms, attention, KV cache.
 
-use burn::tensor::activation::softmax;
 use burn::tensor::{DType, Device, FloatDType, Int, Tensor, TensorCreationOptions, TensorData};
 
-use super::few_rows;
 use super::precision::{check_representable, widened};
 use super::recording::{Kept, Recording};
 use super::{Logits, Param};
+use super::{elementwise, few_rows};
 
 use crate::error::{Error, Result};
 use crate::io::{HostTensor, WeightSource};
@@ -754,7 +753,7 @@ fn attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, mask: Option<&Tensor<4>>)
     // for the single-query case: on lavapipe its autotune picks the unfused fallback, 6 more
     // launches per layer than this.
     let max = scores.clone().max_dim(3);
-    let weights = (scores - max).exp();
+    let weights = elementwise::exp(scores - max);
     let sums = weights.clone().sum_dim(3);
     (weights.matmul(v) / sums).reshape([b, heads, t, d])
 }
@@ -772,7 +771,7 @@ pub(crate) fn attention_probs(
     k: Tensor<4>,
     mask: Option<&Tensor<4>>,
 ) -> Tensor<4> {
-    softmax(attention_scores(grouped_q, k, mask), 3)
+    elementwise::softmax(attention_scores(grouped_q, k, mask), 3)
 }
 
 /// Masked attention scores of grouped queries over `k`: `[b, kv_heads, group · t, s]`.

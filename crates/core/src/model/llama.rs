@@ -3,7 +3,6 @@
 //! Qwen2 (`qwen2.rs`) runs this block with biases on q, k and v, Qwen3 (`qwen3.rs`) with an
 //! RMSNorm on each query and key head.
 
-use burn::tensor::activation::silu;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::Logits;
@@ -11,6 +10,7 @@ use super::backward::{
     AttentionInputs, attention_backward, feature_relevance, head_relevance, silu_backward,
 };
 use super::config::{ModelConfig, RotaryConfig};
+use super::elementwise;
 use super::joined::Joined;
 use super::layers::{
     BlockRun, KvCache, Linear, Loader, Products, RmsNorm, blocks, causal_attention, embed,
@@ -374,7 +374,7 @@ impl Llama {
         let [gate, up] = block
             .gate_up
             .apply([&block.gate, &block.up], h_mlp.clone(), run);
-        let hidden = silu(gate.clone()) * up.clone();
+        let hidden = elementwise::silu(gate.clone()) * up.clone();
         let out = x_mid.clone() + block.down.apply(hidden.clone(), products);
         let acts = record.then_some(BlockActs {
             h_attn,
@@ -626,7 +626,7 @@ impl ArchOps for Llama {
             .down
             .backward(&a.hidden, g.clone(), id(LinearKind::Down), sink)?;
         sink.neurons(layer, feature_relevance(&a.hidden, &g_hidden))?;
-        let act = silu(a.gate.clone());
+        let act = elementwise::silu(a.gate.clone());
         let (g_act, g_up) = match rules {
             RuleSet::AttnLrp => (
                 Some(g_hidden.clone() * a.up.clone().div_scalar(2.0)),

@@ -25,6 +25,7 @@ macro_rules! block_linears {
 
 mod backward;
 pub mod config;
+mod elementwise;
 mod families;
 mod few_rows;
 mod gpt2;
