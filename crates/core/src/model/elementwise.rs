@@ -3,10 +3,10 @@
 //! own ops everywhere else (a GPU, wasm, a CPU without AVX-512). burn's CPU backend calls libm's
 //! scalar `expf` for each value on one thread, about a tenth of a 512-token forward's time.
 
-use burn::backend::Flex;
-use burn::backend::flex::FlexTensor;
-use burn::tensor::{DType, Device, Tensor, TensorData, activation};
+use burn::tensor::{DType, Device, Tensor, activation};
 use scalpel_kernels::Elementwise;
+
+use super::cpu_buffers;
 
 /// `eˣ` of every value.
 pub(crate) fn exp<const D: usize>(x: Tensor<D>) -> Tensor<D> {
@@ -49,20 +49,11 @@ fn mapped<const D: usize>(op: Elementwise, x: &Tensor<D>) -> Option<Tensor<D>> {
     if !takes(x) {
         return None;
     }
-    let shape = x.dims();
-    let p = x.clone().try_into_primitive::<Flex>().ok()?;
-    let p = match p.layout().contiguous_offsets() {
-        Some(_) => p,
-        None => p.to_contiguous(),
-    };
-    let (start, end) = p.layout().contiguous_offsets()?;
-    let input = &p.storage::<f32>()[start..end];
+    let p = cpu_buffers::contiguous(x)?;
+    let input = cpu_buffers::f32s(&p)?;
     let mut out = vec![0.0; input.len()];
     scalpel_kernels::map(op, input, &mut out);
-    // The backend's tensor takes the vector as it is.
-    Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(
-        TensorData::new(out, shape),
-    )))
+    Some(cpu_buffers::tensor(out, x.dims()))
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@
 //! README ("The decode step's products in wasm", and "Few-row products natively").
 
 use burn::backend::Flex;
-use burn::backend::flex::FlexTensor;
-use burn::tensor::{DType, Device, Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor};
 use half::slice::HalfFloatSliceExt;
+
+use super::cpu_buffers;
 use half::{bf16, f16};
 
 /// Up to this many rows the dot products were measured to beat `gemm`: in wasm 1.35–1.6× at 8
@@ -50,13 +51,8 @@ pub(crate) fn product(x: &Tensor<2>, weight: &Tensor<2>) -> Option<Tensor<2>> {
     }
     let w = weight.clone().try_into_primitive::<Flex>().ok()?;
     let (w_start, w_end) = w.layout().contiguous_offsets()?;
-    let x = x.clone().try_into_primitive::<Flex>().ok()?;
-    let x = match x.layout().contiguous_offsets() {
-        Some(_) => x,
-        None => x.to_contiguous(),
-    };
-    let (x_start, x_end) = x.layout().contiguous_offsets()?;
-    let x = &x.storage::<f32>()[x_start..x_end];
+    let x = cpu_buffers::contiguous(x)?;
+    let x = cpu_buffers::f32s(&x)?;
     let mut y = vec![0.0; m * n];
     match w.dtype() {
         DType::F16 => {
@@ -72,10 +68,7 @@ pub(crate) fn product(x: &Tensor<2>, weight: &Tensor<2>) -> Option<Tensor<2>> {
             scalpel_kernels::rows_times_transposed(x, w, &mut y, k);
         }
     }
-    // The backend's tensor takes the vector as it is (`Tensor::from_data` would copy it).
-    Some(Tensor::from_primitive::<Flex>(FlexTensor::from_data(
-        TensorData::new(y, [m, n]),
-    )))
+    Some(cpu_buffers::tensor(y, [m, n]))
 }
 
 #[cfg(test)]

@@ -25,6 +25,7 @@ macro_rules! block_linears {
 
 mod backward;
 pub mod config;
+mod cpu_buffers;
 mod elementwise;
 mod families;
 mod few_rows;
