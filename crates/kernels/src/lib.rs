@@ -10,6 +10,11 @@
 /// # Panics
 /// If `k` is zero or the slices' lengths are not whole rows of `k` with `y` `[m, n]`.
 pub fn rows_times_transposed(x: &[f32], w: &[f32], y: &mut [f32], k: usize) {
+    product(x, w, y, k);
+}
+
+/// `x Wᵀ` for weights read as `W`: the native kernel where this CPU has one, else [`rows_times`].
+fn product<W: Weight>(x: &[f32], w: &[W], y: &mut [f32], k: usize) {
     #[cfg(target_arch = "x86_64")]
     if x86::available() {
         return native_rows_times(x, w, y, k);
@@ -35,14 +40,9 @@ pub fn native_kernel_available() -> bool {
 const SPLIT_MULTIPLY_ADDS: usize = 1 << 21;
 
 #[cfg(target_arch = "x86_64")]
-fn native_rows_times<W: x86::Lanes>(x: &[f32], w: &[W], y: &mut [f32], k: usize) {
+fn native_rows_times<W: Weight>(x: &[f32], w: &[W], y: &mut [f32], k: usize) {
     use rayon::prelude::*;
-    assert!(
-        k > 0 && x.len().is_multiple_of(k) && w.len().is_multiple_of(k),
-        "rows of {k} values"
-    );
-    let (m, n) = (x.len() / k, w.len() / k);
-    assert_eq!(y.len(), m * n, "the output holds [{m}, {n}]");
+    let (m, n) = checked_shape(x, w, y, k);
     let mut scratch = Vec::new();
     let (x, head) = x86::aligned_rows(x, w, k, &mut scratch);
     let out = x86::Output {
@@ -80,11 +80,7 @@ fn native_rows_times<W: x86::Lanes>(x: &[f32], w: &[W], y: &mut [f32], k: usize)
 /// # Panics
 /// As [`rows_times_transposed`].
 pub fn rows_times_transposed_f16(x: &[f32], w: &[u16], y: &mut [f32], k: usize) {
-    #[cfg(target_arch = "x86_64")]
-    if x86::available() {
-        return native_rows_times(x, w, y, k);
-    }
-    rows_times(x, w, y, k);
+    product(x, w, y, k);
 }
 
 /// [`rows_times_transposed`] with `w` held as bfloat16 bits (`bf16::to_bits`, the upper half of
@@ -96,11 +92,7 @@ pub fn rows_times_transposed_f16(x: &[f32], w: &[u16], y: &mut [f32], k: usize) 
 pub fn rows_times_transposed_bf16(x: &[f32], w: &[u16], y: &mut [f32], k: usize) {
     // SAFETY: `Bf16` is a transparent `u16`.
     let w = unsafe { core::slice::from_raw_parts(w.as_ptr() as *const Bf16, w.len()) };
-    #[cfg(target_arch = "x86_64")]
-    if x86::available() {
-        return native_rows_times(x, w, y, k);
-    }
-    rows_times(x, w, y, k);
+    product(x, w, y, k);
 }
 
 /// bfloat16 bits, apart from `u16`, which the kernels read as IEEE half precision.
@@ -180,13 +172,22 @@ pub fn map(op: Elementwise, x: &[f32], out: &mut [f32]) {
     }
 }
 
-fn rows_times<W: Weight>(x: &[f32], w: &[W], y: &mut [f32], k: usize) {
+/// `[m, n]` of the product of `x` and `w` (rows of `k` values) into `y`.
+///
+/// # Panics
+/// As [`rows_times_transposed`].
+fn checked_shape<W>(x: &[f32], w: &[W], y: &[f32], k: usize) -> (usize, usize) {
     assert!(
         k > 0 && x.len().is_multiple_of(k) && w.len().is_multiple_of(k),
         "rows of {k} values"
     );
     let (m, n) = (x.len() / k, w.len() / k);
     assert_eq!(y.len(), m * n, "the output holds [{m}, {n}]");
+    (m, n)
+}
+
+fn rows_times<W: Weight>(x: &[f32], w: &[W], y: &mut [f32], k: usize) {
+    let (_, n) = checked_shape(x, w, y, k);
     for (j, w_row) in w.chunks_exact(k).enumerate() {
         for (r, x_row) in x.chunks_exact(k).enumerate() {
             y[r * n + j] = dot(x_row, w_row);
@@ -197,8 +198,17 @@ fn rows_times<W: Weight>(x: &[f32], w: &[W], y: &mut [f32], k: usize) {
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use core::arch::wasm32::v128;
 
-/// How a weight is read as float32: one at a time, and (in wasm) four into a SIMD128 vector.
-trait Weight: Copy {
+/// How AVX-512 reads a weight natively (x86-64); nothing elsewhere.
+#[cfg(target_arch = "x86_64")]
+use x86::Lanes as NativeLanes;
+#[cfg(not(target_arch = "x86_64"))]
+trait NativeLanes {}
+#[cfg(not(target_arch = "x86_64"))]
+impl<T> NativeLanes for T {}
+
+/// How a weight is read as float32: one at a time, (in wasm) four into a SIMD128 vector, and
+/// (natively on x86-64) sixteen into an AVX-512 one.
+trait Weight: Copy + NativeLanes {
     fn to_f32(self) -> f32;
 
     /// The eight weights at `at` as two vectors of float32 lanes.
@@ -449,43 +459,47 @@ mod tests {
     /// The f16 product against the float32 product of the same widened weights: the same sums.
     #[test]
     fn f16_weights_multiply_as_their_float32_values() {
-        // Rows with a tail (37) and rows of whole vectors (64, the aligned path natively).
-        for (m, k, n) in [(3, 37, 5), (5, 64, 6)] {
-            let x: Vec<f32> = (0..m * k).map(|i| (i % 13) as f32 * 0.25 - 1.5).collect();
-            // Finite halves of both signs, subnormals among them.
-            let w: Vec<u16> = (0..(n * k) as u64)
-                .map(|i| ((i * 2_654_435_761) % 0x7bff) as u16 | (((i & 1) as u16) << 15))
-                .collect();
-            let widened: Vec<f32> = w.iter().map(|&h| f16_reference(h)).collect();
-            let (mut ours, mut theirs) = (vec![0.0; m * n], vec![0.0; m * n]);
-            rows_times_transposed_f16(&x, &w, &mut ours, k);
-            rows_times_transposed(&x, &widened, &mut theirs, k);
-            assert_eq!(ours, theirs, "{m}×{k}×{n}");
-        }
+        // Finite halves of both signs, subnormals among them.
+        let half = |i: usize| {
+            let i = i as u64;
+            ((i * 2_654_435_761) % 0x7bff) as u16 | (((i & 1) as u16) << 15)
+        };
+        let x = |i: usize| (i % 13) as f32 * 0.25 - 1.5;
+        check_widened_product(x, half, f16_reference, rows_times_transposed_f16);
     }
 
     /// The bfloat16 product against the float32 product of the same values: the same sums.
     #[test]
     fn bf16_weights_multiply_as_their_float32_values() {
+        let bits = |i: usize| ((i as f32 * 0.91).cos() * 3.0).to_bits().wrapping_shr(16) as u16;
+        let x = |i: usize| (i as f32 * 0.37).sin();
+        let widen = |b: u16| f32::from_bits(u32::from(b) << 16);
+        check_widened_product(x, bits, widen, rows_times_transposed_bf16);
+    }
+
+    /// `product` of `x` and the 16-bit weights `bits` equals the float32 product of their values
+    /// as `widen` gives them, bit for bit, for rows with a tail (37) and rows of whole vectors
+    /// (64, the aligned path natively).
+    fn check_widened_product(
+        x: impl Fn(usize) -> f32,
+        bits: impl Fn(usize) -> u16,
+        widen: impl Fn(u16) -> f32,
+        product: fn(&[f32], &[u16], &mut [f32], usize),
+    ) {
         for (m, k, n) in [(3, 37, 5), (5, 64, 6)] {
-            let x: Vec<f32> = (0..m * k).map(|i| (i as f32 * 0.37).sin()).collect();
-            let w: Vec<u16> = (0..n * k)
-                .map(|i| ((i as f32 * 0.91).cos() * 3.0).to_bits().wrapping_shr(16) as u16)
-                .collect();
-            let widened: Vec<f32> = w
-                .iter()
-                .map(|&b| f32::from_bits(u32::from(b) << 16))
-                .collect();
+            let x: Vec<f32> = (0..m * k).map(&x).collect();
+            let w: Vec<u16> = (0..n * k).map(&bits).collect();
+            let widened: Vec<f32> = w.iter().map(|&b| widen(b)).collect();
             let (mut ours, mut theirs) = (vec![0.0; m * n], vec![0.0; m * n]);
-            rows_times_transposed_bf16(&x, &w, &mut ours, k);
+            product(&x, &w, &mut ours, k);
             rows_times_transposed(&x, &widened, &mut theirs, k);
             assert_eq!(ours, theirs, "{m}×{k}×{n}");
         }
     }
 
-    /// `exp` within 2 ulp and the sigmoid within 3 of a double-precision reference over the float32 range
-    /// (subnormal results of `exp` to within 2⁻¹⁴⁸; the sigmoid's flush to 0), and the ends: ±∞, NaN, the attention mask's
-    /// -1e30, where `exp` overflows and where it underflows.
+    /// `exp` within 2 ulp and the sigmoid within 3 of a double-precision reference over the
+    /// float32 range (subnormal results of `exp` to within 2⁻¹⁴⁸; the sigmoid's flush to 0), and
+    /// the ends: ±∞, NaN, the attention mask's -1e30, where `exp` overflows and underflows.
     #[test]
     fn elementwise_functions_match_double_precision() {
         let mut x: Vec<f32> = (0..200_000)

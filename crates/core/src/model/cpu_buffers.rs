@@ -2,7 +2,12 @@
 
 use burn::backend::Flex;
 use burn::backend::flex::FlexTensor;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Device, Tensor, TensorData};
+
+/// Whether `x` is float32 on the CPU backend, the tensors the kernels read.
+pub(crate) fn is_cpu_f32<const D: usize>(x: &Tensor<D>) -> bool {
+    x.dtype() == DType::F32 && x.device() == Device::flex()
+}
 
 /// `x`'s backend tensor with its values contiguous (copied only when `x` is a strided view);
 /// `None` when `x` is not on the CPU backend.

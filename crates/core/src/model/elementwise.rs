@@ -3,7 +3,7 @@
 //! own ops everywhere else (a GPU, wasm, a CPU without AVX-512). burn's CPU backend calls libm's
 //! scalar `expf` for each value on one thread, about a tenth of a 512-token forward's time.
 
-use burn::tensor::{DType, Device, Tensor, activation};
+use burn::tensor::{Tensor, activation};
 use scalpel_kernels::Elementwise;
 
 use super::cpu_buffers;
@@ -40,8 +40,7 @@ pub(crate) fn softmax<const D: usize>(x: Tensor<D>, dim: usize) -> Tensor<D> {
 fn takes<const D: usize>(x: &Tensor<D>) -> bool {
     !cfg!(target_arch = "wasm32")
         && scalpel_kernels::native_kernel_available()
-        && x.dtype() == DType::F32
-        && x.device() == Device::flex()
+        && cpu_buffers::is_cpu_f32(x)
 }
 
 /// `op` of every value of `x` through the kernel, or `None` where it does not take `x`.
@@ -58,7 +57,7 @@ fn mapped<const D: usize>(op: Elementwise, x: &Tensor<D>) -> Option<Tensor<D>> {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Distribution, Tolerance};
+    use burn::tensor::{Device, Distribution, Tolerance};
 
     use super::*;
 

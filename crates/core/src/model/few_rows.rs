@@ -8,11 +8,11 @@
 //! README ("The decode step's products in wasm", and "Few-row products natively").
 
 use burn::backend::Flex;
-use burn::tensor::{DType, Device, Tensor};
+use burn::tensor::{DType, Tensor};
 use half::slice::HalfFloatSliceExt;
+use half::{bf16, f16};
 
 use super::cpu_buffers;
-use half::{bf16, f16};
 
 /// Up to this many rows the dot products were measured to beat `gemm`: in wasm 1.35–1.6× at 8
 /// (`cargo xtask bench wasm-products`), natively 1.4–8.6× at 4–28 rows and 0.9–2.2× at 64, and
@@ -40,13 +40,7 @@ fn takes(dtype: DType) -> bool {
 /// stays float32, so the result is the float32 product of the weight's values.
 pub(crate) fn product(x: &Tensor<2>, weight: &Tensor<2>) -> Option<Tensor<2>> {
     let ([m, k], [n, k_w]) = (x.dims(), weight.dims());
-    if m > MAX_ROWS
-        || k == 0
-        || k != k_w
-        || x.dtype() != DType::F32
-        || !takes(weight.dtype())
-        || x.device() != Device::flex()
-    {
+    if m > MAX_ROWS || k == 0 || k != k_w || !cpu_buffers::is_cpu_f32(x) || !takes(weight.dtype()) {
         return None;
     }
     let w = weight.clone().try_into_primitive::<Flex>().ok()?;
@@ -73,7 +67,7 @@ pub(crate) fn product(x: &Tensor<2>, weight: &Tensor<2>) -> Option<Tensor<2>> {
 
 #[cfg(test)]
 mod tests {
-    use burn::tensor::{Distribution, FloatDType, Tolerance};
+    use burn::tensor::{Device, Distribution, FloatDType, Tolerance};
 
     use super::*;
 
@@ -99,38 +93,27 @@ mod tests {
         }
     }
 
-    /// An f16 weight: the float32 product of its values, whatever product burn would take.
+    /// A 16-bit weight (f16 3×40, bfloat16 5×64): the float32 product of its values, whatever
+    /// product burn would take, where the kernel takes it.
     #[test]
-    fn f16_weights_multiply_as_their_values() {
+    fn sixteen_bit_weights_multiply_as_their_values() {
         let device = Device::flex();
-        let x = Tensor::<2>::random([3, 40], Distribution::Normal(0.0, 1.0), &device);
-        let w = Tensor::<2>::random([7, 40], Distribution::Normal(0.0, 1.0), &device);
-        let w16 = w.cast(FloatDType::F16);
-        let Some(ours) = product(&x, &w16) else {
-            // Natively without the kernel.
-            assert!(!takes(DType::F16));
-            return;
-        };
-        let theirs = x.matmul(w16.cast(FloatDType::F32).transpose());
-        ours.into_data()
-            .assert_approx_eq::<f32>(&theirs.into_data(), Tolerance::rel_abs(1e-5, 1e-5));
-    }
-
-    /// A bfloat16 weight natively: the float32 product of its values.
-    #[test]
-    fn bf16_weights_multiply_as_their_values() {
-        let device = Device::flex();
-        let x = Tensor::<2>::random([5, 64], Distribution::Normal(0.0, 1.0), &device);
-        let w = Tensor::<2>::random([7, 64], Distribution::Normal(0.0, 1.0), &device);
-        let w16 = w.cast(FloatDType::BF16);
-        let Some(ours) = product(&x, &w16) else {
-            // In wasm, or natively without the kernel.
-            assert!(!takes(DType::BF16));
-            return;
-        };
-        let theirs = x.matmul(w16.cast(FloatDType::F32).transpose());
-        ours.into_data()
-            .assert_approx_eq::<f32>(&theirs.into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+        for (held, dtype, rows, k) in [
+            (FloatDType::F16, DType::F16, 3, 40),
+            (FloatDType::BF16, DType::BF16, 5, 64),
+        ] {
+            let x = Tensor::<2>::random([rows, k], Distribution::Normal(0.0, 1.0), &device);
+            let w = Tensor::<2>::random([7, k], Distribution::Normal(0.0, 1.0), &device);
+            let w16 = w.cast(held);
+            let Some(ours) = product(&x, &w16) else {
+                // In wasm (bfloat16), or natively without the kernel.
+                assert!(!takes(dtype), "{dtype:?} declined");
+                continue;
+            };
+            let theirs = x.matmul(w16.cast(FloatDType::F32).transpose());
+            ours.into_data()
+                .assert_approx_eq::<f32>(&theirs.into_data(), Tolerance::rel_abs(1e-5, 1e-5));
+        }
     }
 
     /// More rows than pay, and a weight whose rows are not contiguous, go to the usual product.
